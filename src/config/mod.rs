@@ -1,0 +1,241 @@
+//! Typed settings: embedded defaults → optional file → environment, then validated.
+//!
+//! The defaults live in `config/default.toml` (compiled in, every key documented).
+//! Loading never guesses: an unknown key, a wrong type or a value out of range is an
+//! error that names the key and says why, before anything starts.
+
+mod secret;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+pub use secret::Secret;
+pub use validate::{ConfigError, ConfigErrors};
+
+/// The documented defaults, compiled into the binary.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+/// Read when `--config` is not given and the file exists.
+pub const SYSTEM_CONFIG_PATH: &str = "/etc/catalog-mirror/config.toml";
+/// Prefix of environment overrides; `__` separates nesting levels.
+pub const ENV_PREFIX: &str = "CATALOG_MIRROR_";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub http: HttpSettings,
+    pub webhooks: WebhookSettings,
+    pub violet: VioletSettings,
+    pub jobs: JobSettings,
+    pub sync: SyncSettings,
+    pub refresh: RefreshSettings,
+    pub search: SearchSettings,
+    pub admin: AdminSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: Secret,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+    pub create_if_missing: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub public_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    pub extra_secrets: Vec<Secret>,
+    pub body_limit_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VioletSettings {
+    pub base_url: String,
+    pub app_id: u64,
+    pub app_secret: Secret,
+    pub username: String,
+    pub password: Secret,
+    pub request_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub page_size: u32,
+    pub max_retries: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub retry_after_max_secs: u64,
+    pub rate_limit_per_sec: u32,
+    pub merchant_rate_limit_per_sec: u32,
+    pub max_concurrency: usize,
+    pub merchant_max_concurrency: usize,
+    pub token_refresh_margin_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    pub workers: usize,
+    pub debounce_ms: u64,
+    pub lease_secs: u64,
+    pub max_attempts: i32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub poll_interval_ms: u64,
+    pub drain_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSettings {
+    pub stall_timeout_secs: u64,
+    pub failed_retry_base_secs: u64,
+    pub failed_retry_factor: f64,
+    pub failed_retry_cap_secs: u64,
+    pub failed_retry_jitter: f64,
+    pub failed_retry_max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshSettings {
+    pub concurrency: usize,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSettings {
+    pub index_dir: PathBuf,
+    pub api_key: Secret,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    pub token: Secret,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+/// Where the file layer comes from.
+#[derive(Debug, Clone, Default)]
+pub enum ConfigSource {
+    /// `/etc/catalog-mirror/config.toml` when it exists, else defaults and environment only.
+    #[default]
+    System,
+    /// An explicit file, which must exist.
+    File(PathBuf),
+    /// Defaults and environment only (tests).
+    DefaultsOnly,
+}
+
+impl Settings {
+    /// Loads the layers (defaults, file, process environment) and validates the result.
+    pub fn load(source: &ConfigSource) -> Result<Settings, ConfigErrors> {
+        let settings: Settings = figment(source)?
+            .extract()
+            .map_err(ConfigErrors::from_figment)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|err| format!("# cannot render: {err}\n"))
+    }
+}
+
+/// The layered sources, later ones winning.
+fn figment(source: &ConfigSource) -> Result<Figment, ConfigErrors> {
+    let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+    match source {
+        ConfigSource::System => {
+            if Path::new(SYSTEM_CONFIG_PATH).exists() {
+                figment = figment.merge(Toml::file(SYSTEM_CONFIG_PATH));
+            }
+        }
+        ConfigSource::File(path) => {
+            if !path.is_file() {
+                return Err(ConfigErrors::single(
+                    "--config",
+                    format!("{} does not exist or is not a file", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        ConfigSource::DefaultsOnly => {}
+    }
+    Ok(figment
+        .merge(Env::raw().filter_map(|key| {
+            (key == "DATABASE_URL").then(|| "database.url".into())
+        }))
+        .merge(Env::prefixed(ENV_PREFIX).split("__")))
+}
+
+impl DatabaseSettings {
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+impl VioletSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+impl JobSettings {
+    pub fn debounce(&self) -> Duration {
+        Duration::from_millis(self.debounce_ms)
+    }
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.drain_secs)
+    }
+}
+
+impl WebhookSettings {
+    /// Every secret a webhook signature may be made with: the app secret first, then
+    /// the extra ones (rotation).
+    pub fn accepted_secrets(&self, violet: &VioletSettings) -> Vec<Secret> {
+        std::iter::once(violet.app_secret.clone())
+            .chain(self.extra_secrets.iter().cloned())
+            .filter(|secret| !secret.is_empty())
+            .collect()
+    }
+}

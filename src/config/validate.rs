@@ -1,0 +1,191 @@
+//! Validation of loaded settings: every error names the key and the reason.
+
+use std::fmt;
+
+use super::Settings;
+
+/// One invalid setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key, e.g. `jobs.workers`.
+    pub key: String,
+    pub reason: String,
+}
+
+/// All invalid settings found at once, so an operator fixes them in one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub fn single(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self(vec![ConfigError {
+            key: key.into(),
+            reason: reason.into(),
+        }])
+    }
+
+    /// Turns figment's parse errors (wrong type, unknown key, missing key) into ours.
+    pub fn from_figment(error: figment::Error) -> Self {
+        Self(
+            error
+                .into_iter()
+                .map(|error| {
+                    let mut reason = error.kind.to_string();
+                    if let Some(source) = error.metadata.as_ref().map(|meta| meta.name.to_string()) {
+                        reason = format!("{reason} (from {source})");
+                    }
+                    ConfigError {
+                        key: if error.path.is_empty() {
+                            "<root>".to_string()
+                        } else {
+                            error.path.join(".")
+                        },
+                        reason,
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// The error about `key`, if any (tests and callers that care about one key).
+    pub fn for_key(&self, key: &str) -> Option<&ConfigError> {
+        self.0.iter().find(|error| error.key == key)
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for error in &self.0 {
+            writeln!(f, "  {}: {}", error.key, error.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Collects problems while checking keys one by one.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn check(&mut self, ok: bool, key: &str, reason: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(ConfigError {
+                key: key.to_string(),
+                reason: reason(),
+            });
+        }
+    }
+
+    fn positive(&mut self, value: u64, key: &str) {
+        self.check(value > 0, key, || "must be greater than 0".into());
+    }
+
+    fn url(&mut self, value: &str, key: &str, schemes: &[&str]) {
+        match url::Url::parse(value) {
+            Ok(url) if schemes.contains(&url.scheme()) => {}
+            Ok(url) => self.check(false, key, || {
+                format!("scheme `{}` is not one of {}", url.scheme(), schemes.join(", "))
+            }),
+            Err(err) => self.check(false, key, || format!("not a valid URL: {err}")),
+        }
+    }
+}
+
+impl Settings {
+    /// Checks ranges and relations that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut p = Problems::default();
+
+        p.url(self.database.url.expose(), "database.url", &["postgres", "postgresql"]);
+        p.positive(self.database.max_connections.into(), "database.max_connections");
+        p.positive(self.database.acquire_timeout_ms, "database.acquire_timeout_ms");
+
+        p.check(
+            self.http.public_addr != self.http.admin_addr,
+            "http.admin_addr",
+            || "must differ from http.public_addr".into(),
+        );
+        p.check(
+            self.webhooks.body_limit_bytes >= 1024,
+            "webhooks.body_limit_bytes",
+            || "must be at least 1024".into(),
+        );
+        for (i, secret) in self.webhooks.extra_secrets.iter().enumerate() {
+            p.check(!secret.is_empty(), &format!("webhooks.extra_secrets[{i}]"), || {
+                "must not be empty".into()
+            });
+        }
+
+        let v = &self.violet;
+        p.url(&v.base_url, "violet.base_url", &["http", "https"]);
+        p.positive(v.app_id, "violet.app_id");
+        p.check(!v.app_secret.is_empty(), "violet.app_secret", || {
+            "must be set (it authenticates API calls and verifies webhooks)".into()
+        });
+        p.check(!v.username.is_empty(), "violet.username", || "must be set".into());
+        p.check(!v.password.is_empty(), "violet.password", || "must be set".into());
+        p.positive(v.request_timeout_ms, "violet.request_timeout_ms");
+        p.positive(v.connect_timeout_ms, "violet.connect_timeout_ms");
+        p.check((1..=100).contains(&v.page_size), "violet.page_size", || {
+            "must be between 1 and 100 (Violet's maximum page size)".into()
+        });
+        p.positive(v.retry_base_ms, "violet.retry_base_ms");
+        p.check(v.retry_max_ms >= v.retry_base_ms, "violet.retry_max_ms", || {
+            "must be at least violet.retry_base_ms".into()
+        });
+        p.positive(v.rate_limit_per_sec.into(), "violet.rate_limit_per_sec");
+        p.positive(v.merchant_rate_limit_per_sec.into(), "violet.merchant_rate_limit_per_sec");
+        p.positive(v.max_concurrency as u64, "violet.max_concurrency");
+        p.positive(v.merchant_max_concurrency as u64, "violet.merchant_max_concurrency");
+
+        let j = &self.jobs;
+        p.positive(j.workers as u64, "jobs.workers");
+        p.positive(j.lease_secs, "jobs.lease_secs");
+        p.check(j.max_attempts >= 1, "jobs.max_attempts", || "must be at least 1".into());
+        p.positive(j.retry_base_ms, "jobs.retry_base_ms");
+        p.check(j.retry_max_ms >= j.retry_base_ms, "jobs.retry_max_ms", || {
+            "must be at least jobs.retry_base_ms".into()
+        });
+        p.positive(j.poll_interval_ms, "jobs.poll_interval_ms");
+
+        let s = &self.sync;
+        p.positive(s.stall_timeout_secs, "sync.stall_timeout_secs");
+        p.positive(s.failed_retry_base_secs, "sync.failed_retry_base_secs");
+        p.check(s.failed_retry_factor >= 1.0, "sync.failed_retry_factor", || {
+            "must be at least 1.0".into()
+        });
+        p.check(
+            s.failed_retry_cap_secs >= s.failed_retry_base_secs,
+            "sync.failed_retry_cap_secs",
+            || "must be at least sync.failed_retry_base_secs".into(),
+        );
+        p.check(
+            (0.0..=1.0).contains(&s.failed_retry_jitter),
+            "sync.failed_retry_jitter",
+            || "must be between 0.0 and 1.0".into(),
+        );
+
+        p.positive(self.refresh.concurrency as u64, "refresh.concurrency");
+        p.check(
+            (1..=50_000).contains(&self.refresh.batch_size),
+            "refresh.batch_size",
+            || "must be between 1 and 50000".into(),
+        );
+        p.check(
+            !self.search.index_dir.as_os_str().is_empty(),
+            "search.index_dir",
+            || "must be set".into(),
+        );
+        p.url(&self.admin.url, "admin.url", &["http", "https"]);
+        p.check(
+            tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_ok(),
+            "log.filter",
+            || format!("`{}` is not a valid tracing filter", self.log.filter),
+        );
+
+        if p.0.is_empty() { Ok(()) } else { Err(ConfigErrors(p.0)) }
+    }
+}

@@ -1,0 +1,1 @@
+//! The Violet sandbox: a simulated Violet API and a signed webhook emitter.
