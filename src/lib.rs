@@ -1,6 +1,15 @@
 //! catalog-mirror: a daemon that keeps a fast, searchable local mirror of Violet
 //! merchants' catalogs. See DESIGN.md for the architecture; `main.rs` is only the CLI.
 
+pub mod app;
+pub mod cli;
 pub mod config;
+pub mod db;
+pub mod http;
+pub mod intake;
+pub mod jobs;
+pub mod runner;
 pub mod sandbox;
+pub mod sync;
+pub mod telemetry;
 pub mod violet;

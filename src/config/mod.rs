@@ -239,3 +239,6 @@ impl WebhookSettings {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -104,7 +104,7 @@ impl Settings {
         p.positive(self.database.acquire_timeout_ms, "database.acquire_timeout_ms");
 
         p.check(
-            self.http.public_addr != self.http.admin_addr,
+            self.http.public_addr != self.http.admin_addr || self.http.public_addr.port() == 0,
             "http.admin_addr",
             || "must differ from http.public_addr".into(),
         );

@@ -1,0 +1,118 @@
+//! Wiring: builds the daemon from settings, binds its listeners, runs it until the
+//! shutdown token is cancelled, then drains.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::jobs::{Queue, WorkerPool};
+use crate::runner::AppRunner;
+use crate::sync::{Planner, PlanningSettings};
+
+/// A built daemon: listeners bound (port 0 gives a free port in tests), not yet serving.
+pub struct Application {
+    settings: Settings,
+    pool: PgPool,
+    public: TcpListener,
+    public_addr: SocketAddr,
+}
+
+impl Application {
+    /// Prepares the database (create if allowed, migrate) and binds the listeners.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let pool = prepare_database(&settings).await?;
+        let public = TcpListener::bind(settings.http.public_addr)
+            .await
+            .with_context(|| format!("cannot listen on http.public_addr {}", settings.http.public_addr))?;
+        let public_addr = public.local_addr()?;
+        Ok(Application {
+            settings,
+            pool,
+            public,
+            public_addr,
+        })
+    }
+
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public_addr
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Serves until `shutdown` is cancelled: intake stops first, then jobs drain.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let settings = &self.settings;
+        let planner = Arc::new(Planner::new(PlanningSettings::new(&settings.jobs, &settings.sync)));
+        let state = AppState {
+            pool: self.pool.clone(),
+            planner,
+            webhook_secrets: settings.webhooks.accepted_secrets(&settings.violet).into(),
+            intake_timeout: settings.database.acquire_timeout() + Duration::from_millis(150),
+        };
+        let router = http::public_router(state, settings.webhooks.body_limit_bytes);
+
+        let workers = Arc::new(WorkerPool::new(
+            Queue::new(self.pool.clone()),
+            AppRunner::new(self.pool.clone(), settings),
+            settings.jobs.clone(),
+        ));
+        let jobs_shutdown = CancellationToken::new();
+        let worker_task = tokio::spawn(workers.run(jobs_shutdown.clone()));
+
+        tracing::info!(addr = %self.public_addr, "public listener ready");
+        let intake_shutdown = shutdown.clone();
+        axum::serve(self.public, router)
+            .with_graceful_shutdown(async move { intake_shutdown.cancelled().await })
+            .await
+            .context("public listener failed")?;
+        tracing::info!("intake stopped; draining jobs");
+        jobs_shutdown.cancel();
+        let _ = worker_task.await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Retries until the database answers, so a daemon started before PostgreSQL waits for it
+/// (systemd ordering is not always enough), unless shutdown comes first.
+async fn prepare_database(settings: &Settings) -> anyhow::Result<PgPool> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match crate::db::prepare(&settings.database).await {
+            Ok(pool) => return Ok(pool),
+            Err(err) if is_unreachable(&err) => {
+                tracing::warn!(error = format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "database unreachable at start");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+fn is_unreachable(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
+        )
+    })
+}
+
+/// `catalog-mirror serve`.
+pub async fn serve(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let app = tokio::select! {
+        app = Application::build(settings) => app?,
+        _ = shutdown.cancelled() => return Ok(()),
+    };
+    app.run_until_stopped(shutdown).await
+}

@@ -1,0 +1,38 @@
+//! HTTP: the public router (webhooks, health; search joins it) and shared state.
+
+mod health;
+mod webhooks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use sqlx::PgPool;
+
+use crate::config::Secret;
+use crate::sync::Planner;
+
+/// What the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub planner: Arc<Planner>,
+    /// Every secret a webhook may be signed with (rotation).
+    pub webhook_secrets: Arc<[Secret]>,
+    /// Longest a delivery may wait on the database before it gets 503.
+    pub intake_timeout: Duration,
+}
+
+/// The public listener's routes.
+pub fn public_router(state: AppState, webhook_body_limit: usize) -> Router {
+    Router::new()
+        .route(
+            "/webhooks/violet",
+            post(webhooks::receive).layer(DefaultBodyLimit::max(webhook_body_limit)),
+        )
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state)
+}

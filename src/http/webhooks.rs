@@ -1,0 +1,105 @@
+//! `POST /webhooks/violet`: verify the signature over the raw body, store the event
+//! durably, answer. Nothing else happens on the request path.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use crate::intake::{self, IntakeOutcome};
+use crate::sync::{IncomingEvent, Topic};
+use crate::violet::signature;
+
+/// Longest event id, topic or entity id accepted.
+const MAX_HEADER_LEN: usize = 256;
+
+pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let hmac = headers.get("x-violet-hmac").and_then(|v| v.to_str().ok());
+    if let Err(err) = signature::verify(&state.webhook_secrets, &body, hmac) {
+        metrics::counter!("catalog_mirror_webhook_signature_failures_total").increment(1);
+        tracing::warn!(reason = %err, "webhook refused: bad signature");
+        return reply(StatusCode::UNAUTHORIZED, "unauthorized", &err.to_string());
+    }
+    let event_id = match required(&headers, "x-violet-event-id") {
+        Ok(value) => value,
+        Err(response) => return response,
+    };
+    let topic_name = match required(&headers, "x-violet-topic") {
+        Ok(value) => value,
+        Err(response) => return response,
+    };
+    let topic = Topic::parse(&topic_name);
+    let event = IncomingEvent {
+        event_id,
+        topic,
+        entity_id: optional(&headers, "x-violet-entity-id"),
+        webhook_id: optional(&headers, "x-violet-webhook-id"),
+        event_id_source: optional(&headers, "x-violet-event-id-source"),
+        header_merchant_id: optional(&headers, "x-violet-merchant-id").and_then(|id| id.parse().ok()),
+        body: serde_json::from_slice(&body).ok(),
+        raw_body: body.to_vec(),
+        topic_name,
+    };
+
+    let stored = tokio::time::timeout(state.intake_timeout, intake::record(&state.pool, &state.planner, &event)).await;
+    let (status, outcome) = match stored {
+        Ok(Ok(IntakeOutcome::Stored(status))) => (StatusCode::OK, status.as_str()),
+        Ok(Ok(IntakeOutcome::Duplicate)) => (StatusCode::OK, "duplicate"),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "webhook not stored: database error; asking Violet to retry");
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
+        Err(_) => {
+            tracing::warn!("webhook not stored: database too slow; asking Violet to retry");
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+        }
+    };
+    metrics::counter!("catalog_mirror_webhooks_total", "topic" => metric_topic(&event), "outcome" => outcome)
+        .increment(1);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        let mut response = reply(status, "unavailable", "the event could not be stored; retry later");
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return response;
+    }
+    (status, Json(json!({ "status": outcome, "event_id": event.event_id }))).into_response()
+}
+
+/// Topic label for metrics: known topics by name, anything else as "other", so a
+/// sender cannot create unbounded label values.
+fn metric_topic(event: &IncomingEvent) -> String {
+    if event.topic == Topic::Other {
+        "other".into()
+    } else {
+        event.topic_name.trim().to_ascii_uppercase()
+    }
+}
+
+fn optional(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= MAX_HEADER_LEN)
+        .map(str::to_string)
+}
+
+fn required(headers: &HeaderMap, name: &str) -> Result<String, Response> {
+    let Some(raw) = headers.get(name) else {
+        return Err(reply(StatusCode::BAD_REQUEST, "bad_request", &format!("missing {name} header")));
+    };
+    match raw.to_str().map(str::trim) {
+        Ok(value) if !value.is_empty() && value.len() <= MAX_HEADER_LEN => Ok(value.to_string()),
+        _ => Err(reply(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("{name} must be 1 to {MAX_HEADER_LEN} visible ASCII characters"),
+        )),
+    }
+}
+
+fn reply(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({ "error": code, "message": message }))).into_response()
+}

@@ -1,0 +1,67 @@
+//! The typed job kinds and the dedupe key each one uses.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sync::SyncKind;
+
+/// What a job does. Stored as its `kind` column plus a JSON payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobKind {
+    /// Refetch a merchant's offers into the mirror (after PRODUCT_SYNC_COMPLETED,
+    /// a manual resync, a failed-sync retry or a stalled sync).
+    RefreshProducts { merchant_id: i64, mode: RefreshMode },
+    /// Refetch a merchant's collections and their membership.
+    RefreshCollections { merchant_id: i64, mode: RefreshMode },
+    /// Apply the merchant's pending offer and collection events received outside a
+    /// sync window, in one batch.
+    Incremental { merchant_id: i64 },
+    /// A retry after *_SYNC_FAILED: a safe refresh on the sync retry schedule; when it
+    /// runs out of attempts the merchant needs attention.
+    SyncRetry { merchant_id: i64, sync: SyncKind },
+    /// Fires `sync.stall_timeout_secs` after a STARTED: marks the sync stalled when it
+    /// is still running with that sync id.
+    StallCheck { merchant_id: i64, sync: SyncKind, sync_id: Option<String> },
+}
+
+/// A full refresh removes what was not seen; a safe one only upserts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshMode {
+    Full,
+    Safe,
+}
+
+impl JobKind {
+    /// The `kind` column.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobKind::RefreshProducts { .. } => "refresh_products",
+            JobKind::RefreshCollections { .. } => "refresh_collections",
+            JobKind::Incremental { .. } => "incremental",
+            JobKind::SyncRetry { .. } => "sync_retry",
+            JobKind::StallCheck { .. } => "stall_check",
+        }
+    }
+
+    pub fn merchant_id(&self) -> i64 {
+        match self {
+            JobKind::RefreshProducts { merchant_id, .. }
+            | JobKind::RefreshCollections { merchant_id, .. }
+            | JobKind::Incremental { merchant_id }
+            | JobKind::SyncRetry { merchant_id, .. }
+            | JobKind::StallCheck { merchant_id, .. } => *merchant_id,
+        }
+    }
+
+    /// One pending job per key; one running job per key at a time.
+    pub fn dedupe_key(&self) -> String {
+        let merchant = self.merchant_id();
+        match self {
+            JobKind::SyncRetry { sync, .. } | JobKind::StallCheck { sync, .. } => {
+                format!("{}:{merchant}:{}", self.name(), sync.as_str())
+            }
+            _ => format!("{}:{merchant}", self.name()),
+        }
+    }
+}

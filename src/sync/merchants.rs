@@ -1,0 +1,80 @@
+//! Merchant events: connection, enablement and health, applied in event order.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use super::Topic;
+use crate::jobs::Queue;
+
+/// Makes sure a row exists for a merchant first seen through a sync or offer event.
+pub(super) async fn ensure(conn: &mut PgConnection, merchant_id: i64) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO merchants (merchant_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(merchant_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Applies a MERCHANT_* event. Status changes from an event older than the last one
+/// applied are ignored; descriptive fields (name, platform, URL) are taken from any
+/// event that carries them. Returns whether the status moved.
+pub(super) async fn apply(
+    conn: &mut PgConnection,
+    merchant_id: i64,
+    topic: &Topic,
+    body: &Value,
+    at: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    ensure(conn, merchant_id).await?;
+    let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
+    sqlx::query(
+        r#"UPDATE merchants SET
+               name = COALESCE($2, name), platform = COALESCE($3, platform),
+               store_url = COALESCE($4, store_url), raw = COALESCE($5, raw), updated_at = now()
+           WHERE merchant_id = $1"#,
+    )
+    .bind(merchant_id)
+    .bind(text("merchant_name").or_else(|| text("name")))
+    .bind(text("platform"))
+    .bind(text("store_url"))
+    .bind(body.is_object().then(|| body.clone()))
+    .execute(&mut *conn)
+    .await?;
+
+    // (connected, enabled, health, resync_expected): None leaves the column as it is.
+    let (connected, enabled, health, resync) = match topic {
+        Topic::MerchantConnected => (Some(true), None, None, None),
+        Topic::MerchantDisconnected => (Some(false), None, None, None),
+        Topic::MerchantEnabled => (None, Some(true), None, Some(true)),
+        Topic::MerchantDisabled => (None, Some(false), None, None),
+        Topic::MerchantNeedsAttention => (None, None, Some("needs_attention"), None),
+        Topic::MerchantComplete => (None, None, Some("complete"), None),
+        _ => return Ok(false),
+    };
+    let moved = sqlx::query(
+        r#"UPDATE merchants SET
+               connected = COALESCE($2, connected), enabled = COALESCE($3, enabled),
+               health = COALESCE($4, health), resync_expected = COALESCE($5, resync_expected),
+               violet_status = COALESCE($6, violet_status), status_event_at = $7, updated_at = now()
+           WHERE merchant_id = $1 AND (status_event_at IS NULL OR status_event_at <= $7)"#,
+    )
+    .bind(merchant_id)
+    .bind(connected)
+    .bind(enabled)
+    .bind(health)
+    .bind(resync)
+    .bind(text("status"))
+    .bind(at)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+
+    if moved && *topic == Topic::MerchantDisconnected {
+        // The app lost access to the catalog: nothing pending for it can succeed.
+        let cancelled = Queue::cancel_pending(conn, merchant_id, None, "merchant disconnected").await?;
+        tracing::info!(merchant_id, cancelled, "merchant disconnected: catalog hidden, pending jobs cancelled");
+    }
+    Ok(moved)
+}

@@ -1,0 +1,31 @@
+//! Sync tracking and planning: how each stored webhook event moves the per-merchant
+//! state machine and which jobs it schedules. Everything here runs inside the intake
+//! transaction (or a job's), so state, history and jobs change together or not at all.
+
+mod event;
+mod merchants;
+mod planner;
+mod state;
+
+pub use event::{EventClass, IncomingEvent, Topic};
+pub use planner::{EventStatus, Planner, PlanningSettings, refresh};
+pub use state::{SyncState, mark_needs_attention, mark_stalled};
+
+use serde::{Deserialize, Serialize};
+
+/// The two independent syncs Violet runs per merchant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncKind {
+    Products,
+    Collections,
+}
+
+impl SyncKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SyncKind::Products => "products",
+            SyncKind::Collections => "collections",
+        }
+    }
+}

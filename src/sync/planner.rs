@@ -1,0 +1,280 @@
+//! Planning: what a newly stored event changes and which jobs it schedules.
+//!
+//! - COMPLETED schedules a full refresh of that merchant and kind after the debounce.
+//! - Offer and collection events during that merchant's sync window are held: the
+//!   refresh after COMPLETED covers them. Outside a window they gather into one
+//!   batched incremental job per merchant.
+//! - FAILED schedules a retry (a safe refresh) on the sync retry schedule; repeated
+//!   failures mark the sync as needing attention.
+//! - A new STARTED or COMPLETED cancels pending retries.
+//! - STARTED schedules a stall check `sync.stall_timeout_secs` later. It fetches nothing.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::PgConnection;
+
+use super::state::{self, SyncEvent};
+use super::{EventClass, IncomingEvent, SyncKind, Topic, merchants};
+use crate::config::{JobSettings, SyncSettings};
+use crate::jobs::{Backoff, JobKind, NewJob, OnConflict, Queue, RefreshMode};
+
+/// The settings planning needs, copied out of the configuration.
+#[derive(Debug, Clone)]
+pub struct PlanningSettings {
+    pub debounce: Duration,
+    pub stall_timeout: Duration,
+    pub job_max_attempts: i32,
+    pub retry: Backoff,
+    pub retry_max_attempts: i32,
+}
+
+impl PlanningSettings {
+    pub fn new(jobs: &JobSettings, sync: &SyncSettings) -> Self {
+        Self {
+            debounce: jobs.debounce(),
+            stall_timeout: Duration::from_secs(sync.stall_timeout_secs),
+            job_max_attempts: jobs.max_attempts,
+            retry: Backoff {
+                base: Duration::from_secs(sync.failed_retry_base_secs),
+                factor: sync.failed_retry_factor,
+                cap: Duration::from_secs(sync.failed_retry_cap_secs),
+                jitter: sync.failed_retry_jitter,
+            },
+            retry_max_attempts: sync.failed_retry_max_attempts.max(1) as i32,
+        }
+    }
+}
+
+/// What became of an event; stored in `webhook_events.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    Processed,
+    /// Signed correctly but unusable (body not JSON, no merchant id): kept for replay.
+    Unprocessable,
+    /// A topic the daemon does not act on.
+    Ignored,
+    /// An offer or collection event waiting for a batched job or a refresh.
+    Pending,
+}
+
+impl EventStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventStatus::Processed => "processed",
+            EventStatus::Unprocessable => "unprocessable",
+            EventStatus::Ignored => "ignored",
+            EventStatus::Pending => "pending",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Planner {
+    settings: PlanningSettings,
+}
+
+impl Planner {
+    pub fn new(settings: PlanningSettings) -> Self {
+        Self { settings }
+    }
+
+    pub fn settings(&self) -> &PlanningSettings {
+        &self.settings
+    }
+
+    /// Applies a newly stored event inside the intake transaction. Returns its status
+    /// and, for unprocessable events, why.
+    pub async fn apply(
+        &self,
+        conn: &mut PgConnection,
+        event: &IncomingEvent,
+    ) -> sqlx::Result<(EventStatus, Option<String>)> {
+        let class = event.topic.class();
+        if class == EventClass::Unknown {
+            return Ok((EventStatus::Ignored, None));
+        }
+        let Some(body) = event.body.as_ref() else {
+            return Ok((EventStatus::Unprocessable, Some("body is not valid JSON".into())));
+        };
+        let Some(merchant_id) = event.merchant_id() else {
+            return Ok((
+                EventStatus::Unprocessable,
+                Some("no merchant id in X-Violet-Merchant-Id or the body".into()),
+            ));
+        };
+        let at = event.occurred_at().unwrap_or_else(Utc::now);
+        match (&event.topic, class) {
+            (_, EventClass::Merchant) => {
+                merchants::apply(conn, merchant_id, &event.topic, body, at).await?;
+                Ok((EventStatus::Processed, None))
+            }
+            (Topic::SyncStarted(kind), _) | (Topic::SyncCompleted(kind), _) | (Topic::SyncFailed(kind), _) => {
+                merchants::ensure(conn, merchant_id).await?;
+                let sync_id = event.sync_id();
+                let sync = SyncEvent {
+                    merchant_id,
+                    kind: *kind,
+                    sync_id: sync_id.as_deref(),
+                    at,
+                    event_id: &event.event_id,
+                    total_products: event.body_int("total_products"),
+                    total_products_synced: event.body_int("total_products_synced"),
+                };
+                match event.topic {
+                    Topic::SyncStarted(_) => self.started(conn, &sync).await?,
+                    Topic::SyncCompleted(_) => self.completed(conn, &sync).await?,
+                    _ => self.failed(conn, &sync).await?,
+                }
+                Ok((EventStatus::Processed, None))
+            }
+            (_, EventClass::Offer) => {
+                merchants::ensure(conn, merchant_id).await?;
+                self.hold_or_batch(conn, merchant_id, SyncKind::Products).await?;
+                Ok((EventStatus::Pending, None))
+            }
+            (_, EventClass::Collection) => {
+                merchants::ensure(conn, merchant_id).await?;
+                self.hold_or_batch(conn, merchant_id, SyncKind::Collections).await?;
+                Ok((EventStatus::Pending, None))
+            }
+            _ => Ok((EventStatus::Ignored, None)),
+        }
+    }
+
+    async fn started(&self, conn: &mut PgConnection, sync: &SyncEvent<'_>) -> sqlx::Result<()> {
+        let moved = state::on_started(conn, sync).await?;
+        self.cancel_retries(conn, sync.merchant_id, sync.kind).await?;
+        if moved {
+            let elapsed = (Utc::now() - sync.at).to_std().unwrap_or_default();
+            self.enqueue(
+                conn,
+                JobKind::StallCheck {
+                    merchant_id: sync.merchant_id,
+                    sync: sync.kind,
+                    sync_id: sync.sync_id.map(str::to_string),
+                },
+                self.settings.stall_timeout.saturating_sub(elapsed),
+                OnConflict::Replace,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn completed(&self, conn: &mut PgConnection, sync: &SyncEvent<'_>) -> sqlx::Result<()> {
+        let ended = state::on_ended(conn, sync, true).await?;
+        self.cancel_retries(conn, sync.merchant_id, sync.kind).await?;
+        if ended.moved {
+            self.cancel_stall_check(conn, sync.merchant_id, sync.kind).await?;
+            if sync.kind == SyncKind::Products {
+                sqlx::query("UPDATE merchants SET resync_expected = false WHERE merchant_id = $1")
+                    .bind(sync.merchant_id)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        // Even a late or unpaired COMPLETED means Violet's copy changed: refresh.
+        self.enqueue(conn, refresh(sync.merchant_id, sync.kind, RefreshMode::Full), self.settings.debounce, OnConflict::Debounce)
+            .await?;
+        Ok(())
+    }
+
+    async fn failed(&self, conn: &mut PgConnection, sync: &SyncEvent<'_>) -> sqlx::Result<()> {
+        let ended = state::on_ended(conn, sync, false).await?;
+        if !ended.moved {
+            return Ok(());
+        }
+        self.cancel_stall_check(conn, sync.merchant_id, sync.kind).await?;
+        metrics::counter!("catalog_mirror_sync_failures_total", "kind" => sync.kind.as_str()).increment(1);
+        // Events held during the failed window are applied on their own now.
+        self.enqueue(conn, JobKind::Incremental { merchant_id: sync.merchant_id }, self.settings.debounce, OnConflict::Debounce)
+            .await?;
+        if ended.consecutive_failures >= self.settings.retry_max_attempts {
+            state::mark_needs_attention(conn, sync.merchant_id, sync.kind).await?;
+            return Ok(());
+        }
+        let delay = self.settings.retry.delay(ended.consecutive_failures);
+        Queue::enqueue(
+            conn,
+            &NewJob {
+                kind: JobKind::SyncRetry {
+                    merchant_id: sync.merchant_id,
+                    sync: sync.kind,
+                },
+                delay,
+                max_attempts: self.settings.retry_max_attempts,
+                on_conflict: OnConflict::KeepEarlier,
+            },
+        )
+        .await?;
+        tracing::warn!(
+            merchant_id = sync.merchant_id,
+            kind = sync.kind.as_str(),
+            failures = ended.consecutive_failures,
+            retry_in_secs = delay.as_secs(),
+            "sync failed: cached catalog kept, retry scheduled"
+        );
+        Ok(())
+    }
+
+    /// Offer or collection event: held while that kind is syncing (the refresh after
+    /// COMPLETED covers it), otherwise batched into the merchant's incremental job.
+    async fn hold_or_batch(&self, conn: &mut PgConnection, merchant_id: i64, kind: SyncKind) -> sqlx::Result<()> {
+        let syncing: Option<bool> =
+            sqlx::query_scalar("SELECT state = 'syncing' FROM sync_state WHERE merchant_id = $1 AND kind = $2")
+                .bind(merchant_id)
+                .bind(kind.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        if syncing != Some(true) {
+            self.enqueue(conn, JobKind::Incremental { merchant_id }, self.settings.debounce, OnConflict::Debounce)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn cancel_retries(&self, conn: &mut PgConnection, merchant_id: i64, kind: SyncKind) -> sqlx::Result<()> {
+        let key = JobKind::SyncRetry { merchant_id, sync: kind }.dedupe_key();
+        Queue::cancel_pending(conn, merchant_id, Some(&key), "superseded by a newer sync").await?;
+        Ok(())
+    }
+
+    async fn cancel_stall_check(&self, conn: &mut PgConnection, merchant_id: i64, kind: SyncKind) -> sqlx::Result<()> {
+        let key = JobKind::StallCheck {
+            merchant_id,
+            sync: kind,
+            sync_id: None,
+        }
+        .dedupe_key();
+        Queue::cancel_pending(conn, merchant_id, Some(&key), "the sync ended").await?;
+        Ok(())
+    }
+
+    async fn enqueue(
+        &self,
+        conn: &mut PgConnection,
+        kind: JobKind,
+        delay: Duration,
+        on_conflict: OnConflict,
+    ) -> sqlx::Result<i64> {
+        Queue::enqueue(
+            conn,
+            &NewJob {
+                kind,
+                delay,
+                max_attempts: self.settings.job_max_attempts,
+                on_conflict,
+            },
+        )
+        .await
+    }
+}
+
+/// The refresh job for a merchant and kind.
+pub fn refresh(merchant_id: i64, kind: SyncKind, mode: RefreshMode) -> JobKind {
+    match kind {
+        SyncKind::Products => JobKind::RefreshProducts { merchant_id, mode },
+        SyncKind::Collections => JobKind::RefreshCollections { merchant_id, mode },
+    }
+}
