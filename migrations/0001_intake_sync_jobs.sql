@@ -105,3 +105,14 @@ CREATE INDEX jobs_due ON jobs (run_at) WHERE state = 'pending';
 CREATE INDEX jobs_leases ON jobs (locked_until) WHERE state = 'running';
 CREATE INDEX jobs_running_key ON jobs (dedupe_key) WHERE state = 'running';
 CREATE INDEX jobs_by_state ON jobs (state, id DESC);
+
+-- Wake idle workers when a job becomes pending (delivered at commit; repeated
+-- notifications in one transaction are folded into one).
+CREATE FUNCTION jobs_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('catalog_mirror_jobs', '');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_notify AFTER INSERT OR UPDATE OF state, run_at ON jobs
+    FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION jobs_notify();

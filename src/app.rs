@@ -57,6 +57,11 @@ impl Application {
             planner,
             webhook_secrets: settings.webhooks.accepted_secrets(&settings.violet).into(),
             intake_timeout: settings.database.acquire_timeout() + Duration::from_millis(150),
+            // Leave a few connections for the workers and health checks.
+            intake_gate: Arc::new(http::IntakeGate::new(
+                (settings.database.max_connections as usize).saturating_sub(4).max(1),
+                Duration::from_secs(5),
+            )),
         };
         let router = http::public_router(state, settings.webhooks.body_limit_bytes);
 

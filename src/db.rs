@@ -26,6 +26,9 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout())
+        // A broken connection shows up as a query error (503, Violet retries); pinging
+        // before every use would add a round trip to each delivery.
+        .test_before_acquire(false)
         .connect_lazy_with(options))
 }
 

@@ -19,11 +19,13 @@ pub enum IntakeOutcome {
 /// Stores `event` and plans its work, atomically.
 #[tracing::instrument(skip_all, fields(event_id = %event.event_id, topic = %event.topic_name))]
 pub async fn record(pool: &PgPool, planner: &Planner, event: &IncomingEvent) -> sqlx::Result<IntakeOutcome> {
+    let (status, detail) = Planner::classify(event);
     let mut tx = pool.begin().await?;
     let inserted: Option<i64> = sqlx::query_scalar(
         r#"INSERT INTO webhook_events
-               (event_id, topic, entity_id, merchant_id, webhook_id, event_id_source, body, occurred_at, status)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, now()), 'received')
+               (event_id, topic, entity_id, merchant_id, webhook_id, event_id_source, body, occurred_at,
+                status, detail)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, now()), $9, $10)
            ON CONFLICT (event_id) DO NOTHING
            RETURNING id"#,
     )
@@ -35,19 +37,16 @@ pub async fn record(pool: &PgPool, planner: &Planner, event: &IncomingEvent) -> 
     .bind(&event.event_id_source)
     .bind(&event.raw_body)
     .bind(event.occurred_at())
+    .bind(status.as_str())
+    .bind(detail)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(row_id) = inserted else {
+    if inserted.is_none() {
+        // Nothing was written; ending the transaction either way is the same.
         tx.commit().await?;
         return Ok(IntakeOutcome::Duplicate);
-    };
-    let (status, detail) = planner.apply(&mut tx, event).await?;
-    sqlx::query("UPDATE webhook_events SET status = $2, detail = $3 WHERE id = $1")
-        .bind(row_id)
-        .bind(status.as_str())
-        .bind(detail)
-        .execute(&mut *tx)
-        .await?;
+    }
+    planner.apply(&mut tx, event).await?;
     tx.commit().await?;
     Ok(IntakeOutcome::Stored(status))
 }

@@ -1,7 +1,10 @@
 //! HTTP: the public router (webhooks, health; search joins it) and shared state.
 
+mod gate;
 mod health;
 mod webhooks;
+
+pub use gate::IntakeGate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +26,8 @@ pub struct AppState {
     pub webhook_secrets: Arc<[Secret]>,
     /// Longest a delivery may wait on the database before it gets 503.
     pub intake_timeout: Duration,
+    /// Bounds concurrent intake transactions and fails fast while the database is down.
+    pub intake_gate: Arc<IntakeGate>,
 }
 
 /// The public listener's routes.

@@ -44,19 +44,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         topic_name,
     };
 
-    let stored = tokio::time::timeout(state.intake_timeout, intake::record(&state.pool, &state.planner, &event)).await;
-    let (status, outcome) = match stored {
-        Ok(Ok(IntakeOutcome::Stored(status))) => (StatusCode::OK, status.as_str()),
-        Ok(Ok(IntakeOutcome::Duplicate)) => (StatusCode::OK, "duplicate"),
-        Ok(Err(err)) => {
-            tracing::warn!(error = %err, "webhook not stored: database error; asking Violet to retry");
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-        }
-        Err(_) => {
-            tracing::warn!("webhook not stored: database too slow; asking Violet to retry");
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-        }
-    };
+    let (status, outcome) = store(&state, &event).await;
     metrics::counter!("catalog_mirror_webhooks_total", "topic" => metric_topic(&event), "outcome" => outcome)
         .increment(1);
     if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -65,6 +53,35 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         return response;
     }
     (status, Json(json!({ "status": outcome, "event_id": event.event_id }))).into_response()
+}
+
+/// Stores the event through the intake gate; any failure is a 503 so Violet retries.
+async fn store(state: &AppState, event: &IncomingEvent) -> (StatusCode, &'static str) {
+    let unavailable = (StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    let Some(_permit) = state.intake_gate.enter().await else {
+        tracing::warn!("webhook not stored: database unavailable or saturated; asking Violet to retry");
+        return unavailable;
+    };
+    let stored = tokio::time::timeout(state.intake_timeout, intake::record(&state.pool, &state.planner, event)).await;
+    match stored {
+        Ok(Ok(outcome)) => {
+            state.intake_gate.succeeded();
+            match outcome {
+                IntakeOutcome::Stored(status) => (StatusCode::OK, status.as_str()),
+                IntakeOutcome::Duplicate => (StatusCode::OK, "duplicate"),
+            }
+        }
+        Ok(Err(err)) => {
+            state.intake_gate.failed();
+            tracing::warn!(error = %err, "webhook not stored: database error; asking Violet to retry");
+            unavailable
+        }
+        Err(_) => {
+            state.intake_gate.failed();
+            tracing::warn!("webhook not stored: database too slow; asking Violet to retry");
+            unavailable
+        }
+    }
 }
 
 /// Topic label for metrics: known topics by name, anything else as "other", so a

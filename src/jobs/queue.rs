@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgPool};
 
 use super::JobKind;
 
-/// Channel the queue NOTIFYs on when a job becomes runnable.
+/// Channel a trigger on `jobs` NOTIFYs when a job becomes pending (see the migration).
 pub const NOTIFY_CHANNEL: &str = "catalog_mirror_jobs";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
@@ -117,8 +117,8 @@ impl Queue {
         &self.pool
     }
 
-    /// Inserts or merges a pending job inside the caller's transaction; NOTIFY is sent
-    /// on commit. Returns the id of the pending job.
+    /// Inserts or merges a pending job inside the caller's transaction; the table's
+    /// trigger NOTIFYs workers on commit. Returns the id of the pending job.
     pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<i64> {
         let payload = serde_json::to_value(&job.kind).expect("job kinds serialize");
         let delay_ms = job.delay.as_millis() as f64;
@@ -153,7 +153,6 @@ impl Queue {
         .bind(delay_ms * MAX_DEBOUNCE_FACTOR)
         .fetch_one(&mut *conn)
         .await?;
-        notify(conn).await?;
         Ok(id)
     }
 
@@ -404,16 +403,7 @@ async fn requeue(
         .await?;
         JobState::Pending
     };
-    notify(conn).await?;
     Ok(state)
-}
-
-async fn notify(conn: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(NOTIFY_CHANNEL)
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -83,33 +83,34 @@ impl Planner {
         &self.settings
     }
 
-    /// Applies a newly stored event inside the intake transaction. Returns its status
-    /// and, for unprocessable events, why.
-    pub async fn apply(
-        &self,
-        conn: &mut PgConnection,
-        event: &IncomingEvent,
-    ) -> sqlx::Result<(EventStatus, Option<String>)> {
-        let class = event.topic.class();
-        if class == EventClass::Unknown {
-            return Ok((EventStatus::Ignored, None));
-        }
-        let Some(body) = event.body.as_ref() else {
-            return Ok((EventStatus::Unprocessable, Some("body is not valid JSON".into())));
-        };
-        let Some(merchant_id) = event.merchant_id() else {
-            return Ok((
+    /// What becomes of an event, decided from the event alone (before any database
+    /// work), so intake stores it with its final status in one statement.
+    pub fn classify(event: &IncomingEvent) -> (EventStatus, Option<String>) {
+        match event.topic.class() {
+            EventClass::Unknown => (EventStatus::Ignored, None),
+            _ if event.body.is_none() => (EventStatus::Unprocessable, Some("body is not valid JSON".into())),
+            _ if event.merchant_id().is_none() => (
                 EventStatus::Unprocessable,
                 Some("no merchant id in X-Violet-Merchant-Id or the body".into()),
-            ));
+            ),
+            EventClass::Offer | EventClass::Collection => (EventStatus::Pending, None),
+            EventClass::Sync | EventClass::Merchant => (EventStatus::Processed, None),
+        }
+    }
+
+    /// Applies a newly stored event inside the intake transaction: moves the state
+    /// machine and schedules jobs. Does nothing for events [`Planner::classify`] does
+    /// not mark processed or pending.
+    pub async fn apply(&self, conn: &mut PgConnection, event: &IncomingEvent) -> sqlx::Result<()> {
+        if !matches!(Self::classify(event).0, EventStatus::Processed | EventStatus::Pending) {
+            return Ok(());
+        }
+        let (Some(body), Some(merchant_id)) = (event.body.as_ref(), event.merchant_id()) else {
+            return Ok(());
         };
         let at = event.occurred_at().unwrap_or_else(Utc::now);
-        match (&event.topic, class) {
-            (_, EventClass::Merchant) => {
-                merchants::apply(conn, merchant_id, &event.topic, body, at).await?;
-                Ok((EventStatus::Processed, None))
-            }
-            (Topic::SyncStarted(kind), _) | (Topic::SyncCompleted(kind), _) | (Topic::SyncFailed(kind), _) => {
+        match &event.topic {
+            Topic::SyncStarted(kind) | Topic::SyncCompleted(kind) | Topic::SyncFailed(kind) => {
                 merchants::ensure(conn, merchant_id).await?;
                 let sync_id = event.sync_id();
                 let sync = SyncEvent {
@@ -122,23 +123,23 @@ impl Planner {
                     total_products_synced: event.body_int("total_products_synced"),
                 };
                 match event.topic {
-                    Topic::SyncStarted(_) => self.started(conn, &sync).await?,
-                    Topic::SyncCompleted(_) => self.completed(conn, &sync).await?,
-                    _ => self.failed(conn, &sync).await?,
+                    Topic::SyncStarted(_) => self.started(conn, &sync).await,
+                    Topic::SyncCompleted(_) => self.completed(conn, &sync).await,
+                    _ => self.failed(conn, &sync).await,
                 }
-                Ok((EventStatus::Processed, None))
             }
-            (_, EventClass::Offer) => {
-                merchants::ensure(conn, merchant_id).await?;
-                self.hold_or_batch(conn, merchant_id, SyncKind::Products).await?;
-                Ok((EventStatus::Pending, None))
-            }
-            (_, EventClass::Collection) => {
-                merchants::ensure(conn, merchant_id).await?;
-                self.hold_or_batch(conn, merchant_id, SyncKind::Collections).await?;
-                Ok((EventStatus::Pending, None))
-            }
-            _ => Ok((EventStatus::Ignored, None)),
+            topic => match topic.class() {
+                EventClass::Merchant => merchants::apply(conn, merchant_id, topic, body, at).await.map(|_| ()),
+                EventClass::Offer => {
+                    merchants::ensure(conn, merchant_id).await?;
+                    self.hold_or_batch(conn, merchant_id, SyncKind::Products).await
+                }
+                EventClass::Collection => {
+                    merchants::ensure(conn, merchant_id).await?;
+                    self.hold_or_batch(conn, merchant_id, SyncKind::Collections).await
+                }
+                _ => Ok(()),
+            },
         }
     }
 

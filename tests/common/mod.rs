@@ -2,6 +2,9 @@
 //! and a daemon spawned on free ports.
 #![allow(dead_code)]
 
+pub mod proxy;
+pub mod webhook;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -45,7 +48,7 @@ impl TestDb {
 
     pub async fn pool(&self) -> PgPool {
         sqlx::postgres::PgPoolOptions::new()
-            .max_connections(20)
+            .max_connections(4)
             .connect(&self.url)
             .await
             .expect("connect to the test database")
@@ -81,7 +84,7 @@ pub fn with_database(url: &str, name: &str) -> String {
 pub fn settings(database_url: &str) -> Settings {
     let mut settings = Settings::load(&ConfigSource::DefaultsOnly).expect("defaults load");
     settings.database.url = Secret::new(database_url);
-    settings.database.max_connections = 30;
+    settings.database.max_connections = 12;
     settings.http.public_addr = "127.0.0.1:0".parse().unwrap();
     settings.http.admin_addr = "127.0.0.1:0".parse().unwrap();
     settings.jobs.debounce_ms = 200;
