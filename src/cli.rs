@@ -34,6 +34,8 @@ pub enum Command {
     Serve,
     /// Create the database if missing and apply pending migrations, then exit.
     Migrate,
+    /// Run the built-in Violet sandbox: a simulated Violet API and webhook emitter.
+    Sandbox(crate::sandbox::cli::SandboxArgs),
     /// Print the effective configuration (secrets redacted); exit 1 when it is invalid.
     CheckConfig,
 }
@@ -56,6 +58,15 @@ pub fn run() -> ExitCode {
     if let Command::CheckConfig = cli.command {
         return check_config(&source);
     }
+    // The sandbox does not need the daemon's configuration.
+    if let Command::Sandbox(args) = cli.command {
+        crate::telemetry::init(&crate::config::LogSettings {
+            format: crate::config::LogFormat::Text,
+            filter: "info".into(),
+        });
+        return block_on(async move { crate::sandbox::cli::run(args, shutdown_on_signal()).await });
+    }
+
     let settings = match Settings::load(&source) {
         Ok(settings) => settings,
         Err(errors) => {
@@ -72,7 +83,7 @@ pub fn run() -> ExitCode {
                 println!("migrations are up to date");
                 Ok(())
             }
-            Command::CheckConfig => unreachable!("handled above"),
+            Command::Sandbox(_) | Command::CheckConfig => unreachable!("handled above"),
         }
     })
 }

@@ -2,7 +2,7 @@
 
 mod gate;
 mod health;
-mod webhooks;
+pub mod webhooks;
 
 pub use gate::IntakeGate;
 

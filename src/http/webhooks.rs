@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use crate::config::Secret;
 use crate::intake::{self, IntakeOutcome};
 use crate::sync::{IncomingEvent, Topic};
 use crate::violet::signature;
@@ -17,33 +18,10 @@ use crate::violet::signature;
 const MAX_HEADER_LEN: usize = 256;
 
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let hmac = headers.get("x-violet-hmac").and_then(|v| v.to_str().ok());
-    if let Err(err) = signature::verify(&state.webhook_secrets, &body, hmac) {
-        metrics::counter!("catalog_mirror_webhook_signature_failures_total").increment(1);
-        tracing::warn!(reason = %err, "webhook refused: bad signature");
-        return reply(StatusCode::UNAUTHORIZED, "unauthorized", &err.to_string());
-    }
-    let event_id = match required(&headers, "x-violet-event-id") {
-        Ok(value) => value,
+    let event = match parse_delivery(&state.webhook_secrets, &headers, &body) {
+        Ok(event) => event,
         Err(response) => return response,
     };
-    let topic_name = match required(&headers, "x-violet-topic") {
-        Ok(value) => value,
-        Err(response) => return response,
-    };
-    let topic = Topic::parse(&topic_name);
-    let event = IncomingEvent {
-        event_id,
-        topic,
-        entity_id: optional(&headers, "x-violet-entity-id"),
-        webhook_id: optional(&headers, "x-violet-webhook-id"),
-        event_id_source: optional(&headers, "x-violet-event-id-source"),
-        header_merchant_id: optional(&headers, "x-violet-merchant-id").and_then(|id| id.parse().ok()),
-        body: serde_json::from_slice(&body).ok(),
-        raw_body: body.to_vec(),
-        topic_name,
-    };
-
     let (status, outcome) = store(&state, &event).await;
     metrics::counter!("catalog_mirror_webhooks_total", "topic" => metric_topic(&event), "outcome" => outcome)
         .increment(1);
@@ -53,6 +31,31 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
         return response;
     }
     (status, Json(json!({ "status": outcome, "event_id": event.event_id }))).into_response()
+}
+
+/// Everything intake does before the database: verifies the signature over the raw
+/// body, then reads the headers and the body. Public so the intake benchmark can
+/// measure this same work without storage as its baseline.
+pub fn parse_delivery(secrets: &[Secret], headers: &HeaderMap, body: &Bytes) -> Result<IncomingEvent, Response> {
+    let hmac = headers.get("x-violet-hmac").and_then(|v| v.to_str().ok());
+    if let Err(err) = signature::verify(secrets, body, hmac) {
+        metrics::counter!("catalog_mirror_webhook_signature_failures_total").increment(1);
+        tracing::warn!(reason = %err, "webhook refused: bad signature");
+        return Err(reply(StatusCode::UNAUTHORIZED, "unauthorized", &err.to_string()));
+    }
+    let event_id = required(headers, "x-violet-event-id")?;
+    let topic_name = required(headers, "x-violet-topic")?;
+    Ok(IncomingEvent {
+        event_id,
+        topic: Topic::parse(&topic_name),
+        entity_id: optional(headers, "x-violet-entity-id"),
+        webhook_id: optional(headers, "x-violet-webhook-id"),
+        event_id_source: optional(headers, "x-violet-event-id-source"),
+        header_merchant_id: optional(headers, "x-violet-merchant-id").and_then(|id| id.parse().ok()),
+        body: serde_json::from_slice(body).ok(),
+        raw_body: body.to_vec(),
+        topic_name,
+    })
 }
 
 /// Stores the event through the intake gate; any failure is a 503 so Violet retries.
@@ -72,7 +75,9 @@ async fn store(state: &AppState, event: &IncomingEvent) -> (StatusCode, &'static
             }
         }
         Ok(Err(err)) => {
-            state.intake_gate.failed();
+            if is_connectivity(&err) {
+                state.intake_gate.failed();
+            }
             tracing::warn!(error = %err, "webhook not stored: database error; asking Violet to retry");
             unavailable
         }
@@ -82,6 +87,14 @@ async fn store(state: &AppState, event: &IncomingEvent) -> (StatusCode, &'static
             unavailable
         }
     }
+}
+
+/// Errors that say the database cannot be reached (as opposed to one statement failing).
+fn is_connectivity(err: &sqlx::Error) -> bool {
+    matches!(
+        err,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+    )
 }
 
 /// Topic label for metrics: known topics by name, anything else as "other", so a

@@ -124,8 +124,9 @@ impl Queue {
         let delay_ms = job.delay.as_millis() as f64;
         let id: i64 = sqlx::query_scalar(
             r#"
+            WITH key_lock AS (SELECT pg_advisory_xact_lock(hashtext($3)))
             INSERT INTO jobs (kind, merchant_id, dedupe_key, payload, run_at, max_attempts)
-            VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond', $6)
+            SELECT $1, $2, $3, $4, now() + $5 * interval '1 millisecond', $6 FROM key_lock
             ON CONFLICT (dedupe_key) WHERE state = 'pending' DO UPDATE SET
                 run_at = CASE $7
                     WHEN 'debounce' THEN LEAST(EXCLUDED.run_at,
@@ -351,12 +352,20 @@ impl Queue {
 /// Returns a job to `pending`. When another pending job with the same dedupe key
 /// appeared meanwhile, that one already covers the work: this one is cancelled as
 /// superseded and the other is made due no later than this one would have been.
+///
+/// Both this and [`Queue::enqueue`] take a transaction-scoped advisory lock on the
+/// dedupe key first, so a pending sibling committed by a concurrent enqueue is always
+/// seen here (instead of colliding with it on the unique index).
 async fn requeue(
     conn: &mut PgConnection,
     job_id: i64,
     error: &str,
     retry_in: Duration,
 ) -> sqlx::Result<JobState> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext(dedupe_key)) FROM jobs WHERE id = $1 AND dedupe_key IS NOT NULL")
+        .bind(job_id)
+        .execute(&mut *conn)
+        .await?;
     let sibling: Option<i64> = sqlx::query_scalar(
         r#"SELECT s.id FROM jobs s JOIN jobs j ON j.dedupe_key = s.dedupe_key
            WHERE j.id = $1 AND s.state = 'pending' AND s.id <> j.id FOR UPDATE OF s"#,

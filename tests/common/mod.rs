@@ -106,6 +106,13 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(settings: Settings) -> TestApp {
+        // TEST_LOG=debug (or any filter) shows the daemon's logs while debugging a test.
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            catalog_mirror::telemetry::init(&catalog_mirror::config::LogSettings {
+                format: catalog_mirror::config::LogFormat::Text,
+                filter,
+            });
+        }
         let app = Application::build(settings).await.expect("build app");
         let addr = app.public_addr();
         let pool = app.pool().clone();
