@@ -142,13 +142,15 @@ impl AppState {
         e.into_response()
     }
 
-    /// Serialises a page, unless a knob spoils it.
+    /// Serialises a page, unless a knob spoils it. (`Value`'s `Display` writes the
+    /// same bytes as `serde_json::to_vec` but runs code compiled inside serde_json,
+    /// which is twice as fast in debug builds.)
     fn page_response(&self, page: Value) -> Response {
         let offers = page["content"].as_array().map_or(0, |c| c.len() as u64);
         let body = match self.faults.take_corruption() {
             Some(Corruption::Truncate) => {
                 bump(&self.stats.truncated);
-                let mut bytes = serde_json::to_vec(&page).unwrap_or_default();
+                let mut bytes = page.to_string().into_bytes();
                 bytes.truncate(bytes.len() / 2);
                 bytes
             }
@@ -160,12 +162,12 @@ impl AppState {
                     "number": {"value": page["number"]},
                     "size": [page["size"]],
                 });
-                serde_json::to_vec(&wrong).unwrap_or_default()
+                wrong.to_string().into_bytes()
             }
             None => {
                 bump(&self.stats.pages_served);
                 add(&self.stats.offers_served, offers);
-                serde_json::to_vec(&page).unwrap_or_default()
+                page.to_string().into_bytes()
             }
         };
         json_bytes(StatusCode::OK, body)

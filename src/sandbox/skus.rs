@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use super::generator::OfferCtx;
+use super::generator::{OfferCtx, put};
 use super::hash::{below, mix, tag, unit};
 use super::words::{COLORS, SIZES};
 
@@ -66,14 +66,29 @@ pub fn skus(ctx: &OfferCtx<'_>, name: &str, category: &str, modified: &str) -> V
             let values: Vec<(&'static str, &'static str)> = match dims.len() {
                 0 => Vec::new(),
                 1 => vec![(dims[0].0, dims[0].1[k as usize])],
-                _ => vec![(dims[0].0, dims[0].1[(k / 2) as usize]), (dims[1].0, dims[1].1[(k % 2) as usize])],
+                _ => vec![
+                    (dims[0].0, dims[0].1[(k / 2) as usize]),
+                    (dims[1].0, dims[1].1[(k % 2) as usize]),
+                ],
             };
             let retail = ((((base + k * 500) as f64 * factor) as u64) / 100) * 100 + 99;
-            let sale = if on_sale { ((retail as f64 * 0.8) as u64 / 100) * 100 + 99 } else { retail };
-            let qty = if unit(hsr("stockout")) < 0.12 || ctx.removed_gen.is_some() { 0 } else { 1 + below(hsr("qty"), 120) };
+            let sale = if on_sale {
+                ((retail as f64 * 0.8) as u64 / 100) * 100 + 99
+            } else {
+                retail
+            };
+            let qty = if unit(hsr("stockout")) < 0.12 || ctx.removed_gen.is_some() {
+                0
+            } else {
+                1 + below(hsr("qty"), 120)
+            };
             let id = offer_id * 10 + k + 1;
             let suffix: Vec<&str> = values.iter().map(|(_, v)| *v).collect();
-            let sku_name = if suffix.is_empty() { name.to_string() } else { format!("{name} - {}", suffix.join(" / ")) };
+            let sku_name = if suffix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{name} - {}", suffix.join(" / "))
+            };
             let upc = upc(hs("upc"));
             let has_gtin = below(hs("gtin"), 10) != 0;
             let mut json = json!({
@@ -93,14 +108,33 @@ pub fn skus(ctx: &OfferCtx<'_>, name: &str, category: &str, modified: &str) -> V
                 "status": offer_status.unwrap_or(if qty > 0 { "AVAILABLE" } else { "UNAVAILABLE" }),
                 "type": "PHYSICAL",
                 "taxable": true,
-                "variant_values": values.iter().map(|(v, val)| json!({"variant": v, "value": val})).collect::<Vec<_>>(),
-                "albums": if values.is_empty() { Vec::new() } else { vec![album(id, &sku_name, 1, m.id, "SKU")] },
                 "date_last_modified": modified,
             });
+            let variant_values = values
+                .iter()
+                .map(|(v, val)| json!({"variant": v, "value": val}))
+                .collect();
+            put(&mut json, "variant_values", Value::Array(variant_values));
+            let albums = if values.is_empty() {
+                Vec::new()
+            } else {
+                vec![album(id, &sku_name, 1, m.id, "SKU")]
+            };
+            put(&mut json, "albums", Value::Array(albums));
             // Violet has served both spellings of the stock count.
-            let qty_field = if below(hs("qty_field"), 2) == 0 { "qty_available" } else { "quantity_available" };
-            json.as_object_mut().expect("json! object").insert(qty_field.into(), qty.into());
-            Sku { in_stock: qty > 0, sale_price: sale, values, id, json }
+            let qty_field = if below(hs("qty_field"), 2) == 0 {
+                "qty_available"
+            } else {
+                "quantity_available"
+            };
+            put(&mut json, qty_field, qty.into());
+            Sku {
+                in_stock: qty > 0,
+                sale_price: sale,
+                values,
+                id,
+                json,
+            }
         })
         .collect()
 }
@@ -128,10 +162,15 @@ pub fn variants_json(ctx: &OfferCtx<'_>, skus: &[Sku]) -> Vec<Value> {
                         .filter(|s| s.values[d].1 == *value)
                         .map(|s| s.id)
                         .collect();
-                    json!({"name": value, "sku_ids": ids})
+                    let mut v = json!({"name": value});
+                    put(&mut v, "sku_ids", ids.into());
+                    v
                 })
                 .collect();
-            json!({"id": ctx.id() * 10 + d as u64 + 1, "name": variant, "values": values})
+            // SKU ids use offer_id * 10 + 1..=5; variants take 6 and 7.
+            let mut v = json!({"id": ctx.id() * 10 + 6 + d as u64, "name": variant});
+            put(&mut v, "values", Value::Array(values));
+            v
         })
         .collect()
 }
@@ -153,7 +192,9 @@ pub fn album(owner_id: u64, name: &str, images: u64, merchant: u64, kind: &str) 
             })
         })
         .collect();
-    json!({"id": owner_id, "type": kind, "name": name, "media": media})
+    let mut album = json!({"id": owner_id, "type": kind, "name": name});
+    put(&mut album, "media", Value::Array(media));
+    album
 }
 
 pub fn external_id(h: u64) -> String {

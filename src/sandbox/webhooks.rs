@@ -16,7 +16,8 @@ use super::hash::{Rng, mix, tag};
 use crate::violet::signature::sign;
 
 /// One event, ready to deliver. `body` is serialised once per delivery with
-/// `serde_json::to_vec`, which is deterministic, so duplicates are byte-identical.
+/// `Value`'s `Display` (compact JSON), which is deterministic, so duplicates are
+/// byte-identical.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WebhookEvent {
     /// `X-Violet-Event-Id`: unique per event, deterministic from the scenario seed.
@@ -37,7 +38,7 @@ pub struct WebhookEvent {
 impl WebhookEvent {
     /// The raw body as delivered (and signed).
     pub fn body_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.body).unwrap_or_default()
+        self.body.to_string().into_bytes()
     }
 
     /// Every header of a delivery of `body` signed with `secret`.
