@@ -1,0 +1,70 @@
+//! The binary's commands as an operator runs them.
+
+use std::process::{Command, Output};
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_catalog-mirror"));
+    command.args(args).env_remove("DATABASE_URL");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
+    let out = run(
+        &["check-config"],
+        &[
+            ("CATALOG_MIRROR_VIOLET__PASSWORD", "very-secret-password"),
+            ("CATALOG_MIRROR_JOBS__WORKERS", "9"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("workers = 9"), "{stdout}");
+    assert!(stdout.contains("[redacted]"));
+    assert!(!stdout.contains("very-secret-password"));
+    assert!(!stdout.contains("sandbox-app-secret"));
+}
+
+#[test]
+fn check_config_names_the_invalid_key_and_exits_non_zero() {
+    let out = run(&["check-config"], &[("CATALOG_MIRROR_VIOLET__PAGE_SIZE", "500")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("violet.page_size") && stderr.contains("between 1 and 100"), "{stderr}");
+
+    let out = run(&["check-config"], &[("CATALOG_MIRROR_HTTP__PUBLIC_ADDR", "not-an-address")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("http.public_addr"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_missing_config_file_is_refused() {
+    let out = run(&["--config", "/nonexistent/catalog-mirror.toml", "check-config"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/nonexistent/catalog-mirror.toml"));
+}
+
+#[test]
+fn serve_refuses_an_invalid_configuration_before_starting() {
+    let out = run(&["serve"], &[("CATALOG_MIRROR_JOBS__WORKERS", "zero")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("jobs.workers"));
+}
+
+#[test]
+fn every_command_explains_itself() {
+    for command in ["serve", "migrate", "sandbox", "check-config"] {
+        let out = run(&[command, "--help"], &[]);
+        assert!(out.status.success(), "{command} --help");
+        assert!(text(&out.stdout).len() > 80, "{command} --help says something");
+    }
+    let out = run(&["frobnicate"], &[]);
+    assert_eq!(out.status.code(), Some(2), "clap refuses unknown commands");
+}
