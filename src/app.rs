@@ -27,6 +27,7 @@ pub struct Application {
 impl Application {
     /// Prepares the database (create if allowed, migrate) and binds the listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        crate::telemetry::install_metrics();
         let pool = prepare_database(&settings).await?;
         let public = TcpListener::bind(settings.http.public_addr)
             .await
