@@ -40,7 +40,7 @@ pub fn router() -> Router<Arc<AppState>> {
         })
 }
 
-async fn info(State(s): State<Arc<AppState>>) -> Json<Value> {
+pub async fn info(State(s): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({
         "base_url": s.base_url,
         "app_id": s.auth.app_id(),

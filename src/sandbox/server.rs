@@ -205,6 +205,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .nest("/v1", api)
         .nest("/_sandbox", control::router())
+        // `nest` matches `/_sandbox` but not `/_sandbox/`; both show the index.
+        .route("/_sandbox/", get(control::info))
         .with_state(state)
 }
 
