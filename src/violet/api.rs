@@ -7,7 +7,7 @@
 //! consumer knows a listing is complete only when the stream ended without one.
 
 use chrono::{DateTime, Utc};
-use futures::{Stream, TryStreamExt, stream};
+use futures::{Stream, StreamExt, TryStreamExt, stream};
 use serde_json::Value;
 
 use super::client::{Call, VioletClient};
@@ -37,7 +37,7 @@ impl VioletClient {
     pub fn offer_pages(
         &self,
         merchant_id: i64,
-    ) -> impl Stream<Item = Result<Page<Offer>, VioletError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Page<Offer>, VioletError>> + Send + Unpin + 'static {
         self.offer_pages_with(merchant_id, Vec::new())
     }
 
@@ -47,7 +47,7 @@ impl VioletClient {
         &self,
         merchant_id: i64,
         since: DateTime<Utc>,
-    ) -> impl Stream<Item = Result<Page<Offer>, VioletError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Page<Offer>, VioletError>> + Send + Unpin + 'static {
         self.offer_pages_with(
             merchant_id,
             vec![("date_last_modified:min", dates::format_query(&since))],
@@ -58,7 +58,7 @@ impl VioletClient {
         &self,
         merchant_id: i64,
         filters: Vec<(&'static str, String)>,
-    ) -> impl Stream<Item = Result<Page<Offer>, VioletError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Page<Offer>, VioletError>> + Send + Unpin + 'static {
         self.pages(move || {
             let mut call = Call::get(
                 MERCHANT_OFFERS,
@@ -75,13 +75,14 @@ impl VioletClient {
     pub fn offers(
         &self,
         merchant_id: i64,
-    ) -> impl Stream<Item = Result<Offer, VioletError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Offer, VioletError>> + Send + Unpin + 'static {
         flatten(self.offer_pages(merchant_id))
     }
 
-    /// One offer; `None` when Violet answers 404.
+    /// One offer (with its collections, like the listing); `None` when Violet answers 404.
     pub async fn offer(&self, offer_id: i64) -> Result<Option<Offer>, VioletError> {
-        let call = Call::get(OFFER, format!("/catalog/offers/{offer_id}"));
+        let mut call = Call::get(OFFER, format!("/catalog/offers/{offer_id}"));
+        call.query.push(("include", "collections".into()));
         not_found_as_none(self.execute(&call, Offer::from_slice).await)
     }
 
@@ -89,7 +90,7 @@ impl VioletClient {
     pub fn collection_pages(
         &self,
         merchant_id: i64,
-    ) -> impl Stream<Item = Result<Page<Collection>, VioletError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Page<Collection>, VioletError>> + Send + Unpin + 'static {
         self.pages(move || {
             let mut call = Call::get(
                 MERCHANT_COLLECTIONS,
@@ -104,20 +105,23 @@ impl VioletClient {
     pub fn collections(
         &self,
         merchant_id: i64,
-    ) -> impl Stream<Item = Result<Collection, VioletError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Collection, VioletError>> + Send + Unpin + 'static {
         flatten(self.collection_pages(merchant_id))
     }
 
-    /// Every page of the offers in a collection.
+    /// Every page of the offers in a collection (with their collections, like the
+    /// merchant listing, so an offer's `raw` has one shape whichever way it came).
     pub fn collection_offer_pages(
         &self,
         collection_id: i64,
-    ) -> impl Stream<Item = Result<Page<Offer>, VioletError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Page<Offer>, VioletError>> + Send + Unpin + 'static {
         self.pages(move || {
-            Call::get(
+            let mut call = Call::get(
                 COLLECTION_OFFERS,
                 format!("/catalog/collections/{collection_id}/offers"),
-            )
+            );
+            call.query.push(("include", "collections".into()));
+            call
         })
     }
 
@@ -125,7 +129,7 @@ impl VioletClient {
     pub fn collection_offers(
         &self,
         collection_id: i64,
-    ) -> impl Stream<Item = Result<Offer, VioletError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<Offer, VioletError>> + Send + Unpin + 'static {
         flatten(self.collection_offer_pages(collection_id))
     }
 
@@ -140,10 +144,10 @@ impl VioletClient {
     fn pages<T, F>(
         &self,
         base: F,
-    ) -> impl Stream<Item = Result<Page<T>, VioletError>> + Send + 'static
+    ) -> impl Stream<Item = Result<Page<T>, VioletError>> + Send + Unpin + 'static
     where
-        T: FromJson + Send + 'static,
-        F: Fn() -> Call + Send + 'static,
+        T: FromJson + Send + Unpin + 'static,
+        F: Fn() -> Call + Send + Unpin + 'static,
     {
         let size = self.inner.page_size;
         let state = Some((self.clone(), base, 1u32));
@@ -169,15 +173,17 @@ impl VioletClient {
                 Err(err) => Some((Err(err), None)),
             }
         })
+        .boxed()
     }
 }
 
 fn flatten<T: Send + 'static>(
-    pages: impl Stream<Item = Result<Page<T>, VioletError>> + Send + 'static,
-) -> impl Stream<Item = Result<T, VioletError>> + Send + 'static {
+    pages: impl Stream<Item = Result<Page<T>, VioletError>> + Send + Unpin + 'static,
+) -> impl Stream<Item = Result<T, VioletError>> + Send + Unpin + 'static {
     pages
         .map_ok(|page| stream::iter(page.content.into_iter().map(Ok)))
         .try_flatten()
+        .boxed()
 }
 
 fn not_found_as_none<T>(result: Result<T, VioletError>) -> Result<Option<T>, VioletError> {

@@ -1,0 +1,535 @@
+//! The Violet client against the real sandbox (no mocks): login and token refresh,
+//! paging to the last page, a 10,000-offer merchant fetched exactly, 429 with
+//! Retry-After waited out, 5xx and timeouts retried, giving up with a clear error,
+//! broken pages failing cleanly, both SKU quantity spellings, a wrong app secret.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use catalog_mirror::config::{ConfigSource, Secret, Settings, VioletSettings};
+use catalog_mirror::sandbox::{MerchantSpec, PageFault, RateLimit, Sandbox, SandboxConfig};
+use catalog_mirror::violet::{Offer, Page, VioletClient, VioletError};
+use futures::{StreamExt, TryStreamExt};
+
+const MERCHANT: i64 = 1001;
+
+async fn sandbox(offers: u64, token_ttl: Duration) -> Sandbox {
+    Sandbox::start(
+        SandboxConfig {
+            seed: 7,
+            token_ttl,
+            merchants: vec![MerchantSpec {
+                id: MERCHANT as u64,
+                name: "Acme Outfitters".into(),
+                offers,
+                collections: 5,
+            }],
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .expect("sandbox starts")
+}
+
+/// Defaults pointed at the sandbox, with small delays so failures are quick.
+fn settings(sandbox: &Sandbox) -> VioletSettings {
+    let mut violet = Settings::load(&ConfigSource::DefaultsOnly)
+        .expect("defaults load")
+        .violet;
+    violet.base_url = sandbox.base_url();
+    violet.max_retries = 3;
+    violet.retry_base_ms = 10;
+    violet.retry_max_ms = 50;
+    violet.retry_after_max_secs = 5;
+    violet.request_timeout_ms = 1_000;
+    violet.connect_timeout_ms = 500;
+    violet.rate_limit_per_sec = 10_000;
+    violet.merchant_rate_limit_per_sec = 10_000;
+    violet.max_concurrency = 16;
+    violet.merchant_max_concurrency = 16;
+    violet
+}
+
+fn client(settings: &VioletSettings) -> VioletClient {
+    VioletClient::new(settings).expect("client builds")
+}
+
+fn sandbox_offer_ids(sandbox: &Sandbox) -> HashSet<i64> {
+    sandbox
+        .catalog()
+        .offer_ids(MERCHANT as u64)
+        .map(|id| id as i64)
+        .collect()
+}
+
+fn first_offer_id(sandbox: &Sandbox) -> i64 {
+    sandbox
+        .catalog()
+        .offer_ids(MERCHANT as u64)
+        .next()
+        .expect("the merchant has offers") as i64
+}
+
+async fn all_pages(client: &VioletClient) -> Vec<Result<Page<Offer>, VioletError>> {
+    client.offer_pages(MERCHANT).collect().await
+}
+
+/// Text that must never appear in an error: the configured secrets.
+fn assert_no_secret(text: &str, settings: &VioletSettings) {
+    assert!(
+        !text.contains(settings.app_secret.expose()),
+        "app secret leaked: {text}"
+    );
+    assert!(
+        !text.contains(settings.password.expose()),
+        "password leaked: {text}"
+    );
+    assert!(
+        !text.contains("eyJ"),
+        "something token-shaped leaked: {text}"
+    );
+}
+
+#[tokio::test]
+async fn logs_in_lazily_once_and_reads_merchants_and_offers() {
+    let sandbox = sandbox(30, Duration::from_secs(3600)).await;
+    let client = client(&settings(&sandbox));
+    assert_eq!(
+        sandbox.stats().logins,
+        0,
+        "building the client sends nothing"
+    );
+
+    let merchant = client
+        .merchant(MERCHANT)
+        .await
+        .unwrap()
+        .expect("merchant exists");
+    assert_eq!(merchant.id, MERCHANT);
+    assert_eq!(merchant.merchant_name.as_deref(), Some("Acme Outfitters"));
+    assert_eq!(
+        Some(&merchant.raw),
+        sandbox.catalog().merchant_json(MERCHANT as u64).as_ref()
+    );
+    assert!(
+        client.merchant(4242).await.unwrap().is_none(),
+        "404 is None"
+    );
+
+    let id = first_offer_id(&sandbox);
+    let offer = client.offer(id).await.unwrap().expect("offer exists");
+    assert_eq!(offer.id, id);
+    assert_eq!(offer.merchant_id, Some(MERCHANT));
+    assert_eq!(
+        Some(&offer.raw),
+        sandbox.catalog().offer_json(id as u64).as_ref(),
+        "raw is the offer as served"
+    );
+    assert!(client.offer(id + 5_000_000).await.unwrap().is_none());
+
+    let stats = sandbox.stats();
+    assert_eq!(
+        (stats.logins, stats.refreshes),
+        (1, 0),
+        "one login serves every call"
+    );
+    assert_eq!(stats.requests, 5, "login + 4 calls, no retries");
+}
+
+#[tokio::test]
+async fn pages_a_10000_offer_merchant_to_the_last_page_exactly() {
+    let sandbox = sandbox(10_000, Duration::from_secs(3600)).await;
+    let client = client(&settings(&sandbox));
+    let pages: Vec<Page<Offer>> = client.offer_pages(MERCHANT).try_collect().await.unwrap();
+
+    assert_eq!(pages.len(), 100, "10,000 offers at 100 a page");
+    for (i, page) in pages.iter().enumerate() {
+        assert_eq!(page.number, i as i64, "0-based number in the response");
+        assert_eq!(page.content.len(), 100);
+        assert_eq!(page.last, i == 99, "only the final page says last");
+        assert_eq!(
+            (page.total_elements, page.total_pages),
+            (0, 0),
+            "counts are not served"
+        );
+    }
+    let ids: Vec<i64> = pages
+        .iter()
+        .flat_map(|p| p.content.iter().map(|o| o.id))
+        .collect();
+    let unique: HashSet<i64> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), 10_000);
+    assert_eq!(unique.len(), 10_000, "no offer served twice");
+    assert_eq!(
+        unique,
+        sandbox_offer_ids(&sandbox),
+        "exactly the sandbox's offers"
+    );
+    let sample = &pages[42].content[17];
+    assert_eq!(
+        Some(&sample.raw),
+        sandbox.catalog().offer_json(sample.id as u64).as_ref()
+    );
+    assert!(
+        pages
+            .iter()
+            .flat_map(|p| &p.content)
+            .all(|o| o.raw.get("collections").is_some()),
+        "include=collections was sent"
+    );
+    assert_eq!(sandbox.stats().pages_served, 100, "no page fetched twice");
+}
+
+#[tokio::test]
+async fn renews_tokens_before_exp_and_after_the_server_expires_them() {
+    // Tokens live 2 s; the default 300 s margin is longer, so the client renews
+    // half-way (after ~1 s) instead of before every call.
+    let sandbox = sandbox(250, Duration::from_secs(2)).await;
+    let client = client(&settings(&sandbox));
+    client.merchant(MERCHANT).await.unwrap().unwrap();
+    client.merchant(MERCHANT).await.unwrap().unwrap();
+    assert_eq!((sandbox.stats().logins, sandbox.stats().refreshes), (1, 0));
+
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    client.merchant(MERCHANT).await.unwrap().unwrap();
+    let stats = sandbox.stats();
+    assert_eq!(
+        (stats.logins, stats.refreshes),
+        (1, 1),
+        "refreshed ahead of exp"
+    );
+    assert_eq!(stats.expired_tokens, 0, "never sent an expired token");
+
+    // Server-side expiry in the middle of a listing: 401 error_code 11, refresh, resend.
+    let mut pages = client.offer_pages(MERCHANT);
+    let first = pages.next().await.unwrap().unwrap();
+    sandbox.expire_tokens();
+    let mut ids: HashSet<i64> = first.content.iter().map(|o| o.id).collect();
+    while let Some(page) = pages.next().await {
+        ids.extend(page.unwrap().content.iter().map(|o| o.id));
+    }
+    assert_eq!(ids, sandbox_offer_ids(&sandbox));
+    let stats = sandbox.stats();
+    assert_eq!(stats.expired_tokens, 1, "one 401 error_code 11");
+    assert_eq!(
+        (stats.logins, stats.refreshes),
+        (1, 2),
+        "one refresh, no new login"
+    );
+}
+
+#[tokio::test]
+async fn waits_out_429_retry_after_and_clamps_it() {
+    let sandbox = sandbox(10, Duration::from_secs(3600)).await;
+    let client = client(&settings(&sandbox));
+    client.login().await.unwrap();
+    // Two requests a second per merchant, Retry-After 1 s. Our own backoff (10-50 ms,
+    // 3 retries) would be spent long before a token comes back: only honouring
+    // Retry-After gets the third and fourth calls through.
+    sandbox.set_knobs(|k| {
+        k.rate_limit = Some(RateLimit {
+            requests_per_sec: 2,
+            retry_after_secs: 1,
+        });
+    });
+    let started = Instant::now();
+    for _ in 0..4 {
+        client.merchant(MERCHANT).await.expect("429 is waited out");
+    }
+    let waited = started.elapsed();
+    assert!(
+        sandbox.stats().rate_limited >= 1,
+        "the sandbox did answer 429"
+    );
+    assert!(
+        waited >= Duration::from_millis(950),
+        "waited only {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(4), "waited {waited:?}");
+
+    // Retry-After 30 s is clamped to retry_after_max_secs = 1.
+    let mut clamped = settings(&sandbox);
+    clamped.retry_after_max_secs = 1;
+    let client = VioletClient::new(&clamped).unwrap();
+    client.login().await.unwrap();
+    sandbox.set_knobs(|k| {
+        k.rate_limit = Some(RateLimit {
+            requests_per_sec: 1,
+            retry_after_secs: 30,
+        });
+    });
+    let before = sandbox.stats().rate_limited;
+    let started = Instant::now();
+    client.merchant(MERCHANT).await.unwrap();
+    client
+        .merchant(MERCHANT)
+        .await
+        .expect("clamped wait, then success");
+    let waited = started.elapsed();
+    assert_eq!(sandbox.stats().rate_limited, before + 1);
+    assert!(
+        waited >= Duration::from_millis(950) && waited < Duration::from_secs(5),
+        "waited {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn retries_503_and_hanging_requests_then_succeeds() {
+    let sandbox = sandbox(10, Duration::from_secs(3600)).await;
+    let mut settings = settings(&sandbox);
+    settings.request_timeout_ms = 300;
+    let client = client(&settings);
+    client.login().await.unwrap();
+
+    sandbox.set_knobs(|k| k.fail_next_5xx = 2);
+    let offer = client
+        .offer(first_offer_id(&sandbox))
+        .await
+        .expect("third attempt succeeds");
+    assert!(offer.is_some());
+    assert_eq!(sandbox.stats().server_errors, 2);
+
+    sandbox.set_knobs(|k| k.hang_next = 1);
+    let started = Instant::now();
+    client
+        .merchant(MERCHANT)
+        .await
+        .expect("timeout is retried")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(sandbox.stats().hangs, 1);
+    assert_eq!(
+        sandbox.stats().requests,
+        1 + 3 + 2,
+        "login, 2 x 503 + 1, hang + 1"
+    );
+}
+
+#[tokio::test]
+async fn gives_up_after_the_maximum_with_a_clear_error() {
+    let sandbox = sandbox(10, Duration::from_secs(3600)).await;
+    let mut settings = settings(&sandbox);
+    settings.max_retries = 2;
+    let client = client(&settings);
+    client.login().await.unwrap();
+    sandbox.set_knobs(|k| k.fail_next_5xx = 100);
+
+    let mut pages = client.offer_pages(MERCHANT);
+    let err = pages.next().await.unwrap().unwrap_err();
+    assert!(
+        pages.next().await.is_none(),
+        "the stream ends after its first error"
+    );
+    match &err {
+        VioletError::GaveUp { attempts, last, .. } => {
+            assert_eq!(*attempts, 3);
+            assert_eq!(last.status(), Some(503));
+        }
+        other => panic!("expected GaveUp, got {other:?}"),
+    }
+    assert!(!err.is_retryable());
+    let text = err.to_string();
+    assert!(
+        text.contains("GET /catalog/offers/merchants/1001?page=1&size=100"),
+        "{text}"
+    );
+    assert!(text.contains("gave up after 3 attempts"), "{text}");
+    assert!(text.contains("HTTP 503"), "{text}");
+    assert_no_secret(&text, &settings);
+    assert_no_secret(&format!("{err:?} {client:?}"), &settings);
+    assert_eq!(
+        sandbox.stats().server_errors,
+        3,
+        "exactly 1 + max_retries attempts"
+    );
+}
+
+#[tokio::test]
+async fn truncated_and_malformed_pages_are_retried() {
+    let sandbox = sandbox(250, Duration::from_secs(3600)).await;
+    let client = client(&settings(&sandbox));
+    sandbox.set_knobs(|k| {
+        k.truncate_next = 1;
+        k.malformed_next = 1;
+    });
+    let offers: Vec<Offer> = client.offers(MERCHANT).try_collect().await.unwrap();
+    let ids: HashSet<i64> = offers.iter().map(|o| o.id).collect();
+    assert_eq!((offers.len(), ids), (250, sandbox_offer_ids(&sandbox)));
+    let stats = sandbox.stats();
+    assert_eq!(
+        (stats.truncated, stats.malformed, stats.pages_served),
+        (1, 1, 3)
+    );
+}
+
+#[tokio::test]
+async fn persistently_broken_pages_fail_the_fetch_cleanly() {
+    let sandbox = sandbox(250, Duration::from_secs(3600)).await;
+    let mut settings = settings(&sandbox);
+    settings.max_retries = 1;
+    let client = client(&settings);
+
+    for (truncate, malformed, expect) in [(2, 0, "EOF"), (0, 2, "invalid page JSON")] {
+        sandbox.set_knobs(|k| {
+            k.truncate_next = truncate;
+            k.malformed_next = malformed;
+        });
+        let results = all_pages(&client).await;
+        assert_eq!(results.len(), 1, "nothing after the error");
+        let err = results.into_iter().next().unwrap().unwrap_err();
+        let VioletError::GaveUp {
+            attempts: 2, last, ..
+        } = &err
+        else {
+            panic!("expected GaveUp after 2 attempts, got {err:?}");
+        };
+        assert!(
+            matches!(**last, VioletError::Decode { page: Some(1), .. }),
+            "{last:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("cannot decode response (page 1)") && text.contains(expect),
+            "{text}"
+        );
+        assert_no_secret(&text, &settings);
+    }
+}
+
+#[tokio::test]
+async fn a_failing_page_ends_the_listing_there_and_a_transient_one_recovers() {
+    let sandbox = sandbox(500, Duration::from_secs(3600)).await;
+    let mut settings = settings(&sandbox);
+    settings.page_size = 20;
+    settings.max_retries = 2;
+    let client = client(&settings);
+
+    sandbox.set_knobs(|k| {
+        k.fail_at_page = Some(PageFault {
+            merchant_id: Some(MERCHANT as u64),
+            page: 17,
+            times: None,
+        });
+    });
+    let results = all_pages(&client).await;
+    assert_eq!(results.len(), 17, "16 pages, then the error, then nothing");
+    assert!(
+        results[..16]
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|p| !p.last))
+    );
+    let err = results[16].as_ref().unwrap_err();
+    assert!(err.to_string().contains("?page=17&size=20"), "{err}");
+    assert_eq!(err.status(), Some(500));
+
+    sandbox.set_knobs(|k| {
+        k.fail_at_page = Some(PageFault {
+            merchant_id: Some(MERCHANT as u64),
+            page: 17,
+            times: Some(2),
+        });
+    });
+    let offers: Vec<Offer> = client.offers(MERCHANT).try_collect().await.unwrap();
+    assert_eq!(offers.len(), 500);
+}
+
+#[tokio::test]
+async fn reads_both_sku_quantity_spellings_from_sandbox_offers() {
+    let sandbox = sandbox(300, Duration::from_secs(3600)).await;
+    let client = client(&settings(&sandbox));
+    let offers: Vec<Offer> = client.offers(MERCHANT).try_collect().await.unwrap();
+    let (mut short, mut long) = (0, 0);
+    for offer in &offers {
+        let raw_skus = offer.raw["skus"].as_array().expect("raw skus");
+        assert_eq!(raw_skus.len(), offer.skus.len());
+        for (sku, raw) in offer.skus.iter().zip(raw_skus) {
+            let expected = if let Some(q) = raw.get("qty_available") {
+                short += 1;
+                q.as_i64()
+            } else {
+                long += 1;
+                raw["quantity_available"].as_i64()
+            };
+            assert!(expected.is_some(), "sandbox SKU without a quantity: {raw}");
+            assert_eq!(sku.quantity, expected, "sku {}", sku.id);
+        }
+    }
+    assert!(
+        short > 0 && long > 0,
+        "both spellings seen: {short} / {long}"
+    );
+}
+
+#[tokio::test]
+async fn lists_collections_and_their_offers() {
+    let sandbox = sandbox(200, Duration::from_secs(3600)).await;
+    let client = client(&settings(&sandbox));
+    let collections: Vec<_> = client.collections(MERCHANT).try_collect().await.unwrap();
+    assert_eq!(collections.len(), 5);
+    let catalog = sandbox.catalog();
+    for collection in &collections {
+        assert_eq!(
+            Some(&collection.raw),
+            catalog.collection_json(collection.id as u64).as_ref()
+        );
+        let ids: Vec<i64> = client
+            .collection_offers(collection.id)
+            .map_ok(|o| o.id)
+            .try_collect()
+            .await
+            .unwrap();
+        let expected: Vec<i64> = catalog
+            .collection_offer_ids(collection.id as u64)
+            .into_iter()
+            .map(|id| id as i64)
+            .collect();
+        assert_eq!(ids, expected, "collection {}", collection.id);
+    }
+}
+
+#[tokio::test]
+async fn wrong_credentials_fail_at_once_without_retries() {
+    let sandbox = sandbox(10, Duration::from_secs(3600)).await;
+    let mut wrong_secret = settings(&sandbox);
+    wrong_secret.app_secret = Secret::new("not-the-app-secret");
+    let err = client(&wrong_secret).merchant(MERCHANT).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    assert_eq!(err.status(), Some(403));
+    let text = err.to_string();
+    assert!(text.starts_with("POST /login: HTTP 403"), "{text}");
+    assert_no_secret(&text, &wrong_secret);
+    assert_eq!(sandbox.stats().requests, 1, "refused once, never retried");
+
+    let mut wrong_password = settings(&sandbox);
+    wrong_password.password = Secret::new("not-the-password");
+    let err = client(&wrong_password)
+        .offers(MERCHANT)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VioletError::Unauthorized { .. }), "{err:?}");
+    assert_no_secret(&err.to_string(), &wrong_password);
+    assert_eq!(sandbox.stats().requests, 2);
+}
+
+#[tokio::test]
+async fn client_side_merchant_rate_limit_paces_requests() {
+    let sandbox = sandbox(10, Duration::from_secs(3600)).await;
+    let mut settings = settings(&sandbox);
+    settings.merchant_rate_limit_per_sec = 5;
+    let client = client(&settings);
+    client.login().await.unwrap();
+    let started = Instant::now();
+    let calls = (0..10).map(|_| client.merchant(MERCHANT));
+    for result in futures::future::join_all(calls).await {
+        result.unwrap().unwrap();
+    }
+    // A burst of 5, then one every 200 ms.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "took {took:?}");
+    // Another merchant's calls are not held back by merchant 1001's budget.
+    let started = Instant::now();
+    assert!(client.merchant(1002).await.unwrap().is_none());
+    assert!(started.elapsed() < Duration::from_millis(150));
+}
