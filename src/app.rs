@@ -75,9 +75,14 @@ impl Application {
         let worker_task = tokio::spawn(workers.run(jobs_shutdown.clone()));
 
         tracing::info!(addr = %self.public_addr, "public listener ready");
+        crate::systemd::ready();
+        crate::systemd::spawn_watchdog(shutdown.clone());
         let intake_shutdown = shutdown.clone();
         axum::serve(self.public, router)
-            .with_graceful_shutdown(async move { intake_shutdown.cancelled().await })
+            .with_graceful_shutdown(async move {
+                intake_shutdown.cancelled().await;
+                crate::systemd::stopping();
+            })
             .await
             .context("public listener failed")?;
         tracing::info!("intake stopped; draining jobs");

@@ -11,5 +11,6 @@ pub mod jobs;
 pub mod runner;
 pub mod sandbox;
 pub mod sync;
+pub mod systemd;
 pub mod telemetry;
 pub mod violet;
