@@ -64,7 +64,9 @@ impl Application {
                 Duration::from_secs(5),
             )),
         };
-        let router = http::public_router(state, settings.webhooks.body_limit_bytes);
+        let indexer_shutdown = CancellationToken::new();
+        let (search_routes, indexer_task) = crate::search::start(settings, self.pool.clone(), indexer_shutdown.clone()).await?;
+        let router = http::public_router(state, settings.webhooks.body_limit_bytes, search_routes);
 
         let workers = Arc::new(WorkerPool::new(
             Queue::new(self.pool.clone()),
@@ -87,7 +89,9 @@ impl Application {
             .context("public listener failed")?;
         tracing::info!("intake stopped; draining jobs");
         jobs_shutdown.cancel();
+        indexer_shutdown.cancel();
         let _ = worker_task.await;
+        let _ = indexer_task.await;
         tracing::info!("stopped");
         Ok(())
     }

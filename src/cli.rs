@@ -38,6 +38,9 @@ pub enum Command {
     Sandbox(crate::sandbox::cli::SandboxArgs),
     /// Print the effective configuration (secrets redacted); exit 1 when it is invalid.
     CheckConfig,
+    /// Rebuild the search index from the mirror into a new directory and swap it in
+    /// atomically; a running daemon keeps serving the old index until it adopts the new one.
+    Reindex,
 }
 
 impl Cli {
@@ -81,6 +84,18 @@ pub fn run() -> ExitCode {
             Command::Migrate => {
                 crate::db::prepare(&settings.database).await?;
                 println!("migrations are up to date");
+                Ok(())
+            }
+            Command::Reindex => {
+                let pool = crate::db::prepare(&settings.database).await?;
+                let report = crate::search::reindex(&pool, &settings.search.index_dir).await?;
+                println!(
+                    "reindexed {} offers up to change {} into {} in {} ms",
+                    report.documents,
+                    report.change_no,
+                    report.generation,
+                    report.elapsed.as_millis()
+                );
                 Ok(())
             }
             Command::Sandbox(_) | Command::CheckConfig => unreachable!("handled above"),

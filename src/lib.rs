@@ -12,5 +12,6 @@ pub mod runner;
 pub mod sandbox;
 pub mod sync;
 pub mod systemd;
+pub mod search;
 pub mod telemetry;
 pub mod violet;

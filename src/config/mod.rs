@@ -121,6 +121,18 @@ pub struct RefreshSettings {
 pub struct SearchSettings {
     pub index_dir: PathBuf,
     pub api_key: Secret,
+    pub api_key_uid: String,
+    pub restricted_keys: Vec<RestrictedKeySettings>,
+    pub settings_dir: PathBuf,
+    pub poll_interval_ms: u64,
+}
+
+/// A search key that only sees the offers matching `filter`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestrictedKeySettings {
+    pub key: Secret,
+    pub filter: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

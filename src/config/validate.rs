@@ -179,6 +179,19 @@ impl Settings {
             "search.index_dir",
             || "must be set".into(),
         );
+        p.positive(self.search.poll_interval_ms, "search.poll_interval_ms");
+        for (i, key) in self.search.restricted_keys.iter().enumerate() {
+            p.check(!key.key.is_empty(), &format!("search.restricted_keys[{i}].key"), || {
+                "must not be empty".into()
+            });
+            let parsed = crate::search::filter::parse(&key.filter);
+            p.check(matches!(parsed, Ok(Some(_))), &format!("search.restricted_keys[{i}].filter"), || {
+                match parsed {
+                    Err(err) => format!("is not a valid filter: {err}"),
+                    _ => "must not be empty".into(),
+                }
+            });
+        }
         p.url(&self.admin.url, "admin.url", &["http", "https"]);
         p.check(
             tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_ok(),

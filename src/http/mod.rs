@@ -30,8 +30,8 @@ pub struct AppState {
     pub intake_gate: Arc<IntakeGate>,
 }
 
-/// The public listener's routes.
-pub fn public_router(state: AppState, webhook_body_limit: usize) -> Router {
+/// The public listener's routes; `search` is the search API (`crate::search::http`).
+pub fn public_router(state: AppState, webhook_body_limit: usize, search: Router) -> Router {
     Router::new()
         .route(
             "/webhooks/violet",
@@ -40,4 +40,5 @@ pub fn public_router(state: AppState, webhook_body_limit: usize) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(state)
+        .merge(search)
 }

@@ -1,0 +1,356 @@
+//! One pass over the matching documents: the count, the top `offset + limit` in
+//! ranking order, and the facet counts and numeric stats, read from fast fields.
+//!
+//! Ranking order: score (relevance buckets, see `query`) descending, then each `sort`
+//! criterion (documents missing the value last, whatever the direction), then the
+//! offer id ascending, so equal documents always come in the same order and pages
+//! never overlap.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::{Column, StrColumn};
+use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
+
+use super::schema::AttrKind;
+
+/// One sort criterion on a numeric attribute.
+#[derive(Debug, Clone)]
+pub struct SortBy {
+    pub attribute: &'static str,
+    pub descending: bool,
+}
+
+/// What to collect.
+pub struct SearchCollector {
+    /// How many of the best documents to keep (`offset + limit`).
+    pub keep: usize,
+    pub scored: bool,
+    pub sort: Vec<SortBy>,
+    pub facets: Vec<(&'static str, AttrKind)>,
+}
+
+/// A ranked candidate.
+#[derive(Debug, Clone)]
+pub struct Ranked {
+    pub score: Score,
+    pub sort_values: Vec<Option<f64>>,
+    pub id: f64,
+    pub address: DocAddress,
+}
+
+/// Counts of one facet over the matching documents.
+#[derive(Debug, Clone, Default)]
+pub struct FacetCounts {
+    pub kind: Option<AttrKind>,
+    /// Value → number of documents.
+    pub values: HashMap<String, u64>,
+    /// Numeric facets: smallest and largest value seen.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// What a search collected.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub count: usize,
+    pub top: Vec<Ranked>,
+    pub facets: Vec<FacetCounts>,
+}
+
+impl SearchCollector {
+    fn compare(&self, a: &Ranked, b: &Ranked) -> Ordering {
+        compare(&self.sort, a, b)
+    }
+}
+
+/// Ranking order (`Less` comes first).
+pub fn compare(sort: &[SortBy], a: &Ranked, b: &Ranked) -> Ordering {
+    b.score
+        .partial_cmp(&a.score)
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| {
+            for (i, by) in sort.iter().enumerate() {
+                let ordering = match (a.sort_values[i], b.sort_values[i]) {
+                    (Some(x), Some(y)) => {
+                        let ascending = x.partial_cmp(&y).unwrap_or(Ordering::Equal);
+                        if by.descending {
+                            ascending.reverse()
+                        } else {
+                            ascending
+                        }
+                    }
+                    (Some(_), None) => Ordering::Less,
+                    (None, Some(_)) => Ordering::Greater,
+                    (None, None) => Ordering::Equal,
+                };
+                if ordering != Ordering::Equal {
+                    return ordering;
+                }
+            }
+            Ordering::Equal
+        })
+        .then_with(|| a.id.partial_cmp(&b.id).unwrap_or(Ordering::Equal))
+}
+
+/// Keeps the best `keep` of `candidates` (unordered).
+fn prune(candidates: &mut Vec<Ranked>, keep: usize, sort: &[SortBy]) {
+    if candidates.len() > keep {
+        if keep == 0 {
+            candidates.clear();
+            return;
+        }
+        candidates.select_nth_unstable_by(keep - 1, |a, b| compare(sort, a, b));
+        candidates.truncate(keep);
+    }
+}
+
+enum FacetColumn {
+    Keyword {
+        column: Option<StrColumn>,
+        counts: Vec<u64>,
+    },
+    Number {
+        column: Column<f64>,
+        counts: HashMap<u64, u64>,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+}
+
+pub struct SegmentSearch {
+    segment: SegmentOrdinal,
+    keep: usize,
+    sort: Vec<SortBy>,
+    sort_columns: Vec<Column<f64>>,
+    id_column: Column<f64>,
+    facets: Vec<FacetColumn>,
+    count: usize,
+    candidates: Vec<Ranked>,
+    scratch: Vec<u64>,
+}
+
+impl Collector for SearchCollector {
+    type Fruit = Collected;
+    type Child = SegmentSearch;
+
+    fn for_segment(
+        &self,
+        segment: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SegmentSearch> {
+        let fast = reader.fast_fields();
+        let sort_columns = self
+            .sort
+            .iter()
+            .map(|by| fast.f64(by.attribute))
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        let mut facets = Vec::with_capacity(self.facets.len());
+        for &(attribute, kind) in &self.facets {
+            facets.push(match kind {
+                AttrKind::Keyword => {
+                    let column = fast.str(attribute)?;
+                    let terms = column
+                        .as_ref()
+                        .map(|column| column.num_terms())
+                        .unwrap_or(0);
+                    FacetColumn::Keyword {
+                        column,
+                        counts: vec![0; terms],
+                    }
+                }
+                AttrKind::Number => FacetColumn::Number {
+                    column: fast.f64(attribute)?,
+                    counts: HashMap::new(),
+                    min: None,
+                    max: None,
+                },
+            });
+        }
+        Ok(SegmentSearch {
+            segment,
+            keep: self.keep,
+            sort: self.sort.clone(),
+            sort_columns,
+            id_column: fast.f64("id")?,
+            facets,
+            count: 0,
+            candidates: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.scored
+    }
+
+    fn merge_fruits(&self, fruits: Vec<SegmentFruit>) -> tantivy::Result<Collected> {
+        let mut collected = Collected {
+            facets: self
+                .facets
+                .iter()
+                .map(|&(_, kind)| FacetCounts {
+                    kind: Some(kind),
+                    ..FacetCounts::default()
+                })
+                .collect(),
+            ..Collected::default()
+        };
+        for fruit in fruits {
+            collected.count += fruit.count;
+            collected.top.extend(fruit.top);
+            prune(&mut collected.top, self.keep, &self.sort);
+            for (total, part) in collected.facets.iter_mut().zip(fruit.facets) {
+                for (value, count) in part.values {
+                    *total.values.entry(value).or_default() += count;
+                }
+                total.min = min_of(total.min, part.min);
+                total.max = max_of(total.max, part.max);
+            }
+        }
+        collected.top.sort_by(|a, b| self.compare(a, b));
+        Ok(collected)
+    }
+}
+
+/// What one segment collected.
+pub struct SegmentFruit {
+    count: usize,
+    top: Vec<Ranked>,
+    facets: Vec<FacetCounts>,
+}
+
+impl SegmentCollector for SegmentSearch {
+    type Fruit = SegmentFruit;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        self.count += 1;
+        for facet in &mut self.facets {
+            count_facet(facet, doc, &mut self.scratch);
+        }
+        if self.keep == 0 {
+            return;
+        }
+        let sort_values = self
+            .sort_columns
+            .iter()
+            .map(|column| column.first(doc))
+            .collect();
+        self.candidates.push(Ranked {
+            score,
+            sort_values,
+            id: self.id_column.first(doc).unwrap_or(f64::MAX),
+            address: DocAddress::new(self.segment, doc),
+        });
+        if self.candidates.len() >= 2 * self.keep.max(64) {
+            prune(&mut self.candidates, self.keep, &self.sort);
+        }
+    }
+
+    fn harvest(mut self) -> SegmentFruit {
+        prune(&mut self.candidates, self.keep, &self.sort);
+        let facets = self.facets.into_iter().map(harvest_facet).collect();
+        SegmentFruit {
+            count: self.count,
+            top: self.candidates,
+            facets,
+        }
+    }
+}
+
+fn count_facet(facet: &mut FacetColumn, doc: DocId, scratch: &mut Vec<u64>) {
+    scratch.clear();
+    match facet {
+        FacetColumn::Keyword {
+            column: Some(column),
+            counts,
+        } => {
+            scratch.extend(column.term_ords(doc));
+            scratch.sort_unstable();
+            scratch.dedup();
+            for &ord in scratch.iter() {
+                if let Some(slot) = counts.get_mut(ord as usize) {
+                    *slot += 1;
+                }
+            }
+        }
+        FacetColumn::Keyword { column: None, .. } => {}
+        FacetColumn::Number {
+            column,
+            counts,
+            min,
+            max,
+        } => {
+            for value in column.values_for_doc(doc) {
+                *min = min_of(*min, Some(value));
+                *max = max_of(*max, Some(value));
+                scratch.push(value.to_bits());
+            }
+            scratch.sort_unstable();
+            scratch.dedup();
+            for &bits in scratch.iter() {
+                *counts.entry(bits).or_default() += 1;
+            }
+        }
+    }
+}
+
+fn harvest_facet(facet: FacetColumn) -> FacetCounts {
+    let mut out = FacetCounts::default();
+    match facet {
+        FacetColumn::Keyword { column, counts } => {
+            out.kind = Some(AttrKind::Keyword);
+            if let Some(column) = column {
+                let mut text = String::new();
+                for (ord, count) in counts
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, count)| *count > 0)
+                {
+                    text.clear();
+                    if column.ord_to_str(ord as u64, &mut text).unwrap_or(false) {
+                        *out.values.entry(text.clone()).or_default() += count;
+                    }
+                }
+            }
+        }
+        FacetColumn::Number {
+            counts, min, max, ..
+        } => {
+            out.kind = Some(AttrKind::Number);
+            out.min = min;
+            out.max = max;
+            out.values = counts
+                .into_iter()
+                .map(|(bits, count)| (format_number(f64::from_bits(bits)), count))
+                .collect();
+        }
+    }
+    out
+}
+
+fn min_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+fn max_of(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// A number as Meilisearch writes facet values: integers without a fraction.
+pub fn format_number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        format!("{}", value as i64)
+    } else {
+        value.to_string()
+    }
+}

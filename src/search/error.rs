@@ -1,0 +1,161 @@
+//! Errors of the search API in Meilisearch's shape: `{"message", "code", "type", "link"}`
+//! with the status Meilisearch uses for that code, so official clients raise their
+//! usual exceptions. Internal causes are logged, never sent.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Meilisearch's error types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    InvalidRequest,
+    Auth,
+    Internal,
+}
+
+impl ErrorType {
+    fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::InvalidRequest => "invalid_request",
+            ErrorType::Auth => "auth",
+            ErrorType::Internal => "internal",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub kind: ErrorType,
+    pub message: String,
+}
+
+impl ApiError {
+    /// A 400 about the request, with a Meilisearch error code.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            kind: ErrorType::InvalidRequest,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::invalid("bad_request", message)
+    }
+
+    pub fn index_not_found(uid: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "index_not_found",
+            kind: ErrorType::InvalidRequest,
+            message: format!("Index `{uid}` not found."),
+        }
+    }
+
+    pub fn missing_authorization() -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "missing_authorization_header",
+            kind: ErrorType::Auth,
+            message:
+                "The Authorization header is missing. It must use the bearer authorization method."
+                    .into(),
+        }
+    }
+
+    pub fn invalid_api_key(detail: Option<&str>) -> ApiError {
+        let message = match detail {
+            Some(detail) => format!("The provided API key is invalid. {detail}"),
+            None => "The provided API key is invalid.".into(),
+        };
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "invalid_api_key",
+            kind: ErrorType::Auth,
+            message,
+        }
+    }
+
+    pub fn payload_too_large(limit: usize) -> ApiError {
+        ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            kind: ErrorType::InvalidRequest,
+            message: format!(
+                "The provided payload reached the size limit. The maximum accepted payload size is {limit} bytes."
+            ),
+        }
+    }
+
+    pub fn content_type(found: Option<&str>) -> ApiError {
+        let (code, message) = match found {
+            None => (
+                "missing_content_type",
+                "A Content-Type header is missing. Accepted values for the Content-Type header are: `application/json`".to_string(),
+            ),
+            Some(found) => (
+                "invalid_content_type",
+                format!("The Content-Type `{found}` is invalid. Accepted values for the Content-Type header are: `application/json`"),
+            ),
+        };
+        ApiError {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code,
+            kind: ErrorType::InvalidRequest,
+            message,
+        }
+    }
+
+    /// Something failed on our side; the cause goes to the log only.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!(error = %cause, "search request failed");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            kind: ErrorType::Internal,
+            message: "An internal error has occurred. The cause is in the server's log.".into(),
+        }
+    }
+
+    /// The same error, its message prefixed (multi-search: `Inside .queries[1]: ...`).
+    pub fn prefixed(mut self, prefix: &str) -> ApiError {
+        self.message = format!("{prefix}{}", self.message);
+        self
+    }
+
+    pub fn body(&self) -> serde_json::Value {
+        json!({
+            "message": self.message,
+            "code": self.code,
+            "type": self.kind.as_str(),
+            "link": format!("https://docs.meilisearch.com/errors#{}", self.code),
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+/// Meilisearch's wording for a wrongly typed parameter.
+pub fn invalid_type(
+    code: &'static str,
+    path: &str,
+    expected: &str,
+    found: &serde_json::Value,
+) -> ApiError {
+    ApiError::invalid(
+        code,
+        format!(
+            "Invalid value type at `{path}`: expected {expected}, but found {}: `{found}`",
+            super::filter::json_kind(found)
+        ),
+    )
+}

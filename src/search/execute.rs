@@ -1,0 +1,243 @@
+//! Running a checked request against one generation's searcher (one snapshot per
+//! request, so a response never mixes two commits) and writing Meilisearch's response.
+//! Blocking: callers run it on a blocking thread.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query};
+use tantivy::schema::Value as _;
+use tantivy::{Searcher, TantivyDocument};
+
+use super::collect::{Collected, FacetCounts, SearchCollector, format_number};
+use super::error::ApiError;
+use super::filter::{self, Filter};
+use super::format;
+use super::params::{Pagination, SearchRequest};
+use super::query::{self, MatchingStrategy, Word};
+use super::relevance::Relevance;
+use super::schema::AttrKind;
+use super::store::Generation;
+
+/// Facet values returned per facet (Meilisearch's `maxValuesPerFacet` default).
+pub const MAX_VALUES_PER_FACET: usize = 100;
+/// Facet-search hits returned (Meilisearch's `maxFacetHits` default).
+pub const MAX_FACET_HITS: usize = 100;
+
+/// The query for `q`, the request's filter and the key's filter, plus the analyzed words.
+fn prepare(
+    generation: &Generation,
+    relevance: &Relevance,
+    q: &str,
+    strategy: MatchingStrategy,
+    filters: &[&Filter],
+) -> Result<(Box<dyn Query>, Vec<Word>), ApiError> {
+    let words = query::analyze(q, relevance);
+    let text = query::build(&words, strategy, &generation.schema, relevance);
+    if filters.is_empty() {
+        return Ok((text, words));
+    }
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text)];
+    for filter in filters {
+        let compiled = filter::compile(filter, &generation.schema)
+            .map_err(|err| ApiError::invalid("invalid_search_filter", err.0))?;
+        clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(compiled, 0.0))));
+    }
+    Ok((Box::new(BooleanQuery::new(clauses)), words))
+}
+
+/// `POST /indexes/offers/search`.
+pub fn search(
+    generation: &Generation,
+    relevance: &Relevance,
+    request: &SearchRequest,
+    key_filter: Option<&Filter>,
+) -> Result<Value, ApiError> {
+    let started = Instant::now();
+    let filters: Vec<&Filter> = request.filter.iter().chain(key_filter).collect();
+    let (query, words) = prepare(
+        generation,
+        relevance,
+        &request.q,
+        request.matching_strategy,
+        &filters,
+    )?;
+    let searcher = generation.reader.searcher();
+    let (skip, take) = request.pagination.window();
+    let total_docs = searcher.num_docs() as usize;
+    let keep = skip.saturating_add(take).min(total_docs);
+    let collector = SearchCollector {
+        keep,
+        scored: !words.is_empty(),
+        sort: request.sort.clone(),
+        facets: request.facets.clone(),
+    };
+    let collected = searcher
+        .search(&query, &collector)
+        .map_err(ApiError::internal)?;
+    let hits = hits(&searcher, generation, &collected, skip, request, &words)?;
+
+    let mut response = Map::new();
+    response.insert("hits".into(), Value::Array(hits));
+    response.insert("query".into(), Value::String(request.q.clone()));
+    response.insert(
+        "processingTimeMs".into(),
+        json!(started.elapsed().as_millis() as u64),
+    );
+    match request.pagination {
+        Pagination::Offset { offset, limit } => {
+            response.insert("limit".into(), json!(limit));
+            response.insert("offset".into(), json!(offset));
+            response.insert("estimatedTotalHits".into(), json!(collected.count));
+        }
+        Pagination::Page {
+            page,
+            hits_per_page,
+        } => {
+            let total_pages = if hits_per_page == 0 {
+                0
+            } else {
+                collected.count.div_ceil(hits_per_page)
+            };
+            response.insert("hitsPerPage".into(), json!(hits_per_page));
+            response.insert("page".into(), json!(page));
+            response.insert("totalPages".into(), json!(total_pages));
+            response.insert("totalHits".into(), json!(collected.count));
+        }
+    }
+    if !request.facets.is_empty() {
+        let (distribution, stats) = facet_maps(&request.facets, &collected.facets);
+        response.insert("facetDistribution".into(), Value::Object(distribution));
+        response.insert("facetStats".into(), Value::Object(stats));
+    }
+    Ok(Value::Object(response))
+}
+
+fn hits(
+    searcher: &Searcher,
+    generation: &Generation,
+    collected: &Collected,
+    skip: usize,
+    request: &SearchRequest,
+    words: &[Word],
+) -> Result<Vec<Value>, ApiError> {
+    collected
+        .top
+        .iter()
+        .skip(skip)
+        .map(|ranked| {
+            let doc: TantivyDocument = searcher.doc(ranked.address).map_err(ApiError::internal)?;
+            let bytes = doc
+                .get_first(generation.schema.source)
+                .and_then(|value| value.as_bytes())
+                .ok_or_else(|| ApiError::internal("a document has no _source"))?;
+            let source: Map<String, Value> =
+                serde_json::from_slice(bytes).map_err(ApiError::internal)?;
+            Ok(format::hit(&source, request, words))
+        })
+        .collect()
+}
+
+fn facet_maps(
+    facets: &[(&'static str, AttrKind)],
+    counts: &[FacetCounts],
+) -> (Map<String, Value>, Map<String, Value>) {
+    let mut distribution = Map::new();
+    let mut stats = Map::new();
+    for (&(attribute, kind), facet) in facets.iter().zip(counts) {
+        let mut values: Vec<(&String, &u64)> = facet.values.iter().collect();
+        match kind {
+            AttrKind::Number => values.sort_by(|a, b| {
+                let x: f64 = a.0.parse().unwrap_or(f64::MAX);
+                let y: f64 = b.0.parse().unwrap_or(f64::MAX);
+                x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
+            }),
+            AttrKind::Keyword => values.sort_by(|a, b| a.0.cmp(b.0)),
+        }
+        let object: Map<String, Value> = values
+            .into_iter()
+            .take(MAX_VALUES_PER_FACET)
+            .map(|(value, count)| (value.clone(), json!(count)))
+            .collect();
+        distribution.insert(attribute.to_string(), Value::Object(object));
+        if let (AttrKind::Number, Some(min), Some(max)) = (kind, facet.min, facet.max) {
+            stats.insert(
+                attribute.to_string(),
+                json!({ "min": number(min), "max": number(max) }),
+            );
+        }
+    }
+    (distribution, stats)
+}
+
+fn number(value: f64) -> Value {
+    serde_json::from_str(&format_number(value)).unwrap_or(Value::Null)
+}
+
+/// A checked facet-search request.
+#[derive(Debug, Clone)]
+pub struct FacetSearchRequest {
+    pub facet: (&'static str, AttrKind),
+    pub facet_query: Option<String>,
+    pub q: String,
+    pub filter: Option<Filter>,
+    pub matching_strategy: MatchingStrategy,
+}
+
+/// `POST /indexes/offers/facet-search`: the facet's values among the offers matching
+/// `q` and `filter`, keeping those whose words match `facetQuery` (prefix and typos as
+/// in search), most frequent first.
+pub fn facet_search(
+    generation: &Generation,
+    relevance: &Relevance,
+    request: &FacetSearchRequest,
+    key_filter: Option<&Filter>,
+) -> Result<Value, ApiError> {
+    let started = Instant::now();
+    let filters: Vec<&Filter> = request.filter.iter().chain(key_filter).collect();
+    let (query, _) = prepare(
+        generation,
+        relevance,
+        &request.q,
+        request.matching_strategy,
+        &filters,
+    )?;
+    let searcher = generation.reader.searcher();
+    let collector = SearchCollector {
+        keep: 0,
+        scored: false,
+        sort: Vec::new(),
+        facets: vec![request.facet],
+    };
+    let collected = searcher
+        .search(&query, &collector)
+        .map_err(ApiError::internal)?;
+    let wanted = request
+        .facet_query
+        .as_deref()
+        .map(|facet_query| query::analyze(facet_query, relevance))
+        .unwrap_or_default();
+    let mut values: BTreeMap<String, u64> = BTreeMap::new();
+    if let Some(facet) = collected.facets.first() {
+        for (value, count) in &facet.values {
+            let value_words = super::relevance::words(value);
+            let matches = wanted.iter().all(|word| {
+                value_words
+                    .iter()
+                    .any(|token| query::token_matches(token, word))
+            });
+            if matches {
+                values.insert(value.clone(), *count);
+            }
+        }
+    }
+    let mut hits: Vec<(String, u64)> = values.into_iter().collect();
+    hits.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    hits.truncate(MAX_FACET_HITS);
+    Ok(json!({
+        "facetHits": hits.into_iter().map(|(value, count)| json!({ "value": value, "count": count })).collect::<Vec<_>>(),
+        "facetQuery": request.facet_query,
+        "processingTimeMs": started.elapsed().as_millis() as u64,
+    }))
+}

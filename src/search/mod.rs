@@ -1,0 +1,146 @@
+//! Search: the tantivy index as a projection of the mirror, and a Meilisearch-compatible
+//! storefront API over it.
+//!
+//! - `schema`, `document`: what an offer becomes in the index (typed fields, a stored
+//!   hit document). Hidden offers (not visible, removed, archived/disabled/for
+//!   deletion, not published, or of a merchant that is disconnected or disabled) are
+//!   **kept out of the index**; see `source` for why.
+//! - `source`: reads the mirror (change log, indexable offers) in consistent snapshots.
+//! - `store`: generations on disk, the `CURRENT` pointer, the commit payload
+//!   (schema version + last applied change number).
+//! - `indexer`: follows the change log, replaces each changed merchant's documents in
+//!   one commit, rebuilds aside and swaps when the index is missing, corrupt or of an
+//!   older schema, and serves `catalog-mirror reindex`.
+//! - `filter`, `query`, `relevance`, `collect`, `execute`, `format`, `params`: the
+//!   query side (filter grammar, typo/prefix/synonym matching with field weights,
+//!   facets, sort, pagination, highlighting).
+//! - `http`, `auth`, `error`: the routes, keys and tenant tokens, Meilisearch errors.
+//!
+//! [`SearchIndex`] is what the two sides share: the generation being served, swapped
+//! atomically; a request takes one searcher (one commit) and keeps it to the end.
+
+pub mod auth;
+pub mod collect;
+pub mod document;
+pub mod error;
+pub mod execute;
+pub mod filter;
+pub mod format;
+pub mod http;
+pub mod indexer;
+pub mod params;
+pub mod query;
+pub mod relevance;
+pub mod schema;
+pub mod source;
+pub mod store;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::{DateTime, Utc};
+
+pub use indexer::{Indexer, IndexerSettings, RebuildReport, Startup, reindex};
+pub use relevance::Relevance;
+pub use store::Generation;
+
+/// The one index uid the API serves.
+pub const INDEX_UID: &str = "offers";
+
+/// The generation being served and the relevance settings.
+pub struct SearchIndex {
+    current: RwLock<Arc<Generation>>,
+    relevance: Arc<Relevance>,
+    indexing: AtomicBool,
+    updated_at: Mutex<DateTime<Utc>>,
+}
+
+impl SearchIndex {
+    /// Serves an empty index until the indexer publishes one.
+    pub fn new(relevance: Relevance) -> Arc<SearchIndex> {
+        Arc::new(SearchIndex {
+            current: RwLock::new(Generation::empty()),
+            relevance: Arc::new(relevance),
+            indexing: AtomicBool::new(false),
+            updated_at: Mutex::new(Utc::now()),
+        })
+    }
+
+    /// The generation to search now.
+    pub fn current(&self) -> Arc<Generation> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn relevance(&self) -> Arc<Relevance> {
+        self.relevance.clone()
+    }
+
+    /// Serves `generation` from now on (requests in flight finish on the old one).
+    pub fn swap(&self, generation: Arc<Generation>) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = generation;
+        self.touch();
+    }
+
+    /// Records that the served index changed (a commit was applied).
+    pub fn touch(&self) {
+        *self
+            .updated_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Utc::now();
+    }
+
+    pub fn updated_at(&self) -> DateTime<Utc> {
+        *self
+            .updated_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn set_indexing(&self, indexing: bool) {
+        self.indexing.store(indexing, Ordering::Relaxed);
+    }
+
+    pub fn is_indexing(&self) -> bool {
+        self.indexing.load(Ordering::Relaxed)
+    }
+
+    /// The last change number the served generation applied.
+    pub fn change_no(&self) -> Option<i64> {
+        self.current().payload().map(|payload| payload.change_no)
+    }
+}
+
+/// Wires search into a daemon: opens the index (served at once when usable), and
+/// returns the routes to mount on the public listener and the indexer task (which
+/// stops when `shutdown` is cancelled).
+pub async fn start(
+    settings: &crate::config::Settings,
+    pool: sqlx::PgPool,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<(axum::Router, tokio::task::JoinHandle<()>)> {
+    let search = &settings.search;
+    let settings_dir =
+        (!search.settings_dir.as_os_str().is_empty()).then_some(search.settings_dir.as_path());
+    let index = SearchIndex::new(Relevance::load(settings_dir)?);
+    let api = http::SearchApi {
+        index: index.clone(),
+        access: Arc::new(auth::Access::from_settings(search)?),
+    };
+    let indexer = Indexer::new(
+        pool,
+        IndexerSettings {
+            index_dir: search.index_dir.clone(),
+            poll_interval: std::time::Duration::from_millis(search.poll_interval_ms),
+        },
+        index,
+    );
+    let startup = indexer.open().await?;
+    let task = tokio::spawn(indexer.run(Some(startup), shutdown));
+    Ok((http::router(api), task))
+}

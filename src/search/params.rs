@@ -1,0 +1,451 @@
+//! Search parameters: read from a JSON body (POST) or a query string (GET), checked
+//! field by field with Meilisearch's error codes. Unknown fields are refused; fields
+//! Meilisearch has but this subset does not act on (vectors, hybrid, distinct, ranking
+//! score details, ...) are accepted and ignored, so clients that send them still work.
+
+use serde_json::{Map, Value};
+
+use super::collect::SortBy;
+use super::error::{ApiError, invalid_type};
+use super::filter::{self, Filter};
+use super::query::MatchingStrategy;
+use super::schema::{self, AttrKind, FILTERABLE};
+
+/// Hits per page when nothing is said (Meilisearch's default).
+pub const DEFAULT_LIMIT: usize = 20;
+/// Words kept by `attributesToCrop` when nothing is said.
+pub const DEFAULT_CROP_LENGTH: usize = 10;
+
+const SEARCH_FIELDS: &[&str] = &[
+    "q",
+    "offset",
+    "limit",
+    "page",
+    "hitsPerPage",
+    "filter",
+    "facets",
+    "sort",
+    "attributesToRetrieve",
+    "attributesToHighlight",
+    "highlightPreTag",
+    "highlightPostTag",
+    "attributesToCrop",
+    "cropLength",
+    "cropMarker",
+    "matchingStrategy",
+    "showMatchesPosition",
+    "showRankingScore",
+    "showRankingScoreDetails",
+    "rankingScoreThreshold",
+    "attributesToSearchOn",
+    "distinct",
+    "vector",
+    "hybrid",
+    "retrieveVectors",
+    "locales",
+    "media",
+];
+
+/// `limit`/`offset` or `page`/`hitsPerPage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pagination {
+    Offset { offset: usize, limit: usize },
+    Page { page: usize, hits_per_page: usize },
+}
+
+impl Pagination {
+    /// The hits to skip and to return.
+    pub fn window(self) -> (usize, usize) {
+        match self {
+            Pagination::Offset { offset, limit } => (offset, limit),
+            Pagination::Page { page: 0, .. } => (0, 0),
+            Pagination::Page {
+                page,
+                hits_per_page,
+            } => ((page - 1).saturating_mul(hits_per_page), hits_per_page),
+        }
+    }
+}
+
+/// A checked search request.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub q: String,
+    pub filter: Option<Filter>,
+    pub facets: Vec<(&'static str, AttrKind)>,
+    pub sort: Vec<SortBy>,
+    pub pagination: Pagination,
+    /// `None`: every attribute.
+    pub attributes_to_retrieve: Option<Vec<String>>,
+    pub attributes_to_highlight: Vec<String>,
+    pub highlight_pre_tag: String,
+    pub highlight_post_tag: String,
+    /// Attribute and its own crop length, if given as `attr:n`.
+    pub attributes_to_crop: Vec<(String, Option<usize>)>,
+    pub crop_length: usize,
+    pub crop_marker: String,
+    pub matching_strategy: MatchingStrategy,
+}
+
+impl SearchRequest {
+    /// Parses a JSON body's object. `extra` lists further accepted fields (e.g.
+    /// `indexUid` in a multi-search query) that the caller reads itself.
+    pub fn from_object(
+        object: &Map<String, Value>,
+        extra: &[&str],
+    ) -> Result<SearchRequest, ApiError> {
+        reject_unknown(object, SEARCH_FIELDS, extra)?;
+        let q = match object.get("q") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(q)) => q.clone(),
+            Some(other) => return Err(invalid_type("invalid_search_q", ".q", "a string", other)),
+        };
+        let count = |name: &str, code: &'static str| -> Result<Option<usize>, ApiError> {
+            match object.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(number)) if number.as_u64().is_some() => Ok(Some(
+                    number.as_u64().unwrap_or_default().min(usize::MAX as u64) as usize,
+                )),
+                Some(other) => Err(invalid_type(
+                    code,
+                    &format!(".{name}"),
+                    "a positive integer",
+                    other,
+                )),
+            }
+        };
+        let offset = count("offset", "invalid_search_offset")?;
+        let limit = count("limit", "invalid_search_limit")?;
+        let page = count("page", "invalid_search_page")?;
+        let hits_per_page = count("hitsPerPage", "invalid_search_hits_per_page")?;
+        let pagination = if page.is_some() || hits_per_page.is_some() {
+            Pagination::Page {
+                page: page.unwrap_or(1),
+                hits_per_page: hits_per_page.unwrap_or(DEFAULT_LIMIT),
+            }
+        } else {
+            Pagination::Offset {
+                offset: offset.unwrap_or(0),
+                limit: limit.unwrap_or(DEFAULT_LIMIT),
+            }
+        };
+        let filter = match object.get("filter") {
+            None => None,
+            Some(value) => filter::from_json(value)
+                .map_err(|err| ApiError::invalid("invalid_search_filter", err.0))?,
+        };
+        let facets = parse_facets(object.get("facets"))?;
+        let sort = parse_sort(object.get("sort"))?;
+        let attributes_to_retrieve = string_list(
+            object,
+            "attributesToRetrieve",
+            "invalid_search_attributes_to_retrieve",
+        )?;
+        let attributes_to_highlight = string_list(
+            object,
+            "attributesToHighlight",
+            "invalid_search_attributes_to_highlight",
+        )?
+        .unwrap_or_default();
+        let highlight_pre_tag = string(
+            object,
+            "highlightPreTag",
+            "invalid_search_highlight_pre_tag",
+        )?
+        .unwrap_or_else(|| "<em>".into());
+        let highlight_post_tag = string(
+            object,
+            "highlightPostTag",
+            "invalid_search_highlight_post_tag",
+        )?
+        .unwrap_or_else(|| "</em>".into());
+        let crop = string_list(
+            object,
+            "attributesToCrop",
+            "invalid_search_attributes_to_crop",
+        )?
+        .unwrap_or_default();
+        let mut attributes_to_crop = Vec::with_capacity(crop.len());
+        for entry in crop {
+            match entry.rsplit_once(':') {
+                Some((name, length)) => {
+                    let length = length.parse::<usize>().map_err(|_| {
+                        ApiError::invalid(
+                            "invalid_search_attributes_to_crop",
+                            format!("Invalid value at `.attributesToCrop`: `{entry}` must be `attribute` or `attribute:length` with a positive integer length."),
+                        )
+                    })?;
+                    attributes_to_crop.push((name.to_string(), Some(length)));
+                }
+                None => attributes_to_crop.push((entry, None)),
+            }
+        }
+        let crop_length =
+            count("cropLength", "invalid_search_crop_length")?.unwrap_or(DEFAULT_CROP_LENGTH);
+        let crop_marker = string(object, "cropMarker", "invalid_search_crop_marker")?
+            .unwrap_or_else(|| "…".into());
+        let matching_strategy = matching_strategy(
+            object.get("matchingStrategy"),
+            "invalid_search_matching_strategy",
+        )?;
+        for (name, code) in [
+            (
+                "showMatchesPosition",
+                "invalid_search_show_matches_position",
+            ),
+            ("showRankingScore", "invalid_search_show_ranking_score"),
+            (
+                "showRankingScoreDetails",
+                "invalid_search_show_ranking_score_details",
+            ),
+            ("retrieveVectors", "invalid_search_retrieve_vectors"),
+        ] {
+            match object.get(name) {
+                None | Some(Value::Null | Value::Bool(_)) => {}
+                Some(other) => {
+                    return Err(invalid_type(code, &format!(".{name}"), "a boolean", other));
+                }
+            }
+        }
+        Ok(SearchRequest {
+            q,
+            filter,
+            facets,
+            sort,
+            pagination,
+            attributes_to_retrieve,
+            attributes_to_highlight,
+            highlight_pre_tag,
+            highlight_post_tag,
+            attributes_to_crop,
+            crop_length,
+            crop_marker,
+            matching_strategy,
+        })
+    }
+
+    /// Parses the query string of `GET /indexes/{uid}/search`: lists are comma-separated,
+    /// numbers and booleans are spelled out, `filter` is a filter string.
+    pub fn from_query_pairs(pairs: &[(String, String)]) -> Result<SearchRequest, ApiError> {
+        let mut object = Map::new();
+        for (key, value) in pairs {
+            let json = match key.as_str() {
+                "offset" | "limit" | "page" | "hitsPerPage" | "cropLength" => {
+                    match value.parse::<u64>() {
+                        Ok(number) => Value::from(number),
+                        Err(_) => Value::String(value.clone()),
+                    }
+                }
+                "facets"
+                | "sort"
+                | "attributesToRetrieve"
+                | "attributesToHighlight"
+                | "attributesToCrop" => Value::Array(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|item| !item.is_empty())
+                        .map(|item| Value::String(item.to_string()))
+                        .collect(),
+                ),
+                "showMatchesPosition"
+                | "showRankingScore"
+                | "showRankingScoreDetails"
+                | "retrieveVectors" => match value.as_str() {
+                    "true" => Value::Bool(true),
+                    "false" => Value::Bool(false),
+                    _ => Value::String(value.clone()),
+                },
+                _ => Value::String(value.clone()),
+            };
+            object.insert(key.clone(), json);
+        }
+        SearchRequest::from_object(&object, &[])
+    }
+}
+
+/// Refuses fields that are neither in `known` nor `extra`, as Meilisearch does.
+pub fn reject_unknown(
+    object: &Map<String, Value>,
+    known: &[&str],
+    extra: &[&str],
+) -> Result<(), ApiError> {
+    for key in object.keys() {
+        if !known.contains(&key.as_str()) && !extra.contains(&key.as_str()) {
+            let expected: Vec<String> = known
+                .iter()
+                .chain(extra)
+                .map(|name| format!("`{name}`"))
+                .collect();
+            return Err(ApiError::bad_request(format!(
+                "Unknown field `{key}`: expected one of {}",
+                expected.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn matching_strategy(
+    value: Option<&Value>,
+    code: &'static str,
+) -> Result<MatchingStrategy, ApiError> {
+    match value {
+        None | Some(Value::Null) => Ok(MatchingStrategy::Last),
+        Some(Value::String(text)) if text == "last" || text == "frequency" => {
+            Ok(MatchingStrategy::Last)
+        }
+        Some(Value::String(text)) if text == "all" => Ok(MatchingStrategy::All),
+        Some(Value::String(text)) => Err(ApiError::invalid(
+            code,
+            format!(
+                "Unknown value `{text}` at `.matchingStrategy`: expected one of `last`, `all`, `frequency`"
+            ),
+        )),
+        Some(other) => Err(invalid_type(code, ".matchingStrategy", "a string", other)),
+    }
+}
+
+pub fn string(
+    object: &Map<String, Value>,
+    name: &str,
+    code: &'static str,
+) -> Result<Option<String>, ApiError> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(other) => Err(invalid_type(code, &format!(".{name}"), "a string", other)),
+    }
+}
+
+fn string_list(
+    object: &Map<String, Value>,
+    name: &str,
+    code: &'static str,
+) -> Result<Option<Vec<String>>, ApiError> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(text) => Ok(text.clone()),
+                other => Err(invalid_type(
+                    code,
+                    &format!(".{name}[{i}]"),
+                    "a string",
+                    other,
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(other) => Err(invalid_type(code, &format!(".{name}"), "an array", other)),
+    }
+}
+
+fn parse_facets(value: Option<&Value>) -> Result<Vec<(&'static str, AttrKind)>, ApiError> {
+    let names = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(invalid_type(
+                "invalid_search_facets",
+                ".facets",
+                "an array",
+                other,
+            ));
+        }
+    };
+    let mut facets: Vec<(&'static str, AttrKind)> = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let Value::String(name) = name else {
+            return Err(invalid_type(
+                "invalid_search_facets",
+                &format!(".facets[{i}]"),
+                "a string",
+                name,
+            ));
+        };
+        if name == "*" {
+            for &(attribute, kind) in FILTERABLE {
+                if !facets.iter().any(|(seen, _)| *seen == attribute) {
+                    facets.push((attribute, kind));
+                }
+            }
+            continue;
+        }
+        let canonical = schema::canonical(name);
+        let Some(&(attribute, kind)) = FILTERABLE
+            .iter()
+            .find(|(attribute, _)| *attribute == canonical)
+        else {
+            return Err(ApiError::invalid(
+                "invalid_search_facets",
+                format!(
+                    "Invalid facet distribution, attribute `{name}` is not filterable. The available filterable attributes are `{}`.",
+                    schema::filterable_names().join(", ")
+                ),
+            ));
+        };
+        if !facets.iter().any(|(seen, _)| *seen == attribute) {
+            facets.push((attribute, kind));
+        }
+    }
+    Ok(facets)
+}
+
+fn parse_sort(value: Option<&Value>) -> Result<Vec<SortBy>, ApiError> {
+    let items = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            return Err(invalid_type(
+                "invalid_search_sort",
+                ".sort",
+                "an array",
+                other,
+            ));
+        }
+    };
+    let mut sort = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let Value::String(text) = item else {
+            return Err(invalid_type(
+                "invalid_search_sort",
+                &format!(".sort[{i}]"),
+                "a string",
+                item,
+            ));
+        };
+        let (name, descending) = match text.rsplit_once(':') {
+            Some((name, "asc")) => (name, false),
+            Some((name, "desc")) => (name, true),
+            _ => {
+                return Err(ApiError::invalid(
+                    "invalid_search_sort",
+                    format!(
+                        "Invalid syntax for the sort parameter: expected expression ending by `:asc` or `:desc`, found `{text}`."
+                    ),
+                ));
+            }
+        };
+        let canonical = schema::canonical(name);
+        let Some(&(attribute, _)) = FILTERABLE
+            .iter()
+            .find(|(attribute, kind)| *attribute == canonical && *kind == AttrKind::Number)
+        else {
+            return Err(ApiError::invalid(
+                "invalid_search_sort",
+                format!(
+                    "Attribute `{name}` is not sortable. Available sortable attributes are: `{}`.",
+                    schema::sortable_names().join(", ")
+                ),
+            ));
+        };
+        sort.push(SortBy {
+            attribute,
+            descending,
+        });
+    }
+    Ok(sort)
+}

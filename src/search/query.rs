@@ -1,0 +1,265 @@
+//! From `q` to a scored tantivy query, imitating Meilisearch's ranking rules with
+//! constant scores so that the order is deterministic and explainable:
+//!
+//! 1. **words** (`matchingStrategy`): with `last` (the default) an offer must match the
+//!    first word and each further word adds a weight that halves from word to word, so
+//!    offers matching all words come first, then those missing the last one, and so
+//!    on; with `all` every word must match.
+//! 2. **typo**: an exact (or synonym) match of a word scores above a one-typo match,
+//!    above a two-typo match. Words of 5+ characters allow one typo, 9+ two
+//!    (Meilisearch's defaults, `index/relevance.toml`); the last word also matches as a
+//!    prefix (search as you type) unless the query ends with a space.
+//! 3. **attribute**: within a typo class, a match in the name beats vendor, seller,
+//!    tags, category, collections and SKU names, which beat the description.
+//!
+//! Each word is a disjunction-max over its variants (exact, prefix, typos, synonyms)
+//! in every text field, so a word counts once, at its best match. Stop words are
+//! dropped from the query unless it has nothing else. Ties are broken by `sort`, then
+//! by offer id (see `collect`).
+
+use tantivy::Term;
+use tantivy::query::{
+    AllQuery, BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, FuzzyTermQuery, Occur, Query,
+    TermQuery,
+};
+use tantivy::schema::IndexRecordOption;
+
+use super::relevance::{Relevance, words};
+use super::schema::{OfferSchema, TextField};
+
+/// Most query words considered (Meilisearch's limit).
+pub const MAX_WORDS: usize = 10;
+
+/// `matchingStrategy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MatchingStrategy {
+    #[default]
+    Last,
+    All,
+}
+
+/// One analyzed query word.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Word {
+    pub text: String,
+    /// Matches as a prefix too (the last word, while typing).
+    pub prefix: bool,
+    /// Typos allowed (0, 1 or 2).
+    pub typos: u8,
+    /// Alternatives from the synonyms file, each a list of words.
+    pub synonyms: Vec<Vec<String>>,
+}
+
+/// The words of `q` that take part in matching.
+pub fn analyze(q: &str, relevance: &Relevance) -> Vec<Word> {
+    let mut tokens = words(q);
+    tokens.truncate(MAX_WORDS);
+    let kept: Vec<String> = tokens
+        .iter()
+        .filter(|token| !relevance.stop_words.contains(token.as_str()))
+        .cloned()
+        .collect();
+    let tokens = if kept.is_empty() { tokens } else { kept };
+    let typing = !q.ends_with(char::is_whitespace);
+    let count = tokens.len();
+    tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| Word {
+            prefix: typing && i + 1 == count,
+            typos: relevance.typos_for(&text),
+            synonyms: relevance.synonyms.get(&text).cloned().unwrap_or_default(),
+            text,
+        })
+        .collect()
+}
+
+/// Scores of the buckets; integers, so `f32` sums stay exact.
+const WORD_UNIT: f32 = 1000.0;
+const EXACT: f32 = 300.0;
+const ONE_TYPO: f32 = 200.0;
+const TWO_TYPOS: f32 = 100.0;
+const ATTRIBUTE_UNIT: f32 = 10.0;
+
+/// The scored query for `words`; `AllQuery` when there are none (placeholder search).
+pub fn build(
+    words: &[Word],
+    strategy: MatchingStrategy,
+    schema: &OfferSchema,
+    relevance: &Relevance,
+) -> Box<dyn Query> {
+    if words.is_empty() {
+        return Box::new(AllQuery);
+    }
+    let count = words.len();
+    let clauses = words
+        .iter()
+        .enumerate()
+        .map(|(i, word)| {
+            let rank = match strategy {
+                MatchingStrategy::Last => WORD_UNIT * (1u32 << (count - 1 - i)) as f32,
+                MatchingStrategy::All => WORD_UNIT,
+            };
+            let occur = if i == 0 || strategy == MatchingStrategy::All {
+                Occur::Must
+            } else {
+                Occur::Should
+            };
+            (occur, word_query(word, rank, schema, relevance))
+        })
+        .collect();
+    Box::new(BooleanQuery::new(clauses))
+}
+
+fn word_query(
+    word: &Word,
+    rank: f32,
+    schema: &OfferSchema,
+    relevance: &Relevance,
+) -> Box<dyn Query> {
+    let weights = relevance.weights;
+    let fields = [
+        (TextField::Name, weights.name),
+        (TextField::Secondary, weights.secondary),
+        (TextField::Description, weights.description),
+        (TextField::Codes, weights.codes),
+    ];
+    let mut variants: Vec<Box<dyn Query>> = Vec::new();
+    for (which, weight) in fields {
+        let field = schema.text_field(which);
+        let attribute = ATTRIBUTE_UNIT * weight as f32;
+        let term = Term::from_field_text(field, &word.text);
+        let scored = |query: Box<dyn Query>, bucket: f32| -> Box<dyn Query> {
+            Box::new(ConstScoreQuery::new(query, rank + bucket + attribute))
+        };
+        variants.push(scored(
+            Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)),
+            EXACT,
+        ));
+        if which == TextField::Codes {
+            continue;
+        }
+        if word.prefix {
+            // A prefix match ranks just below the exact word.
+            variants.push(scored(
+                Box::new(FuzzyTermQuery::new_prefix(term.clone(), 0, true)),
+                EXACT - 1.0,
+            ));
+        }
+        for typos in 1..=word.typos {
+            let bucket = if typos == 1 { ONE_TYPO } else { TWO_TYPOS };
+            let fuzzy = if word.prefix {
+                FuzzyTermQuery::new_prefix(term.clone(), typos, true)
+            } else {
+                FuzzyTermQuery::new(term.clone(), typos, true)
+            };
+            variants.push(scored(Box::new(fuzzy), bucket));
+        }
+        for alternative in &word.synonyms {
+            let all: Vec<(Occur, Box<dyn Query>)> = alternative
+                .iter()
+                .map(|synonym| {
+                    let query: Box<dyn Query> = Box::new(TermQuery::new(
+                        Term::from_field_text(field, synonym),
+                        IndexRecordOption::Basic,
+                    ));
+                    (Occur::Must, query)
+                })
+                .collect();
+            variants.push(scored(Box::new(BooleanQuery::new(all)), EXACT - 2.0));
+        }
+    }
+    Box::new(DisjunctionMaxQuery::new(variants))
+}
+
+/// Whether the indexed word `token` matches `word` (exactly, as a prefix, within its
+/// typos, or as a one-word synonym): the same rule as the query, for highlighting.
+pub fn token_matches(token: &str, word: &Word) -> bool {
+    if token == word.text {
+        return true;
+    }
+    if word.prefix && token.starts_with(&word.text) {
+        return true;
+    }
+    if word
+        .synonyms
+        .iter()
+        .any(|alt| alt.len() == 1 && alt[0] == token)
+    {
+        return true;
+    }
+    if word.typos == 0 {
+        return false;
+    }
+    let candidate: Vec<char> = token.chars().collect();
+    let target: Vec<char> = word.text.chars().collect();
+    let typos = word.typos as usize;
+    if word.prefix {
+        // Some prefix of the token within the distance.
+        let low = target.len().saturating_sub(typos);
+        let high = (target.len() + typos).min(candidate.len());
+        (low..=high)
+            .any(|len| len <= candidate.len() && distance(&candidate[..len], &target) <= typos)
+    } else {
+        distance(&candidate, &target) <= typos
+    }
+}
+
+/// Damerau-Levenshtein distance (optimal string alignment), as tantivy's automata count.
+fn distance(a: &[char], b: &[char]) -> usize {
+    let (n, m) = (a.len(), b.len());
+    if n.abs_diff(m) > 2 {
+        return 3;
+    }
+    let mut d = vec![vec![0usize; m + 1]; n + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=m {
+        d[0][j] = j;
+    }
+    for i in 1..=n {
+        for j in 1..=m {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[n][m]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_word_is_a_prefix_and_stop_words_go() {
+        let relevance = Relevance::embedded();
+        let words = analyze("the red runn", &relevance);
+        let texts: Vec<&str> = words.iter().map(|word| word.text.as_str()).collect();
+        assert_eq!(texts, ["red", "runn"]);
+        assert!(words[1].prefix && !words[0].prefix);
+        assert!(!analyze("red ", &relevance)[0].prefix);
+        assert_eq!(
+            analyze("the", &relevance)[0].text,
+            "the",
+            "only stop words: kept"
+        );
+    }
+
+    #[test]
+    fn highlighting_uses_the_query_rules() {
+        let relevance = Relevance::embedded();
+        let word = &analyze("sneakr", &relevance)[0];
+        assert!(token_matches("sneaker", word));
+        assert!(token_matches("sneakers", word), "prefix with one typo");
+        assert!(!token_matches("snow", word));
+        let word = &analyze("tee ", &relevance)[0];
+        assert!(token_matches("tshirt", word));
+    }
+}

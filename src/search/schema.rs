@@ -1,0 +1,269 @@
+//! The typed tantivy schema of an offer document, and the catalogue of attributes the
+//! search API knows (which can be filtered, faceted, sorted, searched, highlighted).
+//!
+//! Three kinds of fields:
+//! - text fields the query words run against, one per relevance weight (`t_name`,
+//!   `t_secondary` for vendor/seller/tags/category/collections/SKU names,
+//!   `t_description`, `t_codes` for GTIN/UPC/EAN), tokenized by [`TEXT_TOKENIZER`];
+//! - one field per filterable attribute, named like the attribute: numbers as `f64`
+//!   (indexed and fast: filters, ranges, sort, numeric facets), strings and booleans
+//!   as lowercased keywords (indexed by [`KEYWORD_TOKENIZER`] for case-insensitive
+//!   filters, fast with their original spelling for facet values);
+//! - `_nulls`/`_empties` (which attributes are `null` or empty in this document, for
+//!   `IS NULL`/`IS EMPTY`) and `_source`, the stored JSON returned as a hit.
+//!
+//! Bump [`SCHEMA_VERSION`] whenever fields, tokenizers or what a document holds
+//! change: the indexer then rebuilds aside and swaps (see `store`).
+
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+};
+
+/// Version of the schema and of the document projection; stored in each commit payload.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Words: split on non-alphanumerics, lowercased, accents folded.
+pub const TEXT_TOKENIZER: &str = "cm_text";
+/// Whole values, lowercased: case-insensitive equality in filters.
+pub const KEYWORD_TOKENIZER: &str = "cm_keyword";
+
+/// How a filterable attribute is stored and compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttrKind {
+    /// `f64`: numeric comparison, ranges, sort, facet stats.
+    Number,
+    /// String (or boolean as `"true"`/`"false"`): case-insensitive equality.
+    Keyword,
+}
+
+/// Filterable (and facetable) attributes of an offer document, in display order.
+pub const FILTERABLE: &[(&str, AttrKind)] = &[
+    ("id", AttrKind::Number),
+    ("merchant_id", AttrKind::Number),
+    ("min_price", AttrKind::Number),
+    ("max_price", AttrKind::Number),
+    ("date_last_modified", AttrKind::Number),
+    ("collection_ids", AttrKind::Number),
+    ("vendor", AttrKind::Keyword),
+    ("seller", AttrKind::Keyword),
+    ("tags", AttrKind::Keyword),
+    ("category", AttrKind::Keyword),
+    ("collections", AttrKind::Keyword),
+    ("currency", AttrKind::Keyword),
+    ("available", AttrKind::Keyword),
+    ("visible", AttrKind::Keyword),
+    ("status", AttrKind::Keyword),
+    ("gtins", AttrKind::Keyword),
+    ("upcs", AttrKind::Keyword),
+    ("eans", AttrKind::Keyword),
+];
+
+/// Other names accepted for an attribute in `filter`, `sort` and `facets`.
+pub const ALIASES: &[(&str, &str)] = &[("price", "min_price")];
+
+/// Attributes whose text the query words match, with the text field holding them.
+/// Highlighting and cropping apply to these.
+pub const SEARCHABLE: &[(&str, TextField)] = &[
+    ("name", TextField::Name),
+    ("vendor", TextField::Secondary),
+    ("seller", TextField::Secondary),
+    ("tags", TextField::Secondary),
+    ("category", TextField::Secondary),
+    ("collections", TextField::Secondary),
+    ("sku_names", TextField::Secondary),
+    ("description", TextField::Description),
+    ("gtins", TextField::Codes),
+    ("upcs", TextField::Codes),
+    ("eans", TextField::Codes),
+];
+
+/// Every attribute of a hit document, in the order the API lists them.
+pub const DISPLAYED: &[&str] = &[
+    "id",
+    "merchant_id",
+    "name",
+    "description",
+    "vendor",
+    "seller",
+    "tags",
+    "category",
+    "collection_ids",
+    "collections",
+    "sku_names",
+    "gtins",
+    "upcs",
+    "eans",
+    "min_price",
+    "max_price",
+    "currency",
+    "available",
+    "visible",
+    "status",
+    "date_last_modified",
+    "image_url",
+];
+
+/// The text fields, from most to least important.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TextField {
+    Name,
+    Secondary,
+    Description,
+    Codes,
+}
+
+/// The schema with every field resolved.
+#[derive(Debug, Clone)]
+pub struct OfferSchema {
+    pub schema: Schema,
+    pub t_name: Field,
+    pub t_secondary: Field,
+    pub t_description: Field,
+    pub t_codes: Field,
+    pub nulls: Field,
+    pub empties: Field,
+    pub source: Field,
+    /// Filterable attributes: name, kind, field (same order as [`FILTERABLE`]).
+    pub attributes: Vec<(&'static str, AttrKind, Field)>,
+}
+
+impl OfferSchema {
+    /// The schema this build writes.
+    pub fn current() -> OfferSchema {
+        OfferSchema::resolve(&build()).expect("the built schema resolves")
+    }
+
+    /// Resolves every field by name in `schema` (an index on disk); `None` when a field
+    /// is missing, i.e. the index cannot be served by this build.
+    pub fn resolve(schema: &Schema) -> Option<OfferSchema> {
+        let field = |name: &str| schema.get_field(name).ok();
+        let mut attributes = Vec::with_capacity(FILTERABLE.len());
+        for &(name, kind) in FILTERABLE {
+            attributes.push((name, kind, field(name)?));
+        }
+        Some(OfferSchema {
+            schema: schema.clone(),
+            t_name: field("t_name")?,
+            t_secondary: field("t_secondary")?,
+            t_description: field("t_description")?,
+            t_codes: field("t_codes")?,
+            nulls: field("_nulls")?,
+            empties: field("_empties")?,
+            source: field("_source")?,
+            attributes,
+        })
+    }
+
+    pub fn text_field(&self, which: TextField) -> Field {
+        match which {
+            TextField::Name => self.t_name,
+            TextField::Secondary => self.t_secondary,
+            TextField::Description => self.t_description,
+            TextField::Codes => self.t_codes,
+        }
+    }
+
+    /// The filterable attribute `name` (aliases resolved).
+    pub fn attribute(&self, name: &str) -> Option<(&'static str, AttrKind, Field)> {
+        let name = canonical(name);
+        self.attributes
+            .iter()
+            .copied()
+            .find(|(attr, _, _)| *attr == name)
+    }
+}
+
+/// `name` with aliases resolved (`price` is `min_price`).
+pub fn canonical(name: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map(|(_, target)| *target)
+        .unwrap_or(name)
+}
+
+/// Names accepted by `filter`/`facets`, for error messages.
+pub fn filterable_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = FILTERABLE.iter().map(|(name, _)| *name).collect();
+    names.extend(ALIASES.iter().map(|(alias, _)| *alias));
+    names.sort_unstable();
+    names
+}
+
+/// Names accepted by `sort`, for error messages.
+pub fn sortable_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = FILTERABLE
+        .iter()
+        .filter(|(_, kind)| *kind == AttrKind::Number)
+        .map(|(name, _)| *name)
+        .collect();
+    names.extend(ALIASES.iter().map(|(alias, _)| *alias));
+    names.sort_unstable();
+    names
+}
+
+/// Builds the tantivy schema.
+pub fn build() -> Schema {
+    let mut builder = Schema::builder();
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(TEXT_TOKENIZER)
+            .set_index_option(IndexRecordOption::Basic),
+    );
+    for name in ["t_name", "t_secondary", "t_description", "t_codes"] {
+        builder.add_text_field(name, text.clone());
+    }
+    let keyword_indexing = TextFieldIndexing::default()
+        .set_tokenizer(KEYWORD_TOKENIZER)
+        .set_index_option(IndexRecordOption::Basic);
+    let keyword = TextOptions::default()
+        .set_indexing_options(keyword_indexing.clone())
+        .set_fast("raw");
+    for &(name, kind) in FILTERABLE {
+        match kind {
+            AttrKind::Number => {
+                builder.add_f64_field(name, INDEXED | FAST);
+            }
+            AttrKind::Keyword => {
+                builder.add_text_field(name, keyword.clone());
+            }
+        }
+    }
+    let marker = TextOptions::default().set_indexing_options(keyword_indexing);
+    builder.add_text_field("_nulls", marker.clone());
+    builder.add_text_field("_empties", marker);
+    builder.add_bytes_field("_source", STORED);
+    builder.build()
+}
+
+/// The analyzer for words (index and query side).
+pub fn text_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(64))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+/// The analyzer for keyword values.
+pub fn keyword_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(RawTokenizer::default())
+        .filter(LowerCaser)
+        .build()
+}
+
+/// Registers our tokenizers on an index (needed after every open).
+pub fn register_tokenizers(index: &tantivy::Index) {
+    index.tokenizers().register(TEXT_TOKENIZER, text_analyzer());
+    index
+        .tokenizers()
+        .register(KEYWORD_TOKENIZER, keyword_analyzer());
+}
+
+/// Normalizes a keyword value the way [`KEYWORD_TOKENIZER`] does.
+pub fn normalize_keyword(value: &str) -> String {
+    value.to_lowercase()
+}

@@ -1,0 +1,176 @@
+//! Reading the mirror for the index: the change log after a number, and the indexable
+//! offers of some merchants, some offers, or everything.
+//!
+//! Which offers the storefront may see is decided here, once: an offer is indexed only
+//! when it is live (`removed_at IS NULL`), `visible` is not false, its status is not
+//! archived, disabled or marked for deletion, it is not `NOT_PUBLISHED`, and its
+//! merchant is visible (connected and enabled). Hidden offers are kept *out* of the
+//! index rather than indexed with flags: nothing can leak through a filter that forgot
+//! a flag, the index stays as small as what is sold, and because a merchant's documents
+//! are replaced as a whole, hiding or showing a merchant is one commit like any change.
+//!
+//! Every read happens in one `REPEATABLE READ` snapshot with the change-log rows it
+//! answers for, so the documents are exactly the state those changes describe (or newer,
+//! never older).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sqlx::{PgConnection, Postgres, Transaction};
+
+use super::document::OfferRow;
+
+/// Statuses whose offers are not shown to shoppers.
+pub const HIDDEN_STATUSES: &[&str] = &[
+    "ARCHIVED",
+    "FOR_DELETION",
+    "DISABLED_AVAILABLE",
+    "DISABLED_UNAVAILABLE",
+];
+
+macro_rules! offers_sql {
+    ($scope:literal) => {
+        concat!(
+            r#"SELECT o.offer_id, o.merchant_id, o.name, o.description, o.html_description,
+                  o.vendor, o.seller, o.tags, o.category, o.available, o.visible,
+                  o.min_price, o.max_price, o.currency, o.status, o.image_url, o.date_last_modified,
+                  COALESCE(c.ids, '{}') AS collection_ids, COALESCE(c.names, '{}') AS collections,
+                  COALESCE(s.names, '{}') AS sku_names, COALESCE(s.gtins, '{}') AS gtins,
+                  COALESCE(s.upcs, '{}') AS upcs, COALESCE(s.eans, '{}') AS eans
+               FROM offers o
+               JOIN merchants m ON m.merchant_id = o.merchant_id AND m.visible
+               LEFT JOIN LATERAL (
+                   SELECT array_agg(k.name ORDER BY k.sku_id) FILTER (WHERE k.name <> '') AS names,
+                          array_agg(k.gtin ORDER BY k.sku_id) FILTER (WHERE k.gtin <> '') AS gtins,
+                          array_agg(k.upc ORDER BY k.sku_id) FILTER (WHERE k.upc <> '') AS upcs,
+                          array_agg(k.ean ORDER BY k.sku_id) FILTER (WHERE k.ean <> '') AS eans
+                   FROM skus k WHERE k.offer_id = o.offer_id) s ON true
+               LEFT JOIN LATERAL (
+                   SELECT array_agg(cl.collection_id ORDER BY cl.collection_id) AS ids,
+                          array_agg(cl.name ORDER BY cl.collection_id) AS names
+                   FROM collection_offers co
+                   JOIN collections cl ON cl.collection_id = co.collection_id AND cl.removed_at IS NULL
+                   WHERE co.offer_id = o.offer_id) c ON true
+               WHERE o.removed_at IS NULL
+                 AND o.visible IS NOT FALSE
+                 AND COALESCE(upper(o.status), '') NOT IN ('ARCHIVED', 'FOR_DELETION', 'DISABLED_AVAILABLE', 'DISABLED_UNAVAILABLE')
+                 AND COALESCE(upper(o.publishing_status), '') <> 'NOT_PUBLISHED'
+                 AND "#,
+            $scope
+        )
+    };
+}
+
+const ALL_OFFERS: &str = offers_sql!("true ORDER BY o.offer_id");
+const MERCHANT_OFFERS: &str = offers_sql!("o.merchant_id = ANY($1) ORDER BY o.offer_id");
+const SOME_OFFERS: &str = offers_sql!("o.offer_id = ANY($1) ORDER BY o.offer_id");
+
+/// Opens a consistent read-only snapshot.
+pub async fn snapshot(pool: &sqlx::PgPool) -> sqlx::Result<Transaction<'static, Postgres>> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// The highest change number (0 when the log is empty).
+pub async fn last_change(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT COALESCE(max(change_no), 0) FROM change_log")
+        .fetch_one(conn)
+        .await
+}
+
+/// What a batch of changes asks the index to replace.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The last change number covered.
+    pub last_change: i64,
+    pub changes: usize,
+    /// Merchants whose whole set of documents is replaced.
+    pub merchants: BTreeSet<i64>,
+    /// Single offers replaced (of merchants not replaced as a whole), by merchant.
+    pub offers: BTreeMap<i64, BTreeSet<i64>>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes == 0
+    }
+
+    pub fn offer_ids(&self) -> Vec<i64> {
+        self.offers.values().flatten().copied().collect()
+    }
+}
+
+/// Reads up to `limit` changes after `after` and folds them into a [`Plan`].
+pub async fn pending_changes(
+    conn: &mut PgConnection,
+    after: i64,
+    limit: i64,
+) -> sqlx::Result<Plan> {
+    let rows: Vec<(i64, i64, Option<Vec<i64>>)> = sqlx::query_as(
+        "SELECT change_no, merchant_id, offer_ids FROM change_log WHERE change_no > $1 ORDER BY change_no LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    let mut plan = Plan {
+        last_change: after,
+        ..Plan::default()
+    };
+    for (change_no, merchant_id, offer_ids) in rows {
+        plan.last_change = change_no;
+        plan.changes += 1;
+        match offer_ids {
+            None => {
+                plan.merchants.insert(merchant_id);
+            }
+            Some(ids) => plan.offers.entry(merchant_id).or_default().extend(ids),
+        }
+    }
+    let whole = plan.merchants.clone();
+    plan.offers.retain(|merchant, _| !whole.contains(merchant));
+    Ok(plan)
+}
+
+/// The indexable offers of `merchants`.
+pub async fn merchant_offers(
+    conn: &mut PgConnection,
+    merchants: &[i64],
+) -> sqlx::Result<Vec<OfferRow>> {
+    if merchants.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(MERCHANT_OFFERS)
+        .bind(merchants)
+        .fetch_all(conn)
+        .await
+}
+
+/// The indexable offers among `offer_ids` (the others are hidden or gone).
+pub async fn some_offers(
+    conn: &mut PgConnection,
+    offer_ids: &[i64],
+) -> sqlx::Result<Vec<OfferRow>> {
+    if offer_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(SOME_OFFERS)
+        .bind(offer_ids)
+        .fetch_all(conn)
+        .await
+}
+
+/// Every indexable offer, streamed (a rebuild).
+pub fn all_offers<'c>(
+    conn: &'c mut PgConnection,
+) -> futures::stream::BoxStream<'c, sqlx::Result<OfferRow>> {
+    sqlx::query_as(ALL_OFFERS).fetch(conn)
+}
+
+/// The indexable-offer query with an arbitrary scope, for benchmarks and tests that
+/// compare against the mirror (the same visibility rules as the index).
+pub fn indexable_offers_sql() -> &'static str {
+    ALL_OFFERS
+}
