@@ -107,7 +107,7 @@ pub fn search(
         }
     }
     if !request.facets.is_empty() {
-        let (distribution, stats) = facet_maps(&request.facets, &collected.facets);
+        let (distribution, stats) = facet_maps(&request.facet_names, &request.facets, &collected.facets);
         response.insert("facetDistribution".into(), Value::Object(distribution));
         response.insert("facetStats".into(), Value::Object(stats));
     }
@@ -140,12 +140,13 @@ fn hits(
 }
 
 fn facet_maps(
+    names: &[String],
     facets: &[(&'static str, AttrKind)],
     counts: &[FacetCounts],
 ) -> (Map<String, Value>, Map<String, Value>) {
     let mut distribution = Map::new();
     let mut stats = Map::new();
-    for (&(attribute, kind), facet) in facets.iter().zip(counts) {
+    for ((name, &(_, kind)), facet) in names.iter().zip(facets).zip(counts) {
         let mut values: Vec<(&String, &u64)> = facet.values.iter().collect();
         match kind {
             AttrKind::Number => values.sort_by(|a, b| {
@@ -160,10 +161,10 @@ fn facet_maps(
             .take(MAX_VALUES_PER_FACET)
             .map(|(value, count)| (value.clone(), json!(count)))
             .collect();
-        distribution.insert(attribute.to_string(), Value::Object(object));
+        distribution.insert(name.clone(), Value::Object(object));
         if let (AttrKind::Number, Some(min), Some(max)) = (kind, facet.min, facet.max) {
             stats.insert(
-                attribute.to_string(),
+                name.clone(),
                 json!({ "min": number(min), "max": number(max) }),
             );
         }

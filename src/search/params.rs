@@ -73,6 +73,8 @@ pub struct SearchRequest {
     pub q: String,
     pub filter: Option<Filter>,
     pub facets: Vec<(&'static str, AttrKind)>,
+    /// The facets as the request spelled them (`price` for `min_price`), for the response.
+    pub facet_names: Vec<String>,
     pub sort: Vec<SortBy>,
     pub pagination: Pagination,
     /// `None`: every attribute.
@@ -134,7 +136,7 @@ impl SearchRequest {
             Some(value) => filter::from_json(value)
                 .map_err(|err| ApiError::invalid("invalid_search_filter", err.0))?,
         };
-        let facets = parse_facets(object.get("facets"))?;
+        let (facet_names, facets) = parse_facets(object.get("facets"))?.into_iter().unzip();
         let sort = parse_sort(object.get("sort"))?;
         let attributes_to_retrieve = string_list(
             object,
@@ -211,6 +213,7 @@ impl SearchRequest {
             q,
             filter,
             facets,
+            facet_names,
             sort,
             pagination,
             attributes_to_retrieve,
@@ -343,7 +346,10 @@ fn string_list(
     }
 }
 
-fn parse_facets(value: Option<&Value>) -> Result<Vec<(&'static str, AttrKind)>, ApiError> {
+/// The requested facets: the name as spelled, and the attribute it resolves to.
+type RequestedFacets = Vec<(String, (&'static str, AttrKind))>;
+
+fn parse_facets(value: Option<&Value>) -> Result<RequestedFacets, ApiError> {
     let names = match value {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(items)) => items,
@@ -356,7 +362,7 @@ fn parse_facets(value: Option<&Value>) -> Result<Vec<(&'static str, AttrKind)>, 
             ));
         }
     };
-    let mut facets: Vec<(&'static str, AttrKind)> = Vec::new();
+    let mut facets: RequestedFacets = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let Value::String(name) = name else {
             return Err(invalid_type(
@@ -368,8 +374,8 @@ fn parse_facets(value: Option<&Value>) -> Result<Vec<(&'static str, AttrKind)>, 
         };
         if name == "*" {
             for &(attribute, kind) in FILTERABLE {
-                if !facets.iter().any(|(seen, _)| *seen == attribute) {
-                    facets.push((attribute, kind));
+                if !facets.iter().any(|(_, (seen, _))| *seen == attribute) {
+                    facets.push((attribute.to_string(), (attribute, kind)));
                 }
             }
             continue;
@@ -387,8 +393,8 @@ fn parse_facets(value: Option<&Value>) -> Result<Vec<(&'static str, AttrKind)>, 
                 ),
             ));
         };
-        if !facets.iter().any(|(seen, _)| *seen == attribute) {
-            facets.push((attribute, kind));
+        if !facets.iter().any(|(_, (seen, _))| *seen == attribute) {
+            facets.push((name.clone(), (attribute, kind)));
         }
     }
     Ok(facets)
