@@ -15,6 +15,7 @@ use crate::http::{self, AppState};
 use crate::jobs::{Queue, WorkerPool};
 use crate::runner::AppRunner;
 use crate::sync::{Planner, PlanningSettings};
+use crate::violet::VioletClient;
 
 /// A built daemon: listeners bound (port 0 gives a free port in tests), not yet serving.
 pub struct Application {
@@ -68,9 +69,10 @@ impl Application {
         let (search_routes, indexer_task) = crate::search::start(settings, self.pool.clone(), indexer_shutdown.clone()).await?;
         let router = http::public_router(state, settings.webhooks.body_limit_bytes, search_routes);
 
+        let violet = VioletClient::new(&settings.violet).context("cannot build the Violet client")?;
         let workers = Arc::new(WorkerPool::new(
             Queue::new(self.pool.clone()),
-            AppRunner::new(self.pool.clone(), settings),
+            AppRunner::with_client(self.pool.clone(), settings, violet),
             settings.jobs.clone(),
         ));
         let jobs_shutdown = CancellationToken::new();

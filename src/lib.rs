@@ -8,6 +8,7 @@ pub mod db;
 pub mod http;
 pub mod intake;
 pub mod jobs;
+pub mod mirror;
 pub mod runner;
 pub mod sandbox;
 pub mod sync;

@@ -1,24 +1,47 @@
 //! The application's job runner: dispatches each job kind to the code that does it.
+//!
+//! Refreshes (products, collections, failed-sync retries) run through the catalog
+//! mirror, at most `refresh.concurrency` at once across merchants (a semaphore here);
+//! the queue already runs one job per dedupe key (merchant and kind) at a time. Every
+//! job gets the worker's cancellation token, so a long refresh stops promptly on
+//! shutdown or when its lease is lost.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use sqlx::PgPool;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::Settings;
 use crate::jobs::{Backoff, Job, JobFuture, JobKind, JobRunner, NewJob, OnConflict, Queue, RefreshMode};
+use crate::mirror::{Mirror, MirrorSettings};
 use crate::sync::{self, PlanningSettings, SyncKind};
+use crate::violet::VioletClient;
 
+#[derive(Clone)]
 pub struct AppRunner {
     pool: PgPool,
     planning: PlanningSettings,
     job_backoff: Backoff,
+    mirror: Mirror,
+    refresh_slots: Arc<Semaphore>,
 }
 
 impl AppRunner {
+    /// A runner with a Violet client built from `settings.violet` (validated settings
+    /// always build one).
     pub fn new(pool: PgPool, settings: &Settings) -> Arc<Self> {
+        let violet = VioletClient::new(&settings.violet).expect("validated violet settings build a client");
+        Self::with_client(pool, settings, violet)
+    }
+
+    pub fn with_client(pool: PgPool, settings: &Settings, violet: VioletClient) -> Arc<Self> {
         Arc::new(Self {
+            mirror: Mirror::new(pool.clone(), violet, MirrorSettings::new(&settings.refresh, &settings.jobs)),
+            refresh_slots: Arc::new(Semaphore::new(settings.refresh.concurrency.max(1))),
             pool,
             planning: PlanningSettings::new(&settings.jobs, &settings.sync),
             job_backoff: Backoff {
@@ -30,20 +53,55 @@ impl AppRunner {
         })
     }
 
-    async fn run_kind(&self, kind: JobKind, _cancel: CancellationToken) -> anyhow::Result<()> {
-        match kind {
-            JobKind::StallCheck {
-                merchant_id,
-                sync,
-                sync_id,
-            } => self.stall_check(merchant_id, sync, sync_id).await,
-            JobKind::RefreshProducts { .. }
-            | JobKind::RefreshCollections { .. }
-            | JobKind::Incremental { .. }
-            | JobKind::SyncRetry { .. } => {
-                anyhow::bail!("{} jobs are not handled by this build", kind.name())
+    pub fn mirror(&self) -> &Mirror {
+        &self.mirror
+    }
+
+    async fn run_kind(&self, kind: JobKind, cancel: CancellationToken) -> anyhow::Result<()> {
+        let span = tracing::info_span!("job", merchant_id = kind.merchant_id(), kind = kind.name());
+        async move {
+            match kind {
+                JobKind::StallCheck {
+                    merchant_id,
+                    sync,
+                    sync_id,
+                } => self.stall_check(merchant_id, sync, sync_id).await,
+                JobKind::RefreshProducts { merchant_id, mode } => {
+                    self.refresh(merchant_id, SyncKind::Products, mode, &cancel).await
+                }
+                JobKind::RefreshCollections { merchant_id, mode } => {
+                    self.refresh(merchant_id, SyncKind::Collections, mode, &cancel).await
+                }
+                // A retry after a failed sync: Violet's copy may be partial, remove nothing.
+                JobKind::SyncRetry { merchant_id, sync } => {
+                    self.refresh(merchant_id, sync, RefreshMode::Safe, &cancel).await
+                }
+                JobKind::Incremental { merchant_id } => {
+                    self.mirror.apply_pending(merchant_id, &cancel).await.map(drop)
+                }
             }
         }
+        .instrument(span)
+        .await
+    }
+
+    /// One refresh, once a refresh slot is free.
+    async fn refresh(
+        &self,
+        merchant_id: i64,
+        kind: SyncKind,
+        mode: RefreshMode,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let _slot = tokio::select! {
+            slot = self.refresh_slots.clone().acquire_owned() => slot.context("refresh slots closed")?,
+            _ = cancel.cancelled() => anyhow::bail!("cancelled while waiting for a refresh slot"),
+        };
+        match kind {
+            SyncKind::Products => self.mirror.refresh_products(merchant_id, mode, cancel).await,
+            SyncKind::Collections => self.mirror.refresh_collections(merchant_id, mode, cancel).await,
+        }
+        .map(drop)
     }
 
     /// A STARTED got no end in time: mark the sync stalled, alert, and schedule a safe
@@ -74,11 +132,7 @@ impl AppRunner {
 impl JobRunner for AppRunner {
     fn run(&self, job: Job, cancel: CancellationToken) -> JobFuture {
         let kind = job.kind();
-        let this = AppRunner {
-            pool: self.pool.clone(),
-            planning: self.planning.clone(),
-            job_backoff: self.job_backoff,
-        };
+        let this = self.clone();
         Box::pin(async move {
             let kind = kind.map_err(|err| anyhow::anyhow!("job payload does not describe a known kind: {err}"))?;
             this.run_kind(kind, cancel).await

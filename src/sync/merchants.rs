@@ -28,18 +28,20 @@ pub(super) async fn apply(
 ) -> sqlx::Result<bool> {
     ensure(conn, merchant_id).await?;
     let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
-    sqlx::query(
+    // Locks the row; `visible` is still what it was before this event.
+    let was_visible: bool = sqlx::query_scalar(
         r#"UPDATE merchants SET
                name = COALESCE($2, name), platform = COALESCE($3, platform),
                store_url = COALESCE($4, store_url), raw = COALESCE($5, raw), updated_at = now()
-           WHERE merchant_id = $1"#,
+           WHERE merchant_id = $1
+           RETURNING visible"#,
     )
     .bind(merchant_id)
     .bind(text("merchant_name").or_else(|| text("name")))
     .bind(text("platform"))
     .bind(text("store_url"))
     .bind(body.is_object().then(|| body.clone()))
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
 
     // (connected, enabled, health, resync_expected): None leaves the column as it is.
@@ -52,12 +54,13 @@ pub(super) async fn apply(
         Topic::MerchantComplete => (None, None, Some("complete"), None),
         _ => return Ok(false),
     };
-    let moved = sqlx::query(
+    let visible: Option<bool> = sqlx::query_scalar(
         r#"UPDATE merchants SET
                connected = COALESCE($2, connected), enabled = COALESCE($3, enabled),
                health = COALESCE($4, health), resync_expected = COALESCE($5, resync_expected),
                violet_status = COALESCE($6, violet_status), status_event_at = $7, updated_at = now()
-           WHERE merchant_id = $1 AND (status_event_at IS NULL OR status_event_at <= $7)"#,
+           WHERE merchant_id = $1 AND (status_event_at IS NULL OR status_event_at <= $7)
+           RETURNING visible"#,
     )
     .bind(merchant_id)
     .bind(connected)
@@ -66,10 +69,14 @@ pub(super) async fn apply(
     .bind(resync)
     .bind(text("status"))
     .bind(at)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
+    .fetch_optional(&mut *conn)
+    .await?;
+    let moved = visible.is_some();
+    if visible.is_some_and(|visible| visible != was_visible) {
+        // What the storefront may see of this merchant changed: the indexer re-projects it.
+        let change_no = crate::mirror::visibility_changed(conn, merchant_id).await?;
+        tracing::info!(merchant_id, visible, change_no, "merchant visibility changed");
+    }
 
     if moved && *topic == Topic::MerchantDisconnected {
         // The app lost access to the catalog: nothing pending for it can succeed.

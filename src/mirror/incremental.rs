@@ -1,0 +1,500 @@
+//! Incremental offer events (OFFER_ADDED/UPDATED/CREATED/REMOVED/DELETED received
+//! outside a sync window), applied in event order, in batches of `refresh.batch_size`.
+//!
+//! Per offer, the last event of a batch wins unless it is dated older than an earlier
+//! one. An upsert whose body is a full offer (it parses, and carries `id`,
+//! `merchant_id`, `name`, `skus` and `date_last_modified`) is applied from the body;
+//! otherwise the offer is fetched by id (a 404 means it is gone: removed). Fetches run
+//! before the transaction. Each batch is one transaction that stages the offers and
+//! publishes them through the same merge as a refresh, so an offer older than the
+//! stored one (`date_last_modified`) is ignored. Removal sets `removed_at` (the row
+//! stays, with the status its body carries); a removal dated older than the stored
+//! offer is ignored. Events are marked `applied`; a change-log row is written per batch
+//! that changed something.
+//!
+//! Collection events are not applied one by one: they schedule a full collections
+//! refresh, which folds them when it publishes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt, stream};
+use serde_json::Value;
+use sqlx::PgConnection;
+use tokio_util::sync::CancellationToken;
+
+use super::Mirror;
+use super::changes::{
+    self, COLLECTION_TOPICS, ChangedOffers, OFFER_REMOVAL_TOPICS, OFFER_UPSERT_TOPICS, Reason,
+};
+use super::publish;
+use super::rows::StageKey;
+use super::staging::{self, OfferStager, Tables};
+use crate::jobs::{JobKind, NewJob, OnConflict, Queue, RefreshMode};
+use crate::violet::{FromJson, Offer};
+
+/// What an incremental job did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncrementalReport {
+    /// Offer events read.
+    pub events: u64,
+    pub batches: u64,
+    /// Offers written (inserted or updated).
+    pub upserted: u64,
+    /// Offers marked removed.
+    pub removed: u64,
+    /// Offers fetched by id because their event body was partial.
+    pub fetched: u64,
+    /// Events that had nothing to apply: older than (or equal to) the stored offer.
+    pub unchanged: u64,
+    /// Events without an offer id.
+    pub unprocessable: u64,
+    /// A collections refresh was scheduled for pending collection events.
+    pub collections_scheduled: bool,
+}
+
+#[derive(Debug)]
+struct PendingEvent {
+    id: i64,
+    topic: String,
+    entity_id: Option<String>,
+    body: Vec<u8>,
+}
+
+/// What to do with one offer.
+#[derive(Debug)]
+enum Action {
+    Upsert(Box<Offer>),
+    Fetch,
+    Remove {
+        body: Option<Box<Offer>>,
+        date: Option<DateTime<Utc>>,
+    },
+}
+
+impl Action {
+    fn date(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Action::Upsert(offer) => offer.date_last_modified,
+            Action::Fetch => None,
+            Action::Remove { date, .. } => *date,
+        }
+    }
+}
+
+/// A batch reduced to one action per offer, and the events behind each.
+#[derive(Debug, Default)]
+struct Plan {
+    actions: BTreeMap<i64, Action>,
+    events_of: BTreeMap<i64, Vec<i64>>,
+    unprocessable: Vec<i64>,
+}
+
+/// The offer in an event body when it is a full offer.
+fn full_offer(body: &Value) -> Option<Offer> {
+    let object = body.as_object()?;
+    let present = |key: &str| object.get(key).is_some_and(|v| !v.is_null());
+    let complete = ["id", "merchant_id", "name", "date_last_modified"]
+        .iter()
+        .all(|k| present(k))
+        && object.get("skus").is_some_and(Value::is_array);
+    if !complete {
+        return None;
+    }
+    Offer::from_json(body.clone()).ok()
+}
+
+fn offer_id(body: Option<&Value>, entity_id: Option<&str>) -> Option<i64> {
+    let from_body = body.and_then(|b| match b.get("id")? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    });
+    from_body.or_else(|| entity_id.and_then(|e| e.trim().parse().ok()))
+}
+
+fn plan(events: &[PendingEvent]) -> Plan {
+    let mut plan = Plan::default();
+    for event in events {
+        let body: Option<Value> = serde_json::from_slice(&event.body).ok();
+        let Some(id) = offer_id(body.as_ref(), event.entity_id.as_deref()) else {
+            plan.unprocessable.push(event.id);
+            continue;
+        };
+        let offer = body
+            .as_ref()
+            .and_then(full_offer)
+            .filter(|offer| offer.id == id);
+        let removal =
+            OFFER_REMOVAL_TOPICS.contains(&event.topic.trim().to_ascii_uppercase().as_str());
+        let action = match (removal, offer) {
+            (true, offer) => Action::Remove {
+                date: offer.as_ref().and_then(|o| o.date_last_modified),
+                body: offer.map(Box::new),
+            },
+            (false, Some(offer)) => Action::Upsert(Box::new(offer)),
+            (false, None) => Action::Fetch,
+        };
+        plan.events_of.entry(id).or_default().push(event.id);
+        let stale = match (plan.actions.get(&id).and_then(Action::date), action.date()) {
+            (Some(held), Some(new)) => new < held,
+            _ => false,
+        };
+        if !stale {
+            plan.actions.insert(id, action);
+        }
+    }
+    plan
+}
+
+impl Mirror {
+    /// Applies the merchant's pending offer events, batch after batch, until none is
+    /// left; schedules a collections refresh when collection events are pending.
+    #[tracing::instrument(name = "incremental", skip(self, cancel))]
+    pub async fn apply_pending(
+        &self,
+        merchant_id: i64,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<IncrementalReport> {
+        let started = Instant::now();
+        let outcome = self.incremental(merchant_id, cancel).await;
+        metrics::histogram!("catalog_mirror_refresh_duration_seconds", "kind" => "incremental", "mode" => "incremental")
+            .record(started.elapsed().as_secs_f64());
+        if let Ok(report) = &outcome {
+            metrics::counter!("catalog_mirror_refresh_changes_total", "kind" => "incremental", "change" => "upserted")
+                .increment(report.upserted);
+            metrics::counter!("catalog_mirror_refresh_changes_total", "kind" => "incremental", "change" => "removed")
+                .increment(report.removed);
+            tracing::info!(
+                events = report.events,
+                upserted = report.upserted,
+                removed = report.removed,
+                fetched = report.fetched,
+                unchanged = report.unchanged,
+                "offer events applied"
+            );
+        }
+        outcome
+    }
+
+    async fn incremental(
+        &self,
+        merchant_id: i64,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<IncrementalReport> {
+        let mut report = IncrementalReport::default();
+        {
+            let mut conn = self.pool.acquire().await?;
+            if changes::has_pending(&mut conn, merchant_id, &COLLECTION_TOPICS).await? {
+                self.schedule_collections(&mut conn, merchant_id).await?;
+                report.collections_scheduled = true;
+            }
+        }
+        let topics: Vec<&str> = OFFER_UPSERT_TOPICS
+            .iter()
+            .chain(&OFFER_REMOVAL_TOPICS)
+            .copied()
+            .collect();
+        let mut after = 0i64;
+        loop {
+            if cancel.is_cancelled() {
+                anyhow::bail!("cancelled between batches");
+            }
+            let events: Vec<PendingEvent> = sqlx::query_as::<_, (i64, String, Option<String>, Vec<u8>)>(
+                r#"SELECT id, topic, entity_id, body FROM webhook_events
+                   WHERE merchant_id = $1 AND status = 'pending' AND id > $2 AND upper(btrim(topic)) = ANY($3)
+                   ORDER BY id LIMIT $4"#,
+            )
+            .bind(merchant_id)
+            .bind(after)
+            .bind(&topics)
+            .bind(self.settings.batch_size as i64)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|(id, topic, entity_id, body)| PendingEvent {
+                id,
+                topic,
+                entity_id,
+                body,
+            })
+            .collect();
+            let Some(last) = events.last() else { break };
+            after = last.id;
+            report.events += events.len() as u64;
+            report.batches += 1;
+            let plan = plan(&events);
+            drop(events);
+            self.apply_batch(merchant_id, plan, cancel, &mut report)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    async fn schedule_collections(
+        &self,
+        conn: &mut PgConnection,
+        merchant_id: i64,
+    ) -> sqlx::Result<()> {
+        Queue::enqueue(
+            conn,
+            &NewJob {
+                kind: JobKind::RefreshCollections {
+                    merchant_id,
+                    mode: RefreshMode::Full,
+                },
+                delay: Duration::ZERO,
+                max_attempts: self.settings.job_max_attempts,
+                on_conflict: OnConflict::KeepEarlier,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn apply_batch(
+        &self,
+        merchant_id: i64,
+        mut plan: Plan,
+        cancel: &CancellationToken,
+        report: &mut IncrementalReport,
+    ) -> anyhow::Result<()> {
+        // Fetch what the events did not carry, before any transaction.
+        let to_fetch: Vec<i64> = plan
+            .actions
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::Fetch))
+            .map(|(id, _)| *id)
+            .collect();
+        report.fetched += to_fetch.len() as u64;
+        let client = self.client.clone();
+        let fetched: Vec<(i64, Option<Offer>)> = stream::iter(to_fetch)
+            .map(|id| {
+                let client = client.clone();
+                async move { client.offer(id).await.map(|offer| (id, offer)) }
+            })
+            .buffer_unordered(self.settings.fetch_concurrency.max(1))
+            .try_collect()
+            .await?;
+        for (id, offer) in fetched {
+            let action = match offer {
+                Some(offer) => Action::Upsert(Box::new(offer)),
+                None => Action::Remove {
+                    body: None,
+                    date: None,
+                },
+            };
+            plan.actions.insert(id, action);
+        }
+        if cancel.is_cancelled() {
+            anyhow::bail!("cancelled before publishing a batch");
+        }
+
+        let mut tx = self.pool.begin().await?;
+        let current = changes::lock_merchant(&mut tx, merchant_id).await?;
+        let next = current + 1;
+        let refresh_id = staging::next_refresh_id(&self.pool).await?;
+        let key = StageKey {
+            refresh_id,
+            merchant_id,
+        };
+        let mut stager = OfferStager::new(key, self.settings.batch_size);
+        let mut removals: Vec<(i64, Option<DateTime<Utc>>)> = Vec::new();
+        for (id, action) in &plan.actions {
+            match action {
+                Action::Upsert(offer) => stager.push(offer),
+                Action::Remove { body, date } => {
+                    if let Some(offer) = body {
+                        stager.push(offer);
+                    }
+                    removals.push((*id, *date));
+                }
+                Action::Fetch => unreachable!("fetched above"),
+            }
+        }
+        stager.flush(&mut tx).await?;
+        let mut changed = ChangedOffers::default();
+        let merged = publish::merge_staged_offers(
+            &mut tx,
+            refresh_id,
+            next,
+            self.settings.batch_size,
+            &mut changed,
+            cancel,
+        )
+        .await?;
+        staging::discard(&mut tx, refresh_id, Tables::Offers).await?;
+        let (ids, dates): (Vec<i64>, Vec<Option<DateTime<Utc>>>) = removals.into_iter().unzip();
+        let removed: Vec<i64> = sqlx::query_scalar(
+            r#"UPDATE offers o SET removed_at = now(), catalog_version = $3, updated_at = now()
+               FROM UNNEST($1::bigint[], $2::timestamptz[]) AS r(offer_id, date)
+               WHERE o.offer_id = r.offer_id AND o.removed_at IS NULL
+                 AND (r.date IS NULL OR o.date_last_modified IS NULL OR r.date >= o.date_last_modified)
+               RETURNING o.offer_id"#,
+        )
+        .bind(&ids)
+        .bind(&dates)
+        .bind(next)
+        .fetch_all(&mut *tx)
+        .await?;
+        changed.add(&removed);
+
+        // Events whose offer this transaction wrote are applied; the others had
+        // nothing newer than the mirror.
+        let offer_ids: Vec<i64> = plan.events_of.keys().copied().collect();
+        let written: HashSet<i64> = sqlx::query_scalar(
+            "SELECT offer_id FROM offers WHERE offer_id = ANY($1) AND catalog_version = $2 AND updated_at = now()",
+        )
+        .bind(&offer_ids)
+        .bind(next)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let mut applied = Vec::new();
+        let mut unchanged = Vec::new();
+        for (offer_id, events) in &plan.events_of {
+            if written.contains(offer_id) {
+                applied.extend_from_slice(events);
+            } else {
+                unchanged.extend_from_slice(events);
+            }
+        }
+        mark(&mut tx, &applied, "applied", None).await?;
+        mark(
+            &mut tx,
+            &unchanged,
+            "applied",
+            Some("no change: the mirror holds this version or a newer one"),
+        )
+        .await?;
+        mark(
+            &mut tx,
+            &plan.unprocessable,
+            "unprocessable",
+            Some("no offer id in the body or X-Violet-Entity-Id"),
+        )
+        .await?;
+
+        let any = merged.upserted > 0 || !removed.is_empty();
+        if any {
+            publish::update_merchant(&mut tx, merchant_id, next, None).await?;
+            let change = changes::Change {
+                merchant_id,
+                catalog_version: next,
+                reason: Reason::Incremental,
+                offer_ids: changed.listed(),
+                upserted: merged.upserted as i64,
+                removed: removed.len() as i64,
+            };
+            changes::append(&mut tx, &change).await?;
+        }
+        tx.commit().await?;
+        report.upserted += merged.upserted;
+        report.removed += removed.len() as u64;
+        report.unchanged += unchanged.len() as u64;
+        report.unprocessable += plan.unprocessable.len() as u64;
+        Ok(())
+    }
+}
+
+async fn mark(
+    conn: &mut PgConnection,
+    ids: &[i64],
+    status: &str,
+    detail: Option<&str>,
+) -> sqlx::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE webhook_events SET status = $2, detail = $3 WHERE id = ANY($1)")
+        .bind(ids)
+        .bind(status)
+        .bind(detail)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(id: i64, topic: &str, body: Value) -> PendingEvent {
+        PendingEvent {
+            id,
+            topic: topic.into(),
+            entity_id: None,
+            body: serde_json::to_vec(&body).unwrap(),
+        }
+    }
+
+    fn offer(id: i64, date: &str, name: &str) -> Value {
+        json!({"id": id, "merchant_id": 1, "name": name, "skus": [], "date_last_modified": date})
+    }
+
+    #[test]
+    fn full_bodies_apply_partial_ones_fetch() {
+        let plan = plan(&[
+            event(1, "OFFER_UPDATED", offer(10, "2025-01-02T00:00:00Z", "a")),
+            event(2, "OFFER_UPDATED", json!({"id": 11})),
+            event(
+                3,
+                "offer_added",
+                json!({"id": 12, "name": "no date", "merchant_id": 1, "skus": []}),
+            ),
+            event(4, "OFFER_REMOVED", json!({"id": 13})),
+            event(5, "OFFER_UPDATED", json!({"no": "id"})),
+        ]);
+        assert!(matches!(plan.actions[&10], Action::Upsert(_)));
+        assert!(matches!(plan.actions[&11], Action::Fetch));
+        assert!(
+            matches!(plan.actions[&12], Action::Fetch),
+            "a body without a date is not a full offer"
+        );
+        assert!(matches!(
+            plan.actions[&13],
+            Action::Remove {
+                body: None,
+                date: None
+            }
+        ));
+        assert_eq!(plan.unprocessable, vec![5]);
+    }
+
+    #[test]
+    fn an_older_event_later_in_the_batch_does_not_win() {
+        let plan = plan(&[
+            event(1, "OFFER_UPDATED", offer(10, "2025-01-03T00:00:00Z", "new")),
+            event(
+                2,
+                "OFFER_UPDATED",
+                offer(10, "2025-01-02T00:00:00+0000", "old"),
+            ),
+            event(
+                3,
+                "OFFER_UPDATED",
+                offer(11, "2025-01-02T00:00:00Z", "first"),
+            ),
+            event(
+                4,
+                "OFFER_REMOVED",
+                offer(11, "2025-01-04T00:00:00Z", "gone"),
+            ),
+        ]);
+        match &plan.actions[&10] {
+            Action::Upsert(o) => assert_eq!(o.name.as_deref(), Some("new")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            plan.actions[&11],
+            Action::Remove {
+                body: Some(_),
+                date: Some(_)
+            }
+        ));
+        assert_eq!(plan.events_of[&10], vec![1, 2]);
+    }
+}

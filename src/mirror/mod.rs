@@ -1,0 +1,115 @@
+//! The PostgreSQL catalog mirror: full, safe and collections refreshes, incremental
+//! offer events, the change log the search indexer follows, and read queries.
+//!
+//! Invariants kept here (DESIGN.md, 2 and 5):
+//! - A refresh streams pages from Violet into staging (short transactions, never one
+//!   open across a network call) and publishes in ONE transaction after the last page.
+//!   A fetch that fails part way discards its staging and changes nothing live; the job
+//!   fails and the queue retries it with backoff.
+//! - Removals happen only in a full refresh, after a complete pass (the listing's
+//!   final page was read); a safe refresh (failed-sync retries, stalled syncs) only
+//!   upserts. Nothing is deleted: removed offers keep their row with `removed_at`.
+//! - Memory is bounded by the page buffer and `refresh.batch_size`, not by the catalog:
+//!   pages stream through, staging and publishing work in batches.
+//!
+//! Layout: `products` and `collections` (the refreshes), `incremental` (offer events),
+//! `staging`, `publish` and `rows` (how rows get in), `copy` (COPY text format),
+//! `changes` (publish lock, change log, event folding), `queries` (reads).
+
+mod changes;
+mod collections;
+mod copy;
+mod incremental;
+mod products;
+mod publish;
+pub mod queries;
+mod rows;
+mod staging;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+pub use changes::{
+    CHANGES_CHANNEL, Change, MAX_LISTED_OFFERS, Reason, append as append_change, visibility_changed,
+};
+pub use incremental::IncrementalReport;
+pub use rows::{content_hash, primary_image};
+
+use crate::config::{JobSettings, RefreshSettings};
+use crate::violet::VioletClient;
+
+/// How the mirror works, from `[refresh]` and `[jobs]`.
+#[derive(Debug, Clone)]
+pub struct MirrorSettings {
+    /// Rows per staging COPY and per publishing statement.
+    pub batch_size: usize,
+    /// Pages fetched ahead of staging (each at most `violet.page_size` offers).
+    pub prefetch_pages: usize,
+    /// Single-offer fetches in flight during an incremental batch.
+    pub fetch_concurrency: usize,
+    /// Attempts of jobs the mirror enqueues itself.
+    pub job_max_attempts: i32,
+}
+
+impl MirrorSettings {
+    pub fn new(refresh: &RefreshSettings, jobs: &JobSettings) -> Self {
+        Self {
+            batch_size: refresh.batch_size.max(1),
+            prefetch_pages: 4,
+            fetch_concurrency: 4,
+            job_max_attempts: jobs.max_attempts.max(1),
+        }
+    }
+}
+
+/// What a refresh did.
+#[derive(Debug, Clone, Default)]
+pub struct RefreshReport {
+    pub merchant_id: i64,
+    pub refresh_id: i64,
+    /// Offers (or collections) read from Violet.
+    pub seen: u64,
+    /// Rows inserted or rewritten (unchanged ones are skipped).
+    pub upserted: u64,
+    /// Rows marked removed (full refreshes only).
+    pub removed: u64,
+    /// Collection membership rows added plus removed (collections refreshes).
+    pub membership_changes: u64,
+    /// The merchant's catalog version after the refresh.
+    pub catalog_version: i64,
+    /// The change-log row written, when something changed.
+    pub change_no: Option<i64>,
+    /// Pending webhook events the refresh covered.
+    pub folded: u64,
+    pub elapsed: Duration,
+}
+
+/// The mirror: a pool, a Violet client and settings. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    pool: PgPool,
+    client: VioletClient,
+    settings: MirrorSettings,
+}
+
+impl Mirror {
+    pub fn new(pool: PgPool, client: VioletClient, settings: MirrorSettings) -> Self {
+        Self {
+            pool,
+            client,
+            settings,
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn settings(&self) -> &MirrorSettings {
+        &self.settings
+    }
+}
+
+/// Stops the fetching task when the refresh returns early (error or cancellation).
+type Fetcher = tokio_util::task::AbortOnDropHandle<()>;

@@ -1,0 +1,295 @@
+//! The products refresh (full or safe): the merchant-offers listing streamed page by
+//! page into staging, then one publishing transaction.
+//!
+//! Pages are fetched ahead by a separate task into a small bounded channel, so the
+//! next page downloads while the previous batch is written; a page that fails (after
+//! the client's own retries) ends the refresh with an error, its staging discarded,
+//! nothing live touched. A listing is complete only when its final page was read.
+//!
+//! Publishing (one transaction): the merchant's publish lock, upserts of changed offers
+//! and their SKUs in batches, for a full refresh the sweep of offers not seen, the
+//! merchant row (version, offer count, last refresh), folding the pending offer events
+//! received before the refresh began, and the change-log row (which NOTIFYs).
+
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::changes::{self, ChangedOffers, OFFER_REMOVAL_TOPICS, OFFER_UPSERT_TOPICS, Reason};
+use super::publish;
+use super::rows::StageKey;
+use super::staging::{self, OfferStager, Tables};
+use super::{Fetcher, Mirror, RefreshReport};
+use crate::jobs::RefreshMode;
+use crate::violet::{Page, VioletError};
+
+pub(super) fn mode_name(mode: RefreshMode) -> &'static str {
+    match mode {
+        RefreshMode::Full => "full",
+        RefreshMode::Safe => "safe",
+    }
+}
+
+/// Drives `pages` in its own task, at most `depth` pages ahead of the consumer. The
+/// task stops when the returned handle is dropped.
+pub(super) fn prefetch<T: Send + 'static>(
+    pages: impl Stream<Item = Result<Page<T>, VioletError>> + Send + 'static,
+    depth: usize,
+) -> (mpsc::Receiver<Result<Page<T>, VioletError>>, Fetcher) {
+    let (tx, rx) = mpsc::channel(depth.max(1));
+    let task = tokio::spawn(
+        async move {
+            let mut pages = std::pin::pin!(pages);
+            while let Some(page) = pages.next().await {
+                if tx.send(page).await.is_err() {
+                    break;
+                }
+            }
+        }
+        .in_current_span(),
+    );
+    (rx, Fetcher::new(task))
+}
+
+impl Mirror {
+    /// Refreshes a merchant's offers. `Full` marks offers that were not listed as
+    /// removed; `Safe` only upserts. Returns an error, with nothing live changed, when
+    /// the listing cannot be read to its end or `cancel` fires.
+    #[tracing::instrument(name = "refresh_products", skip(self, cancel), fields(mode = mode_name(mode), refresh_id = tracing::field::Empty))]
+    pub async fn refresh_products(
+        &self,
+        merchant_id: i64,
+        mode: RefreshMode,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<RefreshReport> {
+        let started = Instant::now();
+        let outcome = self.products(merchant_id, mode, cancel, started).await;
+        let mode = mode_name(mode);
+        metrics::histogram!("catalog_mirror_refresh_duration_seconds", "kind" => "products", "mode" => mode)
+            .record(started.elapsed().as_secs_f64());
+        let result = if outcome.is_ok() { "ok" } else { "error" };
+        metrics::counter!("catalog_mirror_refreshes_total", "kind" => "products", "mode" => mode, "outcome" => result)
+            .increment(1);
+        if let Ok(report) = &outcome {
+            metrics::counter!("catalog_mirror_refresh_offers_total", "merchant" => merchant_id.to_string())
+                .increment(report.seen);
+            metrics::counter!("catalog_mirror_refresh_changes_total", "kind" => "products", "change" => "upserted")
+                .increment(report.upserted);
+            metrics::counter!("catalog_mirror_refresh_changes_total", "kind" => "products", "change" => "removed")
+                .increment(report.removed);
+            tracing::info!(
+                seen = report.seen,
+                upserted = report.upserted,
+                removed = report.removed,
+                folded = report.folded,
+                catalog_version = report.catalog_version,
+                elapsed_ms = report.elapsed.as_millis() as u64,
+                "products refreshed"
+            );
+        }
+        outcome
+    }
+
+    async fn products(
+        &self,
+        merchant_id: i64,
+        mode: RefreshMode,
+        cancel: &CancellationToken,
+        started: Instant,
+    ) -> anyhow::Result<RefreshReport> {
+        let pool = &self.pool;
+        // The database clock: webhook events are stamped with it.
+        let started_at: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(pool)
+            .await?;
+        let purged = staging::purge_merchant(pool, merchant_id, Tables::Offers).await?;
+        if purged > 0 {
+            tracing::warn!(purged, "removed staged rows left by an earlier attempt");
+        }
+        let refresh_id = staging::next_refresh_id(pool).await?;
+        tracing::Span::current().record("refresh_id", refresh_id);
+        let key = StageKey {
+            refresh_id,
+            merchant_id,
+        };
+        let staged = match self.stage_products(key, cancel).await {
+            Ok(staged) => staged,
+            Err(err) => {
+                staging::discard_quietly(pool, refresh_id, Tables::Offers).await;
+                return Err(err);
+            }
+        };
+        let result = self
+            .publish_products(key, mode, started_at, staged, started, cancel)
+            .await;
+        staging::discard_quietly(pool, refresh_id, Tables::Offers).await;
+        result
+    }
+
+    /// Streams the listing into staging; returns the number of offers staged once the
+    /// final page was read.
+    async fn stage_products(
+        &self,
+        key: StageKey,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<u64> {
+        let batch = self.settings.batch_size;
+        let (mut pages, _fetcher) = prefetch(
+            self.client.offer_pages(key.merchant_id),
+            self.settings.prefetch_pages,
+        );
+        let mut stager = OfferStager::new(key, batch);
+        let mut page_no = 0u32;
+        let mut complete = false;
+        let mut foreign = 0u64;
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => anyhow::bail!("cancelled while fetching page {}; nothing was published", page_no + 1),
+                next = pages.recv() => next,
+            };
+            let Some(page) = next else { break };
+            page_no += 1;
+            let page = page.with_context(|| {
+                format!(
+                    "cannot read page {page_no} of merchant {}'s offers; nothing was published",
+                    key.merchant_id
+                )
+            })?;
+            complete = page.is_final();
+            for offer in &page.content {
+                foreign += u64::from(offer.merchant_id.is_some_and(|m| m != key.merchant_id));
+                stager.push(offer);
+            }
+            if stager.buffered() >= batch {
+                self.flush_offers(&mut stager).await?;
+            }
+        }
+        anyhow::ensure!(
+            complete,
+            "the offer listing ended without a final page; nothing was published"
+        );
+        self.flush_offers(&mut stager).await?;
+        if foreign > 0 {
+            tracing::warn!(
+                offers = foreign,
+                "the listing holds offers naming another merchant; filed under this one"
+            );
+        }
+        Ok(stager.staged())
+    }
+
+    async fn flush_offers(&self, stager: &mut OfferStager) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        stager
+            .flush(&mut tx)
+            .await
+            .context("cannot write staged offers")?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn publish_products(
+        &self,
+        key: StageKey,
+        mode: RefreshMode,
+        started_at: DateTime<Utc>,
+        staged: u64,
+        started: Instant,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<RefreshReport> {
+        let merchant_id = key.merchant_id;
+        let mut tx = self.pool.begin().await?;
+        let current = changes::lock_merchant(&mut tx, merchant_id).await?;
+        let next = current + 1;
+        let in_staging: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM staged_offers WHERE refresh_id = $1")
+                .bind(key.refresh_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        anyhow::ensure!(
+            in_staging as u64 == staged,
+            "staging of refresh {} holds {in_staging} offers but {staged} were written (another attempt purged it?); nothing was published",
+            key.refresh_id
+        );
+
+        let mut changed = ChangedOffers::default();
+        let merged = publish::merge_staged_offers(
+            &mut tx,
+            key.refresh_id,
+            next,
+            self.settings.batch_size,
+            &mut changed,
+            cancel,
+        )
+        .await?;
+        let removed = match mode {
+            RefreshMode::Full => {
+                publish::sweep_unseen(
+                    &mut tx,
+                    merchant_id,
+                    key.refresh_id,
+                    next,
+                    started_at,
+                    &mut changed,
+                )
+                .await?
+            }
+            RefreshMode::Safe => 0,
+        };
+        let any = merged.upserted + removed > 0;
+        let version = if any { next } else { current };
+        let elapsed_ms = started.elapsed().as_millis() as i64;
+        publish::update_merchant(&mut tx, merchant_id, version, Some(elapsed_ms)).await?;
+
+        // A safe refresh removes nothing, so it leaves removal events for the
+        // incremental job (which the planner schedules with every FAILED and stall).
+        let topics: Vec<&str> = match mode {
+            RefreshMode::Full => OFFER_UPSERT_TOPICS
+                .iter()
+                .chain(&OFFER_REMOVAL_TOPICS)
+                .copied()
+                .collect(),
+            RefreshMode::Safe => OFFER_UPSERT_TOPICS.to_vec(),
+        };
+        let detail = format!("covered by {} refresh {}", mode_name(mode), key.refresh_id);
+        let folded =
+            changes::fold_events(&mut tx, merchant_id, started_at, &topics, &detail).await?;
+
+        let change_no = if any {
+            let reason = match mode {
+                RefreshMode::Full => Reason::FullRefresh,
+                RefreshMode::Safe => Reason::SafeRefresh,
+            };
+            let change = changes::Change {
+                merchant_id,
+                catalog_version: version,
+                reason,
+                offer_ids: changed.listed(),
+                upserted: merged.upserted as i64,
+                removed: removed as i64,
+            };
+            Some(changes::append(&mut tx, &change).await?)
+        } else {
+            None
+        };
+        tx.commit().await?;
+        Ok(RefreshReport {
+            merchant_id,
+            refresh_id: key.refresh_id,
+            seen: merged.seen,
+            upserted: merged.upserted,
+            removed,
+            membership_changes: 0,
+            catalog_version: version,
+            change_no,
+            folded,
+            elapsed: started.elapsed(),
+        })
+    }
+}

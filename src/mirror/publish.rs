@@ -1,0 +1,188 @@
+//! Publishing staged offers into the live tables, set-based, in one transaction.
+//!
+//! Offers are upserted from staging in keyset batches of `refresh.batch_size` (one
+//! `INSERT ... SELECT ... ON CONFLICT` per batch, never one round trip per offer). A row
+//! is rewritten only when its content hash differs (or it was removed, or moved
+//! merchant), and never with an older `date_last_modified` than the stored one, so a
+//! refresh that staged an older copy cannot undo a newer incremental update. The SKUs of
+//! each changed offer are replaced. A full refresh then marks as removed the merchant's
+//! offers that were not staged, and only those not touched since the refresh began
+//! (an incremental update committed meanwhile is newer than the listing).
+
+use chrono::{DateTime, Utc};
+use sqlx::PgConnection;
+use tokio_util::sync::CancellationToken;
+
+use super::changes::{ChangedOffers, MAX_LISTED_OFFERS};
+
+const MERGE_OFFERS: &str = r#"
+WITH batch AS (
+    SELECT DISTINCT ON (offer_id) *
+    FROM staged_offers
+    WHERE refresh_id = $1 AND offer_id > $2
+    ORDER BY offer_id, seq DESC
+    LIMIT $3
+), up AS (
+    INSERT INTO offers AS o (offer_id, merchant_id, external_id, name, description, html_description, source,
+        seller, vendor, available, visible, min_price, max_price, currency, status, publishing_status, tags,
+        category, image_url, date_created, date_last_modified, content_hash, raw, removed_at, catalog_version,
+        updated_at)
+    SELECT offer_id, merchant_id, external_id, name, description, html_description, source,
+        seller, vendor, available, visible, min_price, max_price, currency, status, publishing_status, tags,
+        category, image_url, date_created, date_last_modified, content_hash, raw, NULL, $4, now()
+    FROM batch
+    ON CONFLICT (offer_id) DO UPDATE SET
+        merchant_id = EXCLUDED.merchant_id, external_id = EXCLUDED.external_id, name = EXCLUDED.name,
+        description = EXCLUDED.description, html_description = EXCLUDED.html_description,
+        source = EXCLUDED.source, seller = EXCLUDED.seller, vendor = EXCLUDED.vendor,
+        available = EXCLUDED.available, visible = EXCLUDED.visible, min_price = EXCLUDED.min_price,
+        max_price = EXCLUDED.max_price, currency = EXCLUDED.currency, status = EXCLUDED.status,
+        publishing_status = EXCLUDED.publishing_status, tags = EXCLUDED.tags, category = EXCLUDED.category,
+        image_url = EXCLUDED.image_url, date_created = EXCLUDED.date_created,
+        date_last_modified = EXCLUDED.date_last_modified, content_hash = EXCLUDED.content_hash,
+        raw = EXCLUDED.raw, removed_at = NULL, catalog_version = EXCLUDED.catalog_version,
+        updated_at = EXCLUDED.updated_at
+    WHERE (o.content_hash <> EXCLUDED.content_hash OR o.removed_at IS NOT NULL
+           OR o.merchant_id <> EXCLUDED.merchant_id)
+      AND (o.date_last_modified IS NULL OR EXCLUDED.date_last_modified IS NULL
+           OR EXCLUDED.date_last_modified >= o.date_last_modified)
+    RETURNING o.offer_id
+)
+SELECT (SELECT max(offer_id) FROM batch) AS last_id,
+       (SELECT count(*) FROM batch) AS seen,
+       COALESCE((SELECT array_agg(u.offer_id ORDER BY u.offer_id) FROM up u), '{}') AS changed_ids,
+       COALESCE((SELECT array_agg(b.seq ORDER BY u.offer_id) FROM up u JOIN batch b USING (offer_id)), '{}')
+           AS changed_seqs
+"#;
+
+const INSERT_SKUS: &str = r#"
+INSERT INTO skus AS k (sku_id, offer_id, merchant_id, external_id, name, gtin, upc, ean, isbn, in_stock,
+    quantity, sale_price, retail_price, currency, status, raw)
+SELECT DISTINCT ON (s.sku_id) s.sku_id, s.offer_id, s.merchant_id, s.external_id, s.name, s.gtin, s.upc,
+    s.ean, s.isbn, s.in_stock, s.quantity, s.sale_price, s.retail_price, s.currency, s.status, s.raw
+FROM UNNEST($2::bigint[], $3::int[]) AS c(offer_id, seq)
+JOIN staged_skus s ON s.refresh_id = $1 AND s.offer_id = c.offer_id AND s.seq = c.seq
+ORDER BY s.sku_id, s.seq DESC
+ON CONFLICT (sku_id) DO UPDATE SET
+    offer_id = EXCLUDED.offer_id, merchant_id = EXCLUDED.merchant_id, external_id = EXCLUDED.external_id,
+    name = EXCLUDED.name, gtin = EXCLUDED.gtin, upc = EXCLUDED.upc, ean = EXCLUDED.ean, isbn = EXCLUDED.isbn,
+    in_stock = EXCLUDED.in_stock, quantity = EXCLUDED.quantity, sale_price = EXCLUDED.sale_price,
+    retail_price = EXCLUDED.retail_price, currency = EXCLUDED.currency, status = EXCLUDED.status,
+    raw = EXCLUDED.raw
+"#;
+
+const SWEEP_UNSEEN: &str = r#"
+WITH gone AS (
+    UPDATE offers o SET removed_at = now(), catalog_version = $3, updated_at = now()
+    WHERE o.merchant_id = $1 AND o.removed_at IS NULL AND o.updated_at < $4
+      AND NOT EXISTS (SELECT 1 FROM staged_offers s WHERE s.refresh_id = $2 AND s.offer_id = o.offer_id)
+    RETURNING o.offer_id
+)
+SELECT (SELECT count(*) FROM gone),
+       COALESCE((SELECT array_agg(offer_id ORDER BY offer_id)
+                 FROM (SELECT offer_id FROM gone ORDER BY offer_id LIMIT $5) listed), '{}')
+"#;
+
+/// What merging staged offers did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Merged {
+    /// Distinct offers read from staging.
+    pub seen: u64,
+    /// Offers inserted or rewritten.
+    pub upserted: u64,
+}
+
+/// Upserts the staged offers of `refresh_id` (and replaces the SKUs of those that
+/// changed) at catalog version `version`, adding the changed ids to `changed`. Stops
+/// with an error (the caller's transaction rolls back) when `cancel` fires.
+pub(crate) async fn merge_staged_offers(
+    conn: &mut PgConnection,
+    refresh_id: i64,
+    version: i64,
+    batch_size: usize,
+    changed: &mut ChangedOffers,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Merged> {
+    let mut merged = Merged::default();
+    let mut after = i64::MIN;
+    loop {
+        if cancel.is_cancelled() {
+            anyhow::bail!("cancelled while publishing");
+        }
+        let (last, seen, ids, seqs): (Option<i64>, i64, Vec<i64>, Vec<i32>) =
+            sqlx::query_as(MERGE_OFFERS)
+                .bind(refresh_id)
+                .bind(after)
+                .bind(batch_size as i64)
+                .bind(version)
+                .fetch_one(&mut *conn)
+                .await?;
+        let Some(last) = last else { break };
+        merged.seen += seen as u64;
+        if !ids.is_empty() {
+            sqlx::query("DELETE FROM skus WHERE offer_id = ANY($1)")
+                .bind(&ids)
+                .execute(&mut *conn)
+                .await?;
+            sqlx::query(INSERT_SKUS)
+                .bind(refresh_id)
+                .bind(&ids)
+                .bind(&seqs)
+                .execute(&mut *conn)
+                .await?;
+            merged.upserted += ids.len() as u64;
+            changed.add(&ids);
+        }
+        after = last;
+    }
+    Ok(merged)
+}
+
+/// Marks the merchant's live offers that `refresh_id` did not stage as removed, unless
+/// they changed after `started_at`. Only ever called after a complete pass.
+pub(crate) async fn sweep_unseen(
+    conn: &mut PgConnection,
+    merchant_id: i64,
+    refresh_id: i64,
+    version: i64,
+    started_at: DateTime<Utc>,
+    changed: &mut ChangedOffers,
+) -> sqlx::Result<u64> {
+    let (count, ids): (i64, Vec<i64>) = sqlx::query_as(SWEEP_UNSEEN)
+        .bind(merchant_id)
+        .bind(refresh_id)
+        .bind(version)
+        .bind(started_at)
+        .bind(MAX_LISTED_OFFERS as i64 + 1)
+        .fetch_one(conn)
+        .await?;
+    if count as usize > ids.len() {
+        changed.whole_merchant();
+    }
+    changed.add(&ids);
+    Ok(count as u64)
+}
+
+/// Records the outcome on the merchant row: the catalog version, the live offer count
+/// and (for products refreshes) when it ran and how long it took.
+pub(crate) async fn update_merchant(
+    conn: &mut PgConnection,
+    merchant_id: i64,
+    version: i64,
+    refresh_ms: Option<i64>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        r#"UPDATE merchants SET catalog_version = $2,
+               offer_count = (SELECT count(*) FROM offers WHERE merchant_id = $1 AND removed_at IS NULL),
+               last_refresh_at = CASE WHEN $3::bigint IS NULL THEN last_refresh_at ELSE now() END,
+               last_refresh_ms = COALESCE($3, last_refresh_ms),
+               updated_at = now()
+           WHERE merchant_id = $1"#,
+    )
+    .bind(merchant_id)
+    .bind(version)
+    .bind(refresh_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
