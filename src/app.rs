@@ -23,6 +23,8 @@ pub struct Application {
     pool: PgPool,
     public: TcpListener,
     public_addr: SocketAddr,
+    admin: TcpListener,
+    admin_addr: SocketAddr,
 }
 
 impl Application {
@@ -34,16 +36,27 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on http.public_addr {}", settings.http.public_addr))?;
         let public_addr = public.local_addr()?;
+        let admin = TcpListener::bind(settings.http.admin_addr)
+            .await
+            .with_context(|| format!("cannot listen on http.admin_addr {}", settings.http.admin_addr))?;
+        let admin_addr = admin.local_addr()?;
         Ok(Application {
             settings,
             pool,
             public,
             public_addr,
+            admin,
+            admin_addr,
         })
     }
 
     pub fn public_addr(&self) -> SocketAddr {
         self.public_addr
+    }
+
+    /// The admin listener: admin API, admin page, `/metrics`.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -54,6 +67,10 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let settings = &self.settings;
         let planner = Arc::new(Planner::new(PlanningSettings::new(&settings.jobs, &settings.sync)));
+        let admin_index = crate::admin::IndexDir::new(self.pool.clone(), settings.search.index_dir.clone(), shutdown.clone());
+        let admin_router = crate::admin::router(
+            crate::admin::AdminState::new(self.pool.clone(), planner.clone(), settings).with_index(Arc::new(admin_index)),
+        );
         let state = AppState {
             pool: self.pool.clone(),
             planner,
@@ -78,6 +95,13 @@ impl Application {
         let jobs_shutdown = CancellationToken::new();
         let worker_task = tokio::spawn(workers.run(jobs_shutdown.clone()));
 
+        let admin_shutdown = shutdown.clone();
+        let admin_task = tokio::spawn(
+            axum::serve(self.admin, admin_router)
+                .with_graceful_shutdown(async move { admin_shutdown.cancelled().await })
+                .into_future(),
+        );
+        tracing::info!(addr = %self.admin_addr, enabled = !settings.admin.token.is_empty(), "admin listener ready");
         tracing::info!(addr = %self.public_addr, "public listener ready");
         crate::systemd::ready();
         crate::systemd::spawn_watchdog(shutdown.clone());
@@ -89,6 +113,11 @@ impl Application {
             })
             .await
             .context("public listener failed")?;
+        match admin_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "admin listener failed"),
+            Err(err) => tracing::warn!(error = %err, "admin listener task failed"),
+        }
         tracing::info!("intake stopped; draining jobs");
         jobs_shutdown.cancel();
         indexer_shutdown.cancel();

@@ -41,6 +41,8 @@ pub enum Command {
     /// Rebuild the search index from the mirror into a new directory and swap it in
     /// atomically; a running daemon keeps serving the old index until it adopts the new one.
     Reindex,
+    /// Operate a running daemon through its admin API (admin.url, admin.token).
+    Admin(crate::admin::cli::AdminArgs),
 }
 
 impl Cli {
@@ -77,6 +79,10 @@ pub fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The admin client prints its own results and errors; it starts no logging.
+    if let Command::Admin(args) = cli.command {
+        return crate::admin::cli::run(args, &settings.admin);
+    }
     crate::telemetry::init(&settings.log);
     block_on(async move {
         match cli.command {
@@ -98,7 +104,7 @@ pub fn run() -> ExitCode {
                 );
                 Ok(())
             }
-            Command::Sandbox(_) | Command::CheckConfig => unreachable!("handled above"),
+            Command::Sandbox(_) | Command::CheckConfig | Command::Admin(_) => unreachable!("handled above"),
         }
     })
 }

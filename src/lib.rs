@@ -1,6 +1,7 @@
 //! catalog-mirror: a daemon that keeps a fast, searchable local mirror of Violet
 //! merchants' catalogs. See DESIGN.md for the architecture; `main.rs` is only the CLI.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

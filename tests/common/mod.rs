@@ -98,6 +98,8 @@ pub fn settings(database_url: &str) -> Settings {
 /// A daemon running in the test's runtime.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The admin listener (admin API, admin page, /metrics).
+    pub admin_addr: SocketAddr,
     pub pool: PgPool,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -115,11 +117,13 @@ impl TestApp {
         }
         let app = Application::build(settings).await.expect("build app");
         let addr = app.public_addr();
+        let admin_addr = app.admin_addr();
         let pool = app.pool().clone();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
         TestApp {
             addr,
+            admin_addr,
             pool,
             shutdown,
             task,
@@ -129,6 +133,11 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin_addr, path)
     }
 
     pub async fn stop(self) {

@@ -1,0 +1,304 @@
+//! The admin JSON API (mounted under `/api`, bearer token required; routes in the
+//! module docs of [`super`]).
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::actions::{self, ResyncKind};
+use super::params::{Params, parse_id};
+use super::store::{self, EventFilter, JOB_STATES, JobFilter};
+use super::{AdminError, AdminState, auth};
+/// Largest `limit` of any listing.
+pub const MAX_LIMIT: i64 = 500;
+const DEFAULT_LIMIT: i64 = 50;
+
+type ApiResult = Result<Response, AdminError>;
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/merchants", get(list_merchants))
+        .route("/merchants/{id}", get(show_merchant))
+        .route("/resync", post(resync))
+        .route("/reindex", post(reindex))
+        .route("/jobs", get(list_jobs))
+        .route("/jobs/{id}", get(show_job))
+        .route("/jobs/{id}/retry", post(retry_job))
+        .route("/events", get(list_events))
+        .route("/events/{id}", get(show_event))
+        .route("/events/{id}/replay", post(replay_event))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_bearer,
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> AdminError {
+    AdminError::NotFound("no such admin route; see `catalog-mirror admin --help`".into())
+}
+
+fn path_id(path: Result<Path<String>, PathRejection>, what: &str) -> Result<i64, AdminError> {
+    match path {
+        Ok(Path(text)) => parse_id(&text, what),
+        Err(rejection) => Err(AdminError::bad_request(format!("{what}: {rejection}"))),
+    }
+}
+
+async fn list_merchants(State(state): State<AdminState>, RawQuery(query): RawQuery) -> ApiResult {
+    Params::parse(query.as_deref(), &[])?;
+    let applied = state.applied_change_no().await;
+    let merchants = store::merchants(&state.pool, None, applied).await?;
+    Ok(Json(json!({
+        "merchants": merchants,
+        "index": { "reported": state.index.is_some(), "applied_change_no": applied },
+    }))
+    .into_response())
+}
+
+async fn show_merchant(
+    State(state): State<AdminState>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
+    let id = path_id(path, "merchant id")?;
+    let params = Params::parse(query.as_deref(), &["runs", "events"])?;
+    let runs_limit = limit_of(&params, "runs", DEFAULT_LIMIT)?;
+    let events_limit = limit_of(&params, "events", 20)?;
+    let merchant = store::merchants(&state.pool, Some(id), state.applied_change_no().await)
+        .await?
+        .pop()
+        .ok_or_else(|| AdminError::NotFound(format!("no merchant {id}")))?;
+    let runs = store::runs_of_merchant(&state.pool, id, runs_limit).await?;
+    let events = store::events(
+        &state.pool,
+        &EventFilter {
+            merchant_id: Some(id),
+            limit: events_limit,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let jobs = store::jobs(
+        &state.pool,
+        &JobFilter {
+            merchant_id: Some(id),
+            limit: 20,
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(
+        Json(json!({ "merchant": merchant, "runs": runs, "events": events, "jobs": jobs }))
+            .into_response(),
+    )
+}
+
+fn limit_of(params: &Params, name: &str, default: i64) -> Result<i64, AdminError> {
+    match params.text(name) {
+        None => Ok(default),
+        Some(value) => match value.parse::<i64>() {
+            Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
+            _ => Err(AdminError::bad_request(format!(
+                "{name} must be a whole number from 1 to {MAX_LIMIT}, not {value:?}"
+            ))),
+        },
+    }
+}
+
+/// `POST /api/resync` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResyncRequest {
+    merchant_id: Option<i64>,
+    #[serde(default)]
+    all: bool,
+    kind: Option<String>,
+}
+
+async fn resync(State(state): State<AdminState>, body: Bytes) -> ApiResult {
+    let request: ResyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ResyncRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|err| AdminError::bad_request(format!("invalid JSON body: {err}")))?
+    };
+    let merchant = match (request.merchant_id, request.all) {
+        (Some(_), true) => {
+            return Err(AdminError::bad_request(
+                "give either merchant_id or \"all\": true, not both",
+            ));
+        }
+        (None, false) => {
+            return Err(AdminError::bad_request(
+                "say which merchants: {\"merchant_id\": ID} or {\"all\": true}",
+            ));
+        }
+        (Some(id), false) if id <= 0 => {
+            return Err(AdminError::bad_request(format!(
+                "merchant_id must be positive, not {id}"
+            )));
+        }
+        (merchant, _) => merchant,
+    };
+    let kind = ResyncKind::parse(request.kind.as_deref().unwrap_or("both"))?;
+    let enqueued = actions::resync(&state, merchant, kind).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "count": enqueued.len(), "enqueued": enqueued })),
+    )
+        .into_response())
+}
+
+async fn reindex(State(state): State<AdminState>) -> ApiResult {
+    let Some(index) = &state.index else {
+        return Err(AdminError::Unavailable(
+            "reindex is not available: the search index is not running in this daemon".into(),
+        ));
+    };
+    match index.request_rebuild() {
+        Ok(message) => {
+            tracing::info!("index rebuild requested by an operator");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "status": "started", "message": message })),
+            )
+                .into_response())
+        }
+        Err(reason) => Err(AdminError::Conflict(reason)),
+    }
+}
+
+async fn list_jobs(State(state): State<AdminState>, RawQuery(query): RawQuery) -> ApiResult {
+    let params = Params::parse(query.as_deref(), &["state", "merchant", "kind", "limit"])?;
+    let mut states: Vec<&str> = JOB_STATES.to_vec();
+    states.push("all");
+    let filter = JobFilter {
+        state: params
+            .choice("state", &states)?
+            .filter(|state| state != "all"),
+        merchant_id: params.id("merchant")?,
+        kind: params.choice("kind", store::JOB_KINDS)?,
+        limit: params.limit(DEFAULT_LIMIT, MAX_LIMIT)?,
+    };
+    let jobs = store::jobs(&state.pool, &filter).await?;
+    let counts = store::job_counts(&state.pool).await?;
+    Ok(Json(json!({ "counts": counts, "jobs": jobs })).into_response())
+}
+
+async fn show_job(
+    State(state): State<AdminState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let id = path_id(path, "job id")?;
+    let job = crate::jobs::Queue::new(state.pool.clone())
+        .get(id)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("no job {id}")))?;
+    Ok(Json(json!({ "job": job })).into_response())
+}
+
+async fn retry_job(
+    State(state): State<AdminState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let id = path_id(path, "job id")?;
+    let job = actions::retry(&state, id).await?;
+    Ok(Json(json!({ "job": job })).into_response())
+}
+
+/// Every status an event can have (`webhook_events.status`).
+pub const EVENT_STATUSES: &[&str] = &[
+    "processed",
+    "unprocessable",
+    "ignored",
+    "pending",
+    "folded",
+    "applied",
+];
+
+async fn list_events(State(state): State<AdminState>, RawQuery(query): RawQuery) -> ApiResult {
+    let params = Params::parse(
+        query.as_deref(),
+        &["merchant", "topic", "status", "since", "before", "limit"],
+    )?;
+    let topic = params.text("topic").map(str::to_ascii_uppercase);
+    if let Some(topic) = &topic
+        && (topic.len() > 256
+            || !topic
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.'))
+    {
+        return Err(AdminError::bad_request(format!(
+            "topic must be a Violet topic such as PRODUCT_SYNC_COMPLETED, not {topic:?}"
+        )));
+    }
+    let filter = EventFilter {
+        merchant_id: params.id("merchant")?,
+        topic,
+        status: params.choice("status", EVENT_STATUSES)?,
+        since: params.since("since", chrono::Utc::now())?,
+        before_id: params.id("before")?,
+        limit: params.limit(DEFAULT_LIMIT, MAX_LIMIT)?,
+    };
+    let events = store::events(&state.pool, &filter).await?;
+    Ok(Json(json!({ "events": events })).into_response())
+}
+
+async fn show_event(
+    State(state): State<AdminState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let id = path_id(path, "event id")?;
+    let event = store::event(&state.pool, id)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("no event {id}")))?;
+    let body = serde_json::from_slice::<Value>(&event.body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&event.body).into_owned()));
+    Ok(Json(json!({ "event": event.row, "body": body })).into_response())
+}
+
+async fn replay_event(
+    State(state): State<AdminState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let id = path_id(path, "event id")?;
+    let replayed = actions::replay(&state, id).await?;
+    Ok(Json(json!({
+        "previous_status": replayed.previous_status,
+        "status": replayed.event.status,
+        "event": replayed.event,
+    }))
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::EventStatus;
+
+    #[test]
+    fn every_planner_status_can_be_filtered_on() {
+        for status in [
+            EventStatus::Processed,
+            EventStatus::Unprocessable,
+            EventStatus::Ignored,
+            EventStatus::Pending,
+        ] {
+            assert!(
+                EVENT_STATUSES.contains(&status.as_str()),
+                "{}",
+                status.as_str()
+            );
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Shared by the admin tests: a daemon with an admin token, and a seeded history made
+//! through real signed webhooks (sync runs, states, events) plus rows the mirror and
+//! the queue would write (offers, change log, dead jobs).
+#![allow(dead_code)]
+
+use catalog_mirror::config::{Secret, Settings};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::common::webhook::{Delivery, sync_body};
+use crate::common::{TestApp, TestDb, settings};
+
+pub const TOKEN: &str = "admin-test-token-5f1d2c";
+pub const ACME: i64 = 101;
+pub const BOLT: i64 = 202;
+/// A merchant that was disconnected.
+pub const GONE: i64 = 303;
+
+/// Test settings with an admin token, and a Violet address nobody listens on, so
+/// refresh jobs fail fast instead of reaching a sandbox someone left running.
+pub fn admin_settings(database_url: &str) -> Settings {
+    let mut settings = settings(database_url);
+    settings.admin.token = Secret::new(TOKEN);
+    settings.violet.base_url = "http://127.0.0.1:9/v1".into();
+    settings.violet.max_retries = 0;
+    // The seeded syncs started hours ago: no stall check may fire during a test.
+    settings.sync.stall_timeout_secs = 30 * 24 * 3600;
+    settings
+}
+
+pub async fn spawn() -> (TestDb, TestApp) {
+    let db = TestDb::empty().await;
+    let app = TestApp::spawn(admin_settings(&db.url)).await;
+    (db, app)
+}
+
+fn violet_date(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S+0000").to_string()
+}
+
+/// What [`seed`] made.
+pub struct Seed {
+    /// A dead job of ACME with a known error.
+    pub dead_job: i64,
+    /// ACME's last change number.
+    pub acme_change_no: i64,
+}
+
+/// ACME: a completed products sync of 4 minutes, then one that failed after 1 minute;
+/// 3 live offers and 1 removed, catalog version 2, two change-log rows.
+/// BOLT: a collections sync started and still running. GONE: connected, then disconnected.
+pub async fn seed(app: &TestApp) -> Seed {
+    let url = app.url("/webhooks/violet");
+    let t0 = Utc::now() - Duration::hours(3);
+    let t1 = t0 + Duration::hours(1);
+    let sends = [
+        Delivery::new("ev-acme-connected", "MERCHANT_CONNECTED", &json!({"id": ACME, "merchant_name": "Acme", "status": "CONNECTED", "date_last_modified": violet_date(t0)})).merchant(ACME),
+        Delivery::new("ev-bolt-connected", "MERCHANT_CONNECTED", &json!({"id": BOLT, "merchant_name": "Bolt", "status": "CONNECTED", "date_last_modified": violet_date(t0)})).merchant(BOLT),
+        Delivery::new("ev-gone-connected", "MERCHANT_CONNECTED", &json!({"id": GONE, "merchant_name": "Gone", "status": "CONNECTED", "date_last_modified": violet_date(t0)})).merchant(GONE),
+        Delivery::new("ev-gone-disconnected", "MERCHANT_DISCONNECTED", &json!({"id": GONE, "merchant_name": "Gone", "status": "DISCONNECTED", "date_last_modified": violet_date(t1)})).merchant(GONE),
+        Delivery::new("ev-acme-started-1", "PRODUCT_SYNC_STARTED", &sync_body(9001, ACME, "IN_PROGRESS", &violet_date(t0))).entity("9001").merchant(ACME),
+        Delivery::new("ev-acme-completed-1", "PRODUCT_SYNC_COMPLETED", &sync_body(9001, ACME, "COMPLETED", &violet_date(t0 + Duration::minutes(4)))).entity("9001").merchant(ACME),
+        Delivery::new("ev-acme-started-2", "PRODUCT_SYNC_STARTED", &sync_body(9002, ACME, "IN_PROGRESS", &violet_date(t1))).entity("9002").merchant(ACME),
+        Delivery::new("ev-acme-failed-2", "PRODUCT_SYNC_FAILED", &sync_body(9002, ACME, "FAILED", &violet_date(t1 + Duration::minutes(1)))).entity("9002").merchant(ACME),
+        Delivery::new("ev-bolt-started", "COLLECTION_SYNC_STARTED", &sync_body(9100, BOLT, "IN_PROGRESS", &violet_date(t1))).entity("9100").merchant(BOLT),
+    ];
+    for delivery in &sends {
+        let response = delivery.send(&app.http, &url).await;
+        assert_eq!(response.status(), 200, "seeding {:?}", delivery.event_id);
+    }
+    let pool = &app.pool;
+    for (offer_id, removed) in [(5001, false), (5002, false), (5003, false), (5004, true)] {
+        sqlx::query(
+            r#"INSERT INTO offers (offer_id, merchant_id, name, content_hash, raw, removed_at, catalog_version, visible, status, publishing_status)
+               VALUES ($1, $2, $3, md5($3), '{}', CASE WHEN $4 THEN now() END, 2, true, 'AVAILABLE', 'PUBLISHED')"#,
+        )
+        .bind(offer_id)
+        .bind(ACME)
+        .bind(format!("Offer {offer_id}"))
+        .bind(removed)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE merchants SET catalog_version = 2 WHERE merchant_id = $1")
+        .bind(ACME)
+        .execute(pool)
+        .await
+        .unwrap();
+    let mut acme_change_no = 0;
+    for version in [1, 2] {
+        acme_change_no = sqlx::query_scalar(
+            "INSERT INTO change_log (merchant_id, catalog_version, reason, upserted) VALUES ($1, $2, 'full_refresh', 3) RETURNING change_no",
+        )
+        .bind(ACME)
+        .bind(version)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    }
+    let dead_job = insert_job(
+        pool,
+        "refresh_collections",
+        ACME,
+        "dead",
+        "violet answered 404 for collections of merchant 101",
+    )
+    .await;
+    Seed {
+        dead_job,
+        acme_change_no,
+    }
+}
+
+/// Inserts a job row as the queue would have left it.
+pub async fn insert_job(
+    pool: &PgPool,
+    kind: &str,
+    merchant_id: i64,
+    state: &str,
+    error: &str,
+) -> i64 {
+    let payload = json!({ "kind": kind, "merchant_id": merchant_id, "mode": "full" });
+    sqlx::query_scalar(
+        r#"INSERT INTO jobs (kind, merchant_id, dedupe_key, payload, state, attempts, max_attempts, last_error, finished_at)
+           VALUES ($1, $2, $3, $4, $5, 8, 8, $6, CASE WHEN $5 IN ('dead', 'done', 'cancelled') THEN now() END)
+           RETURNING id"#,
+    )
+    .bind(kind)
+    .bind(merchant_id)
+    .bind(format!("{kind}:{merchant_id}"))
+    .bind(payload)
+    .bind(state)
+    .bind(error)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Keeps workers away from `kind` jobs of `merchant_id`: the queue never claims a job
+/// while another with the same dedupe key is running, so a running job with a long
+/// lease held by nobody makes retried jobs stay `pending` for the test to see.
+pub async fn block_claims(pool: &PgPool, kind: &str, merchant_id: i64) {
+    sqlx::query(
+        r#"INSERT INTO jobs (kind, merchant_id, dedupe_key, payload, state, attempts, max_attempts, locked_by, locked_until)
+           VALUES ($1, $2, $3, $4, 'running', 1, 8, 'test-blocker', now() + interval '1 hour')"#,
+    )
+    .bind(kind)
+    .bind(merchant_id)
+    .bind(format!("{kind}:{merchant_id}"))
+    .bind(json!({ "kind": kind, "merchant_id": merchant_id, "mode": "full" }))
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// An authenticated admin API call; returns the status and the JSON body.
+pub async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = app
+        .http
+        .request(method, app.admin_url(path))
+        .bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("admin request sent");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let json = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{path} answered {status} with non-JSON: {text}"));
+    (status, json)
+}
+
+pub async fn get(app: &TestApp, path: &str) -> (u16, Value) {
+    call(app, reqwest::Method::GET, path, None).await
+}
+
+pub async fn post(app: &TestApp, path: &str, body: Option<Value>) -> (u16, Value) {
+    call(app, reqwest::Method::POST, path, body).await
+}
