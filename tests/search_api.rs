@@ -33,17 +33,33 @@ async fn offers_that_land_in_the_mirror_become_searchable_and_hidden_ones_never_
     assert_eq!(ids(&body)[0], 1_001_900, "{body}");
     let hit = &body["hits"][0];
     assert_eq!(hit["name"], "Merino Wool Sweater");
-    assert_eq!(hit["description"], "The Merino Wool Sweater.", "HTML stripped");
+    assert_eq!(
+        hit["description"], "The Merino Wool Sweater.",
+        "HTML stripped"
+    );
     assert_eq!(hit["gtins"][0], "0000010019000");
     assert_eq!(hit["collections"], json!(["Summer"]));
     assert!(body["processingTimeMs"].is_u64());
 
     // Every shown offer is findable by id; no hidden one ever is.
-    let (_, all) = search(&app.http, &base, json!({ "limit": 1000, "attributesToRetrieve": ["id"] })).await;
+    let (_, all) = search(
+        &app.http,
+        &base,
+        json!({ "limit": 1000, "attributesToRetrieve": ["id"] }),
+    )
+    .await;
     let found: BTreeSet<i64> = ids(&all).into_iter().collect();
-    let shown: BTreeSet<i64> = offers.iter().filter(|offer| offer.shown()).map(|offer| offer.id).collect();
+    let shown: BTreeSet<i64> = offers
+        .iter()
+        .filter(|offer| offer.shown())
+        .map(|offer| offer.id)
+        .collect();
     assert_eq!(found, shown);
-    assert!(offers.iter().any(|offer| !offer.shown() && offer.merchant_id != DISABLED_MERCHANT));
+    assert!(
+        offers
+            .iter()
+            .any(|offer| !offer.shown() && offer.merchant_id != DISABLED_MERCHANT)
+    );
 
     // A new offer written and published later appears; a removed one disappears.
     let pool = &app.pool;
@@ -51,7 +67,11 @@ async fn offers_that_land_in_the_mirror_become_searchable_and_hidden_ones_never_
     new.id = 1_001_990;
     new.name = "Quokka Lamp".into();
     write_offers(pool, &[new]).await;
-    let mut gone = offers.iter().find(|offer| offer.shown() && offer.merchant_id == 1002).unwrap().clone();
+    let mut gone = offers
+        .iter()
+        .find(|offer| offer.shown() && offer.merchant_id == 1002)
+        .unwrap()
+        .clone();
     gone.removed = true;
     write_offers(pool, std::slice::from_ref(&gone)).await;
     publish(pool, 1001, Some(vec![1_001_990])).await;
@@ -62,8 +82,16 @@ async fn offers_that_land_in_the_mirror_become_searchable_and_hidden_ones_never_
     })
     .await;
     assert!(appeared, "the new offer never became searchable");
-    let (_, body) = search(&app.http, &base, json!({ "filter": format!("id = {}", gone.id) })).await;
-    assert_eq!(body["estimatedTotalHits"], 0, "removed offer still searchable: {body}");
+    let (_, body) = search(
+        &app.http,
+        &base,
+        json!({ "filter": format!("id = {}", gone.id) }),
+    )
+    .await;
+    assert_eq!(
+        body["estimatedTotalHits"], 0,
+        "removed offer still searchable: {body}"
+    );
 
     let (_, stats) = get_json(&app, "/indexes/offers/stats").await;
     assert_eq!(stats["numberOfDocuments"], json!(shown.len()));
@@ -82,7 +110,12 @@ async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
 async fn typo_prefix_synonym_and_weighted_queries_find_their_targets() {
     let (_db, app, _) = spawn_seeded().await;
     let base = app.url("");
-    let first = |body: &Value| body["hits"][0]["name"].as_str().unwrap_or_default().to_string();
+    let first = |body: &Value| {
+        body["hits"][0]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
 
     // One typo in a 7-letter word (transposition), two in a 9+ letter word.
     let (_, body) = search(&app.http, &base, json!({ "q": "merino sweatre" })).await;
@@ -104,21 +137,45 @@ async fn typo_prefix_synonym_and_weighted_queries_find_their_targets() {
     assert_eq!(first(&body), "Merino Wool Sweater", "{body}");
 
     // Exact matches rank above typo matches: every "Cotton ..." comes before "Cotten Beanie".
-    let (_, body) = search(&app.http, &base, json!({ "q": "cotton", "limit": 500, "attributesToRetrieve": ["name"] })).await;
-    let names: Vec<String> = body["hits"].as_array().unwrap().iter().map(|hit| hit["name"].as_str().unwrap().to_string()).collect();
-    let beanie = names.iter().position(|name| name == "Cotten Beanie").expect("typo match found");
-    assert!(names[..beanie].iter().all(|name| name.contains("Cotton")), "{names:?}");
+    let (_, body) = search(
+        &app.http,
+        &base,
+        json!({ "q": "cotton", "limit": 500, "attributesToRetrieve": ["name"] }),
+    )
+    .await;
+    let names: Vec<String> = body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| hit["name"].as_str().unwrap().to_string())
+        .collect();
+    let beanie = names
+        .iter()
+        .position(|name| name == "Cotten Beanie")
+        .expect("typo match found");
+    assert!(
+        names[..beanie].iter().all(|name| name.contains("Cotton")),
+        "{names:?}"
+    );
     assert!(beanie > 0);
 
     // Field weights: the name match ranks above vendor matches.
     let (_, body) = search(&app.http, &base, json!({ "q": "northwind" })).await;
     assert_eq!(first(&body), "Northwind Parka", "{body}");
-    assert!(body["estimatedTotalHits"].as_u64().unwrap() > 10, "vendor matches found too");
+    assert!(
+        body["estimatedTotalHits"].as_u64().unwrap() > 10,
+        "vendor matches found too"
+    );
 
     // Stop words are ignored, and matchingStrategy `all` needs every word.
     let (_, with_stop) = search(&app.http, &base, json!({ "q": "the merino sweater" })).await;
     assert_eq!(first(&with_stop), "Merino Wool Sweater");
-    let (_, all) = search(&app.http, &base, json!({ "q": "merino zephyr", "matchingStrategy": "all" })).await;
+    let (_, all) = search(
+        &app.http,
+        &base,
+        json!({ "q": "merino zephyr", "matchingStrategy": "all" }),
+    )
+    .await;
     assert_eq!(all["estimatedTotalHits"], 0);
     let (_, last) = search(&app.http, &base, json!({ "q": "merino zephyr" })).await;
     assert_eq!(ids(&last), [1_001_900], "`last` drops the last word");
@@ -139,7 +196,10 @@ async fn typo_prefix_synonym_and_weighted_queries_find_their_targets() {
     let formatted = &body["hits"][0]["_formatted"];
     assert_eq!(formatted["name"], "[Merino] Wool Sweater", "{body}");
     assert_eq!(formatted["description"], "…Merino Wool…");
-    assert_eq!(formatted["id"], "1001900", "numbers are strings in _formatted");
+    assert_eq!(
+        formatted["id"], "1001900",
+        "numbers are strings in _formatted"
+    );
     app.stop().await;
 }
 
@@ -147,12 +207,30 @@ async fn typo_prefix_synonym_and_weighted_queries_find_their_targets() {
 const FILTER_CASES: &[(&str, &str)] = &[
     ("merchant_id = 1002", "o.merchant_id = 1002"),
     ("price 1000 TO 3000", "o.min_price BETWEEN 1000 AND 3000"),
-    ("vendor IN ['Blue Fox', acme] AND available = true", "lower(o.vendor) IN ('blue fox', 'acme') AND o.available"),
-    ("NOT tags = sale OR category = Shoes", "NOT ('sale' = ANY(o.tags)) OR o.category IS NOT DISTINCT FROM 'Shoes'"),
-    ("vendor IS NULL OR min_price IS NULL", "o.vendor IS NULL OR o.min_price IS NULL"),
-    ("collections = Winter AND merchant_id != 1001", "o.offer_id IN (SELECT co.offer_id FROM collection_offers co JOIN collections c USING (collection_id) WHERE c.name = 'Winter') AND o.merchant_id <> 1001"),
-    ("date_last_modified > 1700100000 AND (status = unavailable OR tags IS EMPTY)", "extract(epoch FROM o.date_last_modified) > 1700100000 AND (o.status = 'UNAVAILABLE' OR o.tags = '{}')"),
-    ("tags NOT IN [new, eco] AND max_price <= 4000", "NOT (o.tags && ARRAY['new', 'eco']) AND o.max_price <= 4000"),
+    (
+        "vendor IN ['Blue Fox', acme] AND available = true",
+        "lower(o.vendor) IN ('blue fox', 'acme') AND o.available",
+    ),
+    (
+        "NOT tags = sale OR category = Shoes",
+        "NOT ('sale' = ANY(o.tags)) OR o.category IS NOT DISTINCT FROM 'Shoes'",
+    ),
+    (
+        "vendor IS NULL OR min_price IS NULL",
+        "o.vendor IS NULL OR o.min_price IS NULL",
+    ),
+    (
+        "collections = Winter AND merchant_id != 1001",
+        "o.offer_id IN (SELECT co.offer_id FROM collection_offers co JOIN collections c USING (collection_id) WHERE c.name = 'Winter') AND o.merchant_id <> 1001",
+    ),
+    (
+        "date_last_modified > 1700100000 AND (status = unavailable OR tags IS EMPTY)",
+        "extract(epoch FROM o.date_last_modified) > 1700100000 AND (o.status = 'UNAVAILABLE' OR o.tags = '{}')",
+    ),
+    (
+        "tags NOT IN [new, eco] AND max_price <= 4000",
+        "NOT (o.tags && ARRAY['new', 'eco']) AND o.max_price <= 4000",
+    ),
 ];
 
 const SHOWN: &str = "FROM offers o JOIN merchants m USING (merchant_id)
@@ -161,21 +239,32 @@ const SHOWN: &str = "FROM offers o JOIN merchants m USING (merchant_id)
 
 async fn sql_ids(pool: &PgPool, condition: &str, order: &str) -> Vec<i64> {
     let sql = format!("SELECT o.offer_id {SHOWN} AND ({condition}) ORDER BY {order}");
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await.unwrap()
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .unwrap()
 }
 
 async fn sql_counts(pool: &PgPool, condition: &str, expression: &str) -> BTreeMap<String, i64> {
     let sql = format!(
         "SELECT v, count(DISTINCT o.offer_id) FROM (SELECT o.*, {expression} AS v {SHOWN} AND ({condition})) o WHERE v IS NOT NULL AND v <> '' GROUP BY v"
     );
-    let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await.unwrap();
+    let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .unwrap();
     rows.into_iter().collect()
 }
 
 fn distribution(body: &Value, facet: &str) -> BTreeMap<String, i64> {
     body["facetDistribution"][facet]
         .as_object()
-        .map(|values| values.iter().map(|(key, count)| (key.clone(), count.as_i64().unwrap())).collect())
+        .map(|values| {
+            values
+                .iter()
+                .map(|(key, count)| (key.clone(), count.as_i64().unwrap()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -184,8 +273,10 @@ async fn filters_facets_sort_and_pagination_match_a_brute_force_evaluation_of_th
     let (_db, app, _) = spawn_seeded().await;
     let base = app.url("");
     let pool = &app.pool;
-    let mut filters: Vec<(Value, String)> =
-        FILTER_CASES.iter().map(|(meili, sql)| (json!(meili), sql.to_string())).collect();
+    let mut filters: Vec<(Value, String)> = FILTER_CASES
+        .iter()
+        .map(|(meili, sql)| (json!(meili), sql.to_string()))
+        .collect();
     filters.push((
         json!([["tags = eco", "tags = limited"], "max_price < 5000"]),
         "('eco' = ANY(o.tags) OR 'limited' = ANY(o.tags)) AND o.max_price < 5000".into(),
@@ -198,21 +289,42 @@ async fn filters_facets_sort_and_pagination_match_a_brute_force_evaluation_of_th
         assert!(!expected.is_empty(), "case selects nothing: {filter}");
         let mut paged = Vec::new();
         for page in 0..((expected.len() + 6) / 7).min(4) {
-            let (status, body) =
-                search(&app.http, &base, json!({ "filter": filter, "sort": ["price:asc"], "limit": 7, "offset": page * 7 })).await;
+            let (status, body) = search(
+                &app.http,
+                &base,
+                json!({ "filter": filter, "sort": ["price:asc"], "limit": 7, "offset": page * 7 }),
+            )
+            .await;
             assert_eq!(status, 200, "{filter}: {body}");
-            assert_eq!(body["estimatedTotalHits"], json!(expected.len()), "{filter}");
+            assert_eq!(
+                body["estimatedTotalHits"],
+                json!(expected.len()),
+                "{filter}"
+            );
             paged.extend(ids(&body));
         }
         assert_eq!(paged, expected[..paged.len()], "{filter}");
 
         // page/hitsPerPage, sorted by date descending.
-        let expected = sql_ids(pool, condition, "o.date_last_modified DESC NULLS LAST, o.offer_id").await;
+        let expected = sql_ids(
+            pool,
+            condition,
+            "o.date_last_modified DESC NULLS LAST, o.offer_id",
+        )
+        .await;
         let (_, body) =
             search(&app.http, &base, json!({ "filter": filter, "sort": ["date_last_modified:desc"], "hitsPerPage": 5, "page": 2 })).await;
         assert_eq!(body["totalHits"], json!(expected.len()), "{filter}");
-        assert_eq!(body["totalPages"], json!(expected.len().div_ceil(5)), "{filter}");
-        assert_eq!(ids(&body), expected.iter().skip(5).take(5).copied().collect::<Vec<_>>(), "{filter}");
+        assert_eq!(
+            body["totalPages"],
+            json!(expected.len().div_ceil(5)),
+            "{filter}"
+        );
+        assert_eq!(
+            ids(&body),
+            expected.iter().skip(5).take(5).copied().collect::<Vec<_>>(),
+            "{filter}"
+        );
 
         // Facets and facet stats.
         let (_, body) = search(
@@ -221,9 +333,21 @@ async fn filters_facets_sort_and_pagination_match_a_brute_force_evaluation_of_th
             json!({ "filter": filter, "limit": 0, "facets": ["vendor", "tags", "merchant_id", "price"] }),
         )
         .await;
-        assert_eq!(distribution(&body, "vendor"), sql_counts(pool, condition, "o.vendor").await, "{filter}");
-        assert_eq!(distribution(&body, "tags"), sql_counts(pool, condition, "unnest(o.tags)").await, "{filter}");
-        assert_eq!(distribution(&body, "merchant_id"), sql_counts(pool, condition, "o.merchant_id::text").await, "{filter}");
+        assert_eq!(
+            distribution(&body, "vendor"),
+            sql_counts(pool, condition, "o.vendor").await,
+            "{filter}"
+        );
+        assert_eq!(
+            distribution(&body, "tags"),
+            sql_counts(pool, condition, "unnest(o.tags)").await,
+            "{filter}"
+        );
+        assert_eq!(
+            distribution(&body, "merchant_id"),
+            sql_counts(pool, condition, "o.merchant_id::text").await,
+            "{filter}"
+        );
         let (min, max): (Option<i64>, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT min(o.min_price), max(o.min_price) {SHOWN} AND ({condition})"
         )))
@@ -231,7 +355,11 @@ async fn filters_facets_sort_and_pagination_match_a_brute_force_evaluation_of_th
         .await
         .unwrap();
         if let (Some(min), Some(max)) = (min, max) {
-            assert_eq!(body["facetStats"]["price"], json!({ "min": min, "max": max }), "{filter}");
+            assert_eq!(
+                body["facetStats"]["price"],
+                json!({ "min": min, "max": max }),
+                "{filter}"
+            );
         }
 
         // A word query with the filter: the offers whose name or description has a word
@@ -244,8 +372,17 @@ async fn filters_facets_sort_and_pagination_match_a_brute_force_evaluation_of_th
         .await
         .into_iter()
         .collect();
-        let (_, body) = search(&app.http, &base, json!({ "q": "wool", "filter": filter, "limit": 1000 })).await;
-        assert_eq!(ids(&body).into_iter().collect::<BTreeSet<_>>(), expected, "{filter}");
+        let (_, body) = search(
+            &app.http,
+            &base,
+            json!({ "q": "wool", "filter": filter, "limit": 1000 }),
+        )
+        .await;
+        assert_eq!(
+            ids(&body).into_iter().collect::<BTreeSet<_>>(),
+            expected,
+            "{filter}"
+        );
     }
     app.stop().await;
 }

@@ -107,7 +107,8 @@ pub fn search(
         }
     }
     if !request.facets.is_empty() {
-        let (distribution, stats) = facet_maps(&request.facet_names, &request.facets, &collected.facets);
+        let (distribution, stats) =
+            facet_maps(&request.facet_names, &request.facets, &collected.facets);
         response.insert("facetDistribution".into(), Value::Object(distribution));
         response.insert("facetStats".into(), Value::Object(stats));
     }

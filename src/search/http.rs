@@ -51,7 +51,43 @@ pub fn router(api: SearchApi) -> Router {
             get(|| async { Json(json!({ "status": "available" })) }),
         )
         .route("/version", get(version))
+        .layer(axum::middleware::from_fn(cors))
         .with_state(api)
+}
+
+/// CORS as Meilisearch does it: any origin may search (a storefront page calls the API
+/// from the browser); preflights are answered here.
+async fn cors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use axum::http::{HeaderValue, Method, StatusCode};
+    let requested_headers = request
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned();
+    let mut response = if request.method() == Method::OPTIONS {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            requested_headers
+                .unwrap_or_else(|| HeaderValue::from_static("content-type, authorization")),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        response
+    } else {
+        next.run(request).await
+    };
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
 }
 
 type ApiResult = Result<Response, ApiError>;

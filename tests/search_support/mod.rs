@@ -103,7 +103,11 @@ pub fn generic_offers(merchant: i64) -> Vec<Offer> {
                 } else {
                     "UNAVAILABLE".into()
                 },
-                publishing_status: if i % 31 == 13 { "NOT_PUBLISHED".into() } else { "PUBLISHED".into() },
+                publishing_status: if i % 31 == 13 {
+                    "NOT_PUBLISHED".into()
+                } else {
+                    "PUBLISHED".into()
+                },
                 removed: i % 19 == 7,
                 date_last_modified: 1_700_000_000 + i * 3600 * (merchant - 1000),
                 collection: merchant * 100 + i % 3,
@@ -147,7 +151,11 @@ pub fn special_offers() -> Vec<Offer> {
 
 /// The whole test catalog.
 pub fn catalog() -> Vec<Offer> {
-    let mut offers: Vec<Offer> = MERCHANTS.iter().chain([&DISABLED_MERCHANT]).flat_map(|m| generic_offers(*m)).collect();
+    let mut offers: Vec<Offer> = MERCHANTS
+        .iter()
+        .chain([&DISABLED_MERCHANT])
+        .flat_map(|m| generic_offers(*m))
+        .collect();
     offers.extend(special_offers());
     offers
 }
@@ -216,7 +224,11 @@ pub async fn write_offers(pool: &PgPool, offers: &[Offer]) {
         .execute(&mut *tx)
         .await
         .unwrap();
-        sqlx::query("DELETE FROM skus WHERE offer_id = $1").bind(offer.id).execute(&mut *tx).await.unwrap();
+        sqlx::query("DELETE FROM skus WHERE offer_id = $1")
+            .bind(offer.id)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
         for k in 0..2i64 {
             sqlx::query(
                 "INSERT INTO skus (sku_id, offer_id, merchant_id, name, gtin, raw) VALUES ($1, $2, $3, $4, $5, '{}')",
@@ -247,7 +259,10 @@ pub async fn write_offers(pool: &PgPool, offers: &[Offer]) {
 /// its number. `None`: the merchant's whole catalog.
 pub async fn publish(pool: &PgPool, merchant: i64, offer_ids: Option<Vec<i64>>) -> i64 {
     let mut tx = pool.begin().await.unwrap();
-    sqlx::query("LOCK TABLE change_log IN EXCLUSIVE MODE").execute(&mut *tx).await.unwrap();
+    sqlx::query("LOCK TABLE change_log IN EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     let change_no: i64 = sqlx::query_scalar(
         "INSERT INTO change_log (merchant_id, catalog_version, reason, offer_ids) VALUES ($1, 1, 'full_refresh', $2) RETURNING change_no",
     )
@@ -288,7 +303,10 @@ pub async fn wait_for_count(http: &reqwest::Client, base: &str, expected: usize)
         if status == 200 && body["estimatedTotalHits"] == json!(expected) {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "index never reached {expected} offers: {body}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "index never reached {expected} offers: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

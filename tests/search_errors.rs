@@ -1,0 +1,516 @@
+//! Bad input gets a 4xx in Meilisearch's error shape, never a 500 (DESIGN invariant 8),
+//! and search keys, restricted keys and tenant tokens limit what each caller sees.
+
+mod common;
+mod search_support;
+
+use catalog_mirror::config::RestrictedKeySettings;
+use catalog_mirror::config::Secret;
+use catalog_mirror::search::auth::sign_tenant_token;
+use common::{TestApp, TestDb};
+use rand::Rng;
+use search_support::*;
+use serde_json::{Value, json};
+
+async fn spawn(
+    configure: impl FnOnce(&mut catalog_mirror::config::Settings),
+) -> (TestDb, TestApp, Vec<Offer>) {
+    let (db, pool) = TestDb::migrated().await;
+    let offers = seed(&pool).await;
+    let mut settings = common::settings(&db.url);
+    settings.search.poll_interval_ms = 100;
+    configure(&mut settings);
+    let app = TestApp::spawn(settings).await;
+    (db, app, offers)
+}
+
+struct Case {
+    method: &'static str,
+    path: &'static str,
+    content_type: Option<&'static str>,
+    body: Vec<u8>,
+    status: u16,
+    code: &'static str,
+}
+
+fn post(path: &'static str, body: Value, status: u16, code: &'static str) -> Case {
+    Case {
+        method: "POST",
+        path,
+        content_type: Some("application/json"),
+        body: body.to_string().into_bytes(),
+        status,
+        code,
+    }
+}
+
+fn search_case(body: Value, code: &'static str) -> Case {
+    post("/indexes/offers/search", body, 400, code)
+}
+
+async fn send(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    let mut request = match method {
+        "GET" => app.http.get(app.url(path)),
+        _ => app.http.post(app.url(path)).body(body),
+    };
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn assert_meilisearch_error(body: &Value, code: &str, context: &str) {
+    assert_eq!(body["code"], code, "{context}: {body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|message| !message.is_empty()),
+        "{context}: {body}"
+    );
+    assert!(
+        ["invalid_request", "auth"].contains(&body["type"].as_str().unwrap_or("")),
+        "{context}: {body}"
+    );
+    assert_eq!(
+        body["link"],
+        format!("https://docs.meilisearch.com/errors#{code}"),
+        "{context}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_get_meilisearch_errors_with_the_right_status() {
+    let (_db, app, _) = spawn(|_| {}).await;
+    let deep = format!("{}a = 1{}", "(".repeat(500), ")".repeat(500));
+    let mut cases = vec![
+        Case {
+            content_type: None,
+            ..post(
+                "/indexes/offers/search",
+                json!({}),
+                415,
+                "missing_content_type",
+            )
+        },
+        Case {
+            content_type: Some("text/plain"),
+            ..post(
+                "/indexes/offers/search",
+                json!({}),
+                415,
+                "invalid_content_type",
+            )
+        },
+        Case {
+            body: b"{\"q\": ".to_vec(),
+            ..post(
+                "/indexes/offers/search",
+                json!({}),
+                400,
+                "malformed_payload",
+            )
+        },
+        Case {
+            body: Vec::new(),
+            ..post("/indexes/offers/search", json!({}), 400, "missing_payload")
+        },
+        Case {
+            body: vec![b' '; 2 * 1024 * 1024],
+            ..post(
+                "/indexes/offers/search",
+                json!({}),
+                413,
+                "payload_too_large",
+            )
+        },
+        search_case(json!([]), "bad_request"),
+        search_case(json!({ "q": 1 }), "invalid_search_q"),
+        search_case(json!({ "limit": -1 }), "invalid_search_limit"),
+        search_case(json!({ "limit": "ten" }), "invalid_search_limit"),
+        search_case(json!({ "offset": 1.5 }), "invalid_search_offset"),
+        search_case(json!({ "page": "2" }), "invalid_search_page"),
+        search_case(json!({ "hitsPerPage": -3 }), "invalid_search_hits_per_page"),
+        search_case(json!({ "filter": "price >" }), "invalid_search_filter"),
+        search_case(
+            json!({ "filter": "description = x" }),
+            "invalid_search_filter",
+        ),
+        search_case(
+            json!({ "filter": "vendor = 'unclosed" }),
+            "invalid_search_filter",
+        ),
+        search_case(json!({ "filter": 3 }), "invalid_search_filter"),
+        search_case(
+            json!({ "filter": [[["vendor = a"]]] }),
+            "invalid_search_filter",
+        ),
+        search_case(json!({ "filter": deep }), "invalid_search_filter"),
+        search_case(
+            json!({ "filter": "_geoRadius(45.4, 9.1, 2000)" }),
+            "invalid_search_filter",
+        ),
+        search_case(json!({ "sort": ["price"] }), "invalid_search_sort"),
+        search_case(json!({ "sort": ["name:asc"] }), "invalid_search_sort"),
+        search_case(json!({ "sort": "price:asc" }), "invalid_search_sort"),
+        search_case(
+            json!({ "facets": ["description"] }),
+            "invalid_search_facets",
+        ),
+        search_case(json!({ "facets": "vendor" }), "invalid_search_facets"),
+        search_case(
+            json!({ "attributesToRetrieve": "name" }),
+            "invalid_search_attributes_to_retrieve",
+        ),
+        search_case(
+            json!({ "attributesToHighlight": [1] }),
+            "invalid_search_attributes_to_highlight",
+        ),
+        search_case(
+            json!({ "attributesToCrop": ["description:x"] }),
+            "invalid_search_attributes_to_crop",
+        ),
+        search_case(json!({ "cropLength": -1 }), "invalid_search_crop_length"),
+        search_case(
+            json!({ "highlightPreTag": 1 }),
+            "invalid_search_highlight_pre_tag",
+        ),
+        search_case(
+            json!({ "matchingStrategy": "some" }),
+            "invalid_search_matching_strategy",
+        ),
+        search_case(
+            json!({ "showRankingScore": "yes" }),
+            "invalid_search_show_ranking_score",
+        ),
+        search_case(json!({ "unknownField": 1 }), "bad_request"),
+        post("/indexes/movies/search", json!({}), 404, "index_not_found"),
+        post(
+            "/multi-search",
+            json!({ "queries": [{ "indexUid": "offers" }, { "indexUid": "offers", "limit": "x" }] }),
+            400,
+            "invalid_search_limit",
+        ),
+        post(
+            "/multi-search",
+            json!({ "queries": [{ "q": "x" }] }),
+            400,
+            "missing_index_uid",
+        ),
+        post(
+            "/multi-search",
+            json!({ "queries": [{ "indexUid": "movies" }] }),
+            404,
+            "index_not_found",
+        ),
+        post("/multi-search", json!({ "queries": 3 }), 400, "bad_request"),
+        post(
+            "/multi-search",
+            json!({ "queries": [], "federation": {} }),
+            400,
+            "bad_request",
+        ),
+        post(
+            "/indexes/offers/facet-search",
+            json!({ "facetQuery": "a" }),
+            400,
+            "missing_facet_search_facet_name",
+        ),
+        post(
+            "/indexes/offers/facet-search",
+            json!({ "facetName": "description" }),
+            400,
+            "invalid_facet_search_facet_name",
+        ),
+        post(
+            "/indexes/offers/facet-search",
+            json!({ "facetName": "vendor", "filter": "(" }),
+            400,
+            "invalid_search_filter",
+        ),
+    ];
+    for (path, code) in [
+        ("/indexes/offers/search?limit=abc", "invalid_search_limit"),
+        (
+            "/indexes/offers/search?filter=price%20%3E",
+            "invalid_search_filter",
+        ),
+        ("/indexes/offers/search?sort=price", "invalid_search_sort"),
+    ] {
+        cases.push(Case {
+            method: "GET",
+            path,
+            content_type: None,
+            body: Vec::new(),
+            status: 400,
+            code,
+        });
+    }
+    cases.push(Case {
+        method: "GET",
+        path: "/indexes/movies",
+        content_type: None,
+        body: Vec::new(),
+        status: 404,
+        code: "index_not_found",
+    });
+
+    for case in cases {
+        let context = format!(
+            "{} {} {}",
+            case.method,
+            case.path,
+            String::from_utf8_lossy(&case.body[..case.body.len().min(80)])
+        );
+        let (status, body) = send(&app, case.method, case.path, case.content_type, case.body).await;
+        assert_eq!(status, case.status, "{context}: {body}");
+        assert_meilisearch_error(&body, case.code, &context);
+    }
+    let (_, body) = send(
+        &app,
+        "POST",
+        "/multi-search",
+        Some("application/json"),
+        json!({ "queries": [{ "indexUid": "offers" }, { "indexUid": "offers", "limit": "x" }] })
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Inside `.queries[1]`"),
+        "{body}"
+    );
+    app.stop().await;
+}
+
+/// A random JSON value of bounded depth.
+fn random_value(rng: &mut impl Rng, depth: u32) -> Value {
+    match rng.random_range(0..if depth == 0 { 5 } else { 7 }) {
+        0 => Value::Null,
+        1 => json!(rng.random_bool(0.5)),
+        2 => json!(rng.random_range(-5i64..50)),
+        3 => json!(rng.random::<f64>() * 100.0),
+        4 => {
+            let pieces = [
+                "price", ">", "10", "AND", "vendor", "=", "'a b", "(", ")", "IN", "[", "]", "NOT",
+                "wool", ":asc", "*", "é", "TO",
+            ];
+            let n = rng.random_range(0..6);
+            json!(
+                (0..n)
+                    .map(|_| pieces[rng.random_range(0..pieces.len())])
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        }
+        5 => Value::Array(
+            (0..rng.random_range(0..4))
+                .map(|_| random_value(rng, depth - 1))
+                .collect(),
+        ),
+        _ => json!({ "k": random_value(rng, depth - 1) }),
+    }
+}
+
+#[tokio::test]
+async fn random_parameters_never_get_a_server_error() {
+    let (_db, app, offers) = spawn(|_| {}).await;
+    wait_for_count(&app.http, &app.url(""), shown_count(&offers)).await;
+    let keys = [
+        "q",
+        "offset",
+        "limit",
+        "page",
+        "hitsPerPage",
+        "filter",
+        "facets",
+        "sort",
+        "attributesToRetrieve",
+        "attributesToHighlight",
+        "highlightPreTag",
+        "highlightPostTag",
+        "attributesToCrop",
+        "cropLength",
+        "cropMarker",
+        "matchingStrategy",
+        "showRankingScore",
+        "bogus",
+    ];
+    let mut rng = rand::rng();
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..400 {
+        let mut body = serde_json::Map::new();
+        for _ in 0..rng.random_range(0..5) {
+            body.insert(
+                keys[rng.random_range(0..keys.len())].to_string(),
+                random_value(&mut rng, 2),
+            );
+        }
+        let body = Value::Object(body);
+        let (status, response) = send(
+            &app,
+            "POST",
+            "/indexes/offers/search",
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
+        .await;
+        assert!(
+            status == 200 || (400..500).contains(&status),
+            "{body} got {status}: {response}"
+        );
+        if status != 200 {
+            assert!(
+                response["code"].is_string() && response["link"].is_string(),
+                "{body}: {response}"
+            );
+        }
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert!(
+        statuses.len() > 1,
+        "both successes and errors exercised: {statuses:?}"
+    );
+    app.stop().await;
+}
+
+const KEY_UID: &str = "5a3b4c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d";
+
+#[tokio::test]
+async fn search_keys_restricted_keys_and_tenant_tokens_limit_what_each_caller_sees() {
+    let (_db, app, offers) = spawn(|settings| {
+        settings.search.api_key = Secret::new("search-key");
+        settings.search.api_key_uid = KEY_UID.into();
+        settings.search.restricted_keys = vec![RestrictedKeySettings {
+            key: Secret::new("merchant-1002-key"),
+            filter: "merchant_id = 1002".into(),
+        }];
+    })
+    .await;
+    let url = app.url("/indexes/offers/search");
+    let ask = |key: Option<String>, body: Value| {
+        let http = app.http.clone();
+        let url = url.clone();
+        async move {
+            let mut request = http.post(url).json(&body);
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let merchant_ids = |body: &Value| -> std::collections::BTreeSet<i64> {
+        body["facetDistribution"]["merchant_id"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|key| key.parse().unwrap())
+            .collect()
+    };
+    let everything = json!({ "limit": 0, "facets": ["merchant_id"] });
+
+    let (status, body) = ask(None, everything.clone()).await;
+    assert_eq!(status, 401);
+    assert_meilisearch_error(&body, "missing_authorization_header", "no key");
+    let (status, body) = ask(Some("wrong".into()), everything.clone()).await;
+    assert_eq!(status, 403);
+    assert_meilisearch_error(&body, "invalid_api_key", "wrong key");
+
+    let shown = shown_count(&offers);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, body) = ask(Some("search-key".into()), everything.clone()).await;
+        assert_eq!(status, 200);
+        if body["estimatedTotalHits"] == json!(shown) {
+            assert_eq!(merchant_ids(&body), MERCHANTS.into_iter().collect());
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never indexed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // A restricted key sees one merchant, whatever the request's own filter says.
+    let (_, body) = ask(Some("merchant-1002-key".into()), everything.clone()).await;
+    assert_eq!(merchant_ids(&body), [1002].into());
+    let (_, body) = ask(
+        Some("merchant-1002-key".into()),
+        json!({ "filter": "merchant_id = 1001" }),
+    )
+    .await;
+    assert_eq!(body["estimatedTotalHits"], 0);
+
+    // Tenant tokens signed with the search key, as the SDKs make them.
+    let token = |claims: Value| sign_tenant_token("search-key", &claims);
+    let tenant = token(
+        json!({ "searchRules": { "offers": { "filter": "merchant_id = 1003" } }, "apiKeyUid": KEY_UID, "exp": chrono::Utc::now().timestamp() + 600 }),
+    );
+    let (_, body) = ask(Some(tenant.clone()), everything.clone()).await;
+    assert_eq!(merchant_ids(&body), [1003].into());
+    let response = app
+        .http
+        .post(app.url("/indexes/offers/facet-search"))
+        .bearer_auth(&tenant)
+        .json(&json!({ "facetName": "merchant_id" }))
+        .send()
+        .await
+        .unwrap();
+    let facet_hits: Value = response.json().await.unwrap();
+    assert_eq!(
+        facet_hits["facetHits"].as_array().unwrap().len(),
+        1,
+        "{facet_hits}"
+    );
+    let response = app
+        .http
+        .post(app.url("/multi-search"))
+        .bearer_auth(&tenant)
+        .json(&json!({ "queries": [{ "indexUid": "offers", "facets": ["merchant_id"], "limit": 0 }] }))
+        .send()
+        .await
+        .unwrap();
+    let multi: Value = response.json().await.unwrap();
+    assert_eq!(merchant_ids(&multi["results"][0]), [1003].into());
+
+    for (claims, why) in [
+        (
+            json!({ "searchRules": ["*"], "apiKeyUid": KEY_UID, "exp": 1 }),
+            "expired",
+        ),
+        (
+            json!({ "searchRules": ["movies"], "apiKeyUid": KEY_UID }),
+            "other index",
+        ),
+        (
+            json!({ "searchRules": ["*"], "apiKeyUid": "00000000-0000-4000-8000-000000000000" }),
+            "other key uid",
+        ),
+    ] {
+        let (status, body) = ask(Some(token(claims)), everything.clone()).await;
+        assert_eq!(status, 403, "{why}");
+        assert_meilisearch_error(&body, "invalid_api_key", why);
+    }
+    let forged = sign_tenant_token(
+        "not-the-key",
+        &json!({ "searchRules": ["*"], "apiKeyUid": KEY_UID }),
+    );
+    assert_eq!(ask(Some(forged), everything).await.0, 403);
+    app.stop().await;
+}

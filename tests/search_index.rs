@@ -1,0 +1,290 @@
+//! The index as a projection of the mirror (DESIGN invariants 3 and 4): a merchant's
+//! replacement is seen in one step, a crash between the mirror commit and the index
+//! commit is caught up from the stored change number, and a schema change or a
+//! `reindex` rebuilds into a new generation swapped in while search keeps answering.
+
+mod common;
+mod search_support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use catalog_mirror::config::Settings;
+use catalog_mirror::search::schema::SCHEMA_VERSION;
+use catalog_mirror::search::store::{self, Found, Payload};
+use common::{TestApp, TestDb};
+use search_support::*;
+use serde_json::json;
+
+fn settings_for(db: &TestDb) -> Settings {
+    let mut settings = common::settings(&db.url);
+    settings.search.poll_interval_ms = 100;
+    settings
+}
+
+/// The payload of the generation `CURRENT` names, and its name (daemon stopped).
+fn on_disk(dir: &Path) -> (String, Payload) {
+    match store::open_current(dir) {
+        Found::Ready(generation, payload) => (generation.name.clone(), payload),
+        Found::Rebuild { reason, .. } => panic!("index not usable: {reason}"),
+    }
+}
+
+async fn max_change(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar("SELECT max(change_no) FROM change_log")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_merchants_replacement_becomes_visible_in_one_step() {
+    let (db, pool) = TestDb::migrated().await;
+    let offers = seed(&pool).await;
+    let app = TestApp::spawn(settings_for(&db)).await;
+    let base = app.url("");
+    wait_for_count(&app.http, &base, shown_count(&offers)).await;
+    let merchant_count = offers
+        .iter()
+        .filter(|offer| offer.shown() && offer.merchant_id == 1003)
+        .count();
+
+    // Readers hammer merchant 1003 while its catalog is replaced five times.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let (http, base, stop) = (app.http.clone(), base.clone(), stop.clone());
+        readers.push(tokio::spawn(async move {
+            let mut seen = BTreeSet::new();
+            let mut responses = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let (status, body) = search(
+                    &http,
+                    &base,
+                    json!({ "filter": "merchant_id = 1003", "limit": 1000, "attributesToRetrieve": ["name"] }),
+                )
+                .await;
+                assert_eq!(status, 200, "{body}");
+                let generations: BTreeSet<String> = body["hits"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|hit| hit["name"].as_str().unwrap().split(' ').next().unwrap().to_string())
+                    .map(|word| if word.starts_with("Gen") { word } else { "Gen0".into() })
+                    .collect();
+                assert_eq!(generations.len(), 1, "a reader saw old and new documents mixed: {generations:?}");
+                assert_eq!(body["hits"].as_array().unwrap().len(), merchant_count, "documents missing mid-update");
+                seen.extend(generations);
+                responses += 1;
+            }
+            (seen, responses)
+        }));
+    }
+    for generation in 1..=5 {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE offers SET name = 'Gen{generation} ' || regexp_replace(name, '^Gen[0-9]+ ', '') WHERE merchant_id = 1003"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        publish(&pool, 1003, None).await;
+        let applied = common::eventually(Duration::from_secs(10), || async {
+            let (_, body) = search(
+                &app.http,
+                &base,
+                json!({ "q": format!("gen{generation}"), "limit": 0 }),
+            )
+            .await;
+            body["estimatedTotalHits"] == json!(merchant_count)
+        })
+        .await;
+        assert!(applied, "generation {generation} never became visible");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut all_seen = BTreeSet::new();
+    for reader in readers {
+        let (seen, responses) = reader.await.unwrap();
+        assert!(responses > 5, "readers ran");
+        all_seen.extend(seen);
+    }
+    assert!(
+        all_seen.len() >= 3,
+        "readers saw several generations: {all_seen:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_crash_between_the_mirror_commit_and_the_index_commit_is_caught_up_on_restart() {
+    let (db, pool) = TestDb::migrated().await;
+    let offers = seed(&pool).await;
+    let settings = settings_for(&db);
+    let dir = settings.search.index_dir.clone();
+
+    let app = TestApp::spawn(settings.clone()).await;
+    wait_for_count(&app.http, &app.url(""), shown_count(&offers)).await;
+    app.stop().await;
+    let (generation, payload) = on_disk(&dir);
+    assert_eq!(payload.change_no, max_change(&pool).await);
+
+    // The mirror commits while no indexer runs: the index never commits this change.
+    let mut new = special_offers()[0].clone();
+    new.id = 1_001_977;
+    new.name = "Axolotl Mug".into();
+    write_offers(&pool, &[new]).await;
+    let missed = publish(&pool, 1001, Some(vec![1_001_977])).await;
+    assert_eq!(
+        on_disk(&dir).1.change_no,
+        missed - 1,
+        "the index is one change behind"
+    );
+
+    let app = TestApp::spawn(settings).await;
+    let base = app.url("");
+    let caught_up = common::eventually(Duration::from_secs(10), || async {
+        let (_, body) = search(&app.http, &base, json!({ "q": "axolotl" })).await;
+        ids(&body) == [1_001_977]
+    })
+    .await;
+    assert!(caught_up, "the missed change was never applied");
+    app.stop().await;
+    let (after, payload) = on_disk(&dir);
+    assert_eq!(after, generation, "caught up in place, no rebuild");
+    assert_eq!(payload.change_no, missed);
+}
+
+/// Rewrites the live generation's payload as an older build would have left it.
+fn stamp_old_schema(dir: &Path) {
+    let name = store::current_name(dir).unwrap();
+    let index = tantivy::Index::open_in_dir(dir.join(name)).unwrap();
+    let change_no = on_disk(dir).1.change_no;
+    let mut writer: tantivy::IndexWriter = index.writer_with_num_threads(1, 20_000_000).unwrap();
+    let mut commit = writer.prepare_commit().unwrap();
+    commit.set_payload(
+        &json!({ "schema_version": SCHEMA_VERSION - 1, "change_no": change_no }).to_string(),
+    );
+    commit.commit().unwrap();
+}
+
+#[tokio::test]
+async fn a_schema_change_rebuilds_aside_and_swaps_while_search_keeps_answering() {
+    let (db, pool) = TestDb::migrated().await;
+    let offers = seed(&pool).await;
+    let settings = settings_for(&db);
+    let dir = settings.search.index_dir.clone();
+    let before = shown_count(&offers);
+
+    let app = TestApp::spawn(settings.clone()).await;
+    wait_for_count(&app.http, &app.url(""), before).await;
+    app.stop().await;
+    let (old_generation, _) = on_disk(&dir);
+    stamp_old_schema(&dir);
+
+    // More offers land while the daemon is down: the rebuilt index will have them.
+    let extra: Vec<Offer> = (0..400)
+        .map(|i| {
+            let mut offer = special_offers()[4].clone();
+            offer.id = 1_005_000 + i;
+            offer.name = format!("Rebuilt Lantern {i}");
+            offer
+        })
+        .collect();
+    write_offers(&pool, &extra).await;
+    publish(&pool, 1001, None).await;
+    let after = before + extra.len();
+
+    let app = TestApp::spawn(settings).await;
+    let base = app.url("");
+    let mut answers = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = search(&app.http, &base, json!({ "limit": 0 })).await;
+        assert_eq!(status, 200, "{body}");
+        let total = body["estimatedTotalHits"].as_u64().unwrap() as usize;
+        assert!(
+            total == before || total == after,
+            "search answered {total}: neither the old nor the new index"
+        );
+        answers.insert(total);
+        if total == after {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rebuild never completed"
+        );
+    }
+    assert!(
+        answers.contains(&before),
+        "the old index served while the new one was built"
+    );
+    app.stop().await;
+
+    let (new_generation, payload) = on_disk(&dir);
+    assert!(
+        new_generation > old_generation,
+        "rebuilt into a new generation"
+    );
+    assert_eq!(payload.schema_version, SCHEMA_VERSION);
+    assert_eq!(payload.change_no, max_change(&pool).await);
+    assert!(
+        !dir.join(&old_generation).exists(),
+        "the old generation was removed after the swap"
+    );
+}
+
+#[tokio::test]
+async fn the_reindex_command_builds_a_generation_that_a_running_daemon_adopts() {
+    let (db, pool) = TestDb::migrated().await;
+    let offers = seed(&pool).await;
+    let settings = settings_for(&db);
+    let dir = settings.search.index_dir.clone();
+    let app = TestApp::spawn(settings).await;
+    let base = app.url("");
+    wait_for_count(&app.http, &base, shown_count(&offers)).await;
+    let old_generation = store::current_name(&dir).unwrap();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_catalog-mirror"))
+        .arg("reindex")
+        .env("CATALOG_MIRROR_DATABASE__URL", &db.url)
+        .env("CATALOG_MIRROR_SEARCH__INDEX_DIR", &dir)
+        .env("CATALOG_MIRROR_LOG__FILTER", "warn")
+        .output()
+        .expect("run catalog-mirror reindex");
+    assert!(
+        output.status.success(),
+        "reindex failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("reindexed {} offers", shown_count(&offers))),
+        "{stdout}"
+    );
+    let new_generation = store::current_name(&dir).unwrap();
+    assert!(new_generation > old_generation);
+
+    // The daemon adopts it: the old generation goes, and later changes land in the new one.
+    let adopted = common::eventually(Duration::from_secs(10), || async {
+        !dir.join(&old_generation).exists()
+    })
+    .await;
+    assert!(adopted, "the daemon never adopted the rebuilt index");
+    let mut new = special_offers()[0].clone();
+    new.id = 1_001_978;
+    new.name = "Capybara Kettle".into();
+    write_offers(&pool, &[new]).await;
+    publish(&pool, 1001, Some(vec![1_001_978])).await;
+    let applied = common::eventually(Duration::from_secs(10), || async {
+        let (_, body) = search(&app.http, &base, json!({ "q": "capybara" })).await;
+        ids(&body) == [1_001_978]
+    })
+    .await;
+    assert!(applied);
+    wait_for_count(&app.http, &base, shown_count(&offers) + 1).await;
+    app.stop().await;
+    assert_eq!(on_disk(&dir).0, new_generation);
+}
