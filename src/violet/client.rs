@@ -48,10 +48,22 @@ pub(crate) struct Inner {
 impl std::fmt::Debug for VioletClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VioletClient")
-            .field("base_url", &self.inner.base_url)
+            .field("base_url", &redacted_url(&self.inner.base_url))
             .field("page_size", &self.inner.page_size)
             .field("max_retries", &self.inner.max_retries)
             .finish_non_exhaustive()
+    }
+}
+
+/// The base URL without any user or password in it, for `Debug`.
+fn redacted_url(base_url: &str) -> String {
+    match url::Url::parse(base_url) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        _ => base_url.to_string(),
     }
 }
 
@@ -261,6 +273,11 @@ impl Inner {
                 self.auth.invalidate(&token).await;
                 continue;
             }
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                // Refused for another reason (revoked, unknown token): this call
+                // fails, and the next one renews the session instead of failing too.
+                self.auth.invalidate(&token).await;
+            }
             let secrets = [self.secrets[0].expose(), self.secrets[1].expose()];
             return Err(transport::status_error(
                 status,
@@ -297,5 +314,59 @@ impl Inner {
         let retry_after = transport::retry_after(response.headers(), self.retry_after_max);
         let body = transport::read_body(response, endpoint, self.timeout_ms).await?;
         Ok((status, retry_after, body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigSource, Settings};
+
+    fn settings() -> VioletSettings {
+        Settings::load(&ConfigSource::DefaultsOnly).unwrap().violet
+    }
+
+    #[test]
+    fn debug_shows_no_credentials() {
+        let mut settings = settings();
+        settings.base_url = "https://mirror:url-password@violet.example/v1".into();
+        let client = VioletClient::new(&settings).unwrap();
+        let debug = format!("{client:?}");
+        assert!(debug.contains("violet.example"), "{debug}");
+        for secret in [
+            "url-password",
+            settings.app_secret.expose(),
+            settings.password.expose(),
+        ] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+    }
+
+    #[test]
+    fn refuses_unusable_settings_without_panicking() {
+        let mut bad = settings();
+        bad.base_url = "ftp://violet.example".into();
+        assert!(matches!(
+            VioletClient::new(&bad),
+            Err(VioletError::Config(_))
+        ));
+        let mut bad = settings();
+        bad.base_url = "not a url".into();
+        assert!(VioletClient::new(&bad).is_err());
+        let mut bad = settings();
+        bad.app_secret = Secret::new("line\nbreak");
+        let err = VioletClient::new(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("violet.app_secret") && !err.contains("line\nbreak"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn endpoints_are_method_path_and_query() {
+        let mut call = Call::get("/merchants/{merchant_id}", "/merchants/7".into());
+        assert_eq!(call.endpoint(), "GET /merchants/7");
+        call.query = vec![("page", "2".into()), ("size", "100".into())];
+        assert_eq!(call.endpoint(), "GET /merchants/7?page=2&size=100");
     }
 }

@@ -50,7 +50,7 @@ pub enum VioletError {
         detail: String,
     },
     /// A retryable failure persisted through every allowed attempt.
-    #[error("{endpoint}: gave up after {attempts} attempts; last error: {last}")]
+    #[error("{endpoint}: gave up after {attempts} attempt{}; last error: {last}", if *attempts == 1 { "" } else { "s" })]
     GaveUp {
         endpoint: String,
         attempts: u32,
