@@ -3,6 +3,8 @@
 //! the queue would write (offers, change log, dead jobs).
 #![allow(dead_code)]
 
+pub mod cdp;
+
 use catalog_mirror::config::{Secret, Settings};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};

@@ -97,7 +97,7 @@ fill=\"{color}\"{dash}><title>{tooltip}</title></rect>",
         svg,
         "<line x1=\"{LEFT}\" x2=\"{x2}\" y1=\"{baseline}\" y2=\"{baseline}\" stroke=\"#8c959f\"/>\
 <text x=\"{LEFT}\" y=\"{ty}\">{first}</text><text x=\"{x2}\" y=\"{ty}\" text-anchor=\"end\">{last}</text>\
-<text x=\"{mid}\" y=\"{ty}\" text-anchor=\"middle\">\u{25A0} completed  <tspan fill=\"#cf222e\">\u{25A0} failed</tspan>  \
+<text x=\"{mid}\" y=\"{ty}\" text-anchor=\"middle\"><tspan fill=\"#2da44e\">\u{25A0} completed</tspan>  <tspan fill=\"#cf222e\">\u{25A0} failed</tspan>  \
 <tspan fill=\"#d98a00\">\u{25A0} stalled</tspan>  ({n} runs)</text></svg>",
         x2 = WIDTH - RIGHT,
         ty = HEIGHT - 10.0,
