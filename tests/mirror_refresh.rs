@@ -1,0 +1,420 @@
+//! Full, safe and collections refreshes against the real sandbox and PostgreSQL, driven
+//! through the real job queue with the application's runner: onboarding mirrors the
+//! catalog exactly, a second sync converges exactly, a sync failing at page 37 of 50
+//! changes nothing and its retry converges, a safe refresh never removes, refreshes of
+//! several merchants and kinds run together, and cancellation stops a refresh.
+
+mod common;
+mod mirror_common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use catalog_mirror::jobs::{JobKind, RefreshMode};
+use catalog_mirror::mirror::queries;
+use catalog_mirror::sandbox::PageFault;
+use catalog_mirror::sync::SyncKind;
+use mirror_common::{
+    Harness, assert_collections_match, assert_offers_match, assert_same_ids, last_change, merchant,
+    snapshot, staged_rows,
+};
+use tokio_util::sync::CancellationToken;
+
+const M: i64 = 1001;
+
+fn products(mode: RefreshMode) -> JobKind {
+    JobKind::RefreshProducts {
+        merchant_id: M,
+        mode,
+    }
+}
+
+fn collections(mode: RefreshMode) -> JobKind {
+    JobKind::RefreshCollections {
+        merchant_id: M,
+        mode,
+    }
+}
+
+/// Onboards merchant M: a full products and a full collections refresh through the queue.
+async fn onboard(h: &Harness) {
+    let a = h.enqueue(products(RefreshMode::Full)).await;
+    let b = h.enqueue(collections(RefreshMode::Full)).await;
+    assert_eq!(h.run_jobs().await, 2);
+    assert_eq!(h.job(a).await.0, "done", "{:?}", h.job(a).await);
+    assert_eq!(h.job(b).await.0, "done", "{:?}", h.job(b).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onboarding_mirrors_a_5000_offer_merchant_offer_by_offer_sku_by_sku_and_membership_by_membership()
+ {
+    let h = Harness::start(vec![merchant(M as u64, 5_000, 8)]).await;
+    onboard(&h).await;
+
+    let catalog = h.catalog();
+    assert_eq!(assert_offers_match(&h.pool, &catalog, M).await, 5_000);
+    let members = assert_collections_match(&h.pool, &catalog, M).await;
+    assert!(members > 1_000, "collections have members ({members})");
+
+    let (version, count): (i64, i64) =
+        sqlx::query_as("SELECT catalog_version, offer_count FROM merchants WHERE merchant_id = $1")
+            .bind(M)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (version, count),
+        (2, 5_000),
+        "one version per publish; all offers live"
+    );
+    let changes: Vec<(String, Option<Vec<i64>>, i32)> =
+        sqlx::query_as("SELECT reason, offer_ids, upserted FROM change_log WHERE merchant_id = $1 ORDER BY change_no")
+            .bind(M)
+            .fetch_all(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(changes.len(), 2);
+    let products_change = changes
+        .iter()
+        .find(|c| c.0 == "full_refresh")
+        .expect("products change");
+    assert_eq!(products_change.2, 5_000);
+    let all: Vec<i64> = catalog.offer_ids(M as u64).map(|id| id as i64).collect();
+    assert_eq!(
+        products_change.1.as_deref(),
+        Some(&all[..]),
+        "the change names every new offer"
+    );
+    assert_eq!(
+        staged_rows(&h.pool).await,
+        0,
+        "staging is emptied after publishing"
+    );
+
+    // The storefront sees the visible, published offers that are for sale.
+    let for_sale = |id: i64| {
+        let offer = catalog.offer_json(id as u64).unwrap();
+        let status = offer["status"].as_str().unwrap();
+        offer["visible"] == true
+            && offer["publishing_status"] == "PUBLISHED"
+            && ![
+                "ARCHIVED",
+                "FOR_DELETION",
+                "DISABLED_AVAILABLE",
+                "DISABLED_UNAVAILABLE",
+            ]
+            .contains(&status)
+    };
+    let expected: Vec<i64> = all.iter().copied().filter(|&id| for_sale(id)).collect();
+    let shown: Vec<i64> = queries::storefront_offers(&h.pool, M)
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.offer_id)
+        .collect();
+    assert!(
+        expected.len() > 4_000 && expected.len() < 5_000,
+        "{}",
+        expected.len()
+    );
+    assert_eq!(shown, expected);
+
+    // Nothing changed upstream: a second refresh rewrites nothing and logs nothing.
+    let before = snapshot(&h.pool, M).await;
+    let report = h
+        .runner
+        .mirror()
+        .refresh_products(M, RefreshMode::Full, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            report.seen,
+            report.upserted,
+            report.removed,
+            report.change_no
+        ),
+        (5_000, 0, 0, None)
+    );
+    assert_eq!(
+        snapshot(&h.pool, M).await,
+        before,
+        "unchanged offers are skipped by content hash"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sync_with_adds_updates_and_removals_converges_exactly() {
+    let h = Harness::start(vec![merchant(M as u64, 5_000, 8)]).await;
+    onboard(&h).await;
+    let versions_before: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT offer_id, catalog_version FROM offers WHERE merchant_id = $1 ORDER BY offer_id",
+    )
+    .bind(M)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+
+    let catalog = h.catalog();
+    let change = catalog.advance(M as u64);
+    assert!(!change.added.is_empty() && !change.updated.is_empty() && !change.removed.is_empty());
+    onboard(&h).await;
+
+    assert_offers_match(&h.pool, &catalog, M).await;
+    assert_collections_match(&h.pool, &catalog, M).await;
+
+    // Exactly the changed offers were written, and the change log names exactly them.
+    let expected: BTreeSet<i64> = change
+        .added
+        .iter()
+        .chain(&change.updated)
+        .chain(&change.removed)
+        .map(|&id| id as i64)
+        .collect();
+    let products_change: (Option<Vec<i64>>, i32, i32, i64) = sqlx::query_as(
+        "SELECT offer_ids, upserted, removed, catalog_version FROM change_log
+         WHERE merchant_id = $1 AND reason = 'full_refresh' ORDER BY change_no DESC LIMIT 1",
+    )
+    .bind(M)
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    let listed: BTreeSet<i64> = products_change.0.expect("listed").into_iter().collect();
+    assert_same_ids(&listed, &expected, "offers named by the change");
+    assert_eq!(
+        products_change.1 as usize,
+        change.added.len() + change.updated.len()
+    );
+    assert_eq!(products_change.2 as usize, change.removed.len());
+    let new_version = products_change.3;
+    for (offer_id, version) in versions_before {
+        let now: i64 = sqlx::query_scalar("SELECT catalog_version FROM offers WHERE offer_id = $1")
+            .bind(offer_id)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+        if expected.contains(&offer_id) {
+            assert_eq!(
+                now, new_version,
+                "changed offer {offer_id} carries the new version"
+            );
+        } else {
+            assert_eq!(now, version, "unchanged offer {offer_id} was not rewritten");
+        }
+    }
+    // Removed offers keep their rows and leave the storefront.
+    for &id in &change.removed {
+        let row = queries::offer(&h.pool, id as i64)
+            .await
+            .unwrap()
+            .expect("the row stays");
+        assert!(row.removed_at.is_some());
+        assert!(!queries::is_on_storefront(&h.pool, id as i64).await.unwrap());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_failing_at_page_37_of_50_leaves_the_catalog_intact_and_the_retry_converges() {
+    let h = Harness::start(vec![merchant(M as u64, 5_000, 4)]).await;
+    onboard(&h).await;
+    let before = snapshot(&h.pool, M).await;
+    let catalog = h.catalog();
+    let change = catalog.advance(M as u64);
+    assert!(!change.removed.is_empty(), "the new catalog removes offers");
+
+    h.sandbox.set_knobs(|k| {
+        k.fail_at_page = Some(PageFault {
+            merchant_id: Some(M as u64),
+            page: 37,
+            times: None,
+        })
+    });
+    let pages_before = h.sandbox.stats().pages_served;
+    let job = h.enqueue(products(RefreshMode::Full)).await;
+    assert_eq!(h.run_jobs().await, 1);
+    let (state, attempts, error) = h.job(job).await;
+    assert_eq!(
+        (state.as_str(), attempts),
+        ("pending", 1),
+        "the failed attempt is retried later"
+    );
+    let error = error.unwrap();
+    assert!(error.contains("page 37"), "{error}");
+    assert_eq!(
+        h.sandbox.stats().pages_served - pages_before,
+        36,
+        "pages 1 to 36 were read"
+    );
+
+    // Nothing live changed: no upsert of the 36 pages read, no removal.
+    assert_eq!(
+        snapshot(&h.pool, M).await,
+        before,
+        "the previous catalog is intact"
+    );
+    let removed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM offers WHERE removed_at IS NOT NULL")
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(removed, 0, "no removal after an incomplete pass");
+    assert_eq!(
+        staged_rows(&h.pool).await,
+        0,
+        "the partial staging was discarded"
+    );
+
+    // The fault clears; the retry (after its backoff) converges.
+    h.sandbox.set_knobs(|k| k.fail_at_page = None);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(h.run_jobs().await, 1);
+    let (state, attempts, _) = h.job(job).await;
+    assert_eq!((state.as_str(), attempts), ("done", 2));
+    assert_offers_match(&h.pool, &catalog, M).await;
+    let (reason, _, upserted, removed, _) = last_change(&h.pool, M).await.unwrap();
+    assert_eq!(reason, "full_refresh");
+    assert_eq!(upserted as usize, change.added.len() + change.updated.len());
+    assert_eq!(removed as usize, change.removed.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_retry_is_a_safe_refresh_that_never_removes() {
+    let h = Harness::start(vec![merchant(M as u64, 1_200, 4)]).await;
+    onboard(&h).await;
+    let catalog = h.catalog();
+    let change = catalog.advance(M as u64);
+
+    let job = h
+        .enqueue(JobKind::SyncRetry {
+            merchant_id: M,
+            sync: SyncKind::Products,
+        })
+        .await;
+    assert_eq!(h.run_jobs().await, 1);
+    assert_eq!(h.job(job).await.0, "done");
+
+    for &id in &change.removed {
+        let row = queries::offer(&h.pool, id as i64).await.unwrap().unwrap();
+        assert!(row.removed_at.is_none(), "a safe refresh keeps offer {id}");
+    }
+    for &id in change.added.iter().chain(&change.updated) {
+        let row = queries::offer(&h.pool, id as i64).await.unwrap().unwrap();
+        assert_eq!(
+            Some(row.raw),
+            catalog.offer_json(id),
+            "offer {id} is upserted"
+        );
+    }
+    let (reason, _, upserted, removed, _) = last_change(&h.pool, M).await.unwrap();
+    assert_eq!((reason.as_str(), removed), ("safe_refresh", 0));
+    assert_eq!(upserted as usize, change.added.len() + change.updated.len());
+
+    // A later full refresh applies the removals.
+    let job = h.enqueue(products(RefreshMode::Full)).await;
+    h.run_jobs().await;
+    assert_eq!(h.job(job).await.0, "done");
+    assert_offers_match(&h.pool, &catalog, M).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn products_and_collections_refreshes_of_several_merchants_run_together() {
+    let ids = [2001u64, 2002, 2003];
+    let h = Harness::start_with(
+        ids.iter().map(|&id| merchant(id, 1_500, 5)).collect(),
+        |s| {
+            s.jobs.workers = 6;
+            s.refresh.concurrency = 3;
+        },
+    )
+    .await;
+    for &id in &ids {
+        let id = id as i64;
+        h.enqueue(JobKind::RefreshProducts {
+            merchant_id: id,
+            mode: RefreshMode::Full,
+        })
+        .await;
+        h.enqueue(JobKind::RefreshCollections {
+            merchant_id: id,
+            mode: RefreshMode::Full,
+        })
+        .await;
+    }
+    let shutdown = CancellationToken::new();
+    let pool_task = tokio::spawn(h.workers.clone().run(shutdown.clone()));
+    let finished = common::eventually(Duration::from_secs(120), || async {
+        let open: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')")
+                .fetch_one(&h.pool)
+                .await
+                .unwrap();
+        open == 0
+    })
+    .await;
+    shutdown.cancel();
+    pool_task.await.unwrap();
+    assert!(finished, "every job ended");
+    let states: Vec<String> = sqlx::query_scalar("SELECT DISTINCT state FROM jobs")
+        .fetch_all(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(states, vec!["done".to_string()]);
+    let catalog = h.catalog();
+    for &id in &ids {
+        assert_offers_match(&h.pool, &catalog, id as i64).await;
+        assert_collections_match(&h.pool, &catalog, id as i64).await;
+        let version: i64 =
+            sqlx::query_scalar("SELECT catalog_version FROM merchants WHERE merchant_id = $1")
+                .bind(id as i64)
+                .fetch_one(&h.pool)
+                .await
+                .unwrap();
+        assert_eq!(version, 2, "merchant {id}: two publishes, two versions");
+    }
+    // Change numbers follow commit order: versions of each merchant ascend with them.
+    let rows: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT merchant_id, catalog_version FROM change_log ORDER BY change_no")
+            .fetch_all(&h.pool)
+            .await
+            .unwrap();
+    for &id in &ids {
+        let versions: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.0 == id as i64)
+            .map(|r| r.1)
+            .collect();
+        assert_eq!(versions, vec![1, 2], "merchant {id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_refresh_stops_it_promptly_and_publishes_nothing() {
+    let h = Harness::start(vec![merchant(M as u64, 3_000, 2)]).await;
+    h.sandbox
+        .set_knobs(|k| k.latency = Duration::from_millis(40));
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        trigger.cancel();
+    });
+    let started = Instant::now();
+    let result = h
+        .runner
+        .mirror()
+        .refresh_products(M, RefreshMode::Full, &cancel)
+        .await;
+    let elapsed = started.elapsed();
+    let err = result.expect_err("a cancelled refresh fails");
+    assert!(format!("{err:#}").contains("cancelled"), "{err:#}");
+    assert!(
+        elapsed < Duration::from_millis(1_200),
+        "stopped in {elapsed:?}"
+    );
+    let offers: i64 = sqlx::query_scalar("SELECT count(*) FROM offers")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(offers, 0, "nothing published");
+    assert_eq!(staged_rows(&h.pool).await, 0, "staging discarded");
+}
