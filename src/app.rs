@@ -81,6 +81,7 @@ impl Application {
                 (settings.database.max_connections as usize).saturating_sub(4).max(1),
                 Duration::from_secs(5),
             )),
+            database_addr: crate::db::server_address(&settings.database),
         };
         let indexer_shutdown = CancellationToken::new();
         let (search_routes, indexer_task) = crate::search::start(settings, self.pool.clone(), indexer_shutdown.clone()).await?;

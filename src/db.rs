@@ -32,6 +32,13 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .connect_lazy_with(options))
 }
 
+/// `host:port` of the server in `database.url` (None for a Unix socket URL).
+pub fn server_address(settings: &DatabaseSettings) -> Option<String> {
+    let url = url::Url::parse(settings.url.expose()).ok()?;
+    let host = url.host_str().filter(|h| !h.is_empty())?;
+    Some(format!("{host}:{}", url.port().unwrap_or(5432)))
+}
+
 /// Creates the database named in `url` when it does not exist. Two processes doing
 /// this at once is fine: losing the race to `CREATE DATABASE` is not an error.
 pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {

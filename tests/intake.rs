@@ -179,7 +179,9 @@ async fn with_postgres_unreachable_intake_answers_503_within_a_second_then_recov
     let db = TestDb::empty().await;
     let proxy = common::proxy::Proxy::start("127.0.0.1:5432").await;
     let proxied_url = db.url.replace("127.0.0.1:5432", &proxy.addr().to_string());
-    let app = TestApp::spawn(common::settings(&proxied_url)).await;
+    let mut settings = common::settings(&proxied_url);
+    settings.database.acquire_timeout_ms = 800; // the production default
+    let app = TestApp::spawn(settings).await;
     let url = app.url("/webhooks/violet");
 
     proxy.cut();

@@ -28,6 +28,8 @@ pub struct AppState {
     pub intake_timeout: Duration,
     /// Bounds concurrent intake transactions and fails fast while the database is down.
     pub intake_gate: Arc<IntakeGate>,
+    /// `host:port` of the database server, probed to tell "down" from "busy".
+    pub database_addr: Option<String>,
 }
 
 /// The public listener's routes; `search` is the search API (`crate::search::http`).

@@ -75,7 +75,7 @@ async fn store(state: &AppState, event: &IncomingEvent) -> (StatusCode, &'static
             }
         }
         Ok(Err(err)) => {
-            if is_connectivity(&err) {
+            if database_unreachable(state, &err).await {
                 state.intake_gate.failed();
             }
             tracing::warn!(error = %err, "webhook not stored: database error; asking Violet to retry");
@@ -89,12 +89,21 @@ async fn store(state: &AppState, event: &IncomingEvent) -> (StatusCode, &'static
     }
 }
 
-/// Errors that say the database cannot be reached (as opposed to one statement failing).
-fn is_connectivity(err: &sqlx::Error) -> bool {
-    matches!(
-        err,
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
-    )
+/// Whether `err` means the database cannot be reached, as opposed to one statement
+/// failing or the pool being saturated by a burst. A pool timeout alone cannot tell
+/// those apart, so it is settled by trying a TCP connection to the server.
+async fn database_unreachable(state: &AppState, err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => true,
+        sqlx::Error::PoolTimedOut => match &state.database_addr {
+            Some(addr) => {
+                let probe = tokio::net::TcpStream::connect(addr.as_str());
+                !matches!(tokio::time::timeout(std::time::Duration::from_millis(200), probe).await, Ok(Ok(_)))
+            }
+            None => true,
+        },
+        _ => false,
+    }
 }
 
 /// Topic label for metrics: known topics by name, anything else as "other", so a

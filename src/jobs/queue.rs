@@ -122,7 +122,16 @@ impl Queue {
     pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<i64> {
         let payload = serde_json::to_value(&job.kind).expect("job kinds serialize");
         let delay_ms = job.delay.as_millis() as f64;
-        let id: i64 = sqlx::query_scalar(
+        let dedupe_key = job.kind.dedupe_key();
+        // A burst of events must not rewrite the pending row once per event (each
+        // rewrite is a new row version): run_at only moves when it moves by more than a
+        // quarter of the debounce. The conflicting row is locked either way, so a worker
+        // cannot claim it until this transaction commits.
+        let slack_ms = match job.on_conflict {
+            OnConflict::Debounce => delay_ms / 4.0,
+            OnConflict::KeepEarlier | OnConflict::Replace => 0.0,
+        };
+        let updated: Option<i64> = sqlx::query_scalar(
             r#"
             WITH key_lock AS (SELECT pg_advisory_xact_lock(hashtext($3)))
             INSERT INTO jobs (kind, merchant_id, dedupe_key, payload, run_at, max_attempts)
@@ -137,12 +146,18 @@ impl Queue {
                 payload = CASE WHEN jobs.payload->>'mode' = 'full'
                     THEN jobs.payload ELSE EXCLUDED.payload END,
                 updated_at = now()
+            WHERE abs(EXTRACT(EPOCH FROM (CASE $7
+                      WHEN 'debounce' THEN LEAST(EXCLUDED.run_at,
+                                                 jobs.created_at + $8 * interval '1 millisecond')
+                      WHEN 'replace' THEN EXCLUDED.run_at
+                      ELSE LEAST(jobs.run_at, EXCLUDED.run_at) END) - jobs.run_at)) * 1000 > $9
+               OR (jobs.payload->>'mode' IS DISTINCT FROM 'full' AND jobs.payload IS DISTINCT FROM EXCLUDED.payload)
             RETURNING id
             "#,
         )
         .bind(job.kind.name())
         .bind(job.kind.merchant_id())
-        .bind(job.kind.dedupe_key())
+        .bind(&dedupe_key)
         .bind(payload)
         .bind(delay_ms)
         .bind(job.max_attempts)
@@ -152,9 +167,19 @@ impl Queue {
             OnConflict::Replace => "replace",
         })
         .bind(delay_ms * MAX_DEBOUNCE_FACTOR)
-        .fetch_one(&mut *conn)
+        .bind(slack_ms)
+        .fetch_optional(&mut *conn)
         .await?;
-        Ok(id)
+        match updated {
+            Some(id) => Ok(id),
+            // The pending job already covers this; it is locked by us until commit.
+            None => {
+                sqlx::query_scalar("SELECT id FROM jobs WHERE dedupe_key = $1 AND state = 'pending'")
+                    .bind(&dedupe_key)
+                    .fetch_one(&mut *conn)
+                    .await
+            }
+        }
     }
 
     /// Cancels pending jobs of `kind` for a merchant (`None`: every kind). Returns how many.

@@ -91,6 +91,9 @@ struct Merchant {
 pub struct Catalog {
     seed: u64,
     merchants: BTreeMap<u64, Merchant>,
+    /// The last event time handed to a scenario (unix seconds): scenarios built one
+    /// after another get strictly later times, as Violet's real events would.
+    event_clock: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -142,11 +145,24 @@ impl Catalog {
         Ok(Catalog {
             seed,
             merchants: map,
+            event_clock: std::sync::atomic::AtomicI64::new(i64::MIN),
         })
     }
 
     pub fn seed(&self) -> u64 {
         self.seed
+    }
+
+    /// The next event time: `not_before`, or one second after the last time handed
+    /// out when that is later. Deterministic for the same sequence of calls.
+    pub fn next_event_time(&self, not_before: i64) -> i64 {
+        let previous = self
+            .event_clock
+            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |last| {
+                Some(not_before.max(last.saturating_add(1)))
+            })
+            .expect("the update closure always returns Some");
+        not_before.max(previous.saturating_add(1))
     }
 
     pub fn merchant_ids(&self) -> Vec<u64> {

@@ -218,10 +218,11 @@ impl<'a> Builder<'a> {
         ])
     }
 
-    /// When the current event happens: during the generation's day, in order.
+    /// When the current event happens: during the generation's day, in order, and
+    /// after every event of the scenarios built before this one.
     fn now(&self) -> String {
         let start = generation_time(self.generation, self.h("clock", 0));
-        format_date(start + self.events.len() as i64, false)
+        format_date(self.catalog.next_event_time(start + self.events.len() as i64), false)
     }
 
     fn push(&mut self, topic: &str, entity_id: String, body: Value) {
@@ -238,10 +239,14 @@ impl<'a> Builder<'a> {
     }
 
     fn merchant_event(&mut self, topic: &str, status: &str) {
-        let body = self
+        let mut body = self
             .catalog
             .merchant_json_with_status(self.merchant_id, status)
             .unwrap_or(Value::Null);
+        // The status changed now: receivers order merchant events by this date.
+        if let Some(object) = body.as_object_mut() {
+            object.insert("date_last_modified".into(), json!(self.now()));
+        }
         self.push(topic, self.merchant_id.to_string(), body);
     }
 

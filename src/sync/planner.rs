@@ -130,14 +130,8 @@ impl Planner {
             }
             topic => match topic.class() {
                 EventClass::Merchant => merchants::apply(conn, merchant_id, topic, body, at).await.map(|_| ()),
-                EventClass::Offer => {
-                    merchants::ensure(conn, merchant_id).await?;
-                    self.hold_or_batch(conn, merchant_id, SyncKind::Products).await
-                }
-                EventClass::Collection => {
-                    merchants::ensure(conn, merchant_id).await?;
-                    self.hold_or_batch(conn, merchant_id, SyncKind::Collections).await
-                }
+                EventClass::Offer => self.hold_or_batch(conn, merchant_id, SyncKind::Products).await,
+                EventClass::Collection => self.hold_or_batch(conn, merchant_id, SyncKind::Collections).await,
                 _ => Ok(()),
             },
         }
@@ -222,12 +216,15 @@ impl Planner {
     /// Offer or collection event: held while that kind is syncing (the refresh after
     /// COMPLETED covers it), otherwise batched into the merchant's incremental job.
     async fn hold_or_batch(&self, conn: &mut PgConnection, merchant_id: i64, kind: SyncKind) -> sqlx::Result<()> {
-        let syncing: Option<bool> =
-            sqlx::query_scalar("SELECT state = 'syncing' FROM sync_state WHERE merchant_id = $1 AND kind = $2")
-                .bind(merchant_id)
-                .bind(kind.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
+        // One round trip: make sure the merchant exists, and read whether it is syncing.
+        let syncing: Option<bool> = sqlx::query_scalar(
+            r#"WITH merchant AS (INSERT INTO merchants (merchant_id) VALUES ($1) ON CONFLICT DO NOTHING)
+               SELECT state = 'syncing' FROM sync_state WHERE merchant_id = $1 AND kind = $2"#,
+        )
+        .bind(merchant_id)
+        .bind(kind.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
         if syncing != Some(true) {
             self.enqueue(conn, JobKind::Incremental { merchant_id }, self.settings.debounce, OnConflict::Debounce)
                 .await?;

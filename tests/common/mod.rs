@@ -29,7 +29,9 @@ impl TestDb {
     /// Creates an empty database (not migrated).
     pub async fn empty() -> TestDb {
         let name = format!("cm_test_{:016x}", rand::random::<u64>());
-        let mut conn = PgConnection::connect(&server_url()).await.expect("connect to the test server");
+        let mut conn = PgConnection::connect(&server_url())
+            .await
+            .expect("connect to the test server");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await
@@ -60,13 +62,18 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop needs its own runtime: the test's may be shutting down.
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
                 let mut conn = PgConnection::connect(&server_url()).await.ok()?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                    .execute(&mut conn)
-                    .await
-                    .ok()
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .ok()
             })
         })
         .join();
@@ -85,13 +92,17 @@ pub fn settings(database_url: &str) -> Settings {
     let mut settings = Settings::load(&ConfigSource::DefaultsOnly).expect("defaults load");
     settings.database.url = Secret::new(database_url);
     settings.database.max_connections = 12;
+    // Tests share two cores with compilers and other tests: allow slow moments. The
+    // test of the 503-within-a-second promise sets the production value back.
+    settings.database.acquire_timeout_ms = 5_000;
     settings.http.public_addr = "127.0.0.1:0".parse().unwrap();
     settings.http.admin_addr = "127.0.0.1:0".parse().unwrap();
     settings.jobs.debounce_ms = 200;
     settings.jobs.poll_interval_ms = 100;
     settings.jobs.retry_base_ms = 50;
     settings.jobs.retry_max_ms = 200;
-    settings.search.index_dir = std::env::temp_dir().join(format!("cm-index-{:016x}", rand::random::<u64>()));
+    settings.search.index_dir =
+        std::env::temp_dir().join(format!("cm-index-{:016x}", rand::random::<u64>()));
     settings
 }
 
