@@ -695,6 +695,18 @@ async fn events_are_filtered_and_can_be_replayed() {
     assert!(events.iter().all(|e| e["merchant_id"] == ACME));
     let ids: Vec<i64> = events.iter().map(|e| e["id"].as_i64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    let (_, body) = get(
+        &app,
+        &format!("/api/events?merchant={ACME}&before={}&limit=2", ids[0]),
+    )
+    .await;
+    let page: Vec<i64> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(page, ids[1..3].to_vec(), "paging backwards from an id");
 
     let (_, body) = get(&app, "/api/events?topic=product_sync_failed").await;
     let events = body["events"].as_array().unwrap();
