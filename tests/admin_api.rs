@@ -482,6 +482,22 @@ async fn resync_enqueues_full_refreshes() {
         body["message"].as_str().unwrap().contains("invalid JSON"),
         "{body}"
     );
+    let huge = app
+        .http
+        .post(app.admin_url("/api/resync"))
+        .bearer_auth(TOKEN)
+        .body(vec![b' '; 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 400, "a huge body is refused");
+    let body: Value = huge.json().await.unwrap();
+    assert_eq!(body["error"], "bad_request");
+    let (status, body) = get(&app, "/api/resync").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
     app.stop().await;
 }
 

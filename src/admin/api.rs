@@ -4,7 +4,8 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::middleware;
@@ -20,6 +21,8 @@ use super::{AdminError, AdminState, auth};
 /// Largest `limit` of any listing.
 pub const MAX_LIMIT: i64 = 500;
 const DEFAULT_LIMIT: i64 = 50;
+/// Largest request body (only `POST /api/resync` reads one, a few dozen bytes).
+const MAX_BODY: usize = 64 * 1024;
 
 type ApiResult = Result<Response, AdminError>;
 
@@ -36,11 +39,18 @@ pub fn router(state: AdminState) -> Router {
         .route("/events/{id}", get(show_event))
         .route("/events/{id}/replay", post(replay_event))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,
         ))
         .with_state(state)
+}
+
+async fn method_not_allowed() -> Response {
+    let body = json!({ "error": "method_not_allowed", "message": "this admin route does not take that method" });
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }
 
 async fn not_found() -> AdminError {
@@ -125,7 +135,10 @@ struct ResyncRequest {
     kind: Option<String>,
 }
 
-async fn resync(State(state): State<AdminState>, body: Bytes) -> ApiResult {
+async fn resync(State(state): State<AdminState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let body = body.map_err(|rejection| {
+        AdminError::bad_request(format!("cannot read the body: {rejection}"))
+    })?;
     let request: ResyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ResyncRequest::default()
     } else {
