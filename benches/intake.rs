@@ -164,7 +164,7 @@ fn row(name: &str, f: &Figures) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let server = std::env::var("BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into());
     let seconds: u64 = env_or("BENCH_SECS", 10);
     let senders: usize = env_or("BENCH_SENDERS", 64);
     let duration = Duration::from_secs(seconds);
@@ -178,6 +178,7 @@ async fn main() -> anyhow::Result<()> {
     let mut settings = Settings::load(&ConfigSource::DefaultsOnly)?;
     settings.database.url = Secret::new(url.as_str());
     settings.database.max_connections = 32;
+    settings.database.min_connections = 28;
     settings.http.public_addr = "127.0.0.1:0".parse()?;
     settings.http.admin_addr = "127.0.0.1:0".parse()?;
     // Keep background jobs out of the measurement: only intake runs.

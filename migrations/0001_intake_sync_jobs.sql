@@ -116,3 +116,42 @@ END
 $$;
 CREATE TRIGGER jobs_notify AFTER INSERT OR UPDATE OF state, run_at ON jobs
     FOR EACH ROW WHEN (NEW.state = 'pending') EXECUTE FUNCTION jobs_notify();
+
+-- Enqueue with dedupe, in one place for every caller (the queue, and intake's
+-- single-statement path for offer and collection events). Takes a transaction-scoped
+-- advisory lock on the key first, so a concurrent requeue of a running job with the
+-- same key never collides with it on the unique index. On conflict with a pending job:
+--   p_mode 'debounce': run_at moves to now + delay, at most p_max_delay_ms after creation;
+--   'replace': run_at takes the new value; 'keep_earlier': the earlier run_at stays.
+-- A full refresh payload absorbs a safe one, never the reverse. The pending row is only
+-- rewritten when run_at moves by more than p_slack_ms or the payload changes, so a burst
+-- of events does not create a row version per event (the row is locked either way,
+-- so a worker cannot claim it before the caller commits).
+-- Returns the job id, or NULL when the pending job already covered the work unchanged.
+CREATE FUNCTION enqueue_job(p_kind text, p_merchant_id bigint, p_dedupe_key text, p_payload jsonb,
+                            p_delay_ms float8, p_max_attempts int, p_mode text,
+                            p_max_delay_ms float8, p_slack_ms float8)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext(p_dedupe_key));
+    INSERT INTO jobs AS j (kind, merchant_id, dedupe_key, payload, run_at, max_attempts)
+    VALUES (p_kind, p_merchant_id, p_dedupe_key, p_payload,
+            now() + p_delay_ms * interval '1 millisecond', p_max_attempts)
+    ON CONFLICT (dedupe_key) WHERE state = 'pending' DO UPDATE SET
+        run_at = CASE p_mode
+            WHEN 'debounce' THEN LEAST(EXCLUDED.run_at, j.created_at + p_max_delay_ms * interval '1 millisecond')
+            WHEN 'replace' THEN EXCLUDED.run_at
+            ELSE LEAST(j.run_at, EXCLUDED.run_at) END,
+        payload = CASE WHEN j.payload->>'mode' = 'full' THEN j.payload ELSE EXCLUDED.payload END,
+        updated_at = now()
+    WHERE abs(EXTRACT(EPOCH FROM (CASE p_mode
+              WHEN 'debounce' THEN LEAST(EXCLUDED.run_at, j.created_at + p_max_delay_ms * interval '1 millisecond')
+              WHEN 'replace' THEN EXCLUDED.run_at
+              ELSE LEAST(j.run_at, EXCLUDED.run_at) END) - j.run_at)) * 1000 > p_slack_ms
+       OR (j.payload->>'mode' IS DISTINCT FROM 'full' AND j.payload IS DISTINCT FROM EXCLUDED.payload)
+    RETURNING j.id INTO v_id;
+    RETURN v_id;
+END
+$$;

@@ -25,6 +25,7 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     let options = options.log_statements(tracing::log::LevelFilter::Trace);
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
         .acquire_timeout(settings.acquire_timeout())
         // A broken connection shows up as a query error (503, Violet retries); pinging
         // before every use would add a round trip to each delivery.

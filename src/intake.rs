@@ -1,13 +1,18 @@
 //! Durable, idempotent storage of verified webhook events.
 //!
-//! One transaction per delivery: the event is inserted with `ON CONFLICT DO NOTHING` on
-//! its event id; only when it is new does planning run (state, history, jobs) in the
-//! same transaction. The caller answers 2xx only after this returns, so a 2xx always
-//! means committed, and a duplicate creates no work.
+//! The event is inserted with `ON CONFLICT DO NOTHING` on its event id; only when it is
+//! new does planning run, atomically with the insert. Offer and collection events (most
+//! of the traffic) take one statement: insert, and batch into the merchant's incremental
+//! job unless it is syncing. Sync and merchant events take one transaction: insert, then
+//! the state machine and its jobs. The caller answers 2xx only after this returns, so a
+//! 2xx always means committed, and a duplicate creates no work.
 
-use sqlx::PgPool;
+use std::sync::LazyLock;
 
-use crate::sync::{EventStatus, IncomingEvent, Planner};
+use sqlx::{PgConnection, PgPool};
+
+use crate::jobs::EnqueueArgs;
+use crate::sync::{EventClass, EventStatus, IncomingEvent, Planner, SyncKind, batch_unless_syncing};
 
 /// What intake did with a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,32 +21,58 @@ pub enum IntakeOutcome {
     Duplicate,
 }
 
+/// Inserts the event ($1..$10) unless its id is known, makes sure its merchant exists,
+/// and returns its row id (no row for a duplicate).
+const INSERT_EVENT: &str = r#"
+    WITH event AS (
+        INSERT INTO webhook_events
+            (event_id, topic, entity_id, merchant_id, webhook_id, event_id_source, body, occurred_at, status, detail)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, now()), $9, $10)
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING id
+    ), merchant AS (
+        INSERT INTO merchants (merchant_id) SELECT $4 FROM event WHERE $4 IS NOT NULL ON CONFLICT DO NOTHING
+    )"#;
+
+/// The single statement of an offer or collection event: the insert, then the hold
+/// rule with the job's arguments from $12 ($11 is the sync kind).
+static STORE_BATCHED: LazyLock<String> = LazyLock::new(|| {
+    format!("{INSERT_EVENT} SELECT event.id, {} FROM event", batch_unless_syncing("$4", "$11", 12))
+});
+
+/// The insert alone, for events planned in a transaction.
+static STORE_ONLY: LazyLock<String> = LazyLock::new(|| format!("{INSERT_EVENT} SELECT id FROM event"));
+
 /// Stores `event` and plans its work, atomically.
 #[tracing::instrument(skip_all, fields(event_id = %event.event_id, topic = %event.topic_name))]
 pub async fn record(pool: &PgPool, planner: &Planner, event: &IncomingEvent) -> sqlx::Result<IntakeOutcome> {
     let (status, detail) = Planner::classify(event);
+    let batched = match (status, event.topic.class(), event.merchant_id()) {
+        (EventStatus::Pending, EventClass::Offer, Some(merchant)) => Some((SyncKind::Products, merchant)),
+        (EventStatus::Pending, EventClass::Collection, Some(merchant)) => Some((SyncKind::Collections, merchant)),
+        _ => None,
+    };
+    if let Some((kind, merchant_id)) = batched {
+        let mut conn = pool.acquire().await?;
+        let args = EnqueueArgs::new(&planner.batched_job(merchant_id));
+        let stored = bind_event(sqlx::query(sqlx::AssertSqlSafe(STORE_BATCHED.as_str())), event, status, &detail)
+            .bind(kind.as_str())
+            .bind(args.kind)
+            .bind(args.merchant_id)
+            .bind(args.dedupe_key)
+            .bind(args.payload)
+            .bind(args.delay_ms)
+            .bind(args.max_attempts)
+            .bind(args.mode)
+            .bind(args.max_delay_ms)
+            .bind(args.slack_ms)
+            .fetch_optional(&mut *conn)
+            .await?;
+        return Ok(if stored.is_some() { IntakeOutcome::Stored(status) } else { IntakeOutcome::Duplicate });
+    }
+
     let mut tx = pool.begin().await?;
-    let inserted: Option<i64> = sqlx::query_scalar(
-        r#"INSERT INTO webhook_events
-               (event_id, topic, entity_id, merchant_id, webhook_id, event_id_source, body, occurred_at,
-                status, detail)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, now()), $9, $10)
-           ON CONFLICT (event_id) DO NOTHING
-           RETURNING id"#,
-    )
-    .bind(&event.event_id)
-    .bind(&event.topic_name)
-    .bind(&event.entity_id)
-    .bind(event.merchant_id())
-    .bind(&event.webhook_id)
-    .bind(&event.event_id_source)
-    .bind(&event.raw_body)
-    .bind(event.occurred_at())
-    .bind(status.as_str())
-    .bind(detail)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if inserted.is_none() {
+    if !insert_event(&mut tx, event, status, &detail).await? {
         // Nothing was written; ending the transaction either way is the same.
         tx.commit().await?;
         return Ok(IntakeOutcome::Duplicate);
@@ -49,4 +80,36 @@ pub async fn record(pool: &PgPool, planner: &Planner, event: &IncomingEvent) -> 
     planner.apply(&mut tx, event).await?;
     tx.commit().await?;
     Ok(IntakeOutcome::Stored(status))
+}
+
+/// Inserts the event in the caller's transaction; false when its id was already stored.
+async fn insert_event(
+    conn: &mut PgConnection,
+    event: &IncomingEvent,
+    status: EventStatus,
+    detail: &Option<String>,
+) -> sqlx::Result<bool> {
+    let inserted = bind_event(sqlx::query(sqlx::AssertSqlSafe(STORE_ONLY.as_str())), event, status, detail)
+        .fetch_optional(conn)
+        .await?;
+    Ok(inserted.is_some())
+}
+
+fn bind_event<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    event: &'q IncomingEvent,
+    status: EventStatus,
+    detail: &'q Option<String>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(&event.event_id)
+        .bind(&event.topic_name)
+        .bind(&event.entity_id)
+        .bind(event.merchant_id())
+        .bind(&event.webhook_id)
+        .bind(&event.event_id_source)
+        .bind(&event.raw_body)
+        .bind(event.occurred_at())
+        .bind(status.as_str())
+        .bind(detail)
 }

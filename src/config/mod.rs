@@ -45,6 +45,7 @@ pub struct Settings {
 pub struct DatabaseSettings {
     pub url: Secret,
     pub max_connections: u32,
+    pub min_connections: u32,
     pub acquire_timeout_ms: u64,
     pub create_if_missing: bool,
 }

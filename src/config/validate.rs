@@ -102,6 +102,11 @@ impl Settings {
         p.url(self.database.url.expose(), "database.url", &["postgres", "postgresql"]);
         p.positive(self.database.max_connections.into(), "database.max_connections");
         p.positive(self.database.acquire_timeout_ms, "database.acquire_timeout_ms");
+        p.check(
+            self.database.min_connections <= self.database.max_connections,
+            "database.min_connections",
+            || "must not exceed database.max_connections".into(),
+        );
 
         p.check(
             self.http.public_addr != self.http.admin_addr || self.http.public_addr.port() == 0,

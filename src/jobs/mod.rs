@@ -13,5 +13,5 @@ mod queue;
 mod worker;
 
 pub use kinds::{JobKind, RefreshMode};
-pub use queue::{Backoff, Job, JobState, NOTIFY_CHANNEL, NewJob, OnConflict, Queue};
+pub use queue::{Backoff, EnqueueArgs, Job, JobState, NOTIFY_CHANNEL, NewJob, OnConflict, Queue};
 pub use worker::{JobFuture, JobRunner, WorkerPool};

@@ -108,6 +108,46 @@ pub struct Queue {
 /// How long a burst may keep pushing a debounced job back: this many debounce delays.
 const MAX_DEBOUNCE_FACTOR: f64 = 10.0;
 
+/// The arguments of the `enqueue_job` SQL function (see migration 0001), in order.
+#[derive(Debug, Clone)]
+pub struct EnqueueArgs {
+    pub kind: &'static str,
+    pub merchant_id: i64,
+    pub dedupe_key: String,
+    pub payload: serde_json::Value,
+    pub delay_ms: f64,
+    pub max_attempts: i32,
+    pub mode: &'static str,
+    pub max_delay_ms: f64,
+    pub slack_ms: f64,
+}
+
+impl EnqueueArgs {
+    pub fn new(job: &NewJob) -> Self {
+        let delay_ms = job.delay.as_millis() as f64;
+        Self {
+            kind: job.kind.name(),
+            merchant_id: job.kind.merchant_id(),
+            dedupe_key: job.kind.dedupe_key(),
+            payload: serde_json::to_value(&job.kind).expect("job kinds serialize"),
+            delay_ms,
+            max_attempts: job.max_attempts,
+            mode: match job.on_conflict {
+                OnConflict::Debounce => "debounce",
+                OnConflict::KeepEarlier => "keep_earlier",
+                OnConflict::Replace => "replace",
+            },
+            max_delay_ms: delay_ms * MAX_DEBOUNCE_FACTOR,
+            // Debounced bursts only rewrite the pending row when run_at moves by more
+            // than a quarter of the debounce.
+            slack_ms: match job.on_conflict {
+                OnConflict::Debounce => delay_ms / 4.0,
+                OnConflict::KeepEarlier | OnConflict::Replace => 0.0,
+            },
+        }
+    }
+}
+
 impl Queue {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
@@ -117,69 +157,37 @@ impl Queue {
         &self.pool
     }
 
-    /// Inserts or merges a pending job inside the caller's transaction; the table's
-    /// trigger NOTIFYs workers on commit. Returns the id of the pending job.
+    /// Inserts or merges a pending job inside the caller's transaction (the
+    /// `enqueue_job` SQL function); the table's trigger NOTIFYs workers on commit. Returns the id of the pending job.
     pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<i64> {
-        let payload = serde_json::to_value(&job.kind).expect("job kinds serialize");
-        let delay_ms = job.delay.as_millis() as f64;
-        let dedupe_key = job.kind.dedupe_key();
-        // A burst of events must not rewrite the pending row once per event (each
-        // rewrite is a new row version): run_at only moves when it moves by more than a
-        // quarter of the debounce. The conflicting row is locked either way, so a worker
-        // cannot claim it until this transaction commits.
-        let slack_ms = match job.on_conflict {
-            OnConflict::Debounce => delay_ms / 4.0,
-            OnConflict::KeepEarlier | OnConflict::Replace => 0.0,
-        };
-        let updated: Option<i64> = sqlx::query_scalar(
-            r#"
-            WITH key_lock AS (SELECT pg_advisory_xact_lock(hashtext($3)))
-            INSERT INTO jobs (kind, merchant_id, dedupe_key, payload, run_at, max_attempts)
-            SELECT $1, $2, $3, $4, now() + $5 * interval '1 millisecond', $6 FROM key_lock
-            ON CONFLICT (dedupe_key) WHERE state = 'pending' DO UPDATE SET
-                run_at = CASE $7
-                    WHEN 'debounce' THEN LEAST(EXCLUDED.run_at,
-                                               jobs.created_at + $8 * interval '1 millisecond')
-                    WHEN 'replace' THEN EXCLUDED.run_at
-                    ELSE LEAST(jobs.run_at, EXCLUDED.run_at) END,
-                -- a full refresh absorbs a safe one, never the reverse
-                payload = CASE WHEN jobs.payload->>'mode' = 'full'
-                    THEN jobs.payload ELSE EXCLUDED.payload END,
-                updated_at = now()
-            WHERE abs(EXTRACT(EPOCH FROM (CASE $7
-                      WHEN 'debounce' THEN LEAST(EXCLUDED.run_at,
-                                                 jobs.created_at + $8 * interval '1 millisecond')
-                      WHEN 'replace' THEN EXCLUDED.run_at
-                      ELSE LEAST(jobs.run_at, EXCLUDED.run_at) END) - jobs.run_at)) * 1000 > $9
-               OR (jobs.payload->>'mode' IS DISTINCT FROM 'full' AND jobs.payload IS DISTINCT FROM EXCLUDED.payload)
-            RETURNING id
-            "#,
-        )
-        .bind(job.kind.name())
-        .bind(job.kind.merchant_id())
-        .bind(&dedupe_key)
-        .bind(payload)
-        .bind(delay_ms)
-        .bind(job.max_attempts)
-        .bind(match job.on_conflict {
-            OnConflict::Debounce => "debounce",
-            OnConflict::KeepEarlier => "keep_earlier",
-            OnConflict::Replace => "replace",
-        })
-        .bind(delay_ms * MAX_DEBOUNCE_FACTOR)
-        .bind(slack_ms)
-        .fetch_optional(&mut *conn)
-        .await?;
-        match updated {
+        match Self::enqueue_quietly(conn, job).await? {
             Some(id) => Ok(id),
             // The pending job already covers this; it is locked by us until commit.
             None => {
                 sqlx::query_scalar("SELECT id FROM jobs WHERE dedupe_key = $1 AND state = 'pending'")
-                    .bind(&dedupe_key)
+                    .bind(job.kind.dedupe_key())
                     .fetch_one(&mut *conn)
                     .await
             }
         }
+    }
+
+    /// [`Queue::enqueue`] without looking up the id when a pending job already covered
+    /// the work unchanged (`None`): one round trip, for the intake's hot path.
+    pub async fn enqueue_quietly(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Option<i64>> {
+        let args = EnqueueArgs::new(job);
+        sqlx::query_scalar("SELECT enqueue_job($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(args.kind)
+            .bind(args.merchant_id)
+            .bind(args.dedupe_key)
+            .bind(args.payload)
+            .bind(args.delay_ms)
+            .bind(args.max_attempts)
+            .bind(args.mode)
+            .bind(args.max_delay_ms)
+            .bind(args.slack_ms)
+            .fetch_one(&mut *conn)
+            .await
     }
 
     /// Cancels pending jobs of `kind` for a merchant (`None`: every kind). Returns how many.

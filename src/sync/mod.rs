@@ -8,7 +8,7 @@ mod planner;
 mod state;
 
 pub use event::{EventClass, IncomingEvent, Topic};
-pub use planner::{EventStatus, Planner, PlanningSettings, refresh};
+pub use planner::{EventStatus, Planner, PlanningSettings, batch_unless_syncing, refresh};
 pub use state::{SyncState, mark_needs_attention, mark_stalled};
 
 use serde::{Deserialize, Serialize};

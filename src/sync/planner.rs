@@ -17,7 +17,7 @@ use sqlx::PgConnection;
 use super::state::{self, SyncEvent};
 use super::{EventClass, IncomingEvent, SyncKind, Topic, merchants};
 use crate::config::{JobSettings, SyncSettings};
-use crate::jobs::{Backoff, JobKind, NewJob, OnConflict, Queue, RefreshMode};
+use crate::jobs::{Backoff, EnqueueArgs, JobKind, NewJob, OnConflict, Queue, RefreshMode};
 
 /// The settings planning needs, copied out of the configuration.
 #[derive(Debug, Clone)]
@@ -215,21 +215,39 @@ impl Planner {
 
     /// Offer or collection event: held while that kind is syncing (the refresh after
     /// COMPLETED covers it), otherwise batched into the merchant's incremental job.
+    /// Intake does the same in its single-statement path; replays come through here.
     async fn hold_or_batch(&self, conn: &mut PgConnection, merchant_id: i64, kind: SyncKind) -> sqlx::Result<()> {
-        // One round trip: make sure the merchant exists, and read whether it is syncing.
-        let syncing: Option<bool> = sqlx::query_scalar(
-            r#"WITH merchant AS (INSERT INTO merchants (merchant_id) VALUES ($1) ON CONFLICT DO NOTHING)
-               SELECT state = 'syncing' FROM sync_state WHERE merchant_id = $1 AND kind = $2"#,
-        )
-        .bind(merchant_id)
-        .bind(kind.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-        if syncing != Some(true) {
-            self.enqueue(conn, JobKind::Incremental { merchant_id }, self.settings.debounce, OnConflict::Debounce)
-                .await?;
-        }
+        let job = self.batched_job(merchant_id);
+        let args = EnqueueArgs::new(&job);
+        let sql = format!(
+            "WITH merchant AS (INSERT INTO merchants (merchant_id) VALUES ($1) ON CONFLICT DO NOTHING) SELECT {}",
+            batch_unless_syncing("$1", "$2", 3)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(merchant_id)
+            .bind(kind.as_str())
+            .bind(args.kind)
+            .bind(args.merchant_id)
+            .bind(args.dedupe_key)
+            .bind(args.payload)
+            .bind(args.delay_ms)
+            .bind(args.max_attempts)
+            .bind(args.mode)
+            .bind(args.max_delay_ms)
+            .bind(args.slack_ms)
+            .execute(&mut *conn)
+            .await?;
         Ok(())
+    }
+
+    /// The job an offer or collection event outside a sync window joins.
+    pub fn batched_job(&self, merchant_id: i64) -> NewJob {
+        NewJob {
+            kind: JobKind::Incremental { merchant_id },
+            delay: self.settings.debounce,
+            max_attempts: self.settings.job_max_attempts,
+            on_conflict: OnConflict::Debounce,
+        }
     }
 
     async fn cancel_retries(&self, conn: &mut PgConnection, merchant_id: i64, kind: SyncKind) -> sqlx::Result<()> {
@@ -255,8 +273,8 @@ impl Planner {
         kind: JobKind,
         delay: Duration,
         on_conflict: OnConflict,
-    ) -> sqlx::Result<i64> {
-        Queue::enqueue(
+    ) -> sqlx::Result<()> {
+        Queue::enqueue_quietly(
             conn,
             &NewJob {
                 kind,
@@ -265,8 +283,20 @@ impl Planner {
                 on_conflict,
             },
         )
-        .await
+        .await?;
+        Ok(())
     }
+}
+
+/// SQL expression of the hold rule: enqueues a job (the nine arguments of
+/// `enqueue_job`, bound from `$first`) unless `kind` of `merchant` is syncing.
+pub fn batch_unless_syncing(merchant: &str, kind: &str, first: usize) -> String {
+    let args: Vec<String> = (first..first + 9).map(|i| format!("${i}")).collect();
+    format!(
+        "CASE WHEN EXISTS (SELECT 1 FROM sync_state WHERE merchant_id = {merchant} AND kind = {kind} \
+         AND state = 'syncing') THEN NULL ELSE enqueue_job({}) END",
+        args.join(", ")
+    )
 }
 
 /// The refresh job for a merchant and kind.

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 /// Server used for test databases; `scripts/test` sets it, this is the same default.
 pub fn server_url() -> String {
     std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into())
 }
 
 /// A database created for one test and dropped when the value is dropped.
@@ -92,6 +92,7 @@ pub fn settings(database_url: &str) -> Settings {
     let mut settings = Settings::load(&ConfigSource::DefaultsOnly).expect("defaults load");
     settings.database.url = Secret::new(database_url);
     settings.database.max_connections = 12;
+    settings.database.min_connections = 2;
     // Tests share two cores with compilers and other tests: allow slow moments. The
     // test of the 503-within-a-second promise sets the production value back.
     settings.database.acquire_timeout_ms = 5_000;
