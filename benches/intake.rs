@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo bench --bench intake` (needs PostgreSQL; `BENCH_DATABASE_URL` names the
 //! server, default postgres://postgres@127.0.0.1:5432/postgres; `BENCH_SECS` the
-//! duration per target, default 10; `BENCH_SENDERS` the concurrency, default 64).
+//! duration per target, default 10; `BENCH_SENDERS` the concurrency, default 64;
+//! `BENCH_POOL` the daemon's database pool size, default 16 as shipped).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -177,8 +178,9 @@ async fn main() -> anyhow::Result<()> {
 
     let mut settings = Settings::load(&ConfigSource::DefaultsOnly)?;
     settings.database.url = Secret::new(url.as_str());
-    settings.database.max_connections = 32;
-    settings.database.min_connections = 28;
+    // Pool size: BENCH_POOL (default 16, the shipped default).
+    settings.database.max_connections = env_or("BENCH_POOL", 16);
+    settings.database.min_connections = settings.database.max_connections;
     settings.http.public_addr = "127.0.0.1:0".parse()?;
     settings.http.admin_addr = "127.0.0.1:0".parse()?;
     // Keep background jobs out of the measurement: only intake runs.
