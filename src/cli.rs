@@ -43,6 +43,10 @@ pub enum Command {
     Reindex,
     /// Operate a running daemon through its admin API (admin.url, admin.token).
     Admin(crate::admin::cli::AdminArgs),
+    /// Show the whole flow with no Violet account: start the sandbox and the daemon,
+    /// onboard a few merchants, wait until their catalogs are searchable, print a search
+    /// command and the admin page address, and run until Ctrl-C.
+    Demo(crate::demo::DemoArgs),
 }
 
 impl Cli {
@@ -83,7 +87,15 @@ pub fn run() -> ExitCode {
     if let Command::Admin(args) = cli.command {
         return crate::admin::cli::run(args, &settings.admin);
     }
-    crate::telemetry::init(&settings.log);
+    if let Command::Demo(_) = cli.command {
+        // Progress bars and info lines do not mix: warnings only, unless RUST_LOG says.
+        crate::telemetry::init(&crate::config::LogSettings {
+            filter: "warn".into(),
+            ..settings.log.clone()
+        });
+    } else {
+        crate::telemetry::init(&settings.log);
+    }
     block_on(async move {
         match cli.command {
             Command::Serve => crate::app::serve(settings, shutdown_on_signal()).await,
@@ -104,6 +116,7 @@ pub fn run() -> ExitCode {
                 );
                 Ok(())
             }
+            Command::Demo(args) => crate::demo::run(settings, args, shutdown_on_signal()).await,
             Command::Sandbox(_) | Command::CheckConfig | Command::Admin(_) => unreachable!("handled above"),
         }
     })

@@ -141,7 +141,8 @@ impl Planner {
         let moved = state::on_started(conn, sync).await?;
         self.cancel_retries(conn, sync.merchant_id, sync.kind).await?;
         if moved {
-            let elapsed = (Utc::now() - sync.at).to_std().unwrap_or_default();
+            // Timed from receipt, not from the body's date: a clock difference with
+            // Violet (or a late redelivery) must not declare a sync stalled at once.
             self.enqueue(
                 conn,
                 JobKind::StallCheck {
@@ -149,7 +150,7 @@ impl Planner {
                     sync: sync.kind,
                     sync_id: sync.sync_id.map(str::to_string),
                 },
-                self.settings.stall_timeout.saturating_sub(elapsed),
+                self.settings.stall_timeout,
                 OnConflict::Replace,
             )
             .await?;
