@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::jobs::{Queue, WorkerPool};
+use crate::notify::Notifier;
 use crate::runner::AppRunner;
 use crate::sync::{Planner, PlanningSettings};
 use crate::violet::VioletClient;
@@ -71,6 +72,16 @@ impl Application {
         let admin_router = crate::admin::router(
             crate::admin::AdminState::new(self.pool.clone(), planner.clone(), settings).with_index(Arc::new(admin_index)),
         );
+        let indexer_shutdown = CancellationToken::new();
+        let (search_routes, indexer_task, search_index) =
+            crate::search::start(settings, self.pool.clone(), indexer_shutdown.clone()).await?;
+        let notifier = Notifier::new(self.pool.clone(), settings.notifications.clone(), settings.search.api_key.clone());
+        tokio::spawn(crate::notify::forward_sync_changes(notifier.clone(), indexer_shutdown.clone()));
+        tokio::spawn(crate::notify::announce_catalogs(
+            notifier.clone(),
+            search_index.subscribe_commits(),
+            indexer_shutdown.clone(),
+        ));
         let state = AppState {
             pool: self.pool.clone(),
             planner,
@@ -82,10 +93,17 @@ impl Application {
                 Duration::from_secs(5),
             )),
             database_addr: crate::db::server_address(&settings.database),
+            search_index: search_index.clone(),
+            ready_max_lag_changes: settings.search.ready_max_lag_changes,
         };
-        let indexer_shutdown = CancellationToken::new();
-        let (search_routes, indexer_task) = crate::search::start(settings, self.pool.clone(), indexer_shutdown.clone()).await?;
-        let router = http::public_router(state, settings.webhooks.body_limit_bytes, search_routes);
+        crate::gauges::spawn(
+            self.pool.clone(),
+            search_index.clone(),
+            Duration::from_millis(settings.admin.metrics_sample_ms),
+            shutdown.clone(),
+        );
+        let router = http::public_router(state, settings.webhooks.body_limit_bytes, search_routes)
+            .merge(crate::notify::router(notifier, shutdown.clone()));
 
         let violet = VioletClient::new(&settings.violet).context("cannot build the Violet client")?;
         let workers = Arc::new(WorkerPool::new(

@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::Settings;
+use crate::config::{NotificationSettings, Settings};
 use crate::jobs::{Backoff, Job, JobFuture, JobKind, JobRunner, NewJob, OnConflict, Queue, RefreshMode};
 use crate::mirror::{Mirror, MirrorSettings};
 use crate::sync::{self, PlanningSettings, SyncKind};
@@ -24,6 +24,8 @@ use crate::violet::VioletClient;
 #[derive(Clone)]
 pub struct AppRunner {
     pool: PgPool,
+    notifications: NotificationSettings,
+    http: reqwest::Client,
     planning: PlanningSettings,
     job_backoff: Backoff,
     mirror: Mirror,
@@ -40,6 +42,8 @@ impl AppRunner {
 
     pub fn with_client(pool: PgPool, settings: &Settings, violet: VioletClient) -> Arc<Self> {
         Arc::new(Self {
+            notifications: settings.notifications.clone(),
+            http: reqwest::Client::new(),
             mirror: Mirror::new(pool.clone(), violet, MirrorSettings::new(&settings.refresh, &settings.jobs)),
             refresh_slots: Arc::new(Semaphore::new(settings.refresh.concurrency.max(1))),
             pool,
@@ -79,6 +83,9 @@ impl AppRunner {
                 JobKind::Incremental { merchant_id } => {
                     self.mirror.apply_pending(merchant_id, &cancel).await.map(drop)
                 }
+                JobKind::Notify { url, notification, .. } => {
+                    crate::notify::deliver(&self.http, &self.notifications, &url, &notification).await
+                }
             }
         }
         .instrument(span)
@@ -111,6 +118,7 @@ impl AppRunner {
         if sync::mark_stalled(&mut tx, merchant_id, kind, sync_id.as_deref()).await? {
             metrics::counter!("catalog_mirror_sync_stalled_total", "kind" => kind.as_str()).increment(1);
             tracing::error!(merchant_id, kind = kind.as_str(), sync_id, "sync stalled: no end within the timeout");
+            crate::notify::sync_state_changed(&mut tx, merchant_id, kind, "stalled").await?;
             for job in [sync::refresh(merchant_id, kind, RefreshMode::Safe), JobKind::Incremental { merchant_id }] {
                 Queue::enqueue(
                     &mut tx,

@@ -36,6 +36,7 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub refresh: RefreshSettings,
     pub search: SearchSettings,
+    pub notifications: NotificationSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
 }
@@ -126,6 +127,16 @@ pub struct SearchSettings {
     pub restricted_keys: Vec<RestrictedKeySettings>,
     pub settings_dir: PathBuf,
     pub poll_interval_ms: u64,
+    pub ready_max_lag_changes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettings {
+    pub webhook_urls: Vec<String>,
+    pub secret: Secret,
+    pub max_attempts: i32,
+    pub timeout_ms: u64,
 }
 
 /// A search key that only sees the offers matching `filter`.
@@ -141,6 +152,7 @@ pub struct RestrictedKeySettings {
 pub struct AdminSettings {
     pub token: Secret,
     pub url: String,
+    pub metrics_sample_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

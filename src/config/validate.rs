@@ -185,6 +185,7 @@ impl Settings {
             || "must be set".into(),
         );
         p.positive(self.search.poll_interval_ms, "search.poll_interval_ms");
+        p.positive(self.search.ready_max_lag_changes, "search.ready_max_lag_changes");
         for (i, key) in self.search.restricted_keys.iter().enumerate() {
             p.check(!key.key.is_empty(), &format!("search.restricted_keys[{i}].key"), || {
                 "must not be empty".into()
@@ -197,7 +198,23 @@ impl Settings {
                 }
             });
         }
+        let n = &self.notifications;
+        for (i, url) in n.webhook_urls.iter().enumerate() {
+            p.url(url, &format!("notifications.webhook_urls[{i}]"), &["http", "https"]);
+        }
+        p.check(
+            n.webhook_urls.is_empty() || !n.secret.is_empty(),
+            "notifications.secret",
+            || "must be set when notifications.webhook_urls is not empty".into(),
+        );
+        p.check(n.max_attempts >= 1, "notifications.max_attempts", || "must be at least 1".into());
+        p.positive(n.timeout_ms, "notifications.timeout_ms");
         p.url(&self.admin.url, "admin.url", &["http", "https"]);
+        p.check(
+            self.admin.metrics_sample_ms >= 100,
+            "admin.metrics_sample_ms",
+            || "must be at least 100".into(),
+        );
         p.check(
             tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_ok(),
             "log.filter",

@@ -22,6 +22,12 @@ pub enum JobKind {
     /// Fires `sync.stall_timeout_secs` after a STARTED: marks the sync stalled when it
     /// is still running with that sync id.
     StallCheck { merchant_id: i64, sync: SyncKind, sync_id: Option<String> },
+    /// Deliver one notification to one of the channel's URLs (signed, retried).
+    Notify {
+        merchant_id: i64,
+        url: String,
+        notification: serde_json::Value,
+    },
 }
 
 /// A full refresh removes what was not seen; a safe one only upserts.
@@ -41,6 +47,7 @@ impl JobKind {
             JobKind::Incremental { .. } => "incremental",
             JobKind::SyncRetry { .. } => "sync_retry",
             JobKind::StallCheck { .. } => "stall_check",
+            JobKind::Notify { .. } => "notify",
         }
     }
 
@@ -50,7 +57,8 @@ impl JobKind {
             | JobKind::RefreshCollections { merchant_id, .. }
             | JobKind::Incremental { merchant_id }
             | JobKind::SyncRetry { merchant_id, .. }
-            | JobKind::StallCheck { merchant_id, .. } => *merchant_id,
+            | JobKind::StallCheck { merchant_id, .. }
+            | JobKind::Notify { merchant_id, .. } => *merchant_id,
         }
     }
 
@@ -60,6 +68,14 @@ impl JobKind {
         match self {
             JobKind::SyncRetry { sync, .. } | JobKind::StallCheck { sync, .. } => {
                 format!("{}:{merchant}:{}", self.name(), sync.as_str())
+            }
+            // One pending delivery per URL and content: instances announcing the same
+            // thing merge, distinct notifications never do.
+            JobKind::Notify { url, notification, .. } => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(format!("{url}\n{notification}"));
+                let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+                format!("{}:{merchant}:{hex}", self.name())
             }
             _ => format!("{}:{merchant}", self.name()),
         }

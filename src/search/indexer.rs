@@ -288,6 +288,13 @@ impl Indexer {
         .await??;
         live.change_no = plan.last_change;
         self.index.touch();
+        let touched: Vec<i64> = plan
+            .merchants
+            .iter()
+            .chain(plan.offers.keys())
+            .copied()
+            .collect();
+        self.index.committed(plan.last_change, touched);
         metrics::counter!("catalog_mirror_index_commits_total").increment(1);
         metrics::gauge!("catalog_mirror_index_change_no").set(plan.last_change as f64);
         metrics::histogram!("catalog_mirror_index_commit_seconds")

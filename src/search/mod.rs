@@ -50,6 +50,8 @@ pub const INDEX_UID: &str = "offers";
 /// The generation being served and the relevance settings.
 pub struct SearchIndex {
     current: RwLock<Arc<Generation>>,
+    /// (change number, merchants) of each live commit, once searches see it.
+    commits: tokio::sync::broadcast::Sender<(i64, Vec<i64>)>,
     relevance: Arc<Relevance>,
     indexing: AtomicBool,
     updated_at: Mutex<DateTime<Utc>>,
@@ -60,6 +62,7 @@ impl SearchIndex {
     pub fn new(relevance: Relevance) -> Arc<SearchIndex> {
         Arc::new(SearchIndex {
             current: RwLock::new(Generation::empty()),
+            commits: tokio::sync::broadcast::channel(256).0,
             relevance: Arc::new(relevance),
             indexing: AtomicBool::new(false),
             updated_at: Mutex::new(Utc::now()),
@@ -110,6 +113,17 @@ impl SearchIndex {
         self.indexing.load(Ordering::Relaxed)
     }
 
+    /// Announces that a commit applying changes up to `change_no` for `merchants` is
+    /// visible to searches (the indexer calls this after the reader reloaded).
+    pub fn committed(&self, change_no: i64, merchants: Vec<i64>) {
+        let _ = self.commits.send((change_no, merchants));
+    }
+
+    /// Commits as they become visible: (change number, merchants).
+    pub fn subscribe_commits(&self) -> tokio::sync::broadcast::Receiver<(i64, Vec<i64>)> {
+        self.commits.subscribe()
+    }
+
     /// The last change number the served generation applied.
     pub fn change_no(&self) -> Option<i64> {
         self.current().payload().map(|payload| payload.change_no)
@@ -117,13 +131,13 @@ impl SearchIndex {
 }
 
 /// Wires search into a daemon: opens the index (served at once when usable), and
-/// returns the routes to mount on the public listener and the indexer task (which
-/// stops when `shutdown` is cancelled).
+/// returns the routes to mount on the public listener, the indexer task (which stops
+/// when `shutdown` is cancelled) and the served index.
 pub async fn start(
     settings: &crate::config::Settings,
     pool: sqlx::PgPool,
     shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<(axum::Router, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<(axum::Router, tokio::task::JoinHandle<()>, Arc<SearchIndex>)> {
     let search = &settings.search;
     let settings_dir =
         (!search.settings_dir.as_os_str().is_empty()).then_some(search.settings_dir.as_path());
@@ -138,9 +152,9 @@ pub async fn start(
             index_dir: search.index_dir.clone(),
             poll_interval: std::time::Duration::from_millis(search.poll_interval_ms),
         },
-        index,
+        index.clone(),
     );
     let startup = indexer.open().await?;
     let task = tokio::spawn(indexer.run(Some(startup), shutdown));
-    Ok((http::router(api), task))
+    Ok((http::router(api), task, index))
 }

@@ -159,7 +159,16 @@ impl Planner {
     }
 
     async fn completed(&self, conn: &mut PgConnection, sync: &SyncEvent<'_>) -> sqlx::Result<()> {
+        // Recovered: this completion follows failures (even with a new STARTED between),
+        // a stall or a need for attention.
+        let troubled = state::SyncState::get(conn, sync.merchant_id, sync.kind)
+            .await?
+            .is_some_and(|s| s.consecutive_failures > 0 || matches!(s.state.as_str(), "failed" | "stalled" | "needs_attention"));
         let ended = state::on_ended(conn, sync, true).await?;
+        if ended.moved && troubled {
+            tracing::info!(merchant_id = sync.merchant_id, kind = sync.kind.as_str(), "sync recovered");
+            crate::notify::sync_state_changed(conn, sync.merchant_id, sync.kind, "recovered").await?;
+        }
         self.cancel_retries(conn, sync.merchant_id, sync.kind).await?;
         if ended.moved {
             self.cancel_stall_check(conn, sync.merchant_id, sync.kind).await?;
@@ -183,6 +192,7 @@ impl Planner {
         }
         self.cancel_stall_check(conn, sync.merchant_id, sync.kind).await?;
         metrics::counter!("catalog_mirror_sync_failures_total", "kind" => sync.kind.as_str()).increment(1);
+        crate::notify::sync_state_changed(conn, sync.merchant_id, sync.kind, "failed").await?;
         // Events held during the failed window are applied on their own now.
         self.enqueue(conn, JobKind::Incremental { merchant_id: sync.merchant_id }, self.settings.debounce, OnConflict::Debounce)
             .await?;

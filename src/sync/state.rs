@@ -273,13 +273,14 @@ pub async fn mark_needs_attention(conn: &mut PgConnection, merchant_id: i64, kin
     )
     .bind(merchant_id)
     .bind(kind.as_str())
-    .execute(conn)
+    .execute(&mut *conn)
     .await?
     .rows_affected()
         == 1;
     if moved {
         metrics::counter!("catalog_mirror_sync_needs_attention_total", "kind" => kind.as_str()).increment(1);
         tracing::error!(merchant_id, kind = kind.as_str(), "sync needs attention: retries are exhausted");
+        crate::notify::sync_state_changed(conn, merchant_id, kind, "needs_attention").await?;
     }
     Ok(moved)
 }
