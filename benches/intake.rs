@@ -135,7 +135,7 @@ async fn baseline_server() -> SocketAddr {
     async fn receive(State(secrets): State<Arc<[Secret]>>, headers: HeaderMap, body: Bytes) -> Response {
         match parse_delivery(&secrets, &headers, &body) {
             Ok(event) => axum::Json(json!({"status": "processed", "event_id": event.event_id})).into_response(),
-            Err(response) => response,
+            Err(rejection) => rejection.into_response(),
         }
     }
     let secrets: Arc<[Secret]> = vec![Secret::new(SECRET)].into();

@@ -1,5 +1,7 @@
 //! Layering and validation of settings. `figment::Jail` isolates the environment and
 //! the working directory of each test.
+// Jail's closures must return figment's own (large) error type.
+#![allow(clippy::result_large_err)]
 
 use super::*;
 

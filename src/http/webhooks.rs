@@ -20,7 +20,7 @@ const MAX_HEADER_LEN: usize = 256;
 pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let event = match parse_delivery(&state.webhook_secrets, &headers, &body) {
         Ok(event) => event,
-        Err(response) => return response,
+        Err(rejection) => return rejection.into_response(),
     };
     let (status, outcome) = store(&state, &event).await;
     metrics::counter!("catalog_mirror_webhooks_total", "topic" => metric_topic(&event), "outcome" => outcome)
@@ -36,12 +36,12 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
 /// Everything intake does before the database: verifies the signature over the raw
 /// body, then reads the headers and the body. Public so the intake benchmark can
 /// measure this same work without storage as its baseline.
-pub fn parse_delivery(secrets: &[Secret], headers: &HeaderMap, body: &Bytes) -> Result<IncomingEvent, Response> {
+pub fn parse_delivery(secrets: &[Secret], headers: &HeaderMap, body: &Bytes) -> Result<IncomingEvent, Rejection> {
     let hmac = headers.get("x-violet-hmac").and_then(|v| v.to_str().ok());
     if let Err(err) = signature::verify(secrets, body, hmac) {
         metrics::counter!("catalog_mirror_webhook_signature_failures_total").increment(1);
         tracing::warn!(reason = %err, "webhook refused: bad signature");
-        return Err(reply(StatusCode::UNAUTHORIZED, "unauthorized", &err.to_string()));
+        return Err(Rejection::Unauthorized(err));
     }
     let event_id = required(headers, "x-violet-event-id")?;
     let topic_name = required(headers, "x-violet-topic")?;
@@ -125,17 +125,33 @@ fn optional(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn required(headers: &HeaderMap, name: &str) -> Result<String, Response> {
+fn required(headers: &HeaderMap, name: &str) -> Result<String, Rejection> {
     let Some(raw) = headers.get(name) else {
-        return Err(reply(StatusCode::BAD_REQUEST, "bad_request", &format!("missing {name} header")));
+        return Err(Rejection::BadRequest(format!("missing {name} header")));
     };
     match raw.to_str().map(str::trim) {
         Ok(value) if !value.is_empty() && value.len() <= MAX_HEADER_LEN => Ok(value.to_string()),
-        _ => Err(reply(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            &format!("{name} must be 1 to {MAX_HEADER_LEN} visible ASCII characters"),
-        )),
+        _ => Err(Rejection::BadRequest(format!(
+            "{name} must be 1 to {MAX_HEADER_LEN} visible ASCII characters"
+        ))),
+    }
+}
+
+/// Why a delivery was refused before storage.
+#[derive(Debug)]
+pub enum Rejection {
+    /// 401: the signature is missing, malformed or wrong.
+    Unauthorized(signature::SignatureError),
+    /// 400: a required header is missing or unusable.
+    BadRequest(String),
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        match self {
+            Rejection::Unauthorized(err) => reply(StatusCode::UNAUTHORIZED, "unauthorized", &err.to_string()),
+            Rejection::BadRequest(message) => reply(StatusCode::BAD_REQUEST, "bad_request", &message),
+        }
     }
 }
 

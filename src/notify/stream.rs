@@ -60,21 +60,14 @@ async fn stream(State(state): State<StreamState>, headers: HeaderMap, Query(para
 fn events(notifier: Notifier) -> impl Stream<Item = Result<Event, Infallible>> {
     let receiver = notifier.subscribe();
     futures::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(notification) => {
-                    let event = Event::default()
-                        .event(notification.kind.clone())
-                        .json_data(&notification)
-                        .unwrap_or_else(|_| Event::default().comment("unserializable notification"));
-                    return Some((Ok(event), receiver));
-                }
-                Err(RecvError::Lagged(missed)) => {
-                    let event = Event::default().event("lagged").data(missed.to_string());
-                    return Some((Ok(event), receiver));
-                }
-                Err(RecvError::Closed) => return None,
-            }
-        }
+        let event = match receiver.recv().await {
+            Ok(notification) => Event::default()
+                .event(notification.kind.clone())
+                .json_data(&notification)
+                .unwrap_or_else(|_| Event::default().comment("unserializable notification")),
+            Err(RecvError::Lagged(missed)) => Event::default().event("lagged").data(missed.to_string()),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok(event), receiver))
     })
 }
