@@ -2,6 +2,7 @@
 
 mod gate;
 mod health;
+mod observe;
 pub mod webhooks;
 
 pub use gate::IntakeGate;
@@ -15,6 +16,7 @@ use axum::routing::{get, post};
 use sqlx::PgPool;
 
 use crate::config::Secret;
+use crate::search::SearchIndex;
 use crate::sync::Planner;
 
 /// What the handlers share. Cheap to clone.
@@ -30,9 +32,14 @@ pub struct AppState {
     pub intake_gate: Arc<IntakeGate>,
     /// `host:port` of the database server, probed to tell "down" from "busy".
     pub database_addr: Option<String>,
+    /// The served search index, whose lag `/readyz` checks.
+    pub search_index: Arc<SearchIndex>,
+    /// `/readyz` fails while the index is more changes behind than this.
+    pub ready_max_lag_changes: u64,
 }
 
-/// The public listener's routes; `search` is the search API (`crate::search::http`).
+/// The public listener's routes; `search` is the search API (`crate::search::http`),
+/// timed into `catalog_mirror_search_duration_seconds`.
 pub fn public_router(state: AppState, webhook_body_limit: usize, search: Router) -> Router {
     Router::new()
         .route(
@@ -42,5 +49,5 @@ pub fn public_router(state: AppState, webhook_body_limit: usize, search: Router)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(state)
-        .merge(search)
+        .merge(search.layer(axum::middleware::from_fn(observe::search_latency)))
 }
