@@ -80,21 +80,29 @@ fn js_dir() -> PathBuf {
 
 async fn sql_ids(pool: &PgPool, condition: &str, order: &str) -> Vec<i64> {
     let sql = format!("SELECT o.offer_id {SHOWN} AND ({condition}) ORDER BY {order}");
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await.unwrap()
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .unwrap()
 }
 
 async fn sql_count(pool: &PgPool, condition: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) {SHOWN} AND ({condition})")))
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) {SHOWN} AND ({condition})"
+    )))
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 async fn sql_groups(pool: &PgPool, condition: &str, expression: &str) -> BTreeMap<String, i64> {
     let sql = format!(
         "SELECT v, count(*) FROM (SELECT {expression} AS v {SHOWN} AND ({condition})) t WHERE v IS NOT NULL GROUP BY v"
     );
-    let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await.unwrap();
+    let rows: Vec<(String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .unwrap();
     rows.into_iter().collect()
 }
 
@@ -103,28 +111,47 @@ async fn the_official_javascript_client_searches_multi_searches_and_facet_search
     let dir = js_dir();
     let (_db, app) = spawn(KEY).await;
     let host = app.url("");
-    let out = tokio::task::spawn_blocking(move || run("node", &["client.mjs", &host, KEY, KEY_UID], &dir))
-        .await
-        .unwrap();
-    let summary: Value = serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("not JSON: {out}"));
+    let out = tokio::task::spawn_blocking(move || {
+        run("node", &["client.mjs", &host, KEY, KEY_UID], &dir)
+    })
+    .await
+    .unwrap();
+    let summary: Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("not JSON: {out}"));
     let pool = &app.pool;
 
     assert_eq!(summary["typo"]["first"], "Merino Wool Sweater", "{summary}");
-    assert_eq!(summary["typo"]["formatted"], "<em>Merino</em> Wool <em>Sweater</em>", "the typo match is highlighted too");
+    assert_eq!(
+        summary["typo"]["formatted"], "<em>Merino</em> Wool <em>Sweater</em>",
+        "the typo match is highlighted too"
+    );
 
     let condition = "o.merchant_id = 1002 AND o.tags && ARRAY['eco', 'sale']";
     let expected = sql_ids(pool, condition, "o.min_price DESC NULLS LAST, o.offer_id").await;
     assert_eq!(summary["paged"]["totalHits"], json!(expected.len()));
-    assert_eq!(summary["paged"]["totalPages"], json!(expected.len().div_ceil(5)));
+    assert_eq!(
+        summary["paged"]["totalPages"],
+        json!(expected.len().div_ceil(5))
+    );
     assert_eq!(summary["paged"]["page"], 2);
-    assert_eq!(summary["paged"]["ids"], json!(expected.iter().skip(5).take(5).collect::<Vec<_>>()));
-    assert_eq!(summary["paged"]["vendors"], json!(sql_groups(pool, condition, "o.vendor").await));
-    let (min, max): (i64, i64) =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT min(o.min_price), max(o.min_price) {SHOWN} AND ({condition})")))
-            .fetch_one(pool)
-            .await
-            .unwrap();
-    assert_eq!(summary["paged"]["priceStats"], json!({ "min": min, "max": max }));
+    assert_eq!(
+        summary["paged"]["ids"],
+        json!(expected.iter().skip(5).take(5).collect::<Vec<_>>())
+    );
+    assert_eq!(
+        summary["paged"]["vendors"],
+        json!(sql_groups(pool, condition, "o.vendor").await)
+    );
+    let (min, max): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT min(o.min_price), max(o.min_price) {SHOWN} AND ({condition})"
+    )))
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        summary["paged"]["priceStats"],
+        json!({ "min": min, "max": max })
+    );
 
     assert_eq!(summary["multi"]["first"], "Trail Backpack");
     assert_eq!(summary["multi"]["uids"], json!(["offers", "offers"]));
@@ -142,26 +169,48 @@ async fn the_official_javascript_client_searches_multi_searches_and_facet_search
 }
 
 #[tokio::test]
-async fn the_official_python_client_searches_multi_searches_facet_searches_and_signs_tenant_tokens() {
+async fn the_official_python_client_searches_multi_searches_facet_searches_and_signs_tenant_tokens()
+{
     let (_db, app) = spawn(KEY).await;
     let host = app.url("");
     let script = repo().join("tests/py/client.py");
     let out = tokio::task::spawn_blocking(move || {
-        run("python3", &[script.to_str().unwrap(), &host, KEY, KEY_UID], &repo())
+        run(
+            "python3",
+            &[script.to_str().unwrap(), &host, KEY, KEY_UID],
+            &repo(),
+        )
     })
     .await
     .unwrap();
-    let summary: Value = serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("not JSON: {out}"));
+    let summary: Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("not JSON: {out}"));
     let pool = &app.pool;
 
     assert_eq!(summary["prefix"]["first"], "Trail Backpack", "{summary}");
     assert_eq!(summary["prefix"]["cropped"], "…Trail Backpack.");
-    let expected = sql_ids(pool, "o.min_price BETWEEN 1000 AND 3000", "o.min_price, o.offer_id").await;
+    let expected = sql_ids(
+        pool,
+        "o.min_price BETWEEN 1000 AND 3000",
+        "o.min_price, o.offer_id",
+    )
+    .await;
     assert_eq!(summary["offset"]["total"], json!(expected.len()));
-    assert_eq!(summary["offset"]["ids"], json!(expected.iter().skip(4).take(4).collect::<Vec<_>>()));
+    assert_eq!(
+        summary["offset"]["ids"],
+        json!(expected.iter().skip(4).take(4).collect::<Vec<_>>())
+    );
     assert_eq!(summary["multi"]["synonym"], "Merino Wool Sweater");
-    assert_eq!(summary["multi"]["cotton_categories"]["Featured"], 1, "the typo match (Cotten Beanie) is there");
-    assert!(summary["multi"]["cotton_categories"]["Apparel"].as_u64().unwrap() > 0);
+    assert_eq!(
+        summary["multi"]["cotton_categories"]["Featured"], 1,
+        "the typo match (Cotten Beanie) is there"
+    );
+    assert!(
+        summary["multi"]["cotton_categories"]["Apparel"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     assert_eq!(
         summary["facet_search"],
         json!([{ "value": "limited", "count": sql_count(pool, "'limited' = ANY(o.tags)").await }])
@@ -177,7 +226,9 @@ fn texts_of(html: &str, class: &str) -> Vec<String> {
     html.match_indices(&marker)
         .map(|(at, _)| {
             let rest = &html[at + marker.len()..];
-            rest[..rest.find('<').unwrap_or(rest.len())].trim().to_string()
+            rest[..rest.find('<').unwrap_or(rest.len())]
+                .trim()
+                .to_string()
         })
         .collect()
 }
@@ -195,7 +246,13 @@ async fn an_instantsearch_page_renders_hits_and_facet_counts_in_headless_chromiu
         tokio::task::spawn_blocking(move || {
             run(
                 "node_modules/.bin/esbuild",
-                &["instantsearch/app.js", "--bundle", "--format=iife", "--log-level=warning", &format!("--outfile={}", bundle.display())],
+                &[
+                    "instantsearch/app.js",
+                    "--bundle",
+                    "--format=iife",
+                    "--log-level=warning",
+                    &format!("--outfile={}", bundle.display()),
+                ],
                 &dir,
             )
         })
@@ -239,14 +296,30 @@ async fn an_instantsearch_page_renders_hits_and_facet_counts_in_headless_chromiu
     let wool = "o.name ~* '\\mwool' OR o.html_description ~* '\\mwool'";
     let total = sql_count(pool, wool).await as usize;
     let names = texts_of(&dom, "hit-name");
-    assert_eq!(names.len(), total.min(20), "hits shown (InstantSearch's first page):\n{dom}");
-    assert!(names.iter().all(|name| name.to_lowercase().contains("wool")), "{names:?}");
+    assert_eq!(
+        names.len(),
+        total.min(20),
+        "hits shown (InstantSearch's first page):\n{dom}"
+    );
+    assert!(
+        names
+            .iter()
+            .all(|name| name.to_lowercase().contains("wool")),
+        "{names:?}"
+    );
     let stats = texts_of(&dom, "ais-Stats-text").join(" ");
     assert!(stats.contains(&total.to_string()), "stats: {stats}");
 
     let vendors = texts_of(&dom, "ais-RefinementList-labelText");
     let counts = texts_of(&dom, "ais-RefinementList-count");
-    let shown: BTreeMap<String, i64> = vendors.into_iter().zip(counts.iter().map(|count| count.parse().unwrap())).collect();
-    assert_eq!(shown, sql_groups(pool, wool, "o.vendor").await, "vendor facet counts shown");
+    let shown: BTreeMap<String, i64> = vendors
+        .into_iter()
+        .zip(counts.iter().map(|count| count.parse().unwrap()))
+        .collect();
+    assert_eq!(
+        shown,
+        sql_groups(pool, wool, "o.vendor").await,
+        "vendor facet counts shown"
+    );
     app.stop().await;
 }

@@ -125,7 +125,12 @@ impl Access {
             return Err(invalid("Tenant tokens must be signed with HS256."));
         }
         let signature = URL_SAFE_NO_PAD
-            .decode(signature.trim_end_matches('=').replace('+', "-").replace('/', "_"))
+            .decode(
+                signature
+                    .trim_end_matches('=')
+                    .replace('+', "-")
+                    .replace('/', "_"),
+            )
             .map_err(|_| invalid("The tenant token is malformed."))?;
         let mut mac = Hmac::<Sha256>::new_from_slice(self.search_key.expose().as_bytes())
             .expect("any key length");
@@ -204,7 +209,10 @@ fn rule_for_offers(rules: &Value) -> Option<Result<Grant, ApiError>> {
 
 /// A JWT part; some SDKs write standard base64 (`+`, `/`) where JWT says URL-safe.
 fn decode(part: &str) -> Option<Value> {
-    let normalized = part.trim_end_matches('=').replace('+', "-").replace('/', "_");
+    let normalized = part
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_");
     let bytes = URL_SAFE_NO_PAD.decode(normalized).ok()?;
     serde_json::from_slice(&bytes).ok()
 }

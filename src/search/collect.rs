@@ -31,11 +31,15 @@ pub struct SearchCollector {
     pub facets: Vec<(&'static str, AttrKind)>,
 }
 
+/// Most `sort` criteria a request may give (a fixed-size key keeps collection free of
+/// allocations per document).
+pub const MAX_SORT: usize = 4;
+
 /// A ranked candidate.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Ranked {
     pub score: Score,
-    pub sort_values: Vec<Option<f64>>,
+    pub sort_values: [Option<f64>; MAX_SORT],
     pub id: f64,
     pub address: DocAddress,
 }
@@ -67,6 +71,11 @@ impl SearchCollector {
 
 /// Ranking order (`Less` comes first).
 pub fn compare(sort: &[SortBy], a: &Ranked, b: &Ranked) -> Ordering {
+    compare_before_id(sort, a, b).then_with(|| a.id.partial_cmp(&b.id).unwrap_or(Ordering::Equal))
+}
+
+/// Ranking order on score and sort values only.
+fn compare_before_id(sort: &[SortBy], a: &Ranked, b: &Ranked) -> Ordering {
     b.score
         .partial_cmp(&a.score)
         .unwrap_or(Ordering::Equal)
@@ -91,7 +100,6 @@ pub fn compare(sort: &[SortBy], a: &Ranked, b: &Ranked) -> Ordering {
             }
             Ordering::Equal
         })
-        .then_with(|| a.id.partial_cmp(&b.id).unwrap_or(Ordering::Equal))
 }
 
 /// Keeps the best `keep` of `candidates` (unordered).
@@ -128,6 +136,8 @@ pub struct SegmentSearch {
     facets: Vec<FacetColumn>,
     count: usize,
     candidates: Vec<Ranked>,
+    /// The worst candidate kept at the last prune.
+    worst: Option<Ranked>,
     scratch: Vec<u64>,
 }
 
@@ -177,6 +187,7 @@ impl Collector for SearchCollector {
             facets,
             count: 0,
             candidates: Vec::new(),
+            worst: None,
             scratch: Vec::new(),
         })
     }
@@ -232,19 +243,42 @@ impl SegmentCollector for SegmentSearch {
         if self.keep == 0 {
             return;
         }
-        let sort_values = self
-            .sort_columns
-            .iter()
-            .map(|column| column.first(doc))
-            .collect();
-        self.candidates.push(Ranked {
+        let mut sort_values = [None; MAX_SORT];
+        for (slot, column) in sort_values.iter_mut().zip(&self.sort_columns) {
+            *slot = column.first(doc);
+        }
+        let mut candidate = Ranked {
             score,
             sort_values,
-            id: self.id_column.first(doc).unwrap_or(f64::MAX),
+            id: f64::NAN,
             address: DocAddress::new(self.segment, doc),
-        });
+        };
+        let id = |column: &Column<f64>| column.first(doc).unwrap_or(f64::MAX);
+        // Once `keep` candidates are known, anything not better than the worst kept
+        // can never make the page; the id is read only when it decides.
+        if let Some(worst) = &self.worst {
+            match compare_before_id(&self.sort, &candidate, worst) {
+                Ordering::Greater => return,
+                Ordering::Equal => {
+                    candidate.id = id(&self.id_column);
+                    if candidate.id >= worst.id {
+                        return;
+                    }
+                }
+                Ordering::Less => {}
+            }
+        }
+        if candidate.id.is_nan() {
+            candidate.id = id(&self.id_column);
+        }
+        self.candidates.push(candidate);
         if self.candidates.len() >= 2 * self.keep.max(64) {
             prune(&mut self.candidates, self.keep, &self.sort);
+            self.worst = self
+                .candidates
+                .iter()
+                .max_by(|a, b| compare(&self.sort, a, b))
+                .copied();
         }
     }
 

@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::collect::SortBy;
+use super::collect::{MAX_SORT, SortBy};
 use super::error::{ApiError, invalid_type};
 use super::filter::{self, Filter};
 use super::query::MatchingStrategy;
@@ -413,6 +413,15 @@ fn parse_sort(value: Option<&Value>) -> Result<Vec<SortBy>, ApiError> {
             ));
         }
     };
+    if items.len() > MAX_SORT {
+        return Err(ApiError::invalid(
+            "invalid_search_sort",
+            format!(
+                "Too many sort criteria: {} given, at most {MAX_SORT} are supported.",
+                items.len()
+            ),
+        ));
+    }
     let mut sort = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let Value::String(text) = item else {

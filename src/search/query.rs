@@ -5,10 +5,12 @@
 //!    first word and each further word adds a weight that halves from word to word, so
 //!    offers matching all words come first, then those missing the last one, and so
 //!    on; with `all` every word must match.
-//! 2. **typo**: an exact (or synonym) match of a word scores above a one-typo match,
-//!    above a two-typo match. Words of 5+ characters allow one typo, 9+ two
-//!    (Meilisearch's defaults, `index/relevance.toml`); the last word also matches as a
-//!    prefix (search as you type) unless the query ends with a space.
+//! 2. **typo**: an exact (or synonym) match of a word scores above a typo match. Words
+//!    of 5+ characters allow one typo, 9+ two (Meilisearch's defaults,
+//!    `index/relevance.toml`); the last word also matches as a prefix (search as you
+//!    type) unless the query ends with a space. One automaton per field and word covers
+//!    prefix and typo matches, scored in the class of the word's allowance (one-typo
+//!    words above two-typo words); a plain prefix of a short word ranks just below exact.
 //! 3. **attribute**: within a typo class, a match in the name beats vendor, seller,
 //!    tags, category, collections and SKU names, which beat the description.
 //!
@@ -19,10 +21,11 @@
 
 use tantivy::Term;
 use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, FuzzyTermQuery, Occur, Query,
-    TermQuery,
+    AllQuery, AutomatonWeight, BooleanQuery, ConstScoreQuery, DfaWrapper, DisjunctionMaxQuery,
+    EnableScoring, FuzzyTermQuery, Occur, Query, TermQuery, Weight,
 };
 use tantivy::schema::IndexRecordOption;
+use tantivy_fst::Automaton;
 
 use super::relevance::{Relevance, words};
 use super::schema::{OfferSchema, TextField};
@@ -139,21 +142,25 @@ fn word_query(
         if which == TextField::Codes {
             continue;
         }
-        if word.prefix {
-            // A prefix match ranks just below the exact word.
+        // One automaton per field covers the prefix and typo matches (fewer, wider
+        // variants are much cheaper than one per typo count): a plain prefix ranks
+        // just below the exact word; with typos allowed, prefix and typo matches share
+        // the typo class of the word's allowance.
+        let bucket = match word.typos {
+            0 => EXACT - 1.0,
+            1 => ONE_TYPO,
+            _ => TWO_TYPOS,
+        };
+        if word.prefix || word.typos > 0 {
             variants.push(scored(
-                Box::new(FuzzyTermQuery::new_prefix(term.clone(), 0, true)),
-                EXACT - 1.0,
+                Box::new(LooseTermQuery {
+                    term: term.clone(),
+                    word: word.text.clone(),
+                    typos: word.typos,
+                    prefix: word.prefix,
+                }),
+                bucket,
             ));
-        }
-        for typos in 1..=word.typos {
-            let bucket = if typos == 1 { ONE_TYPO } else { TWO_TYPOS };
-            let fuzzy = if word.prefix {
-                FuzzyTermQuery::new_prefix(term.clone(), typos, true)
-            } else {
-                FuzzyTermQuery::new(term.clone(), typos, true)
-            };
-            variants.push(scored(Box::new(fuzzy), bucket));
         }
         for alternative in &word.synonyms {
             let all: Vec<(Occur, Box<dyn Query>)> = alternative
@@ -170,6 +177,63 @@ fn word_query(
         }
     }
     Box::new(DisjunctionMaxQuery::new(variants))
+}
+
+/// The prefix and typo matches of a word in one field, *without* the word itself (the
+/// exact variant has it): the two sets of postings barely overlap, so the union scoring
+/// a word visits most documents once instead of twice.
+#[derive(Debug, Clone)]
+struct LooseTermQuery {
+    term: Term,
+    word: String,
+    typos: u8,
+    prefix: bool,
+}
+
+impl Query for LooseTermQuery {
+    fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        let fuzzy = if self.prefix {
+            FuzzyTermQuery::new_prefix(self.term.clone(), self.typos, true)
+        } else {
+            FuzzyTermQuery::new(self.term.clone(), self.typos, true)
+        };
+        let automaton = ExceptWord {
+            inner: fuzzy.automaton()?,
+            word: self.word.as_bytes().to_vec(),
+        };
+        Ok(Box::new(AutomatonWeight::new(self.term.field(), automaton)))
+    }
+}
+
+/// An automaton accepting what `inner` accepts except `word` itself.
+struct ExceptWord {
+    inner: DfaWrapper,
+    word: Vec<u8>,
+}
+
+impl Automaton for ExceptWord {
+    /// The inner state, and how many bytes of `word` were followed (`None`: diverged).
+    type State = (u32, Option<usize>);
+
+    fn start(&self) -> Self::State {
+        (self.inner.start(), Some(0))
+    }
+
+    fn is_match(&self, state: &Self::State) -> bool {
+        self.inner.is_match(&state.0) && state.1 != Some(self.word.len())
+    }
+
+    fn can_match(&self, state: &Self::State) -> bool {
+        self.inner.can_match(&state.0)
+    }
+
+    fn accept(&self, state: &Self::State, byte: u8) -> Self::State {
+        let followed = match state.1 {
+            Some(at) if self.word.get(at) == Some(&byte) => Some(at + 1),
+            _ => None,
+        };
+        (self.inner.accept(&state.0, byte), followed)
+    }
 }
 
 /// Whether the indexed word `token` matches `word` (exactly, as a prefix, within its

@@ -9,12 +9,13 @@
 
 use std::ops::Bound;
 
-use tantivy::Term;
 use tantivy::query::{
     AllQuery, BooleanQuery, EmptyQuery, InvertedIndexRangeQuery, Occur, Query, RangeQuery,
     TermQuery,
 };
+use tantivy::query::{EnableScoring, Explanation, Scorer, Weight};
 use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocId, DocSet, Score, SegmentReader, Term};
 
 use super::{CompareOp, Condition, Filter, FilterError};
 use crate::search::schema::{self, AttrKind, OfferSchema};
@@ -123,7 +124,7 @@ fn bound_term(kind: AttrKind, field: Field, value: &str) -> Option<Term> {
 
 fn range(kind: AttrKind, lower: Bound<Term>, upper: Bound<Term>) -> Box<dyn Query> {
     match kind {
-        AttrKind::Number => Box::new(RangeQuery::new(lower, upper)),
+        AttrKind::Number => Box::new(ForwardOnly(Box::new(RangeQuery::new(lower, upper)))),
         // Keyword fields are also fast fields holding the original spelling; compare
         // the lowercased indexed terms instead.
         AttrKind::Keyword => Box::new(InvertedIndexRangeQuery::new(lower, upper)),
@@ -144,4 +145,69 @@ pub fn parse_number(value: &str) -> Option<f64> {
         .parse::<f64>()
         .ok()
         .filter(|number| number.is_finite())
+}
+
+/// Wraps a query so its scorers only ever seek forward from where they are.
+///
+/// tantivy 0.27's fast-field range doc set subtracts the previous seek target from the
+/// next one; an exclusion (`NOT`, `!=`) can seek it backwards (`Exclude::new` through
+/// `seek_danger`), which overflows (a panic in debug builds, a needless re-fetch in
+/// release). Found by the filter property test; this guard answers backward seeks from
+/// the current position and never calls `seek_danger` on the inner doc set.
+#[derive(Debug)]
+struct ForwardOnly(Box<dyn Query>);
+
+impl Clone for ForwardOnly {
+    fn clone(&self) -> Self {
+        ForwardOnly(self.0.box_clone())
+    }
+}
+
+impl Query for ForwardOnly {
+    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(ForwardOnlyWeight(self.0.weight(scoring)?)))
+    }
+}
+
+struct ForwardOnlyWeight(Box<dyn Weight>);
+
+impl Weight for ForwardOnlyWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        Ok(Box::new(ForwardOnlyScorer(self.0.scorer(reader, boost)?)))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        self.0.explain(reader, doc)
+    }
+}
+
+struct ForwardOnlyScorer(Box<dyn Scorer>);
+
+impl DocSet for ForwardOnlyScorer {
+    fn advance(&mut self) -> DocId {
+        self.0.advance()
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        let doc = self.0.doc();
+        if doc >= target {
+            doc
+        } else {
+            self.0.seek(target)
+        }
+    }
+
+    fn doc(&self) -> DocId {
+        self.0.doc()
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.0.size_hint()
+    }
+}
+
+impl Scorer for ForwardOnlyScorer {
+    fn score(&mut self) -> Score {
+        self.0.score()
+    }
 }

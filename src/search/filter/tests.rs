@@ -177,7 +177,7 @@ fn tree(leaf: impl Strategy<Value = Filter> + 'static) -> impl Strategy<Value = 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
     #[test]
     fn any_string_parses_or_fails_cleanly(input in ".{0,120}") {
