@@ -289,7 +289,7 @@ async fn filters_facets_sort_and_pagination_match_a_brute_force_evaluation_of_th
         let expected = sql_ids(pool, condition, "o.min_price ASC NULLS LAST, o.offer_id").await;
         assert!(!expected.is_empty(), "case selects nothing: {filter}");
         let mut paged = Vec::new();
-        for page in 0..((expected.len() + 6) / 7).min(4) {
+        for page in 0..expected.len().div_ceil(7).min(4) {
             let (status, body) = search(
                 &app.http,
                 &base,

@@ -67,28 +67,39 @@ async fn after_an_onboarding_through_the_sandbox_the_catalog_is_searchable() {
 
     // The mirror fills through the refresh jobs; the index follows the change log.
     let mirrored = common::eventually(Duration::from_secs(90), || async {
-        let published: i64 = sqlx::query_scalar("SELECT count(DISTINCT merchant_id) FROM change_log")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+        let published: i64 =
+            sqlx::query_scalar("SELECT count(DISTINCT merchant_id) FROM change_log")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
         published == merchants.len() as i64
     })
     .await;
     assert!(mirrored, "the refreshes never published both merchants");
-    let expected: BTreeSet<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT o.offer_id {SHOWN}")))
-        .fetch_all(&app.pool)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
-    assert!(expected.len() > 500, "most of the 800 sandbox offers are shown ({})", expected.len());
+    let expected: BTreeSet<i64> =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT o.offer_id {SHOWN}")))
+            .fetch_all(&app.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+    assert!(
+        expected.len() > 500,
+        "most of the 800 sandbox offers are shown ({})",
+        expected.len()
+    );
     let indexed = common::eventually(Duration::from_secs(30), || async {
         let (_, body) = search(&app.http, &base, json!({ "limit": 0 })).await;
         body["estimatedTotalHits"] == json!(expected.len())
     })
     .await;
     assert!(indexed, "the index never held the mirrored catalog");
-    let (_, body) = search(&app.http, &base, json!({ "limit": 1000, "attributesToRetrieve": ["id"] })).await;
+    let (_, body) = search(
+        &app.http,
+        &base,
+        json!({ "limit": 1000, "attributesToRetrieve": ["id"] }),
+    )
+    .await;
     assert_eq!(ids(&body).into_iter().collect::<BTreeSet<_>>(), expected);
 
     // Offers are found by their own words, and per merchant.
@@ -105,7 +116,10 @@ async fn after_an_onboarding_through_the_sandbox_the_catalog_is_searchable() {
             json!({ "q": name, "matchingStrategy": "all", "limit": 1000, "attributesToRetrieve": ["id"] }),
         )
         .await;
-        assert!(ids(&body).contains(&id), "`{name}` does not find offer {id}: {body}");
+        assert!(
+            ids(&body).contains(&id),
+            "`{name}` does not find offer {id}: {body}"
+        );
     }
     for merchant in merchants {
         let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -114,7 +128,12 @@ async fn after_an_onboarding_through_the_sandbox_the_catalog_is_searchable() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-        let (_, body) = search(&app.http, &base, json!({ "filter": format!("merchant_id = {merchant}"), "limit": 0 })).await;
+        let (_, body) = search(
+            &app.http,
+            &base,
+            json!({ "filter": format!("merchant_id = {merchant}"), "limit": 0 }),
+        )
+        .await;
         assert_eq!(body["estimatedTotalHits"], json!(count));
     }
     app.stop().await;

@@ -165,15 +165,13 @@ impl Indexer {
         };
         let root = self.settings.index_dir.clone();
         let published = tokio::task::spawn_blocking(move || store::current_name(&root)).await?;
-        if published
+        let newer = published
             .as_deref()
-            .is_some_and(|name| name > current.generation.name.as_str())
-        {
-            if let Some(adopted) = self.adopt().await? {
-                let old = std::mem::replace(current, adopted);
-                close(old).await;
-                remove_older(&self.settings.index_dir, &current.generation.name).await;
-            }
+            .is_some_and(|name| name > current.generation.name.as_str());
+        if newer && let Some(adopted) = self.adopt().await? {
+            let old = std::mem::replace(current, adopted);
+            close(old).await;
+            remove_older(&self.settings.index_dir, &current.generation.name).await;
         }
         while self.apply_batch(current).await? > 0 {}
         Ok(())

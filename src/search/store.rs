@@ -180,10 +180,11 @@ pub fn remove_other_generations(root: &Path, keep: &str) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with(GEN_PREFIX) && name.as_str() < keep {
-            if let Err(err) = fs::remove_dir_all(entry.path()) {
-                tracing::warn!(generation = name, error = %err, "cannot remove an old index generation");
-            }
+        if name.starts_with(GEN_PREFIX)
+            && name.as_str() < keep
+            && let Err(err) = fs::remove_dir_all(entry.path())
+        {
+            tracing::warn!(generation = name, error = %err, "cannot remove an old index generation");
         }
     }
 }

@@ -346,7 +346,7 @@ fn eval(filter: &Filter, doc: &Value) -> bool {
                     values
                         .iter()
                         .filter_map(|v| v.as_f64())
-                        .any(|v| v.partial_cmp(&n).is_some_and(|ordering| keep(ordering)))
+                        .any(|v| v.partial_cmp(&n).is_some_and(keep))
                 }),
                 AttrKind::Keyword => values
                     .iter()
