@@ -159,6 +159,13 @@ impl WorkerPool {
             },
             _ = drain_cancel.cancelled() => Outcome::Released,
         };
+        // A job that stops with an error because the drain cancelled it (as a refresh
+        // does) ended at the same moment as the drain; either branch may have won. It
+        // was stopped, not failed: release it without using up an attempt.
+        let outcome = match outcome {
+            Outcome::Finished(Err(_)) if drain_cancel.is_cancelled() => Outcome::Released,
+            outcome => outcome,
+        };
         renewer.abort();
         metrics::histogram!("catalog_mirror_job_duration_seconds", "kind" => job.kind.clone())
             .record(started.elapsed().as_secs_f64());
