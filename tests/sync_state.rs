@@ -152,6 +152,7 @@ async fn a_started_arriving_after_its_own_completed_does_not_flip_the_state_back
     assert_eq!(state(&pool, 9, SyncKind::Products).await.state, "completed");
     let history = runs(&pool, 9, "products").await;
     assert_eq!(history.len(), 1, "paired by sync id into one run");
+    assert_eq!(history[0].sync_id.as_deref(), Some("3"));
     assert_eq!(history[0].duration_secs, Some(600.0));
     assert!(!pending_kinds(&pool, 9).await.contains(&"stall_check".to_string()));
 }
