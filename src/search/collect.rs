@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, StrColumn};
+use tantivy::columnar::{Cardinality, Column, StrColumn};
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
 use super::schema::AttrKind;
@@ -138,6 +138,8 @@ pub struct SegmentSearch {
     candidates: Vec<Ranked>,
     /// The worst candidate kept at the last prune.
     worst: Option<Ranked>,
+    /// Matching documents, for facets counted in batches at harvest.
+    facet_docs: Vec<DocId>,
     scratch: Vec<u64>,
 }
 
@@ -188,6 +190,7 @@ impl Collector for SearchCollector {
             count: 0,
             candidates: Vec::new(),
             worst: None,
+            facet_docs: Vec::new(),
             scratch: Vec::new(),
         })
     }
@@ -237,8 +240,8 @@ impl SegmentCollector for SegmentSearch {
 
     fn collect(&mut self, doc: DocId, score: Score) {
         self.count += 1;
-        for facet in &mut self.facets {
-            count_facet(facet, doc, &mut self.scratch);
+        if !self.facets.is_empty() {
+            self.facet_docs.push(doc);
         }
         if self.keep == 0 {
             return;
@@ -284,12 +287,43 @@ impl SegmentCollector for SegmentSearch {
 
     fn harvest(mut self) -> SegmentFruit {
         prune(&mut self.candidates, self.keep, &self.sort);
+        for facet in &mut self.facets {
+            count_facet_batch(facet, &self.facet_docs, &mut self.scratch);
+        }
         let facets = self.facets.into_iter().map(harvest_facet).collect();
         SegmentFruit {
             count: self.count,
             top: self.candidates,
             facets,
         }
+    }
+}
+
+/// Counts a facet over `docs`: single-valued keyword columns in batches, the others
+/// document by document (each value counted once per document).
+fn count_facet_batch(facet: &mut FacetColumn, docs: &[DocId], scratch: &mut Vec<u64>) {
+    if let FacetColumn::Keyword {
+        column: Some(column),
+        counts,
+    } = facet
+    {
+        let ords = column.ords();
+        if ords.get_cardinality() != Cardinality::Multivalued {
+            let mut values = [None; 256];
+            for chunk in docs.chunks(values.len()) {
+                let values = &mut values[..chunk.len()];
+                ords.first_vals(chunk, values);
+                for ord in values.iter().flatten() {
+                    if let Some(slot) = counts.get_mut(*ord as usize) {
+                        *slot += 1;
+                    }
+                }
+            }
+            return;
+        }
+    }
+    for &doc in docs {
+        count_facet(facet, doc, scratch);
     }
 }
 

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query};
 use tantivy::schema::Value as _;
@@ -47,13 +49,33 @@ fn prepare(
     Ok((Box::new(BooleanQuery::new(clauses)), words))
 }
 
+/// A search answer: the hits as raw JSON (a stored document is sent as it is unless the
+/// request reshapes it), and every other field.
+#[derive(Debug)]
+pub struct SearchResponse {
+    pub hits: Vec<Box<RawValue>>,
+    pub fields: Map<String, Value>,
+}
+
+impl Serialize for SearchResponse {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.fields.len() + 1))?;
+        map.serialize_entry("hits", &self.hits)?;
+        for (key, value) in &self.fields {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
 /// `POST /indexes/offers/search`.
 pub fn search(
     generation: &Generation,
     relevance: &Relevance,
     request: &SearchRequest,
     key_filter: Option<&Filter>,
-) -> Result<Value, ApiError> {
+) -> Result<SearchResponse, ApiError> {
     let started = Instant::now();
     let filters: Vec<&Filter> = request.filter.iter().chain(key_filter).collect();
     let (query, words) = prepare(
@@ -79,7 +101,6 @@ pub fn search(
     let hits = hits(&searcher, generation, &collected, skip, request, &words)?;
 
     let mut response = Map::new();
-    response.insert("hits".into(), Value::Array(hits));
     response.insert("query".into(), Value::String(request.q.clone()));
     response.insert(
         "processingTimeMs".into(),
@@ -112,7 +133,10 @@ pub fn search(
         response.insert("facetDistribution".into(), Value::Object(distribution));
         response.insert("facetStats".into(), Value::Object(stats));
     }
-    Ok(Value::Object(response))
+    Ok(SearchResponse {
+        hits,
+        fields: response,
+    })
 }
 
 fn hits(
@@ -122,7 +146,15 @@ fn hits(
     skip: usize,
     request: &SearchRequest,
     words: &[Word],
-) -> Result<Vec<Value>, ApiError> {
+) -> Result<Vec<Box<RawValue>>, ApiError> {
+    let as_stored = matches!(&request.attributes_to_retrieve, None)
+        || request
+            .attributes_to_retrieve
+            .as_ref()
+            .is_some_and(|names| names.iter().any(|name| name == "*"));
+    let as_stored = as_stored
+        && request.attributes_to_highlight.is_empty()
+        && request.attributes_to_crop.is_empty();
     collected
         .top
         .iter()
@@ -133,9 +165,14 @@ fn hits(
                 .get_first(generation.schema.source)
                 .and_then(|value| value.as_bytes())
                 .ok_or_else(|| ApiError::internal("a document has no _source"))?;
+            if as_stored {
+                let text = std::str::from_utf8(bytes).map_err(ApiError::internal)?;
+                return RawValue::from_string(text.to_string()).map_err(ApiError::internal);
+            }
             let source: Map<String, Value> =
                 serde_json::from_slice(bytes).map_err(ApiError::internal)?;
-            Ok(format::hit(&source, request, words))
+            serde_json::value::to_raw_value(&format::hit(&source, request, words))
+                .map_err(ApiError::internal)
         })
         .collect()
 }

@@ -152,7 +152,7 @@ async fn run_search(
     api: &SearchApi,
     request: SearchRequest,
     grant: Grant,
-) -> Result<Value, ApiError> {
+) -> Result<execute::SearchResponse, ApiError> {
     let generation = api.index.current();
     let relevance = api.index.relevance();
     tokio::task::spawn_blocking(move || {
@@ -243,12 +243,14 @@ async fn multi_search(State(api): State<SearchApi>, headers: HeaderMap, body: Bo
         let mut result = run_search(&api, request, grant.clone())
             .await
             .map_err(|err| err.prefixed(&prefix))?;
-        if let Value::Object(result) = &mut result {
-            result.insert("indexUid".into(), Value::String(uid));
-        }
+        result.fields.insert("indexUid".into(), Value::String(uid));
         results.push(result);
     }
-    Ok(Json(json!({ "results": results })).into_response())
+    #[derive(serde::Serialize)]
+    struct MultiSearch {
+        results: Vec<execute::SearchResponse>,
+    }
+    Ok(Json(MultiSearch { results }).into_response())
 }
 
 async fn facet_search(
