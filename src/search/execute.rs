@@ -147,12 +147,11 @@ fn hits(
     request: &SearchRequest,
     words: &[Word],
 ) -> Result<Vec<Box<RawValue>>, ApiError> {
-    let as_stored = matches!(&request.attributes_to_retrieve, None)
-        || request
-            .attributes_to_retrieve
-            .as_ref()
-            .is_some_and(|names| names.iter().any(|name| name == "*"));
-    let as_stored = as_stored
+    let retrieve_all = request
+        .attributes_to_retrieve
+        .as_ref()
+        .is_none_or(|names| names.iter().any(|name| name == "*"));
+    let as_stored = retrieve_all
         && request.attributes_to_highlight.is_empty()
         && request.attributes_to_crop.is_empty();
     collected
