@@ -665,20 +665,21 @@ async fn main() {
         );
     }
     println!("\nmedian latency per kind of query at 1 client (ms):\n");
-    println!("| kind | catalog-mirror (HTTP) | engine only | PostgreSQL FTS |");
-    println!("|---|---:|---:|---:|");
-    let single: Vec<&Measure> = lines
+    let single: Vec<(&str, &Measure)> = lines
         .iter()
         .filter(|(_, clients, _)| *clients == 1)
-        .map(|(_, _, m)| m)
+        .map(|(label, _, measure)| (*label, measure))
         .collect();
-    if let [api, pg] = single.as_slice() {
-        for ((kind, a), (_, p)) in api.by_kind.iter().zip(&pg.by_kind) {
-            println!(
-                "| {kind} | {:.2} | {:.2} |",
-                a.as_secs_f64() * 1000.0,
-                p.as_secs_f64() * 1000.0
-            );
+    let labels: Vec<&str> = single.iter().map(|(label, _)| *label).collect();
+    println!("| kind | {} |", labels.join(" | "));
+    println!("|---|{}", "---:|".repeat(labels.len()));
+    if let Some((_, first)) = single.first() {
+        for (row, (kind, _)) in first.by_kind.iter().enumerate() {
+            let cells: Vec<String> = single
+                .iter()
+                .map(|(_, measure)| format!("{:.2}", measure.by_kind[row].1.as_secs_f64() * 1000.0))
+                .collect();
+            println!("| {kind} | {} |", cells.join(" | "));
         }
     }
     let throughput = |label_start: &str, clients: usize| {

@@ -368,6 +368,7 @@ pub async fn rebuild(pool: &PgPool, root: &Path) -> anyhow::Result<(Live, Rebuil
     };
 
     let mut tx = source::snapshot(pool).await?;
+    source::without_jit(&mut tx).await?;
     let change_no = source::last_change(&mut tx).await?;
     {
         let mut rows = source::all_offers(&mut tx);

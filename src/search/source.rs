@@ -27,30 +27,22 @@ pub const HIDDEN_STATUSES: &[&str] = &[
     "DISABLED_UNAVAILABLE",
 ];
 
+/// The indexable-offer query: `$with` (CTEs or nothing), `$joins` bringing `s` (SKU
+/// identifiers) and `c` (collections) per offer, and the scope.
 macro_rules! offers_sql {
-    ($scope:literal) => {
+    ($with:literal, $joins:expr, $scope:literal) => {
         concat!(
-            r#"SELECT o.offer_id, o.merchant_id, o.name, o.description, o.html_description,
+            $with,
+            r#" SELECT o.offer_id, o.merchant_id, o.name, o.description, o.html_description,
                   o.vendor, o.seller, o.tags, o.category, o.available, o.visible,
                   o.min_price, o.max_price, o.currency, o.status, o.image_url, o.date_last_modified,
                   COALESCE(c.ids, '{}') AS collection_ids, COALESCE(c.names, '{}') AS collections,
                   COALESCE(s.names, '{}') AS sku_names, COALESCE(s.gtins, '{}') AS gtins,
                   COALESCE(s.upcs, '{}') AS upcs, COALESCE(s.eans, '{}') AS eans
                FROM offers o
-               JOIN merchants m ON m.merchant_id = o.merchant_id AND m.visible
-               LEFT JOIN LATERAL (
-                   SELECT array_agg(k.name ORDER BY k.sku_id) FILTER (WHERE k.name <> '') AS names,
-                          array_agg(k.gtin ORDER BY k.sku_id) FILTER (WHERE k.gtin <> '') AS gtins,
-                          array_agg(k.upc ORDER BY k.sku_id) FILTER (WHERE k.upc <> '') AS upcs,
-                          array_agg(k.ean ORDER BY k.sku_id) FILTER (WHERE k.ean <> '') AS eans
-                   FROM skus k WHERE k.offer_id = o.offer_id) s ON true
-               LEFT JOIN LATERAL (
-                   SELECT array_agg(cl.collection_id ORDER BY cl.collection_id) AS ids,
-                          array_agg(cl.name ORDER BY cl.collection_id) AS names
-                   FROM collection_offers co
-                   JOIN collections cl ON cl.collection_id = co.collection_id AND cl.removed_at IS NULL
-                   WHERE co.offer_id = o.offer_id) c ON true
-               WHERE o.removed_at IS NULL
+               JOIN merchants m ON m.merchant_id = o.merchant_id AND m.visible "#,
+            $joins,
+            r#" WHERE o.removed_at IS NULL
                  AND o.visible IS NOT FALSE
                  AND COALESCE(upper(o.status), '') NOT IN ('ARCHIVED', 'FOR_DELETION', 'DISABLED_AVAILABLE', 'DISABLED_UNAVAILABLE')
                  AND COALESCE(upper(o.publishing_status), '') <> 'NOT_PUBLISHED'
@@ -60,9 +52,53 @@ macro_rules! offers_sql {
     };
 }
 
-const ALL_OFFERS: &str = offers_sql!("true ORDER BY o.offer_id");
-const MERCHANT_OFFERS: &str = offers_sql!("o.merchant_id = ANY($1) ORDER BY o.offer_id");
-const SOME_OFFERS: &str = offers_sql!("o.offer_id = ANY($1) ORDER BY o.offer_id");
+/// Per offer, for a few offers: index lookups.
+macro_rules! lateral_joins {
+    () => {
+        r#"LEFT JOIN LATERAL (
+               SELECT array_agg(k.name ORDER BY k.sku_id) FILTER (WHERE k.name <> '') AS names,
+                      array_agg(k.gtin ORDER BY k.sku_id) FILTER (WHERE k.gtin <> '') AS gtins,
+                      array_agg(k.upc ORDER BY k.sku_id) FILTER (WHERE k.upc <> '') AS upcs,
+                      array_agg(k.ean ORDER BY k.sku_id) FILTER (WHERE k.ean <> '') AS eans
+               FROM skus k WHERE k.offer_id = o.offer_id) s ON true
+           LEFT JOIN LATERAL (
+               SELECT array_agg(cl.collection_id ORDER BY cl.collection_id) AS ids,
+                      array_agg(cl.name ORDER BY cl.collection_id) AS names
+               FROM collection_offers co
+               JOIN collections cl ON cl.collection_id = co.collection_id AND cl.removed_at IS NULL
+               WHERE co.offer_id = o.offer_id) c ON true"#
+    };
+}
+
+/// Everything: one hash aggregation per table (six times faster than per-offer
+/// lookups over 100,000 offers).
+const ALL_OFFERS: &str = offers_sql!(
+    r#"WITH s AS (
+           SELECT k.offer_id,
+                  array_agg(k.name ORDER BY k.sku_id) FILTER (WHERE k.name <> '') AS names,
+                  array_agg(k.gtin ORDER BY k.sku_id) FILTER (WHERE k.gtin <> '') AS gtins,
+                  array_agg(k.upc ORDER BY k.sku_id) FILTER (WHERE k.upc <> '') AS upcs,
+                  array_agg(k.ean ORDER BY k.sku_id) FILTER (WHERE k.ean <> '') AS eans
+           FROM skus k GROUP BY k.offer_id),
+       c AS (
+           SELECT co.offer_id, array_agg(cl.collection_id ORDER BY cl.collection_id) AS ids,
+                  array_agg(cl.name ORDER BY cl.collection_id) AS names
+           FROM collection_offers co
+           JOIN collections cl ON cl.collection_id = co.collection_id AND cl.removed_at IS NULL
+           GROUP BY co.offer_id)"#,
+    "LEFT JOIN s ON s.offer_id = o.offer_id LEFT JOIN c ON c.offer_id = o.offer_id",
+    "true ORDER BY o.offer_id"
+);
+const MERCHANT_OFFERS: &str = offers_sql!(
+    "",
+    lateral_joins!(),
+    "o.merchant_id = ANY($1) ORDER BY o.offer_id"
+);
+const SOME_OFFERS: &str = offers_sql!(
+    "",
+    lateral_joins!(),
+    "o.offer_id = ANY($1) ORDER BY o.offer_id"
+);
 
 /// Opens a consistent read-only snapshot.
 pub async fn snapshot(pool: &sqlx::PgPool) -> sqlx::Result<Transaction<'static, Postgres>> {
@@ -160,6 +196,13 @@ pub async fn some_offers(
         .bind(offer_ids)
         .fetch_all(conn)
         .await
+}
+
+/// Turns JIT compilation off for the rest of the transaction: a rebuild's one big
+/// query spends more compiling than it saves.
+pub async fn without_jit(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SET LOCAL jit = off").execute(conn).await?;
+    Ok(())
 }
 
 /// Every indexable offer, streamed (a rebuild).
