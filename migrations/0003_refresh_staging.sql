@@ -1,4 +1,5 @@
--- Refresh staging, typed, and the change-log notification.
+-- Refresh staging, typed; SKUs without a per-row foreign-key check; the change-log
+-- notification.
 --
 -- 0002 staged only the raw JSON of each offer, so publishing would have had to derive
 -- every typed column again in SQL, a second copy of the client's decoding rules (two
@@ -8,11 +9,13 @@
 -- the canonical JSON text; `offers.content_hash` holds the same, whatever 0002's comment
 -- says). Publishing is then a set-based copy from staging that compares hashes.
 --
--- Staging keeps duplicates (a listing may shift while it is paged): publishing keeps
--- the copy with the highest `seq`. `merchant_id` lets a new refresh of a merchant purge
--- what a crashed attempt left. The tables only ever hold in-flight refreshes, so they are
--- dropped and recreated here, not altered. UNLOGGED: a crash loses nothing a retry
--- cannot refetch.
+-- An offer whose hash equals its live row's when it is staged is staged as a marker
+-- (`raw` NULL): it counts as seen, so a full refresh does not remove it, but nothing of
+-- it is written twice. Staging keeps duplicates (a listing may shift while it is
+-- paged): publishing keeps the copy with the highest `seq`. `merchant_id` lets a new
+-- refresh of a merchant purge what a crashed attempt left. The tables only ever hold
+-- in-flight refreshes, so they are dropped and recreated here, not altered. UNLOGGED:
+-- a crash loses nothing a retry cannot refetch.
 
 DROP TABLE staged_offers;
 DROP TABLE staged_collections;
@@ -24,7 +27,8 @@ CREATE UNLOGGED TABLE staged_offers (
     seq                 INT         NOT NULL,
     offer_id            BIGINT      NOT NULL,
     external_id         TEXT,
-    name                TEXT        NOT NULL,
+    -- NULL only in markers (as are `tags` and `raw`).
+    name                TEXT,
     description         TEXT,
     html_description    TEXT,
     source              TEXT,
@@ -37,15 +41,16 @@ CREATE UNLOGGED TABLE staged_offers (
     currency            TEXT,
     status              TEXT,
     publishing_status   TEXT,
-    tags                TEXT[]      NOT NULL,
+    tags                TEXT[],
     category            TEXT,
     image_url           TEXT,
     date_created        TIMESTAMPTZ,
     date_last_modified  TIMESTAMPTZ,
     content_hash        TEXT        NOT NULL,
-    raw                 JSONB       NOT NULL
+    raw                 JSONB
 );
-CREATE INDEX staged_offers_refresh ON staged_offers (refresh_id, offer_id);
+-- Publishing reads a refresh by offer id, the latest copy first.
+CREATE INDEX staged_offers_refresh ON staged_offers (refresh_id, offer_id, seq DESC);
 CREATE INDEX staged_offers_merchant ON staged_offers (merchant_id);
 
 CREATE UNLOGGED TABLE staged_skus (
@@ -69,7 +74,7 @@ CREATE UNLOGGED TABLE staged_skus (
     status        TEXT,
     raw           JSONB  NOT NULL
 );
-CREATE INDEX staged_skus_refresh ON staged_skus (refresh_id, offer_id);
+CREATE INDEX staged_skus_refresh ON staged_skus (refresh_id, offer_id, seq);
 CREATE INDEX staged_skus_merchant ON staged_skus (merchant_id);
 
 CREATE UNLOGGED TABLE staged_collections (
@@ -101,6 +106,13 @@ CREATE UNLOGGED TABLE staged_collection_offers (
 );
 CREATE INDEX staged_collection_offers_refresh ON staged_collection_offers (refresh_id, collection_id, offer_id);
 CREATE INDEX staged_collection_offers_merchant ON staged_collection_offers (merchant_id);
+
+-- SKUs are written only by the publishing transaction, together with their offer, and
+-- offers are never deleted (removal sets `removed_at`), so the reference from SKUs to
+-- offers holds by construction and its cascade never fires; checking it row by row
+-- (an RI trigger per SKU) was about half the cost of writing SKUs. The mirror tests
+-- assert that no SKU points at a missing offer.
+ALTER TABLE skus DROP CONSTRAINT skus_offer_id_fkey;
 
 -- Every change-log row wakes the indexers (delivered at commit, so a listener that
 -- reads `change_no > last_applied` after the notification sees the row). The payload

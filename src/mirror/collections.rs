@@ -165,13 +165,10 @@ impl Mirror {
             complete,
             "the collection listing ended without a final page; nothing was published"
         );
-        {
-            let mut conn = self.pool.acquire().await?;
-            stager
-                .flush(&mut conn)
-                .await
-                .context("cannot write staged collections")?;
-        }
+        stager
+            .flush(&self.pool)
+            .await
+            .context("cannot write staged collections")?;
         ids.sort_unstable();
         ids.dedup();
         for collection_id in ids {
@@ -233,6 +230,7 @@ impl Mirror {
         cancel: &CancellationToken,
     ) -> anyhow::Result<RefreshReport> {
         let merchant_id = key.merchant_id;
+        let publish_started = Instant::now();
         let mut tx = self.pool.begin().await?;
         let current = changes::lock_merchant(&mut tx, merchant_id).await?;
         let next = current + 1;
@@ -341,6 +339,7 @@ impl Mirror {
             change_no,
             folded,
             elapsed: started.elapsed(),
+            publish: publish_started.elapsed(),
         })
     }
 }

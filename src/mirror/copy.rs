@@ -31,8 +31,20 @@ impl CopyText {
         self.rows
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
+    /// Bytes written so far (row boundaries for [`CopyText::slice`]).
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn slice(&self, range: std::ops::Range<usize>) -> &[u8] {
+        &self.buf[range]
+    }
+
+    /// Appends `rows` complete rows taken from another buffer.
+    pub fn extend_rows(&mut self, bytes: &[u8], rows: usize) {
+        debug_assert!(!self.row_open, "a row was left open");
+        self.buf.extend_from_slice(bytes);
+        self.rows += rows;
     }
 
     pub fn clear(&mut self) {

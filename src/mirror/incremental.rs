@@ -226,8 +226,21 @@ impl Mirror {
             report.batches += 1;
             let plan = plan(&events);
             drop(events);
-            self.apply_batch(merchant_id, plan, cancel, &mut report)
-                .await?;
+            // On a task of its own: a job cut off at shutdown does not cut the batch's
+            // transaction off in the middle of its COPY.
+            let (this, cancel) = (self.clone(), cancel.clone());
+            let batch = staging::run_detached(async move {
+                let mut batch = IncrementalReport::default();
+                this.apply_batch(merchant_id, plan, &cancel, &mut batch)
+                    .await?;
+                Ok(batch)
+            })
+            .await?;
+            report.upserted += batch.upserted;
+            report.removed += batch.removed;
+            report.fetched += batch.fetched;
+            report.unchanged += batch.unchanged;
+            report.unprocessable += batch.unprocessable;
         }
         Ok(report)
     }
@@ -293,6 +306,7 @@ impl Mirror {
 
         let mut tx = self.pool.begin().await?;
         let current = changes::lock_merchant(&mut tx, merchant_id).await?;
+        publish::prefer_generic_plans(&mut tx).await?;
         let next = current + 1;
         let refresh_id = staging::next_refresh_id(&self.pool).await?;
         let key = StageKey {
@@ -313,7 +327,7 @@ impl Mirror {
                 Action::Fetch => unreachable!("fetched above"),
             }
         }
-        stager.flush(&mut tx).await?;
+        stager.take(None).write(&mut tx).await?;
         let mut changed = ChangedOffers::default();
         let merged = publish::merge_staged_offers(
             &mut tx,

@@ -82,7 +82,9 @@ pub struct RefreshReport {
     pub change_no: Option<i64>,
     /// Pending webhook events the refresh covered.
     pub folded: u64,
+    /// The whole refresh, and of it the publishing transaction.
     pub elapsed: Duration,
+    pub publish: Duration,
 }
 
 /// The mirror: a pool, a Violet client and settings. Cheap to clone.

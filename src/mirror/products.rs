@@ -23,7 +23,7 @@ use tracing::Instrument;
 use super::changes::{self, ChangedOffers, OFFER_REMOVAL_TOPICS, OFFER_UPSERT_TOPICS, Reason};
 use super::publish;
 use super::rows::StageKey;
-use super::staging::{self, OfferStager, Tables};
+use super::staging::{self, BatchWriter, OfferStager, Tables};
 use super::{Fetcher, Mirror, RefreshReport};
 use crate::jobs::RefreshMode;
 use crate::violet::{Page, VioletError};
@@ -89,6 +89,7 @@ impl Mirror {
                 folded = report.folded,
                 catalog_version = report.catalog_version,
                 elapsed_ms = report.elapsed.as_millis() as u64,
+                publish_ms = report.publish.as_millis() as u64,
                 "products refreshed"
             );
         }
@@ -138,12 +139,31 @@ impl Mirror {
         key: StageKey,
         cancel: &CancellationToken,
     ) -> anyhow::Result<u64> {
-        let batch = self.settings.batch_size;
+        let mut stager = OfferStager::new(key, self.settings.batch_size);
+        let mut writer = BatchWriter::new(self.pool.clone());
+        match self
+            .stage_pages(key, &mut stager, &mut writer, cancel)
+            .await
+        {
+            Ok(()) => writer.finish(&mut stager).await,
+            Err(err) => {
+                writer.abandon().await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn stage_pages(
+        &self,
+        key: StageKey,
+        stager: &mut OfferStager,
+        writer: &mut BatchWriter,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<()> {
         let (mut pages, _fetcher) = prefetch(
             self.client.offer_pages(key.merchant_id),
             self.settings.prefetch_pages,
         );
-        let mut stager = OfferStager::new(key, batch);
         let mut page_no = 0u32;
         let mut complete = false;
         let mut foreign = 0u64;
@@ -166,31 +186,20 @@ impl Mirror {
                 foreign += u64::from(offer.merchant_id.is_some_and(|m| m != key.merchant_id));
                 stager.push(offer);
             }
-            if stager.buffered() >= batch {
-                self.flush_offers(&mut stager).await?;
+            if stager.buffered() >= self.settings.batch_size {
+                writer.write(stager).await?;
             }
         }
         anyhow::ensure!(
             complete,
             "the offer listing ended without a final page; nothing was published"
         );
-        self.flush_offers(&mut stager).await?;
         if foreign > 0 {
             tracing::warn!(
                 offers = foreign,
                 "the listing holds offers naming another merchant; filed under this one"
             );
         }
-        Ok(stager.staged())
-    }
-
-    async fn flush_offers(&self, stager: &mut OfferStager) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        stager
-            .flush(&mut tx)
-            .await
-            .context("cannot write staged offers")?;
-        tx.commit().await?;
         Ok(())
     }
 
@@ -204,8 +213,10 @@ impl Mirror {
         cancel: &CancellationToken,
     ) -> anyhow::Result<RefreshReport> {
         let merchant_id = key.merchant_id;
+        let publish_started = Instant::now();
         let mut tx = self.pool.begin().await?;
         let current = changes::lock_merchant(&mut tx, merchant_id).await?;
+        publish::prefer_generic_plans(&mut tx).await?;
         let next = current + 1;
         let in_staging: i64 =
             sqlx::query_scalar("SELECT count(*) FROM staged_offers WHERE refresh_id = $1")
@@ -217,7 +228,6 @@ impl Mirror {
             "staging of refresh {} holds {in_staging} offers but {staged} were written (another attempt purged it?); nothing was published",
             key.refresh_id
         );
-
         let mut changed = ChangedOffers::default();
         let merged = publish::merge_staged_offers(
             &mut tx,
@@ -290,6 +300,7 @@ impl Mirror {
             change_no,
             folded,
             elapsed: started.elapsed(),
+            publish: publish_started.elapsed(),
         })
     }
 }

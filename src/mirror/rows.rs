@@ -45,14 +45,15 @@ pub(crate) struct StageKey {
 }
 
 /// Appends one offer to `offers` and its SKUs to `skus`, filed under `key.merchant_id`
-/// (the merchant whose listing or event delivered it). Returns the number of SKUs.
+/// (the merchant whose listing or event delivered it). Returns its content hash and
+/// the number of SKUs.
 pub(crate) fn push_offer(
     offers: &mut CopyText,
     skus: &mut CopyText,
     key: StageKey,
     seq: i32,
     offer: &Offer,
-) -> usize {
+) -> (String, usize) {
     let raw = json_text(&offer.raw);
     let hash = content_hash(&raw);
     offers
@@ -83,6 +84,7 @@ pub(crate) fn push_offer(
         .text(&raw);
     offers.end_row();
 
+    // The typed SKUs are decoded from `raw["skus"]`, in order.
     let raw_skus = offer.raw.get("skus").and_then(Value::as_array);
     for (index, sku) in offer.skus.iter().enumerate() {
         let sku_raw = raw_skus
@@ -109,7 +111,21 @@ pub(crate) fn push_offer(
             .text(&sku_raw);
         skus.end_row();
     }
-    offer.skus.len()
+    (hash, offer.skus.len())
+}
+
+/// Appends a marker: an offer seen by the listing whose live row already has `hash`.
+pub(crate) fn push_marker(out: &mut CopyText, key: StageKey, seq: i32, offer_id: i64, hash: &str) {
+    out.int(key.refresh_id)
+        .int(key.merchant_id)
+        .int(i64::from(seq))
+        .int(offer_id);
+    // external_id through date_last_modified.
+    for _ in 0..19 {
+        out.null();
+    }
+    out.text(hash).null();
+    out.end_row();
 }
 
 /// Appends one collection.
@@ -204,7 +220,20 @@ mod tests {
             refresh_id: 9,
             merchant_id: 1,
         };
-        assert_eq!(push_offer(&mut offers, &mut skus, key, 0, &offer), 2);
+        let (hash, count) = push_offer(&mut offers, &mut skus, key, 0, &offer);
+        assert_eq!((hash.len(), count), (32, 2));
         assert_eq!((offers.rows(), skus.rows()), (1, 2));
+        push_marker(&mut offers, key, 1, 5, &hash);
+        let text = String::from_utf8(offers.slice(0..offers.len()).to_vec()).unwrap();
+        let marker = text.lines().nth(1).unwrap();
+        assert_eq!(
+            marker.split('\t').count(),
+            25,
+            "every staged column: {marker}"
+        );
+        assert_eq!(
+            marker,
+            format!("9\t1\t1\t5{}\t{hash}\t\\N", "\t\\N".repeat(19))
+        );
     }
 }

@@ -3,11 +3,19 @@
 //! Each refresh gets an id from the `refresh_ids` sequence. Rows are buffered in COPY
 //! text format up to `refresh.batch_size` offers (memory is bounded by that, not by
 //! the catalog) and written with one `COPY` per table in one short transaction; no
-//! transaction is ever open while the next page is fetched. A failed or cancelled
+//! transaction is ever open while the next page is fetched. Offers whose live row
+//! already has their content hash are staged as markers (seen, nothing to write), so
+//! a refresh of a mostly unchanged catalog writes little. A failed or cancelled
 //! refresh discards its rows; a new refresh of a merchant purges what a crashed attempt
 //! of the same kind left behind.
 
+use std::collections::HashMap;
+use std::ops::Range;
+
+use anyhow::Context;
 use sqlx::{PgConnection, PgPool};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::copy::CopyText;
 use super::rows::{self, COPY_OFFERS, COPY_SKUS, StageKey};
@@ -86,59 +94,227 @@ pub(crate) async fn discard_quietly(pool: &PgPool, refresh_id: i64, tables: Tabl
     }
 }
 
-/// Buffers offers (and their SKUs) of one refresh and writes them in batches.
+/// Where one offer's rows sit in a batch.
 #[derive(Debug)]
-pub(crate) struct OfferStager {
+struct Entry {
+    offer_id: i64,
+    seq: i32,
+    hash: String,
+    offer: Range<usize>,
+    skus: Range<usize>,
+    sku_rows: usize,
+}
+
+/// One batch of staged offer and SKU rows, in COPY text format.
+#[derive(Debug)]
+pub(crate) struct OfferBatch {
     key: StageKey,
     offers: CopyText,
     skus: CopyText,
+    entries: Vec<Entry>,
+    /// What is sent when some offers are unchanged (reused between batches).
+    out_offers: CopyText,
+    out_skus: CopyText,
+}
+
+impl OfferBatch {
+    fn with_capacity(key: StageKey, batch_size: usize) -> Self {
+        let rows = batch_size.min(10_000);
+        Self {
+            key,
+            offers: CopyText::with_capacity(rows * 6144),
+            skus: CopyText::with_capacity(rows * 3072),
+            entries: Vec::with_capacity(rows),
+            out_offers: CopyText::default(),
+            out_skus: CopyText::default(),
+        }
+    }
+
+    /// Offers in the batch.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn push(&mut self, seq: i32, offer: &Offer) {
+        let (offer_start, sku_start, sku_rows) =
+            (self.offers.len(), self.skus.len(), self.skus.rows());
+        let (hash, _) = rows::push_offer(&mut self.offers, &mut self.skus, self.key, seq, offer);
+        self.entries.push(Entry {
+            offer_id: offer.id,
+            seq,
+            hash,
+            offer: offer_start..self.offers.len(),
+            skus: sku_start..self.skus.len(),
+            sku_rows: self.skus.rows() - sku_rows,
+        });
+    }
+
+    /// Writes the batch on `conn` (the caller decides the transaction) and empties it,
+    /// keeping its buffers for reuse. An offer whose live row (same merchant, not
+    /// removed) already has its hash is written as a marker only. Returns the offers
+    /// staged (markers included).
+    pub async fn write(&mut self, conn: &mut PgConnection) -> sqlx::Result<u64> {
+        if self.entries.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = self.entries.iter().map(|e| e.offer_id).collect();
+        let live: HashMap<i64, String> = sqlx::query_as(
+            r#"SELECT offer_id, content_hash FROM offers
+               WHERE offer_id = ANY($1) AND merchant_id = $2 AND removed_at IS NULL"#,
+        )
+        .bind(&ids)
+        .bind(self.key.merchant_id)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .collect();
+        let staged = if live.is_empty() {
+            let staged = self.offers.send(conn, COPY_OFFERS).await?;
+            self.skus.send(conn, COPY_SKUS).await?;
+            staged
+        } else {
+            for entry in &self.entries {
+                if live.get(&entry.offer_id) == Some(&entry.hash) {
+                    rows::push_marker(
+                        &mut self.out_offers,
+                        self.key,
+                        entry.seq,
+                        entry.offer_id,
+                        &entry.hash,
+                    );
+                } else {
+                    self.out_offers
+                        .extend_rows(self.offers.slice(entry.offer.clone()), 1);
+                    self.out_skus
+                        .extend_rows(self.skus.slice(entry.skus.clone()), entry.sku_rows);
+                }
+            }
+            self.offers.clear();
+            self.skus.clear();
+            let staged = self.out_offers.send(conn, COPY_OFFERS).await?;
+            self.out_skus.send(conn, COPY_SKUS).await?;
+            staged
+        };
+        self.entries.clear();
+        Ok(staged)
+    }
+}
+
+/// Turns offers of one refresh into staging rows, batch by batch.
+#[derive(Debug)]
+pub(crate) struct OfferStager {
+    key: StageKey,
+    batch: OfferBatch,
+    batch_size: usize,
     next_seq: i32,
-    staged: u64,
 }
 
 impl OfferStager {
     pub fn new(key: StageKey, batch_size: usize) -> Self {
         Self {
             key,
-            offers: CopyText::with_capacity(batch_size.min(10_000) * 4096),
-            skus: CopyText::with_capacity(batch_size.min(10_000) * 2048),
+            batch: OfferBatch::with_capacity(key, batch_size),
+            batch_size,
             next_seq: 0,
-            staged: 0,
         }
     }
 
     pub fn push(&mut self, offer: &Offer) {
-        rows::push_offer(
-            &mut self.offers,
-            &mut self.skus,
-            self.key,
-            self.next_seq,
-            offer,
-        );
+        self.batch.push(self.next_seq, offer);
         self.next_seq = self.next_seq.saturating_add(1);
     }
 
-    /// Offers buffered and not yet written.
+    /// Offers buffered and not yet taken.
     pub fn buffered(&self) -> usize {
-        self.offers.rows()
+        self.batch.len()
     }
 
-    /// Offers written so far.
-    pub fn staged(&self) -> u64 {
-        self.staged
+    /// Takes the buffered batch, continuing in `spare` (an emptied earlier batch, whose
+    /// buffers are reused) or in new buffers.
+    pub fn take(&mut self, spare: Option<OfferBatch>) -> OfferBatch {
+        let next = spare.unwrap_or_else(|| OfferBatch::with_capacity(self.key, self.batch_size));
+        std::mem::replace(&mut self.batch, next)
     }
+}
 
-    /// Writes the buffer on `conn` (the caller decides the transaction).
-    pub async fn flush(&mut self, conn: &mut PgConnection) -> sqlx::Result<()> {
-        if self.offers.is_empty() {
-            return Ok(());
+/// Writes batches in the background, one at a time, each in its own short
+/// transaction, so the next batch fills (pages fetched, rows encoded) while the
+/// previous one is copied. At most two batches exist at once: memory stays bounded by
+/// twice the batch size. A write in progress is never cut off (that would leave its
+/// pooled connection in the middle of a COPY): [`BatchWriter::abandon`] waits for it,
+/// and if the refresh itself is dropped the write finishes in the background; its rows
+/// are purged by the next refresh of the merchant.
+pub(crate) struct BatchWriter {
+    pool: PgPool,
+    in_flight: Option<JoinHandle<sqlx::Result<(u64, OfferBatch)>>>,
+    written: u64,
+}
+
+impl BatchWriter {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            in_flight: None,
+            written: 0,
         }
-        let offers = self.offers.rows() as u64;
-        self.offers.send(conn, COPY_OFFERS).await?;
-        self.skus.send(conn, COPY_SKUS).await?;
-        self.staged += offers;
+    }
+
+    /// Waits for the write in progress, if any; returns its emptied batch for reuse.
+    async fn settle(&mut self) -> anyhow::Result<Option<OfferBatch>> {
+        let Some(task) = self.in_flight.take() else {
+            return Ok(None);
+        };
+        let (written, batch) = task
+            .await
+            .context("the staging task stopped")?
+            .context("cannot write staged offers")?;
+        self.written += written;
+        Ok(Some(batch))
+    }
+
+    /// Starts writing the stager's batch once the previous write has finished.
+    pub async fn write(&mut self, stager: &mut OfferStager) -> anyhow::Result<()> {
+        let spare = self.settle().await?;
+        let mut batch = stager.take(spare);
+        let pool = self.pool.clone();
+        let task = tokio::spawn(
+            async move {
+                let mut tx = pool.begin().await?;
+                let written = batch.write(&mut tx).await?;
+                tx.commit().await?;
+                Ok((written, batch))
+            }
+            .in_current_span(),
+        );
+        self.in_flight = Some(task);
         Ok(())
     }
+
+    /// Writes what the stager still holds and waits for every write; returns the
+    /// offers written in all.
+    pub async fn finish(mut self, stager: &mut OfferStager) -> anyhow::Result<u64> {
+        if stager.buffered() > 0 {
+            self.write(stager).await?;
+        }
+        self.settle().await?;
+        Ok(self.written)
+    }
+
+    /// Waits for a write in progress and forgets the outcome (the refresh failed).
+    pub async fn abandon(mut self) {
+        let _ = self.settle().await;
+    }
+}
+
+/// Runs `work` on its own task and waits for it. If the caller is dropped (a job
+/// cut off at shutdown), `work` still runs to its end rather than leaving a pooled
+/// connection in the middle of a COPY.
+pub(crate) async fn run_detached<T: Send + 'static>(
+    work: impl Future<Output = anyhow::Result<T>> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::spawn(work.in_current_span())
+        .await
+        .context("a staging task stopped")?
 }
 
 /// Buffers collections of one refresh.
@@ -169,8 +345,15 @@ impl CollectionStager {
         self.staged
     }
 
-    pub async fn flush(&mut self, conn: &mut PgConnection) -> sqlx::Result<()> {
-        self.staged += self.rows.send(conn, rows::COPY_COLLECTIONS).await?;
+    /// Writes the buffered collections (on a task of its own, see [`run_detached`]).
+    pub async fn flush(&mut self, pool: &PgPool) -> anyhow::Result<()> {
+        let pool = pool.clone();
+        let mut buffer = std::mem::take(&mut self.rows);
+        self.staged += run_detached(async move {
+            let mut conn = pool.acquire().await?;
+            Ok(buffer.send(&mut conn, rows::COPY_COLLECTIONS).await?)
+        })
+        .await?;
         Ok(())
     }
 }

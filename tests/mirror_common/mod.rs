@@ -403,6 +403,14 @@ pub async fn assert_offers_match(pool: &PgPool, catalog: &Catalog, merchant_id: 
             );
         }
     }
+    // No SKU points at a missing offer (the schema leaves this to the publisher).
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM skus k WHERE NOT EXISTS (SELECT 1 FROM offers o WHERE o.offer_id = k.offer_id)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0, "SKUs without their offer");
     // SKUs of removed offers stay with them; no SKU may hang off an offer not listed.
     for (offer_id, left) in &skus {
         let removed = rows
