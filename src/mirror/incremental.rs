@@ -1,11 +1,9 @@
 //! Incremental offer events (OFFER_ADDED/UPDATED/CREATED/REMOVED/DELETED received
 //! outside a sync window), applied in event order, in batches of `refresh.batch_size`.
 //!
-//! Per offer, the last event of a batch wins unless it is dated older than an earlier
-//! one. An upsert whose body is a full offer (it parses, and carries `id`,
-//! `merchant_id`, `name`, `skus` and `date_last_modified`) is applied from the body;
-//! otherwise the offer is fetched by id (a 404 means it is gone: removed). Fetches run
-//! before the transaction. Each batch is one transaction that stages the offers and
+//! Each batch is reduced to one action per offer (`events`); offers whose event body
+//! is partial are fetched by id (a 404 means it is gone: removed), before the
+//! transaction. Each batch is one transaction that stages the offers and
 //! publishes them through the same merge as a refresh, so an offer older than the
 //! stored one (`date_last_modified`) is ignored. Removal sets `removed_at` (the row
 //! stays, with the status its body carries); a removal dated older than the stored
@@ -15,12 +13,11 @@
 //! Collection events are not applied one by one: they schedule a full collections
 //! refresh, which folds them when it publishes.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt, stream};
-use serde_json::Value;
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -28,11 +25,12 @@ use super::Mirror;
 use super::changes::{
     self, COLLECTION_TOPICS, ChangedOffers, OFFER_REMOVAL_TOPICS, OFFER_UPSERT_TOPICS, Reason,
 };
+use super::events::{Action, PendingEvent, Plan, plan};
 use super::publish;
 use super::rows::StageKey;
 use super::staging::{self, OfferStager, Tables};
 use crate::jobs::{JobKind, NewJob, OnConflict, Queue, RefreshMode};
-use crate::violet::{FromJson, Offer};
+use crate::violet::Offer;
 
 /// What an incremental job did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,100 +50,6 @@ pub struct IncrementalReport {
     pub unprocessable: u64,
     /// A collections refresh was scheduled for pending collection events.
     pub collections_scheduled: bool,
-}
-
-#[derive(Debug)]
-struct PendingEvent {
-    id: i64,
-    topic: String,
-    entity_id: Option<String>,
-    body: Vec<u8>,
-}
-
-/// What to do with one offer.
-#[derive(Debug)]
-enum Action {
-    Upsert(Box<Offer>),
-    Fetch,
-    Remove {
-        body: Option<Box<Offer>>,
-        date: Option<DateTime<Utc>>,
-    },
-}
-
-impl Action {
-    fn date(&self) -> Option<DateTime<Utc>> {
-        match self {
-            Action::Upsert(offer) => offer.date_last_modified,
-            Action::Fetch => None,
-            Action::Remove { date, .. } => *date,
-        }
-    }
-}
-
-/// A batch reduced to one action per offer, and the events behind each.
-#[derive(Debug, Default)]
-struct Plan {
-    actions: BTreeMap<i64, Action>,
-    events_of: BTreeMap<i64, Vec<i64>>,
-    unprocessable: Vec<i64>,
-}
-
-/// The offer in an event body when it is a full offer.
-fn full_offer(body: &Value) -> Option<Offer> {
-    let object = body.as_object()?;
-    let present = |key: &str| object.get(key).is_some_and(|v| !v.is_null());
-    let complete = ["id", "merchant_id", "name", "date_last_modified"]
-        .iter()
-        .all(|k| present(k))
-        && object.get("skus").is_some_and(Value::is_array);
-    if !complete {
-        return None;
-    }
-    Offer::from_json(body.clone()).ok()
-}
-
-fn offer_id(body: Option<&Value>, entity_id: Option<&str>) -> Option<i64> {
-    let from_body = body.and_then(|b| match b.get("id")? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    });
-    from_body.or_else(|| entity_id.and_then(|e| e.trim().parse().ok()))
-}
-
-fn plan(events: &[PendingEvent]) -> Plan {
-    let mut plan = Plan::default();
-    for event in events {
-        let body: Option<Value> = serde_json::from_slice(&event.body).ok();
-        let Some(id) = offer_id(body.as_ref(), event.entity_id.as_deref()) else {
-            plan.unprocessable.push(event.id);
-            continue;
-        };
-        let offer = body
-            .as_ref()
-            .and_then(full_offer)
-            .filter(|offer| offer.id == id);
-        let removal =
-            OFFER_REMOVAL_TOPICS.contains(&event.topic.trim().to_ascii_uppercase().as_str());
-        let action = match (removal, offer) {
-            (true, offer) => Action::Remove {
-                date: offer.as_ref().and_then(|o| o.date_last_modified),
-                body: offer.map(Box::new),
-            },
-            (false, Some(offer)) => Action::Upsert(Box::new(offer)),
-            (false, None) => Action::Fetch,
-        };
-        plan.events_of.entry(id).or_default().push(event.id);
-        let stale = match (plan.actions.get(&id).and_then(Action::date), action.date()) {
-            (Some(held), Some(new)) => new < held,
-            _ => false,
-        };
-        if !stale {
-            plan.actions.insert(id, action);
-        }
-    }
-    plan
 }
 
 impl Mirror {
@@ -429,86 +333,4 @@ async fn mark(
         .execute(conn)
         .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn event(id: i64, topic: &str, body: Value) -> PendingEvent {
-        PendingEvent {
-            id,
-            topic: topic.into(),
-            entity_id: None,
-            body: serde_json::to_vec(&body).unwrap(),
-        }
-    }
-
-    fn offer(id: i64, date: &str, name: &str) -> Value {
-        json!({"id": id, "merchant_id": 1, "name": name, "skus": [], "date_last_modified": date})
-    }
-
-    #[test]
-    fn full_bodies_apply_partial_ones_fetch() {
-        let plan = plan(&[
-            event(1, "OFFER_UPDATED", offer(10, "2025-01-02T00:00:00Z", "a")),
-            event(2, "OFFER_UPDATED", json!({"id": 11})),
-            event(
-                3,
-                "offer_added",
-                json!({"id": 12, "name": "no date", "merchant_id": 1, "skus": []}),
-            ),
-            event(4, "OFFER_REMOVED", json!({"id": 13})),
-            event(5, "OFFER_UPDATED", json!({"no": "id"})),
-        ]);
-        assert!(matches!(plan.actions[&10], Action::Upsert(_)));
-        assert!(matches!(plan.actions[&11], Action::Fetch));
-        assert!(
-            matches!(plan.actions[&12], Action::Fetch),
-            "a body without a date is not a full offer"
-        );
-        assert!(matches!(
-            plan.actions[&13],
-            Action::Remove {
-                body: None,
-                date: None
-            }
-        ));
-        assert_eq!(plan.unprocessable, vec![5]);
-    }
-
-    #[test]
-    fn an_older_event_later_in_the_batch_does_not_win() {
-        let plan = plan(&[
-            event(1, "OFFER_UPDATED", offer(10, "2025-01-03T00:00:00Z", "new")),
-            event(
-                2,
-                "OFFER_UPDATED",
-                offer(10, "2025-01-02T00:00:00+0000", "old"),
-            ),
-            event(
-                3,
-                "OFFER_UPDATED",
-                offer(11, "2025-01-02T00:00:00Z", "first"),
-            ),
-            event(
-                4,
-                "OFFER_REMOVED",
-                offer(11, "2025-01-04T00:00:00Z", "gone"),
-            ),
-        ]);
-        match &plan.actions[&10] {
-            Action::Upsert(o) => assert_eq!(o.name.as_deref(), Some("new")),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            plan.actions[&11],
-            Action::Remove {
-                body: Some(_),
-                date: Some(_)
-            }
-        ));
-        assert_eq!(plan.events_of[&10], vec![1, 2]);
-    }
 }

@@ -12,13 +12,14 @@
 //! - Memory is bounded by the page buffer and `refresh.batch_size`, not by the catalog:
 //!   pages stream through, staging and publishing work in batches.
 //!
-//! Layout: `products` and `collections` (the refreshes), `incremental` (offer events),
-//! `staging`, `publish` and `rows` (how rows get in), `copy` (COPY text format),
-//! `changes` (publish lock, change log, event folding), `queries` (reads).
+//! Layout: `products` and `collections` (the refreshes), `incremental` and `events`
+//! (offer events), `staging`, `publish` and `rows` (how rows get in), `copy` (COPY text
+//! format), `changes` (publish lock, change log, event folding), `queries` (reads).
 
 mod changes;
 mod collections;
 mod copy;
+mod events;
 mod incremental;
 mod products;
 mod publish;
