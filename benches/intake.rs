@@ -82,19 +82,34 @@ struct Figures {
 }
 
 /// 64 senders loop over the prepared deliveries until the time is up.
-async fn load(url: String, deliveries: Arc<Vec<Delivery>>, senders: usize, duration: Duration) -> Figures {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(senders).build().unwrap();
+async fn load(
+    url: String,
+    deliveries: Arc<Vec<Delivery>>,
+    senders: usize,
+    duration: Duration,
+) -> Figures {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(senders)
+        .build()
+        .unwrap();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let tasks: Vec<_> = (0..senders)
         .map(|_| {
-            let (client, url, deliveries, next) = (client.clone(), url.clone(), deliveries.clone(), next.clone());
+            let (client, url, deliveries, next) = (
+                client.clone(),
+                url.clone(),
+                deliveries.clone(),
+                next.clone(),
+            );
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut ok = 0;
                 while started.elapsed() < duration {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(delivery) = deliveries.get(i) else { break };
+                    let Some(delivery) = deliveries.get(i) else {
+                        break;
+                    };
                     let mut request = client.post(&url).body(delivery.body.clone());
                     for (name, value) in &delivery.headers {
                         request = request.header(*name, value);
@@ -132,14 +147,21 @@ async fn load(url: String, deliveries: Arc<Vec<Delivery>>, senders: usize, durat
 
 /// The baseline: the same route, verification and parsing, no storage.
 async fn baseline_server() -> SocketAddr {
-    async fn receive(State(secrets): State<Arc<[Secret]>>, headers: HeaderMap, body: Bytes) -> Response {
+    async fn receive(
+        State(secrets): State<Arc<[Secret]>>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
         match parse_delivery(&secrets, &headers, &body) {
-            Ok(event) => axum::Json(json!({"status": "processed", "event_id": event.event_id})).into_response(),
+            Ok(event) => axum::Json(json!({"status": "processed", "event_id": event.event_id}))
+                .into_response(),
             Err(rejection) => rejection.into_response(),
         }
     }
     let secrets: Arc<[Secret]> = vec![Secret::new(SECRET)].into();
-    let router = Router::new().route("/webhooks/violet", post(receive)).with_state(secrets);
+    let router = Router::new()
+        .route("/webhooks/violet", post(receive))
+        .with_state(secrets);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -147,7 +169,10 @@ async fn baseline_server() -> SocketAddr {
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn row(name: &str, f: &Figures) {
@@ -172,7 +197,9 @@ async fn main() -> anyhow::Result<()> {
 
     let name = format!("cm_bench_{:08x}", rand::random::<u32>());
     let mut admin = PgConnection::connect(&server).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
     let mut url = url::Url::parse(&server)?;
     url.set_path(&format!("/{name}"));
 
@@ -203,16 +230,40 @@ async fn main() -> anyhow::Result<()> {
     let for_durable = Arc::new(deliveries(count, "d"));
 
     // Warm up both (connections, pool), then measure.
-    load(baseline_url.clone(), Arc::new(deliveries(2_000, "wb")), senders, Duration::from_secs(1)).await;
-    load(durable_url.clone(), Arc::new(deliveries(2_000, "wd")), senders, Duration::from_secs(1)).await;
-    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events").fetch_one(&pool).await?;
+    load(
+        baseline_url.clone(),
+        Arc::new(deliveries(2_000, "wb")),
+        senders,
+        Duration::from_secs(1),
+    )
+    .await;
+    load(
+        durable_url.clone(),
+        Arc::new(deliveries(2_000, "wd")),
+        senders,
+        Duration::from_secs(1),
+    )
+    .await;
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+        .fetch_one(&pool)
+        .await?;
     let baseline = load(baseline_url, for_baseline, senders, duration).await;
     let durable = load(durable_url, for_durable, senders, duration).await;
-    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events").fetch_one(&pool).await?;
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+        .fetch_one(&pool)
+        .await?;
 
     println!();
-    println!("intake: {senders} concurrent senders, {seconds} s per target, loopback, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
-    println!("{:<34} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}", "target", "requests", "acks/s", "p50 ms", "p99 ms", "max ms", "non-2xx");
+    println!(
+        "intake: {senders} concurrent senders, {seconds} s per target, loopback, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!(
+        "{:<34} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}",
+        "target", "requests", "acks/s", "p50 ms", "p99 ms", "max ms", "non-2xx"
+    );
     row("same route, no database", &baseline);
     row("durable intake (PostgreSQL)", &durable);
     println!(
@@ -224,7 +275,11 @@ async fn main() -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = daemon.await;
     pool.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut admin).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await?;
     if (after - before) as usize != durable.acknowledged {
         anyhow::bail!("acknowledged events and stored events differ");
     }

@@ -35,11 +35,21 @@ impl Application {
         let pool = prepare_database(&settings).await?;
         let public = TcpListener::bind(settings.http.public_addr)
             .await
-            .with_context(|| format!("cannot listen on http.public_addr {}", settings.http.public_addr))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on http.public_addr {}",
+                    settings.http.public_addr
+                )
+            })?;
         let public_addr = public.local_addr()?;
         let admin = TcpListener::bind(settings.http.admin_addr)
             .await
-            .with_context(|| format!("cannot listen on http.admin_addr {}", settings.http.admin_addr))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on http.admin_addr {}",
+                    settings.http.admin_addr
+                )
+            })?;
         let admin_addr = admin.local_addr()?;
         Ok(Application {
             settings,
@@ -67,16 +77,31 @@ impl Application {
     /// Serves until `shutdown` is cancelled: intake stops first, then jobs drain.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let settings = &self.settings;
-        let planner = Arc::new(Planner::new(PlanningSettings::new(&settings.jobs, &settings.sync)));
-        let admin_index = crate::admin::IndexDir::new(self.pool.clone(), settings.search.index_dir.clone(), shutdown.clone());
+        let planner = Arc::new(Planner::new(PlanningSettings::new(
+            &settings.jobs,
+            &settings.sync,
+        )));
+        let admin_index = crate::admin::IndexDir::new(
+            self.pool.clone(),
+            settings.search.index_dir.clone(),
+            shutdown.clone(),
+        );
         let admin_router = crate::admin::router(
-            crate::admin::AdminState::new(self.pool.clone(), planner.clone(), settings).with_index(Arc::new(admin_index)),
+            crate::admin::AdminState::new(self.pool.clone(), planner.clone(), settings)
+                .with_index(Arc::new(admin_index)),
         );
         let indexer_shutdown = CancellationToken::new();
         let (search_routes, indexer_task, search_index) =
             crate::search::start(settings, self.pool.clone(), indexer_shutdown.clone()).await?;
-        let notifier = Notifier::new(self.pool.clone(), settings.notifications.clone(), settings.search.api_key.clone());
-        tokio::spawn(crate::notify::forward_sync_changes(notifier.clone(), indexer_shutdown.clone()));
+        let notifier = Notifier::new(
+            self.pool.clone(),
+            settings.notifications.clone(),
+            settings.search.api_key.clone(),
+        );
+        tokio::spawn(crate::notify::forward_sync_changes(
+            notifier.clone(),
+            indexer_shutdown.clone(),
+        ));
         tokio::spawn(crate::notify::announce_catalogs(
             notifier.clone(),
             search_index.subscribe_commits(),
@@ -89,7 +114,9 @@ impl Application {
             intake_timeout: settings.database.acquire_timeout() + Duration::from_millis(150),
             // Leave a few connections for the workers and health checks.
             intake_gate: Arc::new(http::IntakeGate::new(
-                (settings.database.max_connections as usize).saturating_sub(4).max(1),
+                (settings.database.max_connections as usize)
+                    .saturating_sub(4)
+                    .max(1),
                 Duration::from_secs(5),
             )),
             database_addr: crate::db::server_address(&settings.database),
@@ -105,7 +132,8 @@ impl Application {
         let router = http::public_router(state, settings.webhooks.body_limit_bytes, search_routes)
             .merge(crate::notify::router(notifier, shutdown.clone()));
 
-        let violet = VioletClient::new(&settings.violet).context("cannot build the Violet client")?;
+        let violet =
+            VioletClient::new(&settings.violet).context("cannot build the Violet client")?;
         let workers = Arc::new(WorkerPool::new(
             Queue::new(self.pool.clone()),
             AppRunner::with_client(self.pool.clone(), settings, violet),
@@ -155,7 +183,11 @@ async fn prepare_database(settings: &Settings) -> anyhow::Result<PgPool> {
         match crate::db::prepare(&settings.database).await {
             Ok(pool) => return Ok(pool),
             Err(err) if is_unreachable(&err) => {
-                tracing::warn!(error = format!("{err:#}"), retry_in_ms = delay.as_millis() as u64, "database unreachable at start");
+                tracing::warn!(
+                    error = format!("{err:#}"),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "database unreachable at start"
+                );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
             }

@@ -21,7 +21,12 @@ environment variables and DATABASE_URL."
 )]
 pub struct Cli {
     /// Configuration file (TOML). Without it, /etc/catalog-mirror/config.toml is read when present.
-    #[arg(long, global = true, value_name = "PATH", env = "CATALOG_MIRROR_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "CATALOG_MIRROR_CONFIG"
+    )]
     pub config: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -117,7 +122,9 @@ pub fn run() -> ExitCode {
                 Ok(())
             }
             Command::Demo(args) => crate::demo::run(settings, args, shutdown_on_signal()).await,
-            Command::Sandbox(_) | Command::CheckConfig | Command::Admin(_) => unreachable!("handled above"),
+            Command::Sandbox(_) | Command::CheckConfig | Command::Admin(_) => {
+                unreachable!("handled above")
+            }
         }
     })
 }

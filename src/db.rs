@@ -64,7 +64,10 @@ pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
 /// Applies pending migrations while holding a session advisory lock, so a second
 /// instance waits and then finds nothing to do.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    let mut conn = pool.acquire().await.context("cannot connect to PostgreSQL")?;
+    let mut conn = pool
+        .acquire()
+        .await
+        .context("cannot connect to PostgreSQL")?;
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(MIGRATION_LOCK_KEY)
         .execute(&mut *conn)

@@ -47,7 +47,11 @@ struct Progress {
     last_change: Option<i64>,
 }
 
-pub async fn run(mut settings: Settings, args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    mut settings: Settings,
+    args: DemoArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let merchants = default_merchants(args.merchants, args.offers, 8);
     let sandbox_config = SandboxConfig {
         merchants: merchants.clone(),
@@ -62,7 +66,11 @@ pub async fn run(mut settings: Settings, args: DemoArgs, shutdown: CancellationT
     settings.violet.username = sandbox_config.username.clone();
     settings.violet.password = Secret::new(sandbox_config.password.clone());
     if settings.admin.token.is_empty() {
-        settings.admin.token = Secret::new(format!("demo-{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>()));
+        settings.admin.token = Secret::new(format!(
+            "demo-{:016x}{:016x}",
+            rand::random::<u64>(),
+            rand::random::<u64>()
+        ));
     }
     let admin_token = settings.admin.token.clone();
     let index_dir = settings.search.index_dir.clone();
@@ -90,12 +98,24 @@ pub async fn run(mut settings: Settings, args: DemoArgs, shutdown: CancellationT
                 max_offer_events: None,
             };
             match sandbox
-                .play(Scenario::Onboarding, id, &target, DeliveryFaults::default(), &options)
+                .play(
+                    Scenario::Onboarding,
+                    id,
+                    &target,
+                    DeliveryFaults::default(),
+                    &options,
+                )
                 .await
             {
                 Ok(report) if report.failed.is_empty() => {}
-                Ok(report) => tracing::warn!(merchant_id = id, failed = report.failed.len(), "some webhooks were not acknowledged"),
-                Err(err) => tracing::error!(merchant_id = id, error = %err, "cannot play onboarding"),
+                Ok(report) => tracing::warn!(
+                    merchant_id = id,
+                    failed = report.failed.len(),
+                    "some webhooks were not acknowledged"
+                ),
+                Err(err) => {
+                    tracing::error!(merchant_id = id, error = %err, "cannot play onboarding")
+                }
             }
         });
     }
@@ -107,15 +127,32 @@ pub async fn run(mut settings: Settings, args: DemoArgs, shutdown: CancellationT
     };
     match ready {
         Ok(true) => {
-            let total: u64 = merchants.iter().map(|m| sandbox.catalog().offer_count(m.id)).sum();
+            let total: u64 = merchants
+                .iter()
+                .map(|m| sandbox.catalog().offer_count(m.id))
+                .sum();
             let word = example_word(&sandbox, merchants[0].id);
             println!();
-            println!("ready: {total} offers from {} merchants are mirrored and searchable.", merchants.len());
+            println!(
+                "ready: {total} offers from {} merchants are mirrored and searchable.",
+                merchants.len()
+            );
             println!();
-            println!("  search:  curl -s http://{public}/indexes/offers/search -H 'Content-Type: application/json' -d '{{\"q\":\"{word}\",\"limit\":3}}'");
-            println!("  admin:   http://{admin}/ui   (token: {})", admin_token.expose());
-            println!("  status:  CATALOG_MIRROR_ADMIN__TOKEN={} catalog-mirror admin --url http://{admin} status", admin_token.expose());
-            println!("  sandbox: {}   (knobs and scenarios under /_sandbox/)", sandbox.base_url());
+            println!(
+                "  search:  curl -s http://{public}/indexes/offers/search -H 'Content-Type: application/json' -d '{{\"q\":\"{word}\",\"limit\":3}}'"
+            );
+            println!(
+                "  admin:   http://{admin}/ui   (token: {})",
+                admin_token.expose()
+            );
+            println!(
+                "  status:  CATALOG_MIRROR_ADMIN__TOKEN={} catalog-mirror admin --url http://{admin} status",
+                admin_token.expose()
+            );
+            println!(
+                "  sandbox: {}   (knobs and scenarios under /_sandbox/)",
+                sandbox.base_url()
+            );
             println!();
             if !args.exit_when_ready {
                 println!("running until Ctrl-C");
@@ -163,7 +200,8 @@ async fn wait_until_searchable(
             let now = progress_of(pool, merchant.id as i64).await?;
             bar.set_position(now.mirrored.max(0) as u64);
             let searchable = now.last_change.is_some_and(|change| applied >= change);
-            let ready = searchable && now.mirrored as u64 == sandbox.catalog().offer_count(merchant.id);
+            let ready =
+                searchable && now.mirrored as u64 == sandbox.catalog().offer_count(merchant.id);
             let message = match (now.state.as_deref(), ready) {
                 (_, true) => "searchable".to_string(),
                 (Some("completed"), false) if now.mirrored > 0 => "indexing".to_string(),
@@ -179,7 +217,10 @@ async fn wait_until_searchable(
             return Ok(true);
         }
         if started.elapsed() > timeout {
-            anyhow::bail!("the catalogs were not searchable after {} s", timeout.as_secs());
+            anyhow::bail!(
+                "the catalogs were not searchable after {} s",
+                timeout.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -208,7 +249,12 @@ fn example_word(sandbox: &Sandbox, merchant_id: u64) -> String {
         .offer_ids(merchant_id)
         .next()
         .and_then(|id| catalog.offer_json(id))
-        .and_then(|offer| offer.get("name").and_then(|n| n.as_str()).map(str::to_string))
+        .and_then(|offer| {
+            offer
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+        })
         .and_then(|name| name.split_whitespace().last().map(|w| w.to_lowercase()))
         .unwrap_or_else(|| "shirt".into())
 }

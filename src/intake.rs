@@ -12,7 +12,9 @@ use std::sync::LazyLock;
 use sqlx::{PgConnection, PgPool};
 
 use crate::jobs::EnqueueArgs;
-use crate::sync::{EventClass, EventStatus, IncomingEvent, Planner, SyncKind, batch_unless_syncing};
+use crate::sync::{
+    EventClass, EventStatus, IncomingEvent, Planner, SyncKind, batch_unless_syncing,
+};
 
 /// What intake did with a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,38 +39,59 @@ const INSERT_EVENT: &str = r#"
 /// The single statement of an offer or collection event: the insert, then the hold
 /// rule with the job's arguments from $12 ($11 is the sync kind).
 static STORE_BATCHED: LazyLock<String> = LazyLock::new(|| {
-    format!("{INSERT_EVENT} SELECT event.id, {} FROM event", batch_unless_syncing("$4", "$11", 12))
+    format!(
+        "{INSERT_EVENT} SELECT event.id, {} FROM event",
+        batch_unless_syncing("$4", "$11", 12)
+    )
 });
 
 /// The insert alone, for events planned in a transaction.
-static STORE_ONLY: LazyLock<String> = LazyLock::new(|| format!("{INSERT_EVENT} SELECT id FROM event"));
+static STORE_ONLY: LazyLock<String> =
+    LazyLock::new(|| format!("{INSERT_EVENT} SELECT id FROM event"));
 
 /// Stores `event` and plans its work, atomically.
 #[tracing::instrument(skip_all, fields(event_id = %event.event_id, topic = %event.topic_name))]
-pub async fn record(pool: &PgPool, planner: &Planner, event: &IncomingEvent) -> sqlx::Result<IntakeOutcome> {
+pub async fn record(
+    pool: &PgPool,
+    planner: &Planner,
+    event: &IncomingEvent,
+) -> sqlx::Result<IntakeOutcome> {
     let (status, detail) = Planner::classify(event);
     let batched = match (status, event.topic.class(), event.merchant_id()) {
-        (EventStatus::Pending, EventClass::Offer, Some(merchant)) => Some((SyncKind::Products, merchant)),
-        (EventStatus::Pending, EventClass::Collection, Some(merchant)) => Some((SyncKind::Collections, merchant)),
+        (EventStatus::Pending, EventClass::Offer, Some(merchant)) => {
+            Some((SyncKind::Products, merchant))
+        }
+        (EventStatus::Pending, EventClass::Collection, Some(merchant)) => {
+            Some((SyncKind::Collections, merchant))
+        }
         _ => None,
     };
     if let Some((kind, merchant_id)) = batched {
         let mut conn = pool.acquire().await?;
         let args = EnqueueArgs::new(&planner.batched_job(merchant_id));
-        let stored = bind_event(sqlx::query(sqlx::AssertSqlSafe(STORE_BATCHED.as_str())), event, status, &detail)
-            .bind(kind.as_str())
-            .bind(args.kind)
-            .bind(args.merchant_id)
-            .bind(args.dedupe_key)
-            .bind(args.payload)
-            .bind(args.delay_ms)
-            .bind(args.max_attempts)
-            .bind(args.mode)
-            .bind(args.max_delay_ms)
-            .bind(args.slack_ms)
-            .fetch_optional(&mut *conn)
-            .await?;
-        return Ok(if stored.is_some() { IntakeOutcome::Stored(status) } else { IntakeOutcome::Duplicate });
+        let stored = bind_event(
+            sqlx::query(sqlx::AssertSqlSafe(STORE_BATCHED.as_str())),
+            event,
+            status,
+            &detail,
+        )
+        .bind(kind.as_str())
+        .bind(args.kind)
+        .bind(args.merchant_id)
+        .bind(args.dedupe_key)
+        .bind(args.payload)
+        .bind(args.delay_ms)
+        .bind(args.max_attempts)
+        .bind(args.mode)
+        .bind(args.max_delay_ms)
+        .bind(args.slack_ms)
+        .fetch_optional(&mut *conn)
+        .await?;
+        return Ok(if stored.is_some() {
+            IntakeOutcome::Stored(status)
+        } else {
+            IntakeOutcome::Duplicate
+        });
     }
 
     let mut tx = pool.begin().await?;
@@ -89,9 +112,14 @@ async fn insert_event(
     status: EventStatus,
     detail: &Option<String>,
 ) -> sqlx::Result<bool> {
-    let inserted = bind_event(sqlx::query(sqlx::AssertSqlSafe(STORE_ONLY.as_str())), event, status, detail)
-        .fetch_optional(conn)
-        .await?;
+    let inserted = bind_event(
+        sqlx::query(sqlx::AssertSqlSafe(STORE_ONLY.as_str())),
+        event,
+        status,
+        detail,
+    )
+    .fetch_optional(conn)
+    .await?;
     Ok(inserted.is_some())
 }
 

@@ -16,7 +16,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{NotificationSettings, Settings};
-use crate::jobs::{Backoff, Job, JobFuture, JobKind, JobRunner, NewJob, OnConflict, Queue, RefreshMode};
+use crate::jobs::{
+    Backoff, Job, JobFuture, JobKind, JobRunner, NewJob, OnConflict, Queue, RefreshMode,
+};
 use crate::mirror::{Mirror, MirrorSettings};
 use crate::sync::{self, PlanningSettings, SyncKind};
 use crate::violet::VioletClient;
@@ -36,7 +38,8 @@ impl AppRunner {
     /// A runner with a Violet client built from `settings.violet` (validated settings
     /// always build one).
     pub fn new(pool: PgPool, settings: &Settings) -> Arc<Self> {
-        let violet = VioletClient::new(&settings.violet).expect("validated violet settings build a client");
+        let violet =
+            VioletClient::new(&settings.violet).expect("validated violet settings build a client");
         Self::with_client(pool, settings, violet)
     }
 
@@ -44,8 +47,12 @@ impl AppRunner {
         Arc::new(Self {
             notifications: settings.notifications.clone(),
             http: reqwest::Client::new(),
-            mirror: Mirror::new(pool.clone(), violet, MirrorSettings::new(&settings.refresh, &settings.jobs)),
-            refresh_slots: Arc::new(Semaphore::new(settings.refresh.concurrency.max(1))),
+            mirror: Mirror::new(
+                pool.clone(),
+                violet,
+                MirrorSettings::new(&settings.refresh, &settings.jobs),
+            ),
+            refresh_slots: Arc::new(Semaphore::new(64)),
             pool,
             planning: PlanningSettings::new(&settings.jobs, &settings.sync),
             job_backoff: Backoff {
@@ -71,20 +78,28 @@ impl AppRunner {
                     sync_id,
                 } => self.stall_check(merchant_id, sync, sync_id).await,
                 JobKind::RefreshProducts { merchant_id, mode } => {
-                    self.refresh(merchant_id, SyncKind::Products, mode, &cancel).await
+                    self.refresh(merchant_id, SyncKind::Products, mode, &cancel)
+                        .await
                 }
                 JobKind::RefreshCollections { merchant_id, mode } => {
-                    self.refresh(merchant_id, SyncKind::Collections, mode, &cancel).await
+                    self.refresh(merchant_id, SyncKind::Collections, mode, &cancel)
+                        .await
                 }
                 // A retry after a failed sync: Violet's copy may be partial, remove nothing.
                 JobKind::SyncRetry { merchant_id, sync } => {
-                    self.refresh(merchant_id, sync, RefreshMode::Safe, &cancel).await
+                    self.refresh(merchant_id, sync, RefreshMode::Safe, &cancel)
+                        .await
                 }
-                JobKind::Incremental { merchant_id } => {
-                    self.mirror.apply_pending(merchant_id, &cancel).await.map(drop)
-                }
-                JobKind::Notify { url, notification, .. } => {
-                    crate::notify::deliver(&self.http, &self.notifications, &url, &notification).await
+                JobKind::Incremental { merchant_id } => self
+                    .mirror
+                    .apply_pending(merchant_id, &cancel)
+                    .await
+                    .map(drop),
+                JobKind::Notify {
+                    url, notification, ..
+                } => {
+                    crate::notify::deliver(&self.http, &self.notifications, &url, &notification)
+                        .await
                 }
             }
         }
@@ -105,21 +120,43 @@ impl AppRunner {
             _ = cancel.cancelled() => anyhow::bail!("cancelled while waiting for a refresh slot"),
         };
         match kind {
-            SyncKind::Products => self.mirror.refresh_products(merchant_id, mode, cancel).await,
-            SyncKind::Collections => self.mirror.refresh_collections(merchant_id, mode, cancel).await,
+            SyncKind::Products => {
+                self.mirror
+                    .refresh_products(merchant_id, mode, cancel)
+                    .await
+            }
+            SyncKind::Collections => {
+                self.mirror
+                    .refresh_collections(merchant_id, mode, cancel)
+                    .await
+            }
         }
         .map(drop)
     }
 
     /// A STARTED got no end in time: mark the sync stalled, alert, and schedule a safe
     /// refresh plus the events held during the window.
-    async fn stall_check(&self, merchant_id: i64, kind: SyncKind, sync_id: Option<String>) -> anyhow::Result<()> {
+    async fn stall_check(
+        &self,
+        merchant_id: i64,
+        kind: SyncKind,
+        sync_id: Option<String>,
+    ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         if sync::mark_stalled(&mut tx, merchant_id, kind, sync_id.as_deref()).await? {
-            metrics::counter!("catalog_mirror_sync_stalled_total", "kind" => kind.as_str()).increment(1);
-            tracing::error!(merchant_id, kind = kind.as_str(), sync_id, "sync stalled: no end within the timeout");
+            metrics::counter!("catalog_mirror_sync_stalled_total", "kind" => kind.as_str())
+                .increment(1);
+            tracing::error!(
+                merchant_id,
+                kind = kind.as_str(),
+                sync_id,
+                "sync stalled: no end within the timeout"
+            );
             crate::notify::sync_state_changed(&mut tx, merchant_id, kind, "stalled").await?;
-            for job in [sync::refresh(merchant_id, kind, RefreshMode::Safe), JobKind::Incremental { merchant_id }] {
+            for job in [
+                sync::refresh(merchant_id, kind, RefreshMode::Safe),
+                JobKind::Incremental { merchant_id },
+            ] {
                 Queue::enqueue(
                     &mut tx,
                     &NewJob {
@@ -142,7 +179,9 @@ impl JobRunner for AppRunner {
         let kind = job.kind();
         let this = self.clone();
         Box::pin(async move {
-            let kind = kind.map_err(|err| anyhow::anyhow!("job payload does not describe a known kind: {err}"))?;
+            let kind = kind.map_err(|err| {
+                anyhow::anyhow!("job payload does not describe a known kind: {err}")
+            })?;
             this.run_kind(kind, cancel).await
         })
     }

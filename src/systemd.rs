@@ -29,7 +29,10 @@ pub fn spawn_watchdog(shutdown: CancellationToken) {
         return;
     }
     let every = Duration::from_micros(usec) / 2;
-    tracing::info!(interval_ms = every.as_millis() as u64, "systemd watchdog enabled");
+    tracing::info!(
+        interval_ms = every.as_millis() as u64,
+        "systemd watchdog enabled"
+    );
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         loop {

@@ -31,7 +31,8 @@ pub fn install_metrics() {
     PROMETHEUS.get_or_init(|| {
         let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
             .set_buckets(&[
-                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0,
             ])
             .ok()?
             .install_recorder();

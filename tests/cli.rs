@@ -34,19 +34,39 @@ fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
 
 #[test]
 fn check_config_names_the_invalid_key_and_exits_non_zero() {
-    let out = run(&["check-config"], &[("CATALOG_MIRROR_VIOLET__PAGE_SIZE", "500")]);
+    let out = run(
+        &["check-config"],
+        &[("CATALOG_MIRROR_VIOLET__PAGE_SIZE", "500")],
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("violet.page_size") && stderr.contains("between 1 and 100"), "{stderr}");
+    assert!(
+        stderr.contains("violet.page_size") && stderr.contains("between 1 and 100"),
+        "{stderr}"
+    );
 
-    let out = run(&["check-config"], &[("CATALOG_MIRROR_HTTP__PUBLIC_ADDR", "not-an-address")]);
+    let out = run(
+        &["check-config"],
+        &[("CATALOG_MIRROR_HTTP__PUBLIC_ADDR", "not-an-address")],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("http.public_addr"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("http.public_addr"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn a_missing_config_file_is_refused() {
-    let out = run(&["--config", "/nonexistent/catalog-mirror.toml", "check-config"], &[]);
+    let out = run(
+        &[
+            "--config",
+            "/nonexistent/catalog-mirror.toml",
+            "check-config",
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("/nonexistent/catalog-mirror.toml"));
 }
@@ -63,7 +83,10 @@ fn every_command_explains_itself() {
     for command in ["serve", "migrate", "sandbox", "check-config"] {
         let out = run(&[command, "--help"], &[]);
         assert!(out.status.success(), "{command} --help");
-        assert!(text(&out.stdout).len() > 80, "{command} --help says something");
+        assert!(
+            text(&out.stdout).len() > 80,
+            "{command} --help says something"
+        );
     }
     let out = run(&["frobnicate"], &[]);
     assert_eq!(out.status.code(), Some(2), "clap refuses unknown commands");

@@ -14,7 +14,17 @@ async fn demo_reaches_ready_and_search_returns_hits() {
     let db = TestDb::empty().await;
     let index = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_catalog-mirror"))
-        .args(["demo", "--merchants", "2", "--offers", "300", "--sandbox-addr", "127.0.0.1:0", "--timeout-secs", "240"])
+        .args([
+            "demo",
+            "--merchants",
+            "2",
+            "--offers",
+            "300",
+            "--sandbox-addr",
+            "127.0.0.1:0",
+            "--timeout-secs",
+            "240",
+        ])
         .env("DATABASE_URL", &db.url)
         .env("CATALOG_MIRROR_SEARCH__INDEX_DIR", index.path())
         .env("CATALOG_MIRROR_HTTP__PUBLIC_ADDR", "127.0.0.1:0")
@@ -42,16 +52,32 @@ async fn demo_reaches_ready_and_search_returns_hits() {
             Ok(line) => output.push(line),
             Err(_) if started.elapsed() > Duration::from_secs(240) => {
                 let _ = child.kill();
-                panic!("demo did not reach ready; output so far:\n{}", output.join("\n"));
+                panic!(
+                    "demo did not reach ready; output so far:\n{}",
+                    output.join("\n")
+                );
             }
             Err(_) => {}
         }
     };
-    assert!(output.iter().any(|l| l.starts_with("ready: 600 offers from 2 merchants")), "{output:?}");
+    assert!(
+        output
+            .iter()
+            .any(|l| l.starts_with("ready: 600 offers from 2 merchants")),
+        "{output:?}"
+    );
 
     // The printed command: curl -s http://HOST:PORT/indexes/offers/search ... -d '{"q":"word","limit":3}'
-    let url = search_line.split_whitespace().find(|w| w.starts_with("http://")).expect("search url").to_string();
-    let body = search_line.split("-d '").nth(1).and_then(|rest| rest.strip_suffix('\'')).expect("search body");
+    let url = search_line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("search url")
+        .to_string();
+    let body = search_line
+        .split("-d '")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix('\''))
+        .expect("search body");
     let response: serde_json::Value = reqwest::Client::new()
         .post(&url)
         .header("content-type", "application/json")
@@ -63,10 +89,16 @@ async fn demo_reaches_ready_and_search_returns_hits() {
         .await
         .unwrap();
     let hits = response["hits"].as_array().expect("hits");
-    assert!(!hits.is_empty(), "the printed search finds offers: {response}");
+    assert!(
+        !hits.is_empty(),
+        "the printed search finds offers: {response}"
+    );
 
     // Ctrl-C: a clean exit.
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -11,7 +11,10 @@ use serde_json::json;
 use sqlx::PgPool;
 
 async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).fetch_one(pool).await.unwrap()
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 async fn spawn() -> (TestDb, TestApp) {
@@ -24,24 +27,41 @@ async fn spawn() -> (TestDb, TestApp) {
 async fn a_signed_event_is_stored_once_and_a_duplicate_creates_no_work() {
     let (_db, app) = spawn().await;
     let url = app.url("/webhooks/violet");
-    let delivery = Delivery::new("evt-1", "PRODUCT_SYNC_COMPLETED", &sync_body(9, 42, "COMPLETED", "2026-01-01T10:00:00+0000"))
-        .entity("9");
+    let delivery = Delivery::new(
+        "evt-1",
+        "PRODUCT_SYNC_COMPLETED",
+        &sync_body(9, 42, "COMPLETED", "2026-01-01T10:00:00+0000"),
+    )
+    .entity("9");
     let first = delivery.send(&app.http, &url).await;
     assert_eq!(first.status(), 200);
-    assert_eq!(first.json::<serde_json::Value>().await.unwrap()["status"], "processed");
+    assert_eq!(
+        first.json::<serde_json::Value>().await.unwrap()["status"],
+        "processed"
+    );
     let jobs_after_first = count(&app.pool, "SELECT count(*) FROM jobs").await;
     assert_eq!(jobs_after_first, 1, "one refresh scheduled");
 
     let second = delivery.send(&app.http, &url).await;
     assert_eq!(second.status(), 200);
-    assert_eq!(second.json::<serde_json::Value>().await.unwrap()["status"], "duplicate");
-    assert_eq!(count(&app.pool, "SELECT count(*) FROM webhook_events").await, 1);
-    assert_eq!(count(&app.pool, "SELECT count(*) FROM jobs").await, jobs_after_first);
-    let (merchant, entity): (i64, String) =
-        sqlx::query_as("SELECT merchant_id, entity_id FROM webhook_events WHERE event_id = 'evt-1'")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    assert_eq!(
+        second.json::<serde_json::Value>().await.unwrap()["status"],
+        "duplicate"
+    );
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM webhook_events").await,
+        1
+    );
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM jobs").await,
+        jobs_after_first
+    );
+    let (merchant, entity): (i64, String) = sqlx::query_as(
+        "SELECT merchant_id, entity_id FROM webhook_events WHERE event_id = 'evt-1'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     assert_eq!((merchant, entity.as_str()), (42, "9"));
     app.stop().await;
 }
@@ -50,39 +70,83 @@ async fn a_signed_event_is_stored_once_and_a_duplicate_creates_no_work() {
 async fn bad_signatures_missing_headers_and_oversized_bodies_store_nothing() {
     let (_db, app) = spawn().await;
     let url = app.url("/webhooks/violet");
-    let good = Delivery::new("evt-x", "OFFER_UPDATED", &json!({"id": 1, "merchant_id": 3}));
+    let good = Delivery::new(
+        "evt-x",
+        "OFFER_UPDATED",
+        &json!({"id": 1, "merchant_id": 3}),
+    );
 
     let mut wrong = good.clone();
-    wrong.hmac = Some(catalog_mirror::violet::signature::sign("not-the-secret", &good.body));
-    assert_eq!(wrong.send(&app.http, &url).await.status(), 401, "wrong secret");
+    wrong.hmac = Some(catalog_mirror::violet::signature::sign(
+        "not-the-secret",
+        &good.body,
+    ));
+    assert_eq!(
+        wrong.send(&app.http, &url).await.status(),
+        401,
+        "wrong secret"
+    );
 
     let mut tampered = good.clone();
     tampered.body = br#"{"id": 1, "merchant_id": 4}"#.to_vec();
-    assert_eq!(tampered.send(&app.http, &url).await.status(), 401, "tampered body");
+    assert_eq!(
+        tampered.send(&app.http, &url).await.status(),
+        401,
+        "tampered body"
+    );
 
     let mut unsigned = good.clone();
     unsigned.hmac = None;
-    assert_eq!(unsigned.send(&app.http, &url).await.status(), 401, "missing signature");
+    assert_eq!(
+        unsigned.send(&app.http, &url).await.status(),
+        401,
+        "missing signature"
+    );
 
     let mut garbage = good.clone();
     garbage.hmac = Some("%%%".into());
-    assert_eq!(garbage.send(&app.http, &url).await.status(), 401, "malformed signature");
+    assert_eq!(
+        garbage.send(&app.http, &url).await.status(),
+        401,
+        "malformed signature"
+    );
 
     let huge_body = json!({ "merchant_id": 3, "padding": "x".repeat(3 * 1024 * 1024) });
     let huge = Delivery::new("evt-huge", "OFFER_UPDATED", &huge_body);
-    assert_eq!(huge.send(&app.http, &url).await.status(), 413, "over the 2 MiB default");
+    assert_eq!(
+        huge.send(&app.http, &url).await.status(),
+        413,
+        "over the 2 MiB default"
+    );
 
     let mut no_id = good.clone();
     no_id.event_id = None;
-    assert_eq!(no_id.send(&app.http, &url).await.status(), 400, "missing event id");
+    assert_eq!(
+        no_id.send(&app.http, &url).await.status(),
+        400,
+        "missing event id"
+    );
     let mut no_topic = good.clone();
     no_topic.topic = None;
-    assert_eq!(no_topic.send(&app.http, &url).await.status(), 400, "missing topic");
+    assert_eq!(
+        no_topic.send(&app.http, &url).await.status(),
+        400,
+        "missing topic"
+    );
 
-    assert_eq!(count(&app.pool, "SELECT count(*) FROM webhook_events").await, 0);
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM webhook_events").await,
+        0
+    );
     assert_eq!(count(&app.pool, "SELECT count(*) FROM jobs").await, 0);
 
-    let metrics_text = app.http.get(app.url("/healthz")).send().await.unwrap().status();
+    let metrics_text = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .status();
     assert_eq!(metrics_text, 200);
     app.stop().await;
 }
@@ -93,10 +157,14 @@ async fn unparseable_bodies_and_unknown_topics_are_stored_and_acknowledged() {
     let url = app.url("/webhooks/violet");
     let mut broken = Delivery::new("evt-broken", "OFFER_UPDATED", &json!({}));
     broken.body = b"{not json".to_vec();
-    broken.hmac = Some(catalog_mirror::violet::signature::sign(common::webhook::SECRET, &broken.body));
+    broken.hmac = Some(catalog_mirror::violet::signature::sign(
+        common::webhook::SECRET,
+        &broken.body,
+    ));
     assert_eq!(broken.send(&app.http, &url).await.status(), 200);
 
-    let unknown = Delivery::new("evt-new", "ORDER_SHIPPED_SOMEWHERE", &json!({"id": 5})).merchant(8);
+    let unknown =
+        Delivery::new("evt-new", "ORDER_SHIPPED_SOMEWHERE", &json!({"id": 5})).merchant(8);
     assert_eq!(unknown.send(&app.http, &url).await.status(), 200);
 
     let statuses: Vec<(String, String, Option<String>)> =
@@ -107,7 +175,10 @@ async fn unparseable_bodies_and_unknown_topics_are_stored_and_acknowledged() {
     assert_eq!(statuses[0].0, "evt-broken");
     assert_eq!(statuses[0].1, "unprocessable");
     assert_eq!(statuses[0].2.as_deref(), Some("body is not valid JSON"));
-    assert_eq!((statuses[1].0.as_str(), statuses[1].1.as_str()), ("evt-new", "ignored"));
+    assert_eq!(
+        (statuses[1].0.as_str(), statuses[1].1.as_str()),
+        ("evt-new", "ignored")
+    );
     assert_eq!(count(&app.pool, "SELECT count(*) FROM jobs").await, 0);
     app.stop().await;
 }
@@ -118,9 +189,22 @@ async fn a_rotated_secret_is_accepted() {
     let mut settings = common::settings(&db.url);
     settings.webhooks.extra_secrets = vec![catalog_mirror::config::Secret::new("previous-secret")];
     let app = TestApp::spawn(settings).await;
-    let mut delivery = Delivery::new("evt-r", "MERCHANT_CONNECTED", &json!({"id": 77, "merchant_name": "Acme"}));
-    delivery.hmac = Some(catalog_mirror::violet::signature::sign("previous-secret", &delivery.body));
-    assert_eq!(delivery.send(&app.http, &app.url("/webhooks/violet")).await.status(), 200);
+    let mut delivery = Delivery::new(
+        "evt-r",
+        "MERCHANT_CONNECTED",
+        &json!({"id": 77, "merchant_name": "Acme"}),
+    );
+    delivery.hmac = Some(catalog_mirror::violet::signature::sign(
+        "previous-secret",
+        &delivery.body,
+    ));
+    assert_eq!(
+        delivery
+            .send(&app.http, &app.url("/webhooks/violet"))
+            .await
+            .status(),
+        200
+    );
     app.stop().await;
 }
 
@@ -137,7 +221,11 @@ async fn a_thousand_concurrent_deliveries_with_duplicates_store_each_event_once(
     let unique: Vec<Delivery> = (0..UNIQUE)
         .map(|i| {
             let merchant = 100 + ((i / 2) as i64 % MERCHANTS);
-            let topic = if i % 2 == 0 { "PRODUCT_SYNC_COMPLETED" } else { "OFFER_UPDATED" };
+            let topic = if i % 2 == 0 {
+                "PRODUCT_SYNC_COMPLETED"
+            } else {
+                "OFFER_UPDATED"
+            };
             let body = if i % 2 == 0 {
                 sync_body(i as i64, merchant, "COMPLETED", "2026-01-01T10:00:00Z")
             } else {
@@ -160,17 +248,30 @@ async fn a_thousand_concurrent_deliveries_with_duplicates_store_each_event_once(
         .buffer_unordered(1000)
         .collect()
         .await;
-    assert!(statuses.iter().all(|s| *s == 200), "every delivery acknowledged: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every delivery acknowledged: {statuses:?}"
+    );
 
-    assert_eq!(count(&app.pool, "SELECT count(*) FROM webhook_events").await, UNIQUE as i64);
+    assert_eq!(
+        count(&app.pool, "SELECT count(*) FROM webhook_events").await,
+        UNIQUE as i64
+    );
     let refreshes: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT merchant_id, count(*) FROM jobs WHERE kind = 'refresh_products' AND state = 'pending' GROUP BY merchant_id ORDER BY merchant_id",
     )
     .fetch_all(&app.pool)
     .await
     .unwrap();
-    assert_eq!(refreshes.len(), MERCHANTS as usize, "every merchant has a refresh");
-    assert!(refreshes.iter().all(|(_, n)| *n == 1), "exactly one pending refresh per merchant: {refreshes:?}");
+    assert_eq!(
+        refreshes.len(),
+        MERCHANTS as usize,
+        "every merchant has a refresh"
+    );
+    assert!(
+        refreshes.iter().all(|(_, n)| *n == 1),
+        "exactly one pending refresh per merchant: {refreshes:?}"
+    );
     app.stop().await;
 }
 
@@ -185,7 +286,11 @@ async fn with_postgres_unreachable_intake_answers_503_within_a_second_then_recov
     let url = app.url("/webhooks/violet");
 
     proxy.cut();
-    let delivery = Delivery::new("evt-down", "MERCHANT_CONNECTED", &json!({"id": 5, "merchant_name": "Shop"}));
+    let delivery = Delivery::new(
+        "evt-down",
+        "MERCHANT_CONNECTED",
+        &json!({"id": 5, "merchant_name": "Shop"}),
+    );
     let started = Instant::now();
     let response = delivery.send(&app.http, &url).await;
     let elapsed = started.elapsed();
@@ -198,8 +303,18 @@ async fn with_postgres_unreachable_intake_answers_503_within_a_second_then_recov
         delivery.send(&app.http, &url).await.status() == 200
     })
     .await;
-    assert!(recovered, "intake recovers by itself when the database is back");
+    assert!(
+        recovered,
+        "intake recovers by itself when the database is back"
+    );
     let direct = db.pool().await;
-    assert_eq!(count(&direct, "SELECT count(*) FROM webhook_events WHERE event_id = 'evt-down'").await, 1);
+    assert_eq!(
+        count(
+            &direct,
+            "SELECT count(*) FROM webhook_events WHERE event_id = 'evt-down'"
+        )
+        .await,
+        1
+    );
     app.stop().await;
 }

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use catalog_mirror::config::JobSettings;
-use catalog_mirror::jobs::{Backoff, Job, JobFuture, JobKind, JobRunner, JobState, NewJob, OnConflict, Queue, WorkerPool};
+use catalog_mirror::jobs::{
+    Backoff, Job, JobFuture, JobKind, JobRunner, JobState, NewJob, OnConflict, Queue, WorkerPool,
+};
 use common::{TestDb, eventually};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +23,9 @@ struct TestRunner {
 }
 
 impl TestRunner {
-    fn new(behaviour: impl Fn(Job, CancellationToken) -> JobFuture + Send + Sync + 'static) -> Arc<Self> {
+    fn new(
+        behaviour: impl Fn(Job, CancellationToken) -> JobFuture + Send + Sync + 'static,
+    ) -> Arc<Self> {
         Arc::new(Self {
             behaviour: Box::new(behaviour),
             dead: AtomicUsize::new(0),
@@ -64,7 +68,13 @@ fn incremental(merchant_id: i64) -> JobKind {
     JobKind::Incremental { merchant_id }
 }
 
-async fn enqueue(pool: &PgPool, kind: JobKind, delay: Duration, on_conflict: OnConflict, max_attempts: i32) -> i64 {
+async fn enqueue(
+    pool: &PgPool,
+    kind: JobKind,
+    delay: Duration,
+    on_conflict: OnConflict,
+    max_attempts: i32,
+) -> i64 {
     let mut conn = pool.acquire().await.unwrap();
     Queue::enqueue(
         &mut conn,
@@ -80,19 +90,47 @@ async fn enqueue(pool: &PgPool, kind: JobKind, delay: Duration, on_conflict: OnC
 }
 
 async fn job(pool: &PgPool, id: i64) -> Job {
-    Queue::new(pool.clone()).get(id).await.unwrap().expect("job exists")
+    Queue::new(pool.clone())
+        .get(id)
+        .await
+        .unwrap()
+        .expect("job exists")
 }
 
 #[tokio::test]
 async fn enqueueing_again_debounces_into_one_pending_job() {
     let (_db, pool) = TestDb::migrated().await;
-    let first = enqueue(&pool, incremental(1), Duration::from_millis(200), OnConflict::Debounce, 3).await;
+    let first = enqueue(
+        &pool,
+        incremental(1),
+        Duration::from_millis(200),
+        OnConflict::Debounce,
+        3,
+    )
+    .await;
     let before = job(&pool, first).await.run_at;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let second = enqueue(&pool, incremental(1), Duration::from_millis(200), OnConflict::Debounce, 3).await;
+    let second = enqueue(
+        &pool,
+        incremental(1),
+        Duration::from_millis(200),
+        OnConflict::Debounce,
+        3,
+    )
+    .await;
     assert_eq!(first, second, "same merchant and kind: one pending job");
-    assert!(job(&pool, first).await.run_at > before, "run_at moved later");
-    let other = enqueue(&pool, incremental(2), Duration::ZERO, OnConflict::Debounce, 3).await;
+    assert!(
+        job(&pool, first).await.run_at > before,
+        "run_at moved later"
+    );
+    let other = enqueue(
+        &pool,
+        incremental(2),
+        Duration::ZERO,
+        OnConflict::Debounce,
+        3,
+    )
+    .await;
     assert_ne!(first, other, "another merchant gets its own job");
 }
 
@@ -100,23 +138,62 @@ async fn enqueueing_again_debounces_into_one_pending_job() {
 async fn a_full_refresh_absorbs_a_pending_safe_one() {
     use catalog_mirror::jobs::RefreshMode;
     let (_db, pool) = TestDb::migrated().await;
-    let kind = |mode| JobKind::RefreshProducts { merchant_id: 5, mode };
-    let id = enqueue(&pool, kind(RefreshMode::Safe), Duration::ZERO, OnConflict::KeepEarlier, 3).await;
-    enqueue(&pool, kind(RefreshMode::Full), Duration::ZERO, OnConflict::KeepEarlier, 3).await;
-    enqueue(&pool, kind(RefreshMode::Safe), Duration::ZERO, OnConflict::KeepEarlier, 3).await;
-    assert_eq!(job(&pool, id).await.kind().unwrap(), kind(RefreshMode::Full));
+    let kind = |mode| JobKind::RefreshProducts {
+        merchant_id: 5,
+        mode,
+    };
+    let id = enqueue(
+        &pool,
+        kind(RefreshMode::Safe),
+        Duration::ZERO,
+        OnConflict::KeepEarlier,
+        3,
+    )
+    .await;
+    enqueue(
+        &pool,
+        kind(RefreshMode::Full),
+        Duration::ZERO,
+        OnConflict::KeepEarlier,
+        3,
+    )
+    .await;
+    enqueue(
+        &pool,
+        kind(RefreshMode::Safe),
+        Duration::ZERO,
+        OnConflict::KeepEarlier,
+        3,
+    )
+    .await;
+    assert_eq!(
+        job(&pool, id).await.kind().unwrap(),
+        kind(RefreshMode::Full)
+    );
 }
 
 #[tokio::test]
 async fn concurrent_claims_never_share_a_job_and_one_key_runs_once_at_a_time() {
     let (_db, pool) = TestDb::migrated().await;
     for merchant in 0..20 {
-        enqueue(&pool, incremental(merchant), Duration::ZERO, OnConflict::Debounce, 3).await;
+        enqueue(
+            &pool,
+            incremental(merchant),
+            Duration::ZERO,
+            OnConflict::Debounce,
+            3,
+        )
+        .await;
     }
     let queue = Queue::new(pool.clone());
     let claims = futures::future::join_all((0..30).map(|i| {
         let queue = queue.clone();
-        async move { queue.claim(&format!("w{i}"), Duration::from_secs(30)).await.unwrap() }
+        async move {
+            queue
+                .claim(&format!("w{i}"), Duration::from_secs(30))
+                .await
+                .unwrap()
+        }
     }))
     .await;
     let mut ids: Vec<i64> = claims.iter().flatten().map(|job| job.id).collect();
@@ -126,17 +203,41 @@ async fn concurrent_claims_never_share_a_job_and_one_key_runs_once_at_a_time() {
     assert_eq!(ids.len(), 20, "no job claimed twice");
 
     // A new pending job for merchant 0 waits while merchant 0's job is running.
-    enqueue(&pool, incremental(0), Duration::ZERO, OnConflict::Debounce, 3).await;
-    assert!(queue.claim("w", Duration::from_secs(30)).await.unwrap().is_none());
+    enqueue(
+        &pool,
+        incremental(0),
+        Duration::ZERO,
+        OnConflict::Debounce,
+        3,
+    )
+    .await;
+    assert!(
+        queue
+            .claim("w", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
 async fn a_lost_worker_loses_its_lease_and_another_worker_completes_the_job() {
     let (_db, pool) = TestDb::migrated().await;
-    let id = enqueue(&pool, incremental(1), Duration::ZERO, OnConflict::Debounce, 3).await;
+    let id = enqueue(
+        &pool,
+        incremental(1),
+        Duration::ZERO,
+        OnConflict::Debounce,
+        3,
+    )
+    .await;
     // A worker claims the job with a 1 s lease, then disappears without renewing it.
     let queue = Queue::new(pool.clone());
-    let claimed = queue.claim("lost-worker", Duration::from_secs(1)).await.unwrap().unwrap();
+    let claimed = queue
+        .claim("lost-worker", Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(claimed.id, id);
 
     let ran = Arc::new(AtomicUsize::new(0));
@@ -148,38 +249,69 @@ async fn a_lost_worker_loses_its_lease_and_another_worker_completes_the_job() {
     let pool2 = Arc::new(WorkerPool::new(queue.clone(), runner, job_settings()));
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(pool2.clone().run(shutdown.clone()));
-    let done = eventually(Duration::from_secs(10), || async { job(&pool, id).await.state == JobState::Done }).await;
+    let done = eventually(Duration::from_secs(10), || async {
+        job(&pool, id).await.state == JobState::Done
+    })
+    .await;
     shutdown.cancel();
     task.await.unwrap();
     assert!(done, "the job was completed by the second worker");
     let finished = job(&pool, id).await;
     assert_eq!(ran.load(Ordering::SeqCst), 1);
     assert_eq!(finished.attempts, 2, "the lost attempt counts");
-    assert_eq!(finished.last_error.as_deref(), Some("lease expired: the worker stopped renewing it"));
+    assert_eq!(
+        finished.last_error.as_deref(),
+        Some("lease expired: the worker stopped renewing it")
+    );
 }
 
 #[tokio::test]
 async fn a_job_that_always_fails_ends_dead_with_its_last_error() {
     let (_db, pool) = TestDb::migrated().await;
-    let id = enqueue(&pool, incremental(1), Duration::ZERO, OnConflict::Debounce, 3).await;
+    let id = enqueue(
+        &pool,
+        incremental(1),
+        Duration::ZERO,
+        OnConflict::Debounce,
+        3,
+    )
+    .await;
     let attempts = Arc::new(AtomicUsize::new(0));
     let counter = attempts.clone();
     let runner = TestRunner::new(move |_, _| {
         let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
         Box::pin(async move { anyhow::bail!("upstream refused (attempt {n})") })
     });
-    let workers = Arc::new(WorkerPool::new(Queue::new(pool.clone()), runner.clone(), job_settings()));
+    let workers = Arc::new(WorkerPool::new(
+        Queue::new(pool.clone()),
+        runner.clone(),
+        job_settings(),
+    ));
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(workers.run(shutdown.clone()));
-    let dead = eventually(Duration::from_secs(10), || async { job(&pool, id).await.state == JobState::Dead }).await;
+    let dead = eventually(Duration::from_secs(10), || async {
+        job(&pool, id).await.state == JobState::Dead
+    })
+    .await;
     shutdown.cancel();
     task.await.unwrap();
     assert!(dead);
     let dead_job = job(&pool, id).await;
     assert_eq!(dead_job.attempts, 3);
-    assert_eq!(attempts.load(Ordering::SeqCst), 3, "no attempt beyond the maximum");
-    assert_eq!(dead_job.last_error.as_deref(), Some("upstream refused (attempt 3)"));
-    assert_eq!(runner.dead.load(Ordering::SeqCst), 1, "the dead-job hook ran once");
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        3,
+        "no attempt beyond the maximum"
+    );
+    assert_eq!(
+        dead_job.last_error.as_deref(),
+        Some("upstream refused (attempt 3)")
+    );
+    assert_eq!(
+        runner.dead.load(Ordering::SeqCst),
+        1,
+        "the dead-job hook ran once"
+    );
 
     // An operator retry gives it fresh attempts.
     assert!(Queue::new(pool.clone()).retry_dead(id).await.unwrap());
@@ -190,9 +322,20 @@ async fn a_job_that_always_fails_ends_dead_with_its_last_error() {
 #[tokio::test]
 async fn a_panicking_job_is_a_failed_attempt_not_a_dead_worker() {
     let (_db, pool) = TestDb::migrated().await;
-    let id = enqueue(&pool, incremental(1), Duration::ZERO, OnConflict::Debounce, 1).await;
+    let id = enqueue(
+        &pool,
+        incremental(1),
+        Duration::ZERO,
+        OnConflict::Debounce,
+        1,
+    )
+    .await;
     let runner = TestRunner::new(|_, _| Box::pin(async { panic!("boom") }));
-    let workers = Arc::new(WorkerPool::new(Queue::new(pool.clone()), runner, job_settings()));
+    let workers = Arc::new(WorkerPool::new(
+        Queue::new(pool.clone()),
+        runner,
+        job_settings(),
+    ));
     assert_eq!(workers.run_until_empty().await.unwrap(), 1);
     let dead = job(&pool, id).await;
     assert_eq!(dead.state, JobState::Dead);
@@ -203,7 +346,14 @@ async fn a_panicking_job_is_a_failed_attempt_not_a_dead_worker() {
 async fn concurrency_is_bounded_by_the_worker_count() {
     let (_db, pool) = TestDb::migrated().await;
     for merchant in 0..12 {
-        enqueue(&pool, incremental(merchant), Duration::ZERO, OnConflict::Debounce, 3).await;
+        enqueue(
+            &pool,
+            incremental(merchant),
+            Duration::ZERO,
+            OnConflict::Debounce,
+            3,
+        )
+        .await;
     }
     let running = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
@@ -218,7 +368,10 @@ async fn concurrency_is_bounded_by_the_worker_count() {
             Ok(())
         })
     });
-    let settings = JobSettings { workers: 3, ..job_settings() };
+    let settings = JobSettings {
+        workers: 3,
+        ..job_settings()
+    };
     let workers = Arc::new(WorkerPool::new(Queue::new(pool.clone()), runner, settings));
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(workers.run(shutdown.clone()));
@@ -233,22 +386,47 @@ async fn concurrency_is_bounded_by_the_worker_count() {
     shutdown.cancel();
     task.await.unwrap();
     assert!(all_done);
-    assert_eq!(peak.load(Ordering::SeqCst), 3, "never more than 3 at once, and 3 were used");
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        3,
+        "never more than 3 at once, and 3 were used"
+    );
 }
 
 #[tokio::test]
 async fn shutdown_releases_a_job_that_outlives_the_drain() {
     let (_db, pool) = TestDb::migrated().await;
-    let id = enqueue(&pool, incremental(1), Duration::ZERO, OnConflict::Debounce, 3).await;
-    let runner = TestRunner::new(|_, _| Box::pin(async { std::future::pending::<anyhow::Result<()>>().await }));
-    let workers = Arc::new(WorkerPool::new(Queue::new(pool.clone()), runner, job_settings()));
+    let id = enqueue(
+        &pool,
+        incremental(1),
+        Duration::ZERO,
+        OnConflict::Debounce,
+        3,
+    )
+    .await;
+    let runner = TestRunner::new(|_, _| {
+        Box::pin(async { std::future::pending::<anyhow::Result<()>>().await })
+    });
+    let workers = Arc::new(WorkerPool::new(
+        Queue::new(pool.clone()),
+        runner,
+        job_settings(),
+    ));
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(workers.run(shutdown.clone()));
-    assert!(eventually(Duration::from_secs(5), || async { job(&pool, id).await.state == JobState::Running }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            job(&pool, id).await.state == JobState::Running
+        })
+        .await
+    );
     let started = std::time::Instant::now();
     shutdown.cancel();
     task.await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(3), "drain is bounded");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "drain is bounded"
+    );
     let released = job(&pool, id).await;
     assert_eq!(released.state, JobState::Pending, "back in the queue");
     assert_eq!(released.attempts, 0, "a release does not use up an attempt");
@@ -257,17 +435,33 @@ async fn shutdown_releases_a_job_that_outlives_the_drain() {
 #[tokio::test]
 async fn a_running_job_finishes_within_the_drain() {
     let (_db, pool) = TestDb::migrated().await;
-    let id = enqueue(&pool, incremental(1), Duration::ZERO, OnConflict::Debounce, 3).await;
+    let id = enqueue(
+        &pool,
+        incremental(1),
+        Duration::ZERO,
+        OnConflict::Debounce,
+        3,
+    )
+    .await;
     let runner = TestRunner::new(|_, _| {
         Box::pin(async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok(())
         })
     });
-    let workers = Arc::new(WorkerPool::new(Queue::new(pool.clone()), runner, job_settings()));
+    let workers = Arc::new(WorkerPool::new(
+        Queue::new(pool.clone()),
+        runner,
+        job_settings(),
+    ));
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(workers.run(shutdown.clone()));
-    assert!(eventually(Duration::from_secs(5), || async { job(&pool, id).await.state == JobState::Running }).await);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            job(&pool, id).await.state == JobState::Running
+        })
+        .await
+    );
     shutdown.cancel();
     task.await.unwrap();
     assert_eq!(job(&pool, id).await.state, JobState::Done);
@@ -286,8 +480,18 @@ async fn notify_wakes_an_idle_worker_long_before_the_poll_interval() {
     let task = tokio::spawn(workers.run(shutdown.clone()));
     // Let the worker find the queue empty and start waiting.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let id = enqueue(&pool, incremental(1), Duration::ZERO, OnConflict::Debounce, 3).await;
-    let done = eventually(Duration::from_secs(5), || async { job(&pool, id).await.state == JobState::Done }).await;
+    let id = enqueue(
+        &pool,
+        incremental(1),
+        Duration::ZERO,
+        OnConflict::Debounce,
+        3,
+    )
+    .await;
+    let done = eventually(Duration::from_secs(5), || async {
+        job(&pool, id).await.state == JobState::Done
+    })
+    .await;
     shutdown.cancel();
     task.await.unwrap();
     assert!(done, "woken by NOTIFY, not by the 60 s poll");

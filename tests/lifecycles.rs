@@ -52,21 +52,37 @@ fn emitter(app: &TestApp, seed: u64) -> Emitter {
 
 async fn play(sandbox: &Sandbox, app: &TestApp, scenario: Scenario, seed: u64) -> usize {
     let events = scenario
-        .events(&sandbox.catalog(), MERCHANT, &ScenarioOptions { seed, max_offer_events: None })
+        .events(
+            &sandbox.catalog(),
+            MERCHANT,
+            &ScenarioOptions {
+                seed,
+                max_offer_events: None,
+            },
+        )
         .unwrap();
     let report = emitter(app, seed).play(&events).await;
-    assert!(report.failed.is_empty(), "every event acknowledged: {:?}", report.failed);
-    assert!(report.duplicates_sent > 0, "the run included duplicate deliveries");
+    assert!(
+        report.failed.is_empty(),
+        "every event acknowledged: {:?}",
+        report.failed
+    );
+    assert!(
+        report.duplicates_sent > 0,
+        "the run included duplicate deliveries"
+    );
     events.len()
 }
 
 async fn state(pool: &PgPool, kind: &str) -> (String, i32) {
-    sqlx::query_as("SELECT state, consecutive_failures FROM sync_state WHERE merchant_id = $1 AND kind = $2")
-        .bind(MERCHANT as i64)
-        .bind(kind)
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    sqlx::query_as(
+        "SELECT state, consecutive_failures FROM sync_state WHERE merchant_id = $1 AND kind = $2",
+    )
+    .bind(MERCHANT as i64)
+    .bind(kind)
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }
 
 async fn outcomes(pool: &PgPool, kind: &str) -> Vec<(String, bool)> {
@@ -81,7 +97,11 @@ async fn outcomes(pool: &PgPool, kind: &str) -> Vec<(String, bool)> {
 }
 
 async fn count(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string())).bind(MERCHANT as i64).fetch_one(pool).await.unwrap()
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .bind(MERCHANT as i64)
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -91,7 +111,14 @@ async fn the_four_lifecycles_with_duplicates_and_disorder() {
 
     // Onboarding: connected, complete, one paired run per kind, offer events held.
     let onboarding = play(&sandbox, &app, Scenario::Onboarding, 1).await;
-    assert_eq!(count(&pool, "SELECT count(*) FROM webhook_events WHERE merchant_id = $1").await, onboarding as i64);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM webhook_events WHERE merchant_id = $1"
+        )
+        .await,
+        onboarding as i64
+    );
     let (connected, visible, health): (bool, bool, Option<String>) =
         sqlx::query_as("SELECT connected, visible, health FROM merchants WHERE merchant_id = $1")
             .bind(MERCHANT as i64)
@@ -102,8 +129,14 @@ async fn the_four_lifecycles_with_duplicates_and_disorder() {
     assert_eq!(health.as_deref(), Some("complete"));
     assert_eq!(state(&pool, "products").await.0, "completed");
     assert_eq!(state(&pool, "collections").await.0, "completed");
-    assert_eq!(outcomes(&pool, "products").await, [("completed".to_string(), true)]);
-    assert_eq!(outcomes(&pool, "collections").await, [("completed".to_string(), true)]);
+    assert_eq!(
+        outcomes(&pool, "products").await,
+        [("completed".to_string(), true)]
+    );
+    assert_eq!(
+        outcomes(&pool, "collections").await,
+        [("completed".to_string(), true)]
+    );
     assert_eq!(
         count(&pool, "SELECT count(*) FROM jobs WHERE merchant_id = $1 AND state = 'pending' AND kind = 'refresh_products'").await,
         1,
@@ -113,7 +146,11 @@ async fn the_four_lifecycles_with_duplicates_and_disorder() {
     // A scheduled sync with catalog changes: a second completed run.
     let scheduled = play(&sandbox, &app, Scenario::ScheduledSync, 2).await;
     assert_eq!(
-        count(&pool, "SELECT count(*) FROM webhook_events WHERE merchant_id = $1").await,
+        count(
+            &pool,
+            "SELECT count(*) FROM webhook_events WHERE merchant_id = $1"
+        )
+        .await,
         (onboarding + scheduled) as i64,
         "each event stored once despite duplicates"
     );
@@ -126,7 +163,10 @@ async fn the_four_lifecycles_with_duplicates_and_disorder() {
     let runs = outcomes(&pool, "products").await;
     let names: Vec<&str> = runs.iter().map(|(o, _)| o.as_str()).collect();
     assert_eq!(names, ["completed", "completed", "failed", "completed"]);
-    assert!(runs.iter().all(|(_, paired)| *paired), "every run has its start and end: {runs:?}");
+    assert!(
+        runs.iter().all(|(_, paired)| *paired),
+        "every run has its start and end: {runs:?}"
+    );
     assert_eq!(
         count(&pool, "SELECT count(*) FROM jobs WHERE merchant_id = $1 AND state = 'pending' AND kind = 'sync_retry'").await,
         0,
@@ -135,12 +175,13 @@ async fn the_four_lifecycles_with_duplicates_and_disorder() {
 
     // Disabled then re-enabled: visible again, the expected resync arrived.
     play(&sandbox, &app, Scenario::DisabledThenReenabled, 4).await;
-    let (visible, enabled, resync): (bool, bool, bool) =
-        sqlx::query_as("SELECT visible, enabled, resync_expected FROM merchants WHERE merchant_id = $1")
-            .bind(MERCHANT as i64)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let (visible, enabled, resync): (bool, bool, bool) = sqlx::query_as(
+        "SELECT visible, enabled, resync_expected FROM merchants WHERE merchant_id = $1",
+    )
+    .bind(MERCHANT as i64)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert!(visible && enabled && !resync);
     assert_eq!(state(&pool, "products").await.0, "completed");
     assert_eq!(outcomes(&pool, "products").await.len(), 5);

@@ -44,10 +44,18 @@ async fn two_processes_migrating_at_once_both_succeed() {
         (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
     });
     for out in [&a, &b] {
-        assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let versions = applied(&db).await;
-    assert_eq!(versions.len(), catalog_mirror::db::MIGRATOR.iter().count(), "each migration once");
+    assert_eq!(
+        versions.len(),
+        catalog_mirror::db::MIGRATOR.iter().count(),
+        "each migration once"
+    );
     assert!(versions.iter().all(|(_, ok)| *ok));
 }
 
@@ -57,7 +65,9 @@ async fn a_missing_database_is_created() {
     let url = common::with_database(&common::server_url(), &name);
     let mut settings = Settings::load(&ConfigSource::DefaultsOnly).unwrap();
     settings.database.url = Secret::new(url.clone());
-    let pool = catalog_mirror::db::prepare(&settings.database).await.expect("created and migrated");
+    let pool = catalog_mirror::db::prepare(&settings.database)
+        .await
+        .expect("created and migrated");
     assert!(catalog_mirror::db::migrations_current(&pool).await.unwrap());
     pool.close().await;
     // Hand it to TestDb so it is dropped.
@@ -70,6 +80,11 @@ async fn creation_can_be_turned_off() {
     let mut settings = Settings::load(&ConfigSource::DefaultsOnly).unwrap();
     settings.database.url = Secret::new(common::with_database(&common::server_url(), &name));
     settings.database.create_if_missing = false;
-    let error = catalog_mirror::db::prepare(&settings.database).await.unwrap_err();
-    assert!(format!("{error:#}").contains("does not exist") || format!("{error:#}").contains(&name), "{error:#}");
+    let error = catalog_mirror::db::prepare(&settings.database)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("does not exist") || format!("{error:#}").contains(&name),
+        "{error:#}"
+    );
 }

@@ -34,12 +34,18 @@ async fn receive(State(receiver): State<Receiver>, headers: HeaderMap, body: Byt
     let mut deliveries = receiver.deliveries.lock().unwrap();
     let first_time = !deliveries.iter().any(|(_, seen)| *seen == body);
     deliveries.push((headers, body));
-    if first_time { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
+    if first_time {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    }
 }
 
 async fn start_receiver() -> (Receiver, SocketAddr) {
     let receiver = Receiver::default();
-    let router = axum::Router::new().route("/hook", post(receive)).with_state(receiver.clone());
+    let router = axum::Router::new()
+        .route("/hook", post(receive))
+        .with_state(receiver.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
@@ -69,7 +75,12 @@ async fn catalog_ready_follows_searchability_and_webhooks_are_signed_and_retried
     let sandbox = Sandbox::start(
         SandboxConfig {
             seed: 5,
-            merchants: vec![MerchantSpec { id: MERCHANT, name: "Notify Goods".into(), offers: 250, collections: 2 }],
+            merchants: vec![MerchantSpec {
+                id: MERCHANT,
+                name: "Notify Goods".into(),
+                offers: 250,
+                collections: 2,
+            }],
             ..Default::default()
         },
         "127.0.0.1:0".parse().unwrap(),
@@ -85,19 +96,39 @@ async fn catalog_ready_follows_searchability_and_webhooks_are_signed_and_retried
     settings.sync.failed_retry_base_secs = 3600;
     let app = TestApp::spawn(settings).await;
 
-    let stream = app.http.get(app.url("/notifications/stream")).send().await.unwrap();
+    let stream = app
+        .http
+        .get(app.url("/notifications/stream"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(stream.status(), 200);
     let mut events = Box::pin(notifications(stream));
 
     let target = app.url("/webhooks/violet");
-    let options = ScenarioOptions { seed: 1, max_offer_events: Some(0) };
-    sandbox.play(Scenario::Onboarding, MERCHANT, &target, DeliveryFaults::default(), &options).await.unwrap();
+    let options = ScenarioOptions {
+        seed: 1,
+        max_offer_events: Some(0),
+    };
+    sandbox
+        .play(
+            Scenario::Onboarding,
+            MERCHANT,
+            &target,
+            DeliveryFaults::default(),
+            &options,
+        )
+        .await
+        .unwrap();
 
     // The first catalog.ready for the merchant with its whole catalog...
     let ready = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             let event = events.next().await.expect("stream open");
-            if event["type"] == "catalog.ready" && event["merchant_id"] == MERCHANT && event["offers"].as_i64() > Some(0) {
+            if event["type"] == "catalog.ready"
+                && event["merchant_id"] == MERCHANT
+                && event["offers"].as_i64() > Some(0)
+            {
                 return event;
             }
         }
@@ -120,7 +151,16 @@ async fn catalog_ready_follows_searchability_and_webhooks_are_signed_and_retried
 
     // A failed sync then its recovery are announced too.
     sandbox
-        .play(Scenario::FailedThenRecovered, MERCHANT, &target, DeliveryFaults::default(), &ScenarioOptions { seed: 2, max_offer_events: Some(0) })
+        .play(
+            Scenario::FailedThenRecovered,
+            MERCHANT,
+            &target,
+            DeliveryFaults::default(),
+            &ScenarioOptions {
+                seed: 2,
+                max_offer_events: Some(0),
+            },
+        )
         .await
         .unwrap();
 
@@ -134,7 +174,9 @@ async fn catalog_ready_follows_searchability_and_webhooks_are_signed_and_retried
                 .filter_map(|(_, body)| serde_json::from_slice::<Value>(body).ok())
                 .map(|n| n["type"].as_str().unwrap_or("").to_string())
                 .collect();
-            ["catalog.ready", "sync.failed", "sync.recovered"].iter().all(|k| kinds.iter().filter(|s| s == k).count() >= 2)
+            ["catalog.ready", "sync.failed", "sync.recovered"]
+                .iter()
+                .all(|k| kinds.iter().filter(|s| s == k).count() >= 2)
         }
     })
     .await;
@@ -143,10 +185,20 @@ async fn catalog_ready_follows_searchability_and_webhooks_are_signed_and_retried
         .iter()
         .map(|(_, body)| String::from_utf8_lossy(body).into_owned())
         .collect();
-    assert!(delivered, "each notification retried after the 500 and delivered: {kinds:#?}");
+    assert!(
+        delivered,
+        "each notification retried after the 500 and delivered: {kinds:#?}"
+    );
     for (headers, body) in &deliveries {
-        let given = headers.get("x-catalog-mirror-hmac").and_then(|v| v.to_str().ok()).expect("signed");
-        assert_eq!(given, signature::sign(SECRET, body), "signature over the raw body");
+        let given = headers
+            .get("x-catalog-mirror-hmac")
+            .and_then(|v| v.to_str().ok())
+            .expect("signed");
+        assert_eq!(
+            given,
+            signature::sign(SECRET, body),
+            "signature over the raw body"
+        );
         assert!(headers.get("x-catalog-mirror-event").is_some());
     }
     app.stop().await;
@@ -160,11 +212,31 @@ async fn the_stream_requires_the_search_key_when_one_is_set() {
     let app = TestApp::spawn(settings).await;
     let url = app.url("/notifications/stream");
     assert_eq!(app.http.get(&url).send().await.unwrap().status(), 401);
-    assert_eq!(app.http.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
-    let ok = app.http.get(&url).bearer_auth("search-key-123").send().await.unwrap();
+    assert_eq!(
+        app.http
+            .get(&url)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let ok = app
+        .http
+        .get(&url)
+        .bearer_auth("search-key-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
     drop(ok);
-    let by_query = app.http.get(format!("{url}?key=search-key-123")).send().await.unwrap();
+    let by_query = app
+        .http
+        .get(format!("{url}?key=search-key-123"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(by_query.status(), 200);
     drop(by_query);
     app.stop().await;

@@ -10,13 +10,27 @@ fn the_unit_file_passes_systemd_analyze_verify() {
     // systemd-analyze needs ExecStart= to exist: point it at the binary under test.
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("catalog-mirror.service");
-    std::fs::write(&unit, UNIT.replace("/usr/local/bin/catalog-mirror", env!("CARGO_BIN_EXE_catalog-mirror"))).unwrap();
-    let out = match Command::new("systemd-analyze").arg("verify").arg(&unit).output() {
+    std::fs::write(
+        &unit,
+        UNIT.replace(
+            "/usr/local/bin/catalog-mirror",
+            env!("CARGO_BIN_EXE_catalog-mirror"),
+        ),
+    )
+    .unwrap();
+    let out = match Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+    {
         Ok(out) => out,
         Err(err) => panic!("systemd-analyze is required (scripts/test-deps installs it): {err}"),
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
 }
 
 #[test]
@@ -39,6 +53,11 @@ fn the_unit_promises_what_the_daemon_does() {
         .and_then(|v| v.trim_end_matches('s').parse().ok())
         .expect("TimeoutStopSec in seconds");
     let settings =
-        catalog_mirror::config::Settings::load(&catalog_mirror::config::ConfigSource::DefaultsOnly).unwrap();
-    assert!(stop > settings.jobs.drain_secs, "stop timeout {stop}s must exceed the {}s drain", settings.jobs.drain_secs);
+        catalog_mirror::config::Settings::load(&catalog_mirror::config::ConfigSource::DefaultsOnly)
+            .unwrap();
+    assert!(
+        stop > settings.jobs.drain_secs,
+        "stop timeout {stop}s must exceed the {}s drain",
+        settings.jobs.drain_secs
+    );
 }

@@ -218,9 +218,7 @@ fn figment(source: &ConfigSource) -> Result<Figment, ConfigErrors> {
         ConfigSource::DefaultsOnly => {}
     }
     Ok(figment
-        .merge(Env::raw().filter_map(|key| {
-            (key == "DATABASE_URL").then(|| "database.url".into())
-        }))
+        .merge(Env::raw().filter_map(|key| (key == "DATABASE_URL").then(|| "database.url".into())))
         .merge(Env::prefixed(ENV_PREFIX).split("__")))
 }
 

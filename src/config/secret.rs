@@ -132,7 +132,9 @@ mod tests {
     #[test]
     fn a_value_of_another_type_is_refused_without_being_shown() {
         for value in ["918273645546", "-918273645546", "9182736455.46", "true"] {
-            let err = serde_json::from_str::<Secret>(value).unwrap_err().to_string();
+            let err = serde_json::from_str::<Secret>(value)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("expected a string"), "{err}");
             assert!(!err.contains(value), "{err}");
         }

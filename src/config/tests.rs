@@ -6,7 +6,8 @@
 use super::*;
 
 fn load_file(jail: &mut figment::Jail, toml: &str) -> Result<Settings, ConfigErrors> {
-    jail.create_file("test.toml", toml).expect("write test config");
+    jail.create_file("test.toml", toml)
+        .expect("write test config");
     Settings::load(&ConfigSource::File("test.toml".into()))
 }
 
@@ -27,12 +28,18 @@ fn file_overrides_defaults_and_env_overrides_file() {
         let settings = load_file(jail, "[jobs]\nworkers = 7\ndebounce_ms = 10\n").unwrap();
         assert_eq!(settings.jobs.workers, 7);
         assert_eq!(settings.jobs.debounce_ms, 10);
-        assert_eq!(settings.jobs.lease_secs, 60, "untouched keys keep their default");
+        assert_eq!(
+            settings.jobs.lease_secs, 60,
+            "untouched keys keep their default"
+        );
 
         jail.set_env("CATALOG_MIRROR_JOBS__WORKERS", "9");
         let settings = Settings::load(&ConfigSource::File("test.toml".into())).unwrap();
         assert_eq!(settings.jobs.workers, 9, "environment wins over the file");
-        assert_eq!(settings.jobs.debounce_ms, 10, "file still wins over defaults");
+        assert_eq!(
+            settings.jobs.debounce_ms, 10,
+            "file still wins over defaults"
+        );
         Ok(())
     });
 }
@@ -54,7 +61,10 @@ fn database_url_is_honoured_below_the_prefixed_variable() {
 #[test]
 fn env_arrays_feed_list_settings() {
     figment::Jail::expect_with(|jail| {
-        jail.set_env("CATALOG_MIRROR_WEBHOOKS__EXTRA_SECRETS", r#"["old-secret","older"]"#);
+        jail.set_env(
+            "CATALOG_MIRROR_WEBHOOKS__EXTRA_SECRETS",
+            r#"["old-secret","older"]"#,
+        );
         let settings = Settings::load(&ConfigSource::DefaultsOnly).unwrap();
         let accepted = settings.webhooks.accepted_secrets(&settings.violet);
         let values: Vec<&str> = accepted.iter().map(Secret::expose).collect();
@@ -68,7 +78,9 @@ fn wrong_type_names_the_key() {
     figment::Jail::expect_with(|jail| {
         jail.set_env("CATALOG_MIRROR_JOBS__WORKERS", "many");
         let errors = Settings::load(&ConfigSource::DefaultsOnly).unwrap_err();
-        let error = errors.for_key("jobs.workers").expect("error names jobs.workers");
+        let error = errors
+            .for_key("jobs.workers")
+            .expect("error names jobs.workers");
         assert!(error.reason.contains("invalid type"), "{error:?}");
         Ok(())
     });
@@ -93,13 +105,22 @@ fn out_of_range_values_name_key_and_reason() {
              [sync]\nfailed_retry_jitter = 1.5\n[jobs]\nworkers = 0\n",
         )
         .unwrap_err();
-        let reason = |key: &str| errors.for_key(key).map(|e| e.reason.clone()).unwrap_or_default();
+        let reason = |key: &str| {
+            errors
+                .for_key(key)
+                .map(|e| e.reason.clone())
+                .unwrap_or_default()
+        };
         assert!(reason("violet.page_size").contains("between 1 and 100"));
         assert!(reason("violet.base_url").contains("scheme `ftp`"));
         assert!(reason("violet.app_secret").contains("must be set"));
         assert!(reason("sync.failed_retry_jitter").contains("between 0.0 and 1.0"));
         assert!(reason("jobs.workers").contains("greater than 0"));
-        assert_eq!(errors.0.len(), 5, "all problems are reported at once: {errors}");
+        assert_eq!(
+            errors.0.len(),
+            5,
+            "all problems are reported at once: {errors}"
+        );
         Ok(())
     });
 }
@@ -119,8 +140,14 @@ fn redacted_rendering_hides_every_secret() {
         jail.set_env("CATALOG_MIRROR_VIOLET__PASSWORD", "pw-visible-nowhere");
         jail.set_env("CATALOG_MIRROR_ADMIN__TOKEN", "admin-visible-nowhere");
         jail.set_env("CATALOG_MIRROR_SEARCH__API_KEY", "search-visible-nowhere");
-        jail.set_env("CATALOG_MIRROR_WEBHOOKS__EXTRA_SECRETS", r#"["hook-visible-nowhere"]"#);
-        jail.set_env("DATABASE_URL", "postgres://u:dbpass-visible-nowhere@localhost/db");
+        jail.set_env(
+            "CATALOG_MIRROR_WEBHOOKS__EXTRA_SECRETS",
+            r#"["hook-visible-nowhere"]"#,
+        );
+        jail.set_env(
+            "DATABASE_URL",
+            "postgres://u:dbpass-visible-nowhere@localhost/db",
+        );
         let settings = Settings::load(&ConfigSource::DefaultsOnly).unwrap();
         for text in [settings.to_redacted_toml(), format!("{settings:?}")] {
             assert!(!text.contains("visible-nowhere"), "{text}");

@@ -31,7 +31,8 @@ impl ConfigErrors {
                 .into_iter()
                 .map(|error| {
                     let mut reason = error.kind.to_string();
-                    if let Some(source) = error.metadata.as_ref().map(|meta| meta.name.to_string()) {
+                    if let Some(source) = error.metadata.as_ref().map(|meta| meta.name.to_string())
+                    {
                         reason = format!("{reason} (from {source})");
                     }
                     ConfigError {
@@ -87,7 +88,11 @@ impl Problems {
         match url::Url::parse(value) {
             Ok(url) if schemes.contains(&url.scheme()) => {}
             Ok(url) => self.check(false, key, || {
-                format!("scheme `{}` is not one of {}", url.scheme(), schemes.join(", "))
+                format!(
+                    "scheme `{}` is not one of {}",
+                    url.scheme(),
+                    schemes.join(", ")
+                )
             }),
             Err(err) => self.check(false, key, || format!("not a valid URL: {err}")),
         }
@@ -99,9 +104,19 @@ impl Settings {
     pub fn validate(&self) -> Result<(), ConfigErrors> {
         let mut p = Problems::default();
 
-        p.url(self.database.url.expose(), "database.url", &["postgres", "postgresql"]);
-        p.positive(self.database.max_connections.into(), "database.max_connections");
-        p.positive(self.database.acquire_timeout_ms, "database.acquire_timeout_ms");
+        p.url(
+            self.database.url.expose(),
+            "database.url",
+            &["postgres", "postgresql"],
+        );
+        p.positive(
+            self.database.max_connections.into(),
+            "database.max_connections",
+        );
+        p.positive(
+            self.database.acquire_timeout_ms,
+            "database.acquire_timeout_ms",
+        );
         p.check(
             self.database.min_connections <= self.database.max_connections,
             "database.min_connections",
@@ -119,9 +134,11 @@ impl Settings {
             || "must be at least 1024".into(),
         );
         for (i, secret) in self.webhooks.extra_secrets.iter().enumerate() {
-            p.check(!secret.is_empty(), &format!("webhooks.extra_secrets[{i}]"), || {
-                "must not be empty".into()
-            });
+            p.check(
+                !secret.is_empty(),
+                &format!("webhooks.extra_secrets[{i}]"),
+                || "must not be empty".into(),
+            );
         }
 
         let v = &self.violet;
@@ -130,38 +147,56 @@ impl Settings {
         p.check(!v.app_secret.is_empty(), "violet.app_secret", || {
             "must be set (it authenticates API calls and verifies webhooks)".into()
         });
-        p.check(!v.username.is_empty(), "violet.username", || "must be set".into());
-        p.check(!v.password.is_empty(), "violet.password", || "must be set".into());
+        p.check(!v.username.is_empty(), "violet.username", || {
+            "must be set".into()
+        });
+        p.check(!v.password.is_empty(), "violet.password", || {
+            "must be set".into()
+        });
         p.positive(v.request_timeout_ms, "violet.request_timeout_ms");
         p.positive(v.connect_timeout_ms, "violet.connect_timeout_ms");
         p.check((1..=100).contains(&v.page_size), "violet.page_size", || {
             "must be between 1 and 100 (Violet's maximum page size)".into()
         });
         p.positive(v.retry_base_ms, "violet.retry_base_ms");
-        p.check(v.retry_max_ms >= v.retry_base_ms, "violet.retry_max_ms", || {
-            "must be at least violet.retry_base_ms".into()
-        });
+        p.check(
+            v.retry_max_ms >= v.retry_base_ms,
+            "violet.retry_max_ms",
+            || "must be at least violet.retry_base_ms".into(),
+        );
         p.positive(v.rate_limit_per_sec.into(), "violet.rate_limit_per_sec");
-        p.positive(v.merchant_rate_limit_per_sec.into(), "violet.merchant_rate_limit_per_sec");
+        p.positive(
+            v.merchant_rate_limit_per_sec.into(),
+            "violet.merchant_rate_limit_per_sec",
+        );
         p.positive(v.max_concurrency as u64, "violet.max_concurrency");
-        p.positive(v.merchant_max_concurrency as u64, "violet.merchant_max_concurrency");
+        p.positive(
+            v.merchant_max_concurrency as u64,
+            "violet.merchant_max_concurrency",
+        );
 
         let j = &self.jobs;
         p.positive(j.workers as u64, "jobs.workers");
         p.positive(j.lease_secs, "jobs.lease_secs");
-        p.check(j.max_attempts >= 1, "jobs.max_attempts", || "must be at least 1".into());
-        p.positive(j.retry_base_ms, "jobs.retry_base_ms");
-        p.check(j.retry_max_ms >= j.retry_base_ms, "jobs.retry_max_ms", || {
-            "must be at least jobs.retry_base_ms".into()
+        p.check(j.max_attempts >= 1, "jobs.max_attempts", || {
+            "must be at least 1".into()
         });
+        p.positive(j.retry_base_ms, "jobs.retry_base_ms");
+        p.check(
+            j.retry_max_ms >= j.retry_base_ms,
+            "jobs.retry_max_ms",
+            || "must be at least jobs.retry_base_ms".into(),
+        );
         p.positive(j.poll_interval_ms, "jobs.poll_interval_ms");
 
         let s = &self.sync;
         p.positive(s.stall_timeout_secs, "sync.stall_timeout_secs");
         p.positive(s.failed_retry_base_secs, "sync.failed_retry_base_secs");
-        p.check(s.failed_retry_factor >= 1.0, "sync.failed_retry_factor", || {
-            "must be at least 1.0".into()
-        });
+        p.check(
+            s.failed_retry_factor >= 1.0,
+            "sync.failed_retry_factor",
+            || "must be at least 1.0".into(),
+        );
         p.check(
             s.failed_retry_cap_secs >= s.failed_retry_base_secs,
             "sync.failed_retry_cap_secs",
@@ -185,29 +220,42 @@ impl Settings {
             || "must be set".into(),
         );
         p.positive(self.search.poll_interval_ms, "search.poll_interval_ms");
-        p.positive(self.search.ready_max_lag_changes, "search.ready_max_lag_changes");
+        p.positive(
+            self.search.ready_max_lag_changes,
+            "search.ready_max_lag_changes",
+        );
         for (i, key) in self.search.restricted_keys.iter().enumerate() {
-            p.check(!key.key.is_empty(), &format!("search.restricted_keys[{i}].key"), || {
-                "must not be empty".into()
-            });
+            p.check(
+                !key.key.is_empty(),
+                &format!("search.restricted_keys[{i}].key"),
+                || "must not be empty".into(),
+            );
             let parsed = crate::search::filter::parse(&key.filter);
-            p.check(matches!(parsed, Ok(Some(_))), &format!("search.restricted_keys[{i}].filter"), || {
-                match parsed {
+            p.check(
+                matches!(parsed, Ok(Some(_))),
+                &format!("search.restricted_keys[{i}].filter"),
+                || match parsed {
                     Err(err) => format!("is not a valid filter: {err}"),
                     _ => "must not be empty".into(),
-                }
-            });
+                },
+            );
         }
         let n = &self.notifications;
         for (i, url) in n.webhook_urls.iter().enumerate() {
-            p.url(url, &format!("notifications.webhook_urls[{i}]"), &["http", "https"]);
+            p.url(
+                url,
+                &format!("notifications.webhook_urls[{i}]"),
+                &["http", "https"],
+            );
         }
         p.check(
             n.webhook_urls.is_empty() || !n.secret.is_empty(),
             "notifications.secret",
             || "must be set when notifications.webhook_urls is not empty".into(),
         );
-        p.check(n.max_attempts >= 1, "notifications.max_attempts", || "must be at least 1".into());
+        p.check(n.max_attempts >= 1, "notifications.max_attempts", || {
+            "must be at least 1".into()
+        });
         p.positive(n.timeout_ms, "notifications.timeout_ms");
         p.url(&self.admin.url, "admin.url", &["http", "https"]);
         p.check(
@@ -221,6 +269,10 @@ impl Settings {
             || format!("`{}` is not a valid tracing filter", self.log.filter),
         );
 
-        if p.0.is_empty() { Ok(()) } else { Err(ConfigErrors(p.0)) }
+        if p.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(p.0))
+        }
     }
 }

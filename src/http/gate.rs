@@ -40,7 +40,10 @@ impl IntakeGate {
         if self.database_down() {
             return None;
         }
-        let permit = tokio::time::timeout(self.wait, self.permits.acquire()).await.ok()?.ok()?;
+        let permit = tokio::time::timeout(self.wait, self.permits.acquire())
+            .await
+            .ok()?
+            .ok()?;
         (!self.database_down()).then_some(permit)
     }
 
@@ -56,7 +59,8 @@ impl IntakeGate {
         let health = self.health.lock().expect("gate lock");
         match (health.last_failure, health.last_success) {
             (Some(failure), success) => {
-                success.is_none_or(|success| failure > success) && failure.elapsed() < self.down_window
+                success.is_none_or(|success| failure > success)
+                    && failure.elapsed() < self.down_window
             }
             (None, _) => false,
         }
@@ -72,9 +76,15 @@ mod tests {
         let gate = IntakeGate::new(2, Duration::from_millis(50));
         assert!(gate.enter().await.is_some());
         gate.failed();
-        assert!(gate.enter().await.is_none(), "down: refused without waiting");
+        assert!(
+            gate.enter().await.is_none(),
+            "down: refused without waiting"
+        );
         tokio::time::sleep(Duration::from_millis(520)).await;
-        assert!(gate.enter().await.is_some(), "window over: one more attempt");
+        assert!(
+            gate.enter().await.is_some(),
+            "window over: one more attempt"
+        );
         gate.succeeded();
         assert!(gate.enter().await.is_some());
     }

@@ -26,17 +26,31 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: By
     metrics::counter!("catalog_mirror_webhooks_total", "topic" => metric_topic(&event), "outcome" => outcome)
         .increment(1);
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        let mut response = reply(status, "unavailable", "the event could not be stored; retry later");
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        let mut response = reply(
+            status,
+            "unavailable",
+            "the event could not be stored; retry later",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         return response;
     }
-    (status, Json(json!({ "status": outcome, "event_id": event.event_id }))).into_response()
+    (
+        status,
+        Json(json!({ "status": outcome, "event_id": event.event_id })),
+    )
+        .into_response()
 }
 
 /// Everything intake does before the database: verifies the signature over the raw
 /// body, then reads the headers and the body. Public so the intake benchmark can
 /// measure this same work without storage as its baseline.
-pub fn parse_delivery(secrets: &[Secret], headers: &HeaderMap, body: &Bytes) -> Result<IncomingEvent, Rejection> {
+pub fn parse_delivery(
+    secrets: &[Secret],
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<IncomingEvent, Rejection> {
     let hmac = headers.get("x-violet-hmac").and_then(|v| v.to_str().ok());
     if let Err(err) = signature::verify(secrets, body, hmac) {
         metrics::counter!("catalog_mirror_webhook_signature_failures_total").increment(1);
@@ -51,7 +65,8 @@ pub fn parse_delivery(secrets: &[Secret], headers: &HeaderMap, body: &Bytes) -> 
         entity_id: optional(headers, "x-violet-entity-id"),
         webhook_id: optional(headers, "x-violet-webhook-id"),
         event_id_source: optional(headers, "x-violet-event-id-source"),
-        header_merchant_id: optional(headers, "x-violet-merchant-id").and_then(|id| id.parse().ok()),
+        header_merchant_id: optional(headers, "x-violet-merchant-id")
+            .and_then(|id| id.parse().ok()),
         body: serde_json::from_slice(body).ok(),
         raw_body: body.to_vec(),
         topic_name,
@@ -62,10 +77,16 @@ pub fn parse_delivery(secrets: &[Secret], headers: &HeaderMap, body: &Bytes) -> 
 async fn store(state: &AppState, event: &IncomingEvent) -> (StatusCode, &'static str) {
     let unavailable = (StatusCode::SERVICE_UNAVAILABLE, "unavailable");
     let Some(_permit) = state.intake_gate.enter().await else {
-        tracing::warn!("webhook not stored: database unavailable or saturated; asking Violet to retry");
+        tracing::warn!(
+            "webhook not stored: database unavailable or saturated; asking Violet to retry"
+        );
         return unavailable;
     };
-    let stored = tokio::time::timeout(state.intake_timeout, intake::record(&state.pool, &state.planner, event)).await;
+    let stored = tokio::time::timeout(
+        state.intake_timeout,
+        intake::record(&state.pool, &state.planner, event),
+    )
+    .await;
     match stored {
         Ok(Ok(outcome)) => {
             state.intake_gate.succeeded();
@@ -98,7 +119,10 @@ async fn database_unreachable(state: &AppState, err: &sqlx::Error) -> bool {
         sqlx::Error::PoolTimedOut => match &state.database_addr {
             Some(addr) => {
                 let probe = tokio::net::TcpStream::connect(addr.as_str());
-                !matches!(tokio::time::timeout(std::time::Duration::from_millis(200), probe).await, Ok(Ok(_)))
+                !matches!(
+                    tokio::time::timeout(std::time::Duration::from_millis(200), probe).await,
+                    Ok(Ok(_))
+                )
             }
             None => true,
         },
@@ -149,8 +173,12 @@ pub enum Rejection {
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         match self {
-            Rejection::Unauthorized(err) => reply(StatusCode::UNAUTHORIZED, "unauthorized", &err.to_string()),
-            Rejection::BadRequest(message) => reply(StatusCode::BAD_REQUEST, "bad_request", &message),
+            Rejection::Unauthorized(err) => {
+                reply(StatusCode::UNAUTHORIZED, "unauthorized", &err.to_string())
+            }
+            Rejection::BadRequest(message) => {
+                reply(StatusCode::BAD_REQUEST, "bad_request", &message)
+            }
         }
     }
 }

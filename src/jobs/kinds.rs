@@ -21,7 +21,11 @@ pub enum JobKind {
     SyncRetry { merchant_id: i64, sync: SyncKind },
     /// Fires `sync.stall_timeout_secs` after a STARTED: marks the sync stalled when it
     /// is still running with that sync id.
-    StallCheck { merchant_id: i64, sync: SyncKind, sync_id: Option<String> },
+    StallCheck {
+        merchant_id: i64,
+        sync: SyncKind,
+        sync_id: Option<String>,
+    },
     /// Deliver one notification to one of the channel's URLs (signed, retried).
     Notify {
         merchant_id: i64,
@@ -71,7 +75,9 @@ impl JobKind {
             }
             // One pending delivery per URL and content: instances announcing the same
             // thing merge, distinct notifications never do.
-            JobKind::Notify { url, notification, .. } => {
+            JobKind::Notify {
+                url, notification, ..
+            } => {
                 use sha2::Digest;
                 let digest = sha2::Sha256::digest(format!("{url}\n{notification}"));
                 let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();

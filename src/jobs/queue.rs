@@ -164,17 +164,22 @@ impl Queue {
             Some(id) => Ok(id),
             // The pending job already covers this; it is locked by us until commit.
             None => {
-                sqlx::query_scalar("SELECT id FROM jobs WHERE dedupe_key = $1 AND state = 'pending'")
-                    .bind(job.kind.dedupe_key())
-                    .fetch_one(&mut *conn)
-                    .await
+                sqlx::query_scalar(
+                    "SELECT id FROM jobs WHERE dedupe_key = $1 AND state = 'pending'",
+                )
+                .bind(job.kind.dedupe_key())
+                .fetch_one(&mut *conn)
+                .await
             }
         }
     }
 
     /// [`Queue::enqueue`] without looking up the id when a pending job already covered
     /// the work unchanged (`None`): one round trip, for the intake's hot path.
-    pub async fn enqueue_quietly(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<Option<i64>> {
+    pub async fn enqueue_quietly(
+        conn: &mut PgConnection,
+        job: &NewJob,
+    ) -> sqlx::Result<Option<i64>> {
         let args = EnqueueArgs::new(job);
         sqlx::query_scalar("SELECT enqueue_job($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(args.kind)

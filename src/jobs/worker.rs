@@ -73,7 +73,11 @@ impl WorkerPool {
     /// Runs until `shutdown` is cancelled, then drains.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let wake = Arc::new(Notify::new());
-        let listener = tokio::spawn(listen(self.queue.pool().clone(), wake.clone(), shutdown.clone()));
+        let listener = tokio::spawn(listen(
+            self.queue.pool().clone(),
+            wake.clone(),
+            shutdown.clone(),
+        ));
         let permits = Arc::new(Semaphore::new(self.settings.workers));
         let tracker = TaskTracker::new();
         let jobs_cancel = CancellationToken::new();
@@ -92,7 +96,11 @@ impl WorkerPool {
                     Err(err) => tracing::debug!(error = %err, "cannot reap expired leases"),
                 }
             }
-            match self.queue.claim(&self.worker_id, self.settings.lease()).await {
+            match self
+                .queue
+                .claim(&self.worker_id, self.settings.lease())
+                .await
+            {
                 Ok(Some(job)) => {
                     let pool = self.clone();
                     let cancel = jobs_cancel.clone();
@@ -114,7 +122,10 @@ impl WorkerPool {
         }
 
         tracker.close();
-        if tokio::time::timeout(self.settings.drain(), tracker.wait()).await.is_err() {
+        if tokio::time::timeout(self.settings.drain(), tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("drain time ran out: releasing running jobs");
             jobs_cancel.cancel();
             tracker.wait().await;
@@ -125,7 +136,11 @@ impl WorkerPool {
     /// Claims and runs due jobs one at a time until none is due. For tests and tools.
     pub async fn run_until_empty(self: &Arc<Self>) -> anyhow::Result<usize> {
         let mut ran = 0;
-        while let Some(job) = self.queue.claim(&self.worker_id, self.settings.lease()).await? {
+        while let Some(job) = self
+            .queue
+            .claim(&self.worker_id, self.settings.lease())
+            .await?
+        {
             self.run_one(job, CancellationToken::new()).await;
             ran += 1;
         }
@@ -171,12 +186,16 @@ impl WorkerPool {
             .record(started.elapsed().as_secs_f64());
 
         let recorded = match outcome {
-            Outcome::Finished(Ok(())) => self.queue.complete(job.id, &self.worker_id).await.map(|held| {
-                if held { Some(JobState::Done) } else { None }
-            }),
+            Outcome::Finished(Ok(())) => {
+                self.queue
+                    .complete(job.id, &self.worker_id)
+                    .await
+                    .map(|held| if held { Some(JobState::Done) } else { None })
+            }
             Outcome::Finished(Err(err)) => self.record_failure(&job, format!("{err:#}")).await,
             Outcome::Panicked(message) => {
-                self.record_failure(&job, format!("job panicked: {message}")).await
+                self.record_failure(&job, format!("job panicked: {message}"))
+                    .await
             }
             Outcome::Released => self
                 .queue
@@ -196,8 +215,12 @@ impl WorkerPool {
                     .increment(1);
                 tracing::debug!(outcome, "job attempt recorded");
             }
-            Ok(None) => tracing::warn!("job lease was lost before its outcome was recorded; another worker owns it"),
-            Err(err) => tracing::warn!(error = %err, "cannot record the job outcome; its lease will expire and it will run again"),
+            Ok(None) => tracing::warn!(
+                "job lease was lost before its outcome was recorded; another worker owns it"
+            ),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot record the job outcome; its lease will expire and it will run again")
+            }
         }
     }
 
@@ -211,7 +234,9 @@ impl WorkerPool {
                     tracing::error!(error = format!("{err:#}"), "dead-job hook failed");
                 }
             }
-            Some(_) => tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "job attempt failed"),
+            Some(_) => {
+                tracing::warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "job attempt failed")
+            }
             None => {}
         }
         Ok(state)
@@ -219,7 +244,13 @@ impl WorkerPool {
 }
 
 /// Renews the lease every third of its length; cancels the job when it is lost.
-async fn renew_lease(queue: Queue, job_id: i64, worker: String, lease: Duration, cancel: CancellationToken) {
+async fn renew_lease(
+    queue: Queue,
+    job_id: i64,
+    worker: String,
+    lease: Duration,
+    cancel: CancellationToken,
+) {
     let mut interval = tokio::time::interval(lease / 3);
     interval.tick().await;
     loop {
@@ -227,7 +258,10 @@ async fn renew_lease(queue: Queue, job_id: i64, worker: String, lease: Duration,
         match queue.renew(job_id, &worker, lease).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::warn!(job.id = job_id, "lease lost: another worker may run this job; stopping it");
+                tracing::warn!(
+                    job.id = job_id,
+                    "lease lost: another worker may run this job; stopping it"
+                );
                 cancel.cancel();
                 return;
             }

@@ -19,13 +19,19 @@ pub async fn deliver(
     notification: &serde_json::Value,
 ) -> anyhow::Result<()> {
     let body = serde_json::to_vec(notification).expect("JSON values serialize");
-    let kind = notification.get("type").and_then(|t| t.as_str()).unwrap_or("unknown");
+    let kind = notification
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("unknown");
     let response = client
         .post(url)
         .timeout(Duration::from_millis(settings.timeout_ms))
         .header("Content-Type", "application/json")
         .header("X-Catalog-Mirror-Event", kind)
-        .header(SIGNATURE_HEADER, signature::sign(settings.secret.expose(), &body))
+        .header(
+            SIGNATURE_HEADER,
+            signature::sign(settings.secret.expose(), &body),
+        )
         .body(body)
         .send()
         .await

@@ -144,14 +144,15 @@ pub async fn sync_state_changed(
 /// enqueues a given outbound delivery while it is pending (dedupe key).
 pub async fn forward_sync_changes(notifier: Notifier, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
-        let mut listener = match sqlx::postgres::PgListener::connect_with(&notifier.inner.pool).await {
-            Ok(listener) => listener,
-            Err(err) => {
-                tracing::debug!(error = %err, "notification listener cannot connect");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                continue;
-            }
-        };
+        let mut listener =
+            match sqlx::postgres::PgListener::connect_with(&notifier.inner.pool).await {
+                Ok(listener) => listener,
+                Err(err) => {
+                    tracing::debug!(error = %err, "notification listener cannot connect");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
         if listener.listen(CHANNEL).await.is_err() {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             continue;

@@ -12,9 +12,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::{Stream, StreamExt};
-use tokio_util::sync::CancellationToken;
 use subtle::ConstantTimeEq;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
 use super::Notifier;
 
@@ -36,7 +36,11 @@ struct KeyParam {
     key: Option<String>,
 }
 
-async fn stream(State(state): State<StreamState>, headers: HeaderMap, Query(param): Query<KeyParam>) -> Response {
+async fn stream(
+    State(state): State<StreamState>,
+    headers: HeaderMap,
+    Query(param): Query<KeyParam>,
+) -> Response {
     let notifier = state.notifier;
     let expected = notifier.inner.stream_key.expose();
     if !expected.is_empty() {
@@ -65,7 +69,9 @@ fn events(notifier: Notifier) -> impl Stream<Item = Result<Event, Infallible>> {
                 .event(notification.kind.clone())
                 .json_data(&notification)
                 .unwrap_or_else(|_| Event::default().comment("unserializable notification")),
-            Err(RecvError::Lagged(missed)) => Event::default().event("lagged").data(missed.to_string()),
+            Err(RecvError::Lagged(missed)) => {
+                Event::default().event("lagged").data(missed.to_string())
+            }
             Err(RecvError::Closed) => return None,
         };
         Some((Ok(event), receiver))

@@ -158,9 +158,11 @@ impl Catalog {
     pub fn next_event_time(&self, not_before: i64) -> i64 {
         let previous = self
             .event_clock
-            .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |last| {
-                Some(not_before.max(last.saturating_add(1)))
-            })
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |last| Some(not_before.max(last.saturating_add(1))),
+            )
             .expect("the update closure always returns Some");
         not_before.max(previous.saturating_add(1))
     }

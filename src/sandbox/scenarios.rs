@@ -222,7 +222,11 @@ impl<'a> Builder<'a> {
     /// after every event of the scenarios built before this one.
     fn now(&self) -> String {
         let start = generation_time(self.generation, self.h("clock", 0));
-        format_date(self.catalog.next_event_time(start + self.events.len() as i64), false)
+        format_date(
+            self.catalog
+                .next_event_time(start + self.events.len() as i64),
+            false,
+        )
     }
 
     fn push(&mut self, topic: &str, entity_id: String, body: Value) {

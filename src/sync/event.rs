@@ -54,7 +54,9 @@ impl Topic {
             "MERCHANT_COMPLETE" => Topic::MerchantComplete,
             "OFFER_ADDED" | "OFFER_UPDATED" | "OFFER_CREATED" => Topic::OfferUpserted,
             "OFFER_REMOVED" | "OFFER_DELETED" => Topic::OfferRemoved,
-            "COLLECTION_CREATED" | "COLLECTION_UPDATED" | "COLLECTION_REMOVED"
+            "COLLECTION_CREATED"
+            | "COLLECTION_UPDATED"
+            | "COLLECTION_REMOVED"
             | "COLLECTION_OFFERS_UPDATED" => Topic::CollectionChanged,
             _ => Topic::Other,
         }
@@ -62,7 +64,9 @@ impl Topic {
 
     pub fn class(&self) -> EventClass {
         match self {
-            Topic::SyncStarted(_) | Topic::SyncCompleted(_) | Topic::SyncFailed(_) => EventClass::Sync,
+            Topic::SyncStarted(_) | Topic::SyncCompleted(_) | Topic::SyncFailed(_) => {
+                EventClass::Sync
+            }
             Topic::MerchantConnected
             | Topic::MerchantDisconnected
             | Topic::MerchantEnabled
@@ -105,13 +109,16 @@ impl IncomingEvent {
 
     /// The sync operation id: `X-Violet-Entity-Id`, else the body's `id`.
     pub fn sync_id(&self) -> Option<String> {
-        self.entity_id.clone().filter(|id| !id.is_empty()).or_else(|| {
-            self.body.as_ref().and_then(|body| match body.get("id") {
-                Some(Value::String(id)) if !id.is_empty() => Some(id.clone()),
-                Some(Value::Number(id)) => Some(id.to_string()),
-                _ => None,
+        self.entity_id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .or_else(|| {
+                self.body.as_ref().and_then(|body| match body.get("id") {
+                    Some(Value::String(id)) if !id.is_empty() => Some(id.clone()),
+                    Some(Value::Number(id)) => Some(id.to_string()),
+                    _ => None,
+                })
             })
-        })
     }
 
     /// When the event happened according to its body, if it says. Used to keep an
@@ -120,7 +127,11 @@ impl IncomingEvent {
         let body = self.body.as_ref()?;
         ["date_last_synced", "date_last_modified", "date_created"]
             .iter()
-            .find_map(|field| body.get(*field).and_then(Value::as_str).and_then(parse_violet_date))
+            .find_map(|field| {
+                body.get(*field)
+                    .and_then(Value::as_str)
+                    .and_then(parse_violet_date)
+            })
     }
 
     /// Integer field of the body, accepting numbers and numeric strings.
@@ -162,7 +173,10 @@ mod tests {
 
     #[test]
     fn topics_are_open() {
-        assert_eq!(Topic::parse("PRODUCT_SYNC_COMPLETED"), Topic::SyncCompleted(SyncKind::Products));
+        assert_eq!(
+            Topic::parse("PRODUCT_SYNC_COMPLETED"),
+            Topic::SyncCompleted(SyncKind::Products)
+        );
         assert_eq!(Topic::parse("OFFER_CREATED"), Topic::OfferUpserted);
         assert_eq!(Topic::parse("SOMETHING_NEW").class(), EventClass::Unknown);
     }

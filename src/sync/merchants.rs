@@ -75,13 +75,23 @@ pub(super) async fn apply(
     if visible.is_some_and(|visible| visible != was_visible) {
         // What the storefront may see of this merchant changed: the indexer re-projects it.
         let change_no = crate::mirror::visibility_changed(conn, merchant_id).await?;
-        tracing::info!(merchant_id, visible, change_no, "merchant visibility changed");
+        tracing::info!(
+            merchant_id,
+            visible,
+            change_no,
+            "merchant visibility changed"
+        );
     }
 
     if moved && *topic == Topic::MerchantDisconnected {
         // The app lost access to the catalog: nothing pending for it can succeed.
-        let cancelled = Queue::cancel_pending(conn, merchant_id, None, "merchant disconnected").await?;
-        tracing::info!(merchant_id, cancelled, "merchant disconnected: catalog hidden, pending jobs cancelled");
+        let cancelled =
+            Queue::cancel_pending(conn, merchant_id, None, "merchant disconnected").await?;
+        tracing::info!(
+            merchant_id,
+            cancelled,
+            "merchant disconnected: catalog hidden, pending jobs cancelled"
+        );
     }
     Ok(moved)
 }

@@ -88,7 +88,10 @@ impl Planner {
     pub fn classify(event: &IncomingEvent) -> (EventStatus, Option<String>) {
         match event.topic.class() {
             EventClass::Unknown => (EventStatus::Ignored, None),
-            _ if event.body.is_none() => (EventStatus::Unprocessable, Some("body is not valid JSON".into())),
+            _ if event.body.is_none() => (
+                EventStatus::Unprocessable,
+                Some("body is not valid JSON".into()),
+            ),
             _ if event.merchant_id().is_none() => (
                 EventStatus::Unprocessable,
                 Some("no merchant id in X-Violet-Merchant-Id or the body".into()),
@@ -102,7 +105,10 @@ impl Planner {
     /// machine and schedules jobs. Does nothing for events [`Planner::classify`] does
     /// not mark processed or pending.
     pub async fn apply(&self, conn: &mut PgConnection, event: &IncomingEvent) -> sqlx::Result<()> {
-        if !matches!(Self::classify(event).0, EventStatus::Processed | EventStatus::Pending) {
+        if !matches!(
+            Self::classify(event).0,
+            EventStatus::Processed | EventStatus::Pending
+        ) {
             return Ok(());
         }
         let (Some(body), Some(merchant_id)) = (event.body.as_ref(), event.merchant_id()) else {
@@ -129,9 +135,17 @@ impl Planner {
                 }
             }
             topic => match topic.class() {
-                EventClass::Merchant => merchants::apply(conn, merchant_id, topic, body, at).await.map(|_| ()),
-                EventClass::Offer => self.hold_or_batch(conn, merchant_id, SyncKind::Products).await,
-                EventClass::Collection => self.hold_or_batch(conn, merchant_id, SyncKind::Collections).await,
+                EventClass::Merchant => merchants::apply(conn, merchant_id, topic, body, at)
+                    .await
+                    .map(|_| ()),
+                EventClass::Offer => {
+                    self.hold_or_batch(conn, merchant_id, SyncKind::Products)
+                        .await
+                }
+                EventClass::Collection => {
+                    self.hold_or_batch(conn, merchant_id, SyncKind::Collections)
+                        .await
+                }
                 _ => Ok(()),
             },
         }
@@ -139,7 +153,8 @@ impl Planner {
 
     async fn started(&self, conn: &mut PgConnection, sync: &SyncEvent<'_>) -> sqlx::Result<()> {
         let moved = state::on_started(conn, sync).await?;
-        self.cancel_retries(conn, sync.merchant_id, sync.kind).await?;
+        self.cancel_retries(conn, sync.merchant_id, sync.kind)
+            .await?;
         if moved {
             // Timed from receipt, not from the body's date: a clock difference with
             // Violet (or a late redelivery) must not declare a sync stalled at once.
@@ -163,15 +178,25 @@ impl Planner {
         // a stall or a need for attention.
         let troubled = state::SyncState::get(conn, sync.merchant_id, sync.kind)
             .await?
-            .is_some_and(|s| s.consecutive_failures > 0 || matches!(s.state.as_str(), "failed" | "stalled" | "needs_attention"));
+            .is_some_and(|s| {
+                s.consecutive_failures > 0
+                    || matches!(s.state.as_str(), "failed" | "stalled" | "needs_attention")
+            });
         let ended = state::on_ended(conn, sync, true).await?;
         if ended.moved && troubled {
-            tracing::info!(merchant_id = sync.merchant_id, kind = sync.kind.as_str(), "sync recovered");
-            crate::notify::sync_state_changed(conn, sync.merchant_id, sync.kind, "recovered").await?;
+            tracing::info!(
+                merchant_id = sync.merchant_id,
+                kind = sync.kind.as_str(),
+                "sync recovered"
+            );
+            crate::notify::sync_state_changed(conn, sync.merchant_id, sync.kind, "recovered")
+                .await?;
         }
-        self.cancel_retries(conn, sync.merchant_id, sync.kind).await?;
+        self.cancel_retries(conn, sync.merchant_id, sync.kind)
+            .await?;
         if ended.moved {
-            self.cancel_stall_check(conn, sync.merchant_id, sync.kind).await?;
+            self.cancel_stall_check(conn, sync.merchant_id, sync.kind)
+                .await?;
             if sync.kind == SyncKind::Products {
                 sqlx::query("UPDATE merchants SET resync_expected = false WHERE merchant_id = $1")
                     .bind(sync.merchant_id)
@@ -180,8 +205,13 @@ impl Planner {
             }
         }
         // Even a late or unpaired COMPLETED means Violet's copy changed: refresh.
-        self.enqueue(conn, refresh(sync.merchant_id, sync.kind, RefreshMode::Full), self.settings.debounce, OnConflict::Debounce)
-            .await?;
+        self.enqueue(
+            conn,
+            refresh(sync.merchant_id, sync.kind, RefreshMode::Full),
+            self.settings.debounce,
+            OnConflict::Debounce,
+        )
+        .await?;
         Ok(())
     }
 
@@ -190,12 +220,21 @@ impl Planner {
         if !ended.moved {
             return Ok(());
         }
-        self.cancel_stall_check(conn, sync.merchant_id, sync.kind).await?;
-        metrics::counter!("catalog_mirror_sync_failures_total", "kind" => sync.kind.as_str()).increment(1);
+        self.cancel_stall_check(conn, sync.merchant_id, sync.kind)
+            .await?;
+        metrics::counter!("catalog_mirror_sync_failures_total", "kind" => sync.kind.as_str())
+            .increment(1);
         crate::notify::sync_state_changed(conn, sync.merchant_id, sync.kind, "failed").await?;
         // Events held during the failed window are applied on their own now.
-        self.enqueue(conn, JobKind::Incremental { merchant_id: sync.merchant_id }, self.settings.debounce, OnConflict::Debounce)
-            .await?;
+        self.enqueue(
+            conn,
+            JobKind::Incremental {
+                merchant_id: sync.merchant_id,
+            },
+            self.settings.debounce,
+            OnConflict::Debounce,
+        )
+        .await?;
         if ended.consecutive_failures >= self.settings.retry_max_attempts {
             state::mark_needs_attention(conn, sync.merchant_id, sync.kind).await?;
             return Ok(());
@@ -227,7 +266,12 @@ impl Planner {
     /// Offer or collection event: held while that kind is syncing (the refresh after
     /// COMPLETED covers it), otherwise batched into the merchant's incremental job.
     /// Intake does the same in its single-statement path; replays come through here.
-    async fn hold_or_batch(&self, conn: &mut PgConnection, merchant_id: i64, kind: SyncKind) -> sqlx::Result<()> {
+    async fn hold_or_batch(
+        &self,
+        conn: &mut PgConnection,
+        merchant_id: i64,
+        kind: SyncKind,
+    ) -> sqlx::Result<()> {
         let job = self.batched_job(merchant_id);
         let args = EnqueueArgs::new(&job);
         let sql = format!(
@@ -261,13 +305,27 @@ impl Planner {
         }
     }
 
-    async fn cancel_retries(&self, conn: &mut PgConnection, merchant_id: i64, kind: SyncKind) -> sqlx::Result<()> {
-        let key = JobKind::SyncRetry { merchant_id, sync: kind }.dedupe_key();
+    async fn cancel_retries(
+        &self,
+        conn: &mut PgConnection,
+        merchant_id: i64,
+        kind: SyncKind,
+    ) -> sqlx::Result<()> {
+        let key = JobKind::SyncRetry {
+            merchant_id,
+            sync: kind,
+        }
+        .dedupe_key();
         Queue::cancel_pending(conn, merchant_id, Some(&key), "superseded by a newer sync").await?;
         Ok(())
     }
 
-    async fn cancel_stall_check(&self, conn: &mut PgConnection, merchant_id: i64, kind: SyncKind) -> sqlx::Result<()> {
+    async fn cancel_stall_check(
+        &self,
+        conn: &mut PgConnection,
+        merchant_id: i64,
+        kind: SyncKind,
+    ) -> sqlx::Result<()> {
         let key = JobKind::StallCheck {
             merchant_id,
             sync: kind,

@@ -29,7 +29,11 @@ pub struct SyncState {
 }
 
 impl SyncState {
-    pub async fn get(conn: &mut PgConnection, merchant_id: i64, kind: SyncKind) -> sqlx::Result<Option<SyncState>> {
+    pub async fn get(
+        conn: &mut PgConnection,
+        merchant_id: i64,
+        kind: SyncKind,
+    ) -> sqlx::Result<Option<SyncState>> {
         sqlx::query_as("SELECT * FROM sync_state WHERE merchant_id = $1 AND kind = $2")
             .bind(merchant_id)
             .bind(kind.as_str())
@@ -50,18 +54,23 @@ pub(super) struct SyncEvent<'a> {
 }
 
 async fn ensure_row(conn: &mut PgConnection, merchant_id: i64, kind: SyncKind) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO sync_state (merchant_id, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(merchant_id)
-        .bind(kind.as_str())
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO sync_state (merchant_id, kind) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(merchant_id)
+    .bind(kind.as_str())
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
 /// STARTED: opens (or completes the pairing of) a run and moves the state to
 /// `syncing` unless that run already ended or a newer event set the state.
 /// Returns whether the state moved.
-pub(super) async fn on_started(conn: &mut PgConnection, event: &SyncEvent<'_>) -> sqlx::Result<bool> {
+pub(super) async fn on_started(
+    conn: &mut PgConnection,
+    event: &SyncEvent<'_>,
+) -> sqlx::Result<bool> {
     ensure_row(conn, event.merchant_id, event.kind).await?;
     let run_outcome: String = match event.sync_id {
         Some(sync_id) => {
@@ -134,35 +143,42 @@ pub(super) struct Ended {
 
 /// COMPLETED or FAILED: closes the matching run (by sync id, else the latest open run,
 /// else a new run without a start) and moves the state unless a newer event set it.
-pub(super) async fn on_ended(conn: &mut PgConnection, event: &SyncEvent<'_>, completed: bool) -> sqlx::Result<Ended> {
+pub(super) async fn on_ended(
+    conn: &mut PgConnection,
+    event: &SyncEvent<'_>,
+    completed: bool,
+) -> sqlx::Result<Ended> {
     ensure_row(conn, event.merchant_id, event.kind).await?;
     let outcome = if completed { "completed" } else { "failed" };
-    let run_id: Option<i64> = match event.sync_id {
-        Some(sync_id) => {
-            sqlx::query_scalar("SELECT id FROM sync_runs WHERE merchant_id = $1 AND kind = $2 AND sync_id = $3")
-                .bind(event.merchant_id)
-                .bind(event.kind.as_str())
-                .bind(sync_id)
-                .fetch_optional(&mut *conn)
-                .await?
-        }
-        None => None,
-    };
+    let run_id: Option<i64> =
+        match event.sync_id {
+            Some(sync_id) => sqlx::query_scalar(
+                "SELECT id FROM sync_runs WHERE merchant_id = $1 AND kind = $2 AND sync_id = $3",
+            )
+            .bind(event.merchant_id)
+            .bind(event.kind.as_str())
+            .bind(sync_id)
+            .fetch_optional(&mut *conn)
+            .await?,
+            None => None,
+        };
     let run_id = match run_id {
         Some(id) => Some(id),
         // No run carries this sync id: pair with the latest open run that has no id
         // (or any open run when the end has no id either).
-        None => sqlx::query_scalar(
-            r#"SELECT id FROM sync_runs
+        None => {
+            sqlx::query_scalar(
+                r#"SELECT id FROM sync_runs
                WHERE merchant_id = $1 AND kind = $2 AND outcome = 'running'
                  AND ($3::text IS NULL OR sync_id IS NULL)
                ORDER BY started_at DESC NULLS LAST, id DESC LIMIT 1"#,
-        )
-        .bind(event.merchant_id)
-        .bind(event.kind.as_str())
-        .bind(event.sync_id)
-        .fetch_optional(&mut *conn)
-        .await?,
+            )
+            .bind(event.merchant_id)
+            .bind(event.kind.as_str())
+            .bind(event.sync_id)
+            .fetch_optional(&mut *conn)
+            .await?
+        }
     };
     match run_id {
         Some(id) => {
@@ -266,7 +282,11 @@ pub async fn mark_stalled(
 
 /// Marks a merchant's sync as needing attention (retries exhausted), unless a newer
 /// sync has started or completed meanwhile.
-pub async fn mark_needs_attention(conn: &mut PgConnection, merchant_id: i64, kind: SyncKind) -> sqlx::Result<bool> {
+pub async fn mark_needs_attention(
+    conn: &mut PgConnection,
+    merchant_id: i64,
+    kind: SyncKind,
+) -> sqlx::Result<bool> {
     let moved = sqlx::query(
         r#"UPDATE sync_state SET state = 'needs_attention', state_changed_at = now()
            WHERE merchant_id = $1 AND kind = $2 AND state IN ('failed', 'stalled')"#,
@@ -278,8 +298,13 @@ pub async fn mark_needs_attention(conn: &mut PgConnection, merchant_id: i64, kin
     .rows_affected()
         == 1;
     if moved {
-        metrics::counter!("catalog_mirror_sync_needs_attention_total", "kind" => kind.as_str()).increment(1);
-        tracing::error!(merchant_id, kind = kind.as_str(), "sync needs attention: retries are exhausted");
+        metrics::counter!("catalog_mirror_sync_needs_attention_total", "kind" => kind.as_str())
+            .increment(1);
+        tracing::error!(
+            merchant_id,
+            kind = kind.as_str(),
+            "sync needs attention: retries are exhausted"
+        );
         crate::notify::sync_state_changed(conn, merchant_id, kind, "needs_attention").await?;
     }
     Ok(moved)

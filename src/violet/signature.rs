@@ -20,7 +20,8 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
 }
 
 fn digest(secret: &str, body: &[u8]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
+    let mut mac =
+        HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(body);
     mac.finalize().into_bytes().into()
 }
@@ -55,8 +56,13 @@ pub fn verify<'a>(
     body: &'a [u8],
     header: Option<&str>,
 ) -> Result<VerifiedBody<'a>, SignatureError> {
-    let header = header.map(str::trim).filter(|h| !h.is_empty()).ok_or(SignatureError::Missing)?;
-    let given = STANDARD.decode(header).map_err(|_| SignatureError::Malformed)?;
+    let header = header
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .ok_or(SignatureError::Missing)?;
+    let given = STANDARD
+        .decode(header)
+        .map_err(|_| SignatureError::Malformed)?;
     if given.len() != 32 {
         return Err(SignatureError::Malformed);
     }
@@ -79,8 +85,16 @@ mod tests {
     fn known_vector() {
         // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
         let sig = sign("Jefe", b"what do ya want for nothing?");
-        let hex: String = STANDARD.decode(&sig).unwrap().iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        let hex: String = STANDARD
+            .decode(&sig)
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 
     #[test]
@@ -89,9 +103,18 @@ mod tests {
         let secrets = [Secret::new("old"), Secret::new("new")];
         assert!(verify(&secrets, body, Some(&sign("new", body))).is_ok());
         assert!(verify(&secrets, body, Some(&sign("old", body))).is_ok());
-        assert_eq!(verify(&secrets, body, Some(&sign("other", body))).unwrap_err(), SignatureError::Mismatch);
-        assert_eq!(verify(&secrets, body, None).unwrap_err(), SignatureError::Missing);
-        assert_eq!(verify(&secrets, body, Some("not base64!")).unwrap_err(), SignatureError::Malformed);
+        assert_eq!(
+            verify(&secrets, body, Some(&sign("other", body))).unwrap_err(),
+            SignatureError::Mismatch
+        );
+        assert_eq!(
+            verify(&secrets, body, None).unwrap_err(),
+            SignatureError::Missing
+        );
+        assert_eq!(
+            verify(&secrets, body, Some("not base64!")).unwrap_err(),
+            SignatureError::Malformed
+        );
         let tampered = br#"{"id":2}"#;
         assert_eq!(
             verify(&secrets, tampered, Some(&sign("new", body))).unwrap_err(),

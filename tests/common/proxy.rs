@@ -24,7 +24,9 @@ impl Proxy {
         let (flag, gen_tx) = (cut.clone(), generation.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((client, _)) = listener.accept().await else { continue };
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
                 if flag.load(Ordering::SeqCst) {
                     drop(client); // refused: closed at once
                     continue;
@@ -32,7 +34,9 @@ impl Proxy {
                 let upstream = upstream.clone();
                 let mut cut_signal = gen_tx.subscribe();
                 tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(&upstream).await else { return };
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
                     let (mut client, mut server) = (client, server);
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
@@ -41,7 +45,11 @@ impl Proxy {
                 });
             }
         });
-        Proxy { addr, cut, generation }
+        Proxy {
+            addr,
+            cut,
+            generation,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -40,7 +40,10 @@ impl Delivery {
     }
 
     pub async fn send(&self, http: &reqwest::Client, url: &str) -> reqwest::Response {
-        let mut request = http.post(url).body(self.body.clone()).header("content-type", "application/json");
+        let mut request = http
+            .post(url)
+            .body(self.body.clone())
+            .header("content-type", "application/json");
         if let Some(v) = &self.event_id {
             request = request.header("X-Violet-Event-Id", v);
         }
