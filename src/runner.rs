@@ -52,7 +52,7 @@ impl AppRunner {
                 violet,
                 MirrorSettings::new(&settings.refresh, &settings.jobs),
             ),
-            refresh_slots: Arc::new(Semaphore::new(64)),
+            refresh_slots: Arc::new(Semaphore::new(settings.refresh.concurrency.max(1))),
             pool,
             planning: PlanningSettings::new(&settings.jobs, &settings.sync),
             job_backoff: Backoff {
