@@ -72,7 +72,7 @@ SELECT (SELECT count(*) FROM dropped) + (SELECT count(*) FROM added),
 
 impl Mirror {
     /// Refreshes a merchant's collections and their membership.
-    #[tracing::instrument(name = "refresh_collections", skip(self, cancel), fields(mode = mode_name(mode), refresh_id = tracing::field::Empty))]
+    #[tracing::instrument(name = "refresh_collections", skip(self, mode, cancel), fields(mode = mode_name(mode), refresh_id = tracing::field::Empty))]
     pub async fn refresh_collections(
         &self,
         merchant_id: i64,

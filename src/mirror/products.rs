@@ -60,7 +60,7 @@ impl Mirror {
     /// Refreshes a merchant's offers. `Full` marks offers that were not listed as
     /// removed; `Safe` only upserts. Returns an error, with nothing live changed, when
     /// the listing cannot be read to its end or `cancel` fires.
-    #[tracing::instrument(name = "refresh_products", skip(self, cancel), fields(mode = mode_name(mode), refresh_id = tracing::field::Empty))]
+    #[tracing::instrument(name = "refresh_products", skip(self, mode, cancel), fields(mode = mode_name(mode), refresh_id = tracing::field::Empty))]
     pub async fn refresh_products(
         &self,
         merchant_id: i64,
