@@ -6,70 +6,14 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use catalog_mirror::config::{ConfigSource, Settings, VioletSettings};
-use catalog_mirror::sandbox::{MerchantSpec, PageFault, RateLimit, Sandbox, SandboxConfig};
+use catalog_mirror::config::VioletSettings;
+use catalog_mirror::sandbox::{PageFault, RateLimit};
 use catalog_mirror::violet::{Offer, Page, VioletClient, VioletError};
 use futures::{StreamExt, TryStreamExt};
 
-const MERCHANT: i64 = 1001;
+mod common;
 
-async fn sandbox(offers: u64, token_ttl: Duration) -> Sandbox {
-    Sandbox::start(
-        SandboxConfig {
-            seed: 7,
-            token_ttl,
-            merchants: vec![MerchantSpec {
-                id: MERCHANT as u64,
-                name: "Acme Outfitters".into(),
-                offers,
-                collections: 5,
-            }],
-            ..Default::default()
-        },
-        "127.0.0.1:0".parse().unwrap(),
-    )
-    .await
-    .expect("sandbox starts")
-}
-
-/// Defaults pointed at the sandbox, with small delays so failures are quick.
-fn settings(sandbox: &Sandbox) -> VioletSettings {
-    let mut violet = Settings::load(&ConfigSource::DefaultsOnly)
-        .expect("defaults load")
-        .violet;
-    violet.base_url = sandbox.base_url();
-    violet.max_retries = 3;
-    violet.retry_base_ms = 10;
-    violet.retry_max_ms = 50;
-    violet.retry_after_max_secs = 5;
-    violet.request_timeout_ms = 1_000;
-    violet.connect_timeout_ms = 500;
-    violet.rate_limit_per_sec = 10_000;
-    violet.merchant_rate_limit_per_sec = 10_000;
-    violet.max_concurrency = 16;
-    violet.merchant_max_concurrency = 16;
-    violet
-}
-
-fn client(settings: &VioletSettings) -> VioletClient {
-    VioletClient::new(settings).expect("client builds")
-}
-
-fn sandbox_offer_ids(sandbox: &Sandbox) -> HashSet<i64> {
-    sandbox
-        .catalog()
-        .offer_ids(MERCHANT as u64)
-        .map(|id| id as i64)
-        .collect()
-}
-
-fn first_offer_id(sandbox: &Sandbox) -> i64 {
-    sandbox
-        .catalog()
-        .offer_ids(MERCHANT as u64)
-        .next()
-        .expect("the merchant has offers") as i64
-}
+use common::violet::*;
 
 async fn all_pages(client: &VioletClient) -> Vec<Result<Page<Offer>, VioletError>> {
     client.offer_pages(MERCHANT).collect().await
