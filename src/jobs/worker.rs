@@ -186,12 +186,11 @@ impl WorkerPool {
             .record(started.elapsed().as_secs_f64());
 
         let recorded = match outcome {
-            Outcome::Finished(Ok(())) => {
-                self.queue
-                    .complete(job.id, &self.worker_id)
-                    .await
-                    .map(|held| if held { Some(JobState::Done) } else { None })
-            }
+            Outcome::Finished(Ok(())) => self
+                .queue
+                .complete(job.id, &self.worker_id)
+                .await
+                .map(|held| if held { Some(JobState::Done) } else { None }),
             Outcome::Finished(Err(err)) => self.record_failure(&job, format!("{err:#}")).await,
             Outcome::Panicked(message) => {
                 self.record_failure(&job, format!("job panicked: {message}"))
