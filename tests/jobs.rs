@@ -64,6 +64,27 @@ fn job_settings() -> JobSettings {
     }
 }
 
+/// A worker pool running in the background until [`Running::stop`].
+struct Running {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(pool: &PgPool, runner: Arc<TestRunner>, settings: JobSettings) -> Running {
+        let workers = Arc::new(WorkerPool::new(Queue::new(pool.clone()), runner, settings));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(workers.run(shutdown.clone()));
+        Running { shutdown, task }
+    }
+
+    /// Cancels and waits for the drain to finish.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+    }
+}
+
 fn incremental(merchant_id: i64) -> JobKind {
     JobKind::Incremental { merchant_id }
 }
@@ -246,15 +267,12 @@ async fn a_lost_worker_loses_its_lease_and_another_worker_completes_the_job() {
         counter.fetch_add(1, Ordering::SeqCst);
         Box::pin(async { Ok(()) })
     });
-    let pool2 = Arc::new(WorkerPool::new(queue.clone(), runner, job_settings()));
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(pool2.clone().run(shutdown.clone()));
+    let running = Running::start(&pool, runner, job_settings());
     let done = eventually(Duration::from_secs(10), || async {
         job(&pool, id).await.state == JobState::Done
     })
     .await;
-    shutdown.cancel();
-    task.await.unwrap();
+    running.stop().await;
     assert!(done, "the job was completed by the second worker");
     let finished = job(&pool, id).await;
     assert_eq!(ran.load(Ordering::SeqCst), 1);
@@ -282,19 +300,12 @@ async fn a_job_that_always_fails_ends_dead_with_its_last_error() {
         let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
         Box::pin(async move { anyhow::bail!("upstream refused (attempt {n})") })
     });
-    let workers = Arc::new(WorkerPool::new(
-        Queue::new(pool.clone()),
-        runner.clone(),
-        job_settings(),
-    ));
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(workers.run(shutdown.clone()));
+    let running = Running::start(&pool, runner.clone(), job_settings());
     let dead = eventually(Duration::from_secs(10), || async {
         job(&pool, id).await.state == JobState::Dead
     })
     .await;
-    shutdown.cancel();
-    task.await.unwrap();
+    running.stop().await;
     assert!(dead);
     let dead_job = job(&pool, id).await;
     assert_eq!(dead_job.attempts, 3);
@@ -355,9 +366,9 @@ async fn concurrency_is_bounded_by_the_worker_count() {
         )
         .await;
     }
-    let running = Arc::new(AtomicUsize::new(0));
+    let in_flight = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
-    let (r, p) = (running.clone(), peak.clone());
+    let (r, p) = (in_flight.clone(), peak.clone());
     let runner = TestRunner::new(move |_, _| {
         let (r, p) = (r.clone(), p.clone());
         Box::pin(async move {
@@ -372,9 +383,7 @@ async fn concurrency_is_bounded_by_the_worker_count() {
         workers: 3,
         ..job_settings()
     };
-    let workers = Arc::new(WorkerPool::new(Queue::new(pool.clone()), runner, settings));
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(workers.run(shutdown.clone()));
+    let running = Running::start(&pool, runner, settings);
     let all_done = eventually(Duration::from_secs(10), || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM jobs WHERE state = 'done'")
             .fetch_one(&pool)
@@ -383,8 +392,7 @@ async fn concurrency_is_bounded_by_the_worker_count() {
             == 12
     })
     .await;
-    shutdown.cancel();
-    task.await.unwrap();
+    running.stop().await;
     assert!(all_done);
     assert_eq!(
         peak.load(Ordering::SeqCst),
@@ -407,13 +415,7 @@ async fn shutdown_releases_a_job_that_outlives_the_drain() {
     let runner = TestRunner::new(|_, _| {
         Box::pin(async { std::future::pending::<anyhow::Result<()>>().await })
     });
-    let workers = Arc::new(WorkerPool::new(
-        Queue::new(pool.clone()),
-        runner,
-        job_settings(),
-    ));
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(workers.run(shutdown.clone()));
+    let running = Running::start(&pool, runner, job_settings());
     assert!(
         eventually(Duration::from_secs(5), || async {
             job(&pool, id).await.state == JobState::Running
@@ -421,8 +423,7 @@ async fn shutdown_releases_a_job_that_outlives_the_drain() {
         .await
     );
     let started = std::time::Instant::now();
-    shutdown.cancel();
-    task.await.unwrap();
+    running.stop().await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "drain is bounded"
@@ -449,21 +450,14 @@ async fn a_running_job_finishes_within_the_drain() {
             Ok(())
         })
     });
-    let workers = Arc::new(WorkerPool::new(
-        Queue::new(pool.clone()),
-        runner,
-        job_settings(),
-    ));
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(workers.run(shutdown.clone()));
+    let running = Running::start(&pool, runner, job_settings());
     assert!(
         eventually(Duration::from_secs(5), || async {
             job(&pool, id).await.state == JobState::Running
         })
         .await
     );
-    shutdown.cancel();
-    task.await.unwrap();
+    running.stop().await;
     assert_eq!(job(&pool, id).await.state, JobState::Done);
 }
 
@@ -475,9 +469,7 @@ async fn notify_wakes_an_idle_worker_long_before_the_poll_interval() {
         poll_interval_ms: 60_000,
         ..job_settings()
     };
-    let workers = Arc::new(WorkerPool::new(Queue::new(pool.clone()), runner, settings));
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(workers.run(shutdown.clone()));
+    let running = Running::start(&pool, runner, settings);
     // Let the worker find the queue empty and start waiting.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let id = enqueue(
@@ -492,7 +484,6 @@ async fn notify_wakes_an_idle_worker_long_before_the_poll_interval() {
         job(&pool, id).await.state == JobState::Done
     })
     .await;
-    shutdown.cancel();
-    task.await.unwrap();
+    running.stop().await;
     assert!(done, "woken by NOTIFY, not by the 60 s poll");
 }
