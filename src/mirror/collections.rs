@@ -108,16 +108,8 @@ impl Mirror {
         started: Instant,
     ) -> anyhow::Result<RefreshReport> {
         let pool = &self.pool;
-        let started_at: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
-            .fetch_one(pool)
-            .await?;
-        staging::purge_merchant(pool, merchant_id, Tables::Collections).await?;
-        let refresh_id = staging::next_refresh_id(pool).await?;
-        tracing::Span::current().record("refresh_id", refresh_id);
-        let key = StageKey {
-            refresh_id,
-            merchant_id,
-        };
+        let (started_at, key) = staging::begin(pool, merchant_id, Tables::Collections).await?;
+        let refresh_id = key.refresh_id;
         let staged = match self.stage_collections(key, cancel).await {
             Ok(staged) => staged,
             Err(err) => {

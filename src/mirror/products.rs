@@ -104,20 +104,8 @@ impl Mirror {
         started: Instant,
     ) -> anyhow::Result<RefreshReport> {
         let pool = &self.pool;
-        // The database clock: webhook events are stamped with it.
-        let started_at: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
-            .fetch_one(pool)
-            .await?;
-        let purged = staging::purge_merchant(pool, merchant_id, Tables::Offers).await?;
-        if purged > 0 {
-            tracing::warn!(purged, "removed staged rows left by an earlier attempt");
-        }
-        let refresh_id = staging::next_refresh_id(pool).await?;
-        tracing::Span::current().record("refresh_id", refresh_id);
-        let key = StageKey {
-            refresh_id,
-            merchant_id,
-        };
+        let (started_at, key) = staging::begin(pool, merchant_id, Tables::Offers).await?;
+        let refresh_id = key.refresh_id;
         let staged = match self.stage_products(key, cancel).await {
             Ok(staged) => staged,
             Err(err) => {

@@ -43,6 +43,32 @@ pub(crate) async fn next_refresh_id(pool: &PgPool) -> sqlx::Result<i64> {
         .await
 }
 
+/// Starts a refresh of `tables` for a merchant: reads the database clock (webhook
+/// events are stamped with it), purges rows an earlier attempt left staged, and takes
+/// a new refresh id.
+pub(crate) async fn begin(
+    pool: &PgPool,
+    merchant_id: i64,
+    tables: Tables,
+) -> anyhow::Result<(chrono::DateTime<chrono::Utc>, StageKey)> {
+    let started_at = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(pool)
+        .await?;
+    let purged = purge_merchant(pool, merchant_id, tables).await?;
+    if purged > 0 {
+        tracing::warn!(purged, "removed staged rows left by an earlier attempt");
+    }
+    let refresh_id = next_refresh_id(pool).await?;
+    tracing::Span::current().record("refresh_id", refresh_id);
+    Ok((
+        started_at,
+        StageKey {
+            refresh_id,
+            merchant_id,
+        },
+    ))
+}
+
 /// Deletes a merchant's staged rows of one kind: leftovers of an attempt that died.
 /// Safe because the queue runs one refresh per merchant and kind at a time, and the
 /// incremental job stages and publishes in one transaction (its rows are never seen).
