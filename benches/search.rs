@@ -10,7 +10,8 @@
 //! facet counts), and prints p50/p99 latency and throughput as a Markdown table.
 //!
 //! Knobs: `BENCH_OFFERS` (100000), `BENCH_SECONDS` per run (10), `BENCH_KEEP_DB=1`,
-//! `BENCH_ENGINES=api,engine,pg` (which to run; `engine` is the same search without HTTP).
+//! `BENCH_ENGINES=api,engine,pg` (which to run; `engine` is the same search without HTTP),
+//! `BENCH_MAX_CONCURRENT` (the daemon's `search.max_concurrent_searches`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -613,6 +614,9 @@ async fn main() {
     settings.http.admin_addr = "127.0.0.1:0".parse().unwrap();
     settings.search.index_dir = index_dir.path().to_path_buf();
     settings.log.filter = "warn".into();
+    if let Ok(limit) = std::env::var("BENCH_MAX_CONCURRENT") {
+        settings.search.max_concurrent_searches = limit.parse().expect("BENCH_MAX_CONCURRENT");
+    }
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://{}", app.public_addr());
     let shutdown = CancellationToken::new();

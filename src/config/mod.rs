@@ -128,6 +128,8 @@ pub struct SearchSettings {
     pub settings_dir: PathBuf,
     pub poll_interval_ms: u64,
     pub ready_max_lag_changes: u64,
+    /// 0: twice the number of CPUs.
+    pub max_concurrent_searches: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

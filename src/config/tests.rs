@@ -102,7 +102,8 @@ fn out_of_range_values_name_key_and_reason() {
         let errors = load_file(
             jail,
             "[violet]\npage_size = 500\nbase_url = \"ftp://x\"\napp_secret = \"\"\n\
-             [sync]\nfailed_retry_jitter = 1.5\n[jobs]\nworkers = 0\n",
+             [sync]\nfailed_retry_jitter = 1.5\n[jobs]\nworkers = 0\n\
+             [search]\nmax_concurrent_searches = 5000\n",
         )
         .unwrap_err();
         let reason = |key: &str| {
@@ -116,9 +117,10 @@ fn out_of_range_values_name_key_and_reason() {
         assert!(reason("violet.app_secret").contains("must be set"));
         assert!(reason("sync.failed_retry_jitter").contains("between 0.0 and 1.0"));
         assert!(reason("jobs.workers").contains("greater than 0"));
+        assert!(reason("search.max_concurrent_searches").contains("at most 1024"));
         assert_eq!(
             errors.0.len(),
-            5,
+            6,
             "all problems are reported at once: {errors}"
         );
         Ok(())

@@ -224,6 +224,11 @@ impl Settings {
             self.search.ready_max_lag_changes,
             "search.ready_max_lag_changes",
         );
+        p.check(
+            self.search.max_concurrent_searches <= 1024,
+            "search.max_concurrent_searches",
+            || "must be at most 1024 (0: twice the number of CPUs)".into(),
+        );
         for (i, key) in self.search.restricted_keys.iter().enumerate() {
             p.check(
                 !key.key.is_empty(),

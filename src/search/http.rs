@@ -9,7 +9,8 @@
 //! | `GET /health`, `GET /version` | what SDKs ask before anything else |
 //!
 //! Bodies are read by hand (size limit, content type, JSON) so that every failure is a
-//! Meilisearch-shaped 4xx. Searches run on blocking threads against one snapshot.
+//! Meilisearch-shaped 4xx. Searches run on blocking threads against one snapshot, at
+//! most `search.max_concurrent_searches` at once; the others wait in arrival order.
 
 use std::sync::Arc;
 
@@ -36,6 +37,45 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub struct SearchApi {
     pub index: Arc<SearchIndex>,
     pub access: Arc<Access>,
+    /// Permits to compute a search (the semaphore is fair: first come, first served).
+    pub compute: Arc<tokio::sync::Semaphore>,
+}
+
+impl SearchApi {
+    /// `max_concurrent` searches computed at once; 0 means two per CPU (with one, a
+    /// core idles while a finished search hands its permit to the next).
+    pub fn new(index: Arc<SearchIndex>, access: Access, max_concurrent: u32) -> SearchApi {
+        let permits = match max_concurrent {
+            0 => 2 * std::thread::available_parallelism().map_or(2, |cpus| cpus.get()),
+            n => n as usize,
+        };
+        SearchApi {
+            index,
+            access: Arc::new(access),
+            compute: Arc::new(tokio::sync::Semaphore::new(permits)),
+        }
+    }
+
+    /// Runs `work` on a blocking thread once a permit is free. With more searches at
+    /// once than cores, each would take as long as all of them together; in turn, the
+    /// early ones finish first and the latency tail stays short.
+    async fn computed<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let permit = self
+            .compute
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(ApiError::internal)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(ApiError::internal)
+    }
 }
 
 /// The routes, to merge into the public router.
@@ -155,11 +195,8 @@ async fn run_search(
 ) -> Result<execute::SearchResponse, ApiError> {
     let generation = api.index.current();
     let relevance = api.index.relevance();
-    tokio::task::spawn_blocking(move || {
-        execute::search(&generation, &relevance, &request, grant.filter())
-    })
-    .await
-    .map_err(ApiError::internal)?
+    api.computed(move || execute::search(&generation, &relevance, &request, grant.filter()))
+        .await?
 }
 
 async fn search_post(
@@ -325,11 +362,9 @@ async fn facet_search(
     };
     let generation = api.index.current();
     let relevance = api.index.relevance();
-    let value = tokio::task::spawn_blocking(move || {
-        execute::facet_search(&generation, &relevance, &request, grant.filter())
-    })
-    .await
-    .map_err(ApiError::internal)??;
+    let value = api
+        .computed(move || execute::facet_search(&generation, &relevance, &request, grant.filter()))
+        .await??;
     Ok(Json(value).into_response())
 }
 
@@ -382,4 +417,42 @@ async fn version(State(api): State<SearchApi>, headers: HeaderMap) -> ApiResult 
         "commitDate": "unknown",
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::search::Relevance;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn searches_beyond_the_limit_wait_and_run_in_arrival_order() {
+        let api = SearchApi::new(SearchIndex::new(Relevance::embedded()), Access::open(), 1);
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let held = api.compute.clone().acquire_owned().await.unwrap();
+        let mut tasks = Vec::new();
+        for name in ["first", "second", "third"] {
+            let (api, ran) = (api.clone(), ran.clone());
+            tasks.push(tokio::spawn(async move {
+                api.computed(move || ran.lock().unwrap().push(name))
+                    .await
+                    .unwrap()
+            }));
+            // Let this one queue before the next arrives.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            ran.lock().unwrap().is_empty(),
+            "no search runs while the only permit is taken"
+        );
+        drop(held);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(*ran.lock().unwrap(), ["first", "second", "third"]);
+        assert_eq!(api.compute.available_permits(), 1, "every permit came back");
+    }
 }

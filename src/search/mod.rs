@@ -142,10 +142,11 @@ pub async fn start(
     let settings_dir =
         (!search.settings_dir.as_os_str().is_empty()).then_some(search.settings_dir.as_path());
     let index = SearchIndex::new(Relevance::load(settings_dir)?);
-    let api = http::SearchApi {
-        index: index.clone(),
-        access: Arc::new(auth::Access::from_settings(search)?),
-    };
+    let api = http::SearchApi::new(
+        index.clone(),
+        auth::Access::from_settings(search)?,
+        search.max_concurrent_searches,
+    );
     let indexer = Indexer::new(
         pool,
         IndexerSettings {
