@@ -34,6 +34,7 @@ pub mod relevance;
 pub mod schema;
 pub mod source;
 pub mod store;
+mod word_scorer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

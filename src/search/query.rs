@@ -14,21 +14,24 @@
 //! 3. **attribute**: within a typo class, a match in the name beats vendor, seller,
 //!    tags, category, collections and SKU names, which beat the description.
 //!
-//! Each word is a disjunction-max over its variants (exact, prefix, typos, synonyms)
-//! in every text field, so a word counts once, at its best match. Stop words are
+//! Each word scores its best variant (exact, prefix, typos, synonyms) in any text
+//! field, so a word counts once, at its best match (`word_scorer` computes it). Stop words are
 //! dropped from the query unless it has nothing else. Ties are broken by `sort`, then
 //! by offer id (see `collect`).
 
+use std::sync::Arc;
+
 use tantivy::Term;
 use tantivy::query::{
-    AllQuery, AutomatonWeight, BooleanQuery, ConstScoreQuery, DfaWrapper, DisjunctionMaxQuery,
-    EnableScoring, FuzzyTermQuery, Occur, Query, TermQuery, Weight,
+    AllQuery, AutomatonWeight, BooleanQuery, DfaWrapper, EnableScoring, FuzzyTermQuery, Occur,
+    Query, TermQuery, Weight,
 };
-use tantivy::schema::IndexRecordOption;
+use tantivy::schema::{Field, IndexRecordOption};
 use tantivy_fst::Automaton;
 
 use super::relevance::{Relevance, words};
 use super::schema::{OfferSchema, TextField};
+use super::word_scorer::{WordClause, WordsQuery};
 
 /// Most query words considered (Meilisearch's limit).
 pub const MAX_WORDS: usize = 10;
@@ -98,28 +101,30 @@ pub fn build(
     let clauses = words
         .iter()
         .enumerate()
-        .map(|(i, word)| {
-            let rank = match strategy {
+        .map(|(i, word)| WordClause {
+            rank: match strategy {
                 MatchingStrategy::Last => WORD_UNIT * (1u32 << (count - 1 - i)) as f32,
                 MatchingStrategy::All => WORD_UNIT,
-            };
-            let occur = if i == 0 || strategy == MatchingStrategy::All {
-                Occur::Must
-            } else {
-                Occur::Should
-            };
-            (occur, word_query(word, rank, schema, relevance))
+            },
+            variants: word_variants(word, schema, relevance),
         })
         .collect();
-    Box::new(BooleanQuery::new(clauses))
+    Box::new(WordsQuery {
+        words: clauses,
+        required: match strategy {
+            MatchingStrategy::Last => 1,
+            MatchingStrategy::All => count,
+        },
+    })
 }
 
-fn word_query(
+/// A word's variants in every text field, each with the score a match through it adds
+/// to the word's rank (typo bucket plus attribute weight); the word scores its best.
+fn word_variants(
     word: &Word,
-    rank: f32,
     schema: &OfferSchema,
     relevance: &Relevance,
-) -> Box<dyn Query> {
+) -> Vec<(Box<dyn Query>, f32)> {
     let weights = relevance.weights;
     let fields = [
         (TextField::Name, weights.name),
@@ -127,14 +132,16 @@ fn word_query(
         (TextField::Description, weights.description),
         (TextField::Codes, weights.codes),
     ];
-    let mut variants: Vec<Box<dyn Query>> = Vec::new();
+    let mut variants: Vec<(Box<dyn Query>, f32)> = Vec::new();
+    // The word's prefix-and-typo automaton, built once and walked in each field.
+    let loose = (word.prefix || word.typos > 0)
+        .then(|| loose_automaton(word, schema))
+        .flatten();
     for (which, weight) in fields {
         let field = schema.text_field(which);
         let attribute = ATTRIBUTE_UNIT * weight as f32;
         let term = Term::from_field_text(field, &word.text);
-        let scored = |query: Box<dyn Query>, bucket: f32| -> Box<dyn Query> {
-            Box::new(ConstScoreQuery::new(query, rank + bucket + attribute))
-        };
+        let scored = |query: Box<dyn Query>, bucket: f32| (query, bucket + attribute);
         variants.push(scored(
             Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)),
             EXACT,
@@ -151,13 +158,11 @@ fn word_query(
             1 => ONE_TYPO,
             _ => TWO_TYPOS,
         };
-        if word.prefix || word.typos > 0 {
+        if let Some(automaton) = &loose {
             variants.push(scored(
                 Box::new(LooseTermQuery {
-                    term: term.clone(),
-                    word: word.text.clone(),
-                    typos: word.typos,
-                    prefix: word.prefix,
+                    field,
+                    automaton: automaton.clone(),
                 }),
                 bucket,
             ));
@@ -176,32 +181,49 @@ fn word_query(
             variants.push(scored(Box::new(BooleanQuery::new(all)), EXACT - 2.0));
         }
     }
-    Box::new(DisjunctionMaxQuery::new(variants))
+    variants
+}
+
+/// The automaton of a word's prefix and typo matches (`None` if the word cannot have
+/// any, which the query then simply lacks).
+fn loose_automaton(word: &Word, schema: &OfferSchema) -> Option<Arc<ExceptWord>> {
+    let term = Term::from_field_text(schema.text_field(TextField::Name), &word.text);
+    let fuzzy = if word.prefix {
+        FuzzyTermQuery::new_prefix(term, word.typos, true)
+    } else {
+        FuzzyTermQuery::new(term, word.typos, true)
+    };
+    let inner = fuzzy.automaton().ok()?;
+    Some(Arc::new(ExceptWord {
+        inner,
+        word: word.text.as_bytes().to_vec(),
+    }))
 }
 
 /// The prefix and typo matches of a word in one field, *without* the word itself (the
 /// exact variant has it): the two sets of postings barely overlap, so the union scoring
 /// a word visits most documents once instead of twice.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct LooseTermQuery {
-    term: Term,
-    word: String,
-    typos: u8,
-    prefix: bool,
+    field: Field,
+    automaton: Arc<ExceptWord>,
+}
+
+impl std::fmt::Debug for LooseTermQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LooseTermQuery")
+            .field("field", &self.field)
+            .field("word", &String::from_utf8_lossy(&self.automaton.word))
+            .finish()
+    }
 }
 
 impl Query for LooseTermQuery {
     fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        let fuzzy = if self.prefix {
-            FuzzyTermQuery::new_prefix(self.term.clone(), self.typos, true)
-        } else {
-            FuzzyTermQuery::new(self.term.clone(), self.typos, true)
-        };
-        let automaton = ExceptWord {
-            inner: fuzzy.automaton()?,
-            word: self.word.as_bytes().to_vec(),
-        };
-        Ok(Box::new(AutomatonWeight::new(self.term.field(), automaton)))
+        Ok(Box::new(AutomatonWeight::new(
+            self.field,
+            SharedAutomaton(self.automaton.clone()),
+        )))
     }
 }
 
@@ -209,6 +231,29 @@ impl Query for LooseTermQuery {
 struct ExceptWord {
     inner: DfaWrapper,
     word: Vec<u8>,
+}
+
+/// [`ExceptWord`] shared between the fields and segments a query walks.
+struct SharedAutomaton(Arc<ExceptWord>);
+
+impl Automaton for SharedAutomaton {
+    type State = <ExceptWord as Automaton>::State;
+
+    fn start(&self) -> Self::State {
+        self.0.start()
+    }
+
+    fn is_match(&self, state: &Self::State) -> bool {
+        self.0.is_match(state)
+    }
+
+    fn can_match(&self, state: &Self::State) -> bool {
+        self.0.can_match(state)
+    }
+
+    fn accept(&self, state: &Self::State, byte: u8) -> Self::State {
+        self.0.accept(state, byte)
+    }
 }
 
 impl Automaton for ExceptWord {
@@ -314,6 +359,130 @@ mod tests {
             "the",
             "only stop words: kept"
         );
+    }
+
+    /// The reference formulation of the scores `word_scorer` computes: per word a
+    /// disjunction-max of constant-score variants, words combined by a boolean query
+    /// (first word required with `last`, every word with `all`).
+    fn reference(
+        words: &[Word],
+        strategy: MatchingStrategy,
+        schema: &OfferSchema,
+        relevance: &Relevance,
+    ) -> Box<dyn Query> {
+        let count = words.len();
+        let clauses = words
+            .iter()
+            .enumerate()
+            .map(|(i, word)| {
+                let rank = match strategy {
+                    MatchingStrategy::Last => WORD_UNIT * (1u32 << (count - 1 - i)) as f32,
+                    MatchingStrategy::All => WORD_UNIT,
+                };
+                let variants: Vec<Box<dyn Query>> = word_variants(word, schema, relevance)
+                    .into_iter()
+                    .map(|(query, score)| -> Box<dyn Query> {
+                        Box::new(tantivy::query::ConstScoreQuery::new(query, rank + score))
+                    })
+                    .collect();
+                let occur = if i == 0 || strategy == MatchingStrategy::All {
+                    Occur::Must
+                } else {
+                    Occur::Should
+                };
+                let word: Box<dyn Query> =
+                    Box::new(tantivy::query::DisjunctionMaxQuery::new(variants));
+                (occur, word)
+            })
+            .collect();
+        Box::new(BooleanQuery::new(clauses))
+    }
+
+    #[test]
+    fn dense_word_scoring_equals_the_boolean_formulation() {
+        use tantivy::collector::TopDocs;
+        use tantivy::{Index, IndexWriter};
+
+        const VOCABULARY: [&str; 14] = [
+            "black",
+            "blacks",
+            "block",
+            "leather",
+            "lather",
+            "jacket",
+            "jackets",
+            "tee",
+            "tshirt",
+            "shirt",
+            "cotton",
+            "coton",
+            "sweatshirt",
+            "sweatshirts",
+        ];
+        let schema = OfferSchema::current();
+        let index = Index::create_in_ram(super::super::schema::build());
+        super::super::schema::register_tokenizers(&index);
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, 20_000_000).unwrap();
+        let mut seed = 7u64;
+        let mut pick = |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        for id in 0..600 {
+            let mut phrase = |words: usize| {
+                (0..words)
+                    .map(|_| VOCABULARY[pick(VOCABULARY.len())])
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let (name, description, vendor) = (phrase(2), phrase(4), phrase(1));
+            let source = serde_json::json!({
+                "id": id, "name": name, "description": description, "vendor": vendor,
+            });
+            writer
+                .add_document(super::super::document::document_from_source(
+                    &schema, &source,
+                ))
+                .unwrap();
+            // Several segments.
+            if id % 200 == 199 {
+                writer.commit().unwrap();
+            }
+        }
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let relevance = Relevance::embedded();
+        let scored = |query: &dyn Query| {
+            let mut hits = searcher
+                .search(query, &TopDocs::with_limit(10_000).order_by_score())
+                .unwrap()
+                .into_iter()
+                .map(|(score, address)| (address, score))
+                .collect::<Vec<_>>();
+            hits.sort_by_key(|(address, _)| *address);
+            hits
+        };
+        for q in [
+            "black",
+            "blakc",
+            "jack",
+            "leather jacket",
+            "black leather jacket",
+            "tee",
+            "coton tee",
+            "sweatshirts block",
+            "jackets lather blacks shirt",
+        ] {
+            for strategy in [MatchingStrategy::Last, MatchingStrategy::All] {
+                let words = analyze(q, &relevance);
+                let dense = scored(build(&words, strategy, &schema, &relevance).as_ref());
+                let expected = scored(reference(&words, strategy, &schema, &relevance).as_ref());
+                assert!(!expected.is_empty(), "`{q}` matches something");
+                assert_eq!(dense, expected, "`{q}` with {strategy:?}");
+            }
+        }
     }
 
     #[test]
