@@ -370,17 +370,21 @@ fn harvest_facet(facet: FacetColumn) -> FacetCounts {
         FacetColumn::Keyword { column, counts } => {
             out.kind = Some(AttrKind::Keyword);
             if let Some(column) = column {
-                let mut text = String::new();
-                for (ord, count) in counts
+                // One sorted pass over the dictionary: looking each ordinal up on its
+                // own decodes its whole block again, which cost more than the counting.
+                let (ords, mut hits): (Vec<u64>, Vec<u64>) = counts
                     .into_iter()
                     .enumerate()
                     .filter(|(_, count)| *count > 0)
-                {
-                    text.clear();
-                    if column.ord_to_str(ord as u64, &mut text).unwrap_or(false) {
-                        *out.values.entry(text.clone()).or_default() += count;
+                    .map(|(ord, count)| (ord as u64, count))
+                    .unzip();
+                hits.reverse();
+                let _ = column.dictionary().sorted_ords_to_term_cb(&ords, |bytes| {
+                    let count = hits.pop().unwrap_or(0);
+                    if let Ok(text) = std::str::from_utf8(bytes) {
+                        *out.values.entry(text.to_owned()).or_default() += count;
                     }
-                }
+                });
             }
         }
         FacetColumn::Number {

@@ -116,8 +116,7 @@ pub fn document_from_source(schema: &OfferSchema, source: &Value) -> TantivyDocu
             }
         }
     }
-    let bytes = serde_json::to_vec(source).unwrap_or_default();
-    doc.add_bytes(schema.source, &bytes);
+    doc.add_text(schema.source, source.to_string());
     doc
 }
 

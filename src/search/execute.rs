@@ -8,9 +8,9 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use tantivy::Searcher;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query};
-use tantivy::schema::Value as _;
-use tantivy::{Searcher, TantivyDocument};
+use tantivy::schema::document::{DeserializeError, DocumentDeserialize, DocumentDeserializer};
 
 use super::collect::{Collected, FacetCounts, SearchCollector, format_number};
 use super::error::ApiError;
@@ -98,7 +98,7 @@ pub fn search(
     let collected = searcher
         .search(&query, &collector)
         .map_err(ApiError::internal)?;
-    let hits = hits(&searcher, generation, &collected, skip, request, &words)?;
+    let hits = hits(&searcher, &collected, skip, request, &words)?;
 
     let mut response = Map::new();
     response.insert("query".into(), Value::String(request.q.clone()));
@@ -141,7 +141,6 @@ pub fn search(
 
 fn hits(
     searcher: &Searcher,
-    generation: &Generation,
     collected: &Collected,
     skip: usize,
     request: &SearchRequest,
@@ -159,21 +158,33 @@ fn hits(
         .iter()
         .skip(skip)
         .map(|ranked| {
-            let doc: TantivyDocument = searcher.doc(ranked.address).map_err(ApiError::internal)?;
-            let bytes = doc
-                .get_first(generation.schema.source)
-                .and_then(|value| value.as_bytes())
-                .ok_or_else(|| ApiError::internal("a document has no _source"))?;
+            let StoredSource(text) = searcher.doc(ranked.address).map_err(ApiError::internal)?;
+            let text = text.ok_or_else(|| ApiError::internal("a document has no _source"))?;
             if as_stored {
-                let text = std::str::from_utf8(bytes).map_err(ApiError::internal)?;
-                return RawValue::from_string(text.to_string()).map_err(ApiError::internal);
+                return RawValue::from_string(text).map_err(ApiError::internal);
             }
             let source: Map<String, Value> =
-                serde_json::from_slice(bytes).map_err(ApiError::internal)?;
+                serde_json::from_str(&text).map_err(ApiError::internal)?;
             serde_json::value::to_raw_value(&format::hit(&source, request, words))
                 .map_err(ApiError::internal)
         })
         .collect()
+}
+
+/// A stored document read for its `_source` alone (the only stored field), without
+/// building a general document first.
+struct StoredSource(Option<String>);
+
+impl DocumentDeserialize for StoredSource {
+    fn deserialize<'de, D: DocumentDeserializer<'de>>(
+        mut deserializer: D,
+    ) -> Result<Self, DeserializeError> {
+        let mut source = None;
+        while let Some((_, text)) = deserializer.next_field::<String>()? {
+            source = Some(text);
+        }
+        Ok(StoredSource(source))
+    }
 }
 
 fn facet_maps(

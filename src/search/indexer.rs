@@ -402,6 +402,13 @@ pub async fn rebuild(pool: &PgPool, root: &Path) -> anyhow::Result<(Live, Rebuil
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             commit(&mut writer, payload)?;
+            // The indexing threads each wrote a segment: searching one segment instead
+            // of several does the per-segment work of a query (term dictionary walks
+            // for prefixes and typos, scorer set-up) once.
+            let segments = generation.index.searchable_segment_ids()?;
+            if segments.len() > 1 {
+                writer.merge(&segments).wait()?;
+            }
             generation.reader.reload()?;
             Ok(())
         })

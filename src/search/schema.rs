@@ -23,7 +23,7 @@ use tantivy::tokenizer::{
 };
 
 /// Version of the schema and of the document projection; stored in each commit payload.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Words: split on non-alphanumerics, lowercased, accents folded.
 pub const TEXT_TOKENIZER: &str = "cm_text";
@@ -235,7 +235,9 @@ pub fn build() -> Schema {
     let marker = TextOptions::default().set_indexing_options(keyword_indexing);
     builder.add_text_field("_nulls", marker.clone());
     builder.add_text_field("_empties", marker);
-    builder.add_bytes_field("_source", STORED);
+    // Stored as text, not bytes: tantivy reads a stored string in one copy, bytes one
+    // at a time.
+    builder.add_text_field("_source", STORED);
     builder.build()
 }
 
