@@ -20,3 +20,9 @@ pub mod sync;
 pub mod systemd;
 pub mod telemetry;
 pub mod violet;
+
+/// mimalloc for the daemon and everything built on this library (tests, benchmarks):
+/// decoding and encoding catalog JSON allocates a small object per field, and glibc's
+/// malloc spent more CPU on that than the decoding itself (see BENCHMARKS.md, Refresh).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
