@@ -263,16 +263,22 @@ impl OfferStager {
     }
 }
 
-/// Writes batches in the background, one at a time, each in its own short
-/// transaction, so the next batch fills (pages fetched, rows encoded) while the
-/// previous one is copied. At most two batches exist at once: memory stays bounded by
-/// twice the batch size. A write in progress is never cut off (that would leave its
-/// pooled connection in the middle of a COPY): [`BatchWriter::abandon`] waits for it,
-/// and if the refresh itself is dropped the write finishes in the background; its rows
-/// are purged by the next refresh of the merchant.
+/// Batches being copied at once by one refresh. PostgreSQL parses (JSON) and
+/// compresses every staged row on the backend that receives it; with one COPY at a
+/// time that single backend was the refresh's bottleneck while the other core waited.
+const WRITES_IN_FLIGHT: usize = 2;
+
+/// Writes batches in the background, [`WRITES_IN_FLIGHT`] at a time on their own
+/// connections, each in its own short transaction, so the next batch fills (pages
+/// fetched, rows encoded) while earlier ones are copied. At most
+/// `WRITES_IN_FLIGHT + 1` batches exist at once: memory stays bounded by the batch
+/// size. A write in progress is never cut off (that would leave its pooled connection
+/// in the middle of a COPY): [`BatchWriter::abandon`] waits for them, and if the
+/// refresh itself is dropped the writes finish in the background; their rows are
+/// purged by the next refresh of the merchant.
 pub(crate) struct BatchWriter {
     pool: PgPool,
-    in_flight: Option<JoinHandle<sqlx::Result<(u64, OfferBatch)>>>,
+    in_flight: std::collections::VecDeque<JoinHandle<sqlx::Result<(u64, OfferBatch)>>>,
     written: u64,
 }
 
@@ -280,14 +286,15 @@ impl BatchWriter {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            in_flight: None,
+            in_flight: std::collections::VecDeque::with_capacity(WRITES_IN_FLIGHT),
             written: 0,
         }
     }
 
-    /// Waits for the write in progress, if any; returns its emptied batch for reuse.
+    /// Waits for the oldest write in progress, if any; returns its emptied batch for
+    /// reuse.
     async fn settle(&mut self) -> anyhow::Result<Option<OfferBatch>> {
-        let Some(task) = self.in_flight.take() else {
+        let Some(task) = self.in_flight.pop_front() else {
             return Ok(None);
         };
         let (written, batch) = task
@@ -298,9 +305,14 @@ impl BatchWriter {
         Ok(Some(batch))
     }
 
-    /// Starts writing the stager's batch once the previous write has finished.
+    /// Starts writing the stager's batch once fewer than [`WRITES_IN_FLIGHT`] writes
+    /// are in progress.
     pub async fn write(&mut self, stager: &mut OfferStager) -> anyhow::Result<()> {
-        let spare = self.settle().await?;
+        let spare = if self.in_flight.len() >= WRITES_IN_FLIGHT {
+            self.settle().await?
+        } else {
+            None
+        };
         let mut batch = stager.take(spare);
         let pool = self.pool.clone();
         let task = tokio::spawn(
@@ -312,7 +324,7 @@ impl BatchWriter {
             }
             .in_current_span(),
         );
-        self.in_flight = Some(task);
+        self.in_flight.push_back(task);
         Ok(())
     }
 
@@ -322,13 +334,24 @@ impl BatchWriter {
         if stager.buffered() > 0 {
             self.write(stager).await?;
         }
-        self.settle().await?;
-        Ok(self.written)
+        let mut failed = None;
+        while !self.in_flight.is_empty() {
+            // Every write is waited for, even after one failed.
+            if let Err(err) = self.settle().await {
+                failed.get_or_insert(err);
+            }
+        }
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(self.written),
+        }
     }
 
-    /// Waits for a write in progress and forgets the outcome (the refresh failed).
+    /// Waits for the writes in progress and forgets the outcome (the refresh failed).
     pub async fn abandon(mut self) {
-        let _ = self.settle().await;
+        while !self.in_flight.is_empty() {
+            let _ = self.settle().await;
+        }
     }
 }
 
