@@ -405,9 +405,13 @@ pub async fn rebuild(pool: &PgPool, root: &Path) -> anyhow::Result<(Live, Rebuil
             // The indexing threads each wrote a segment: searching one segment instead
             // of several does the per-segment work of a query (term dictionary walks
             // for prefixes and typos, scorer set-up) once.
+            // Only an optimisation: a failed merge leaves a correct index of several
+            // segments (a background merge may have claimed them first).
             let segments = generation.index.searchable_segment_ids()?;
-            if segments.len() > 1 {
-                writer.merge(&segments).wait()?;
+            if segments.len() > 1
+                && let Err(err) = writer.merge(&segments).wait()
+            {
+                tracing::warn!(error = %err, "cannot merge the rebuilt index into one segment");
             }
             generation.reader.reload()?;
             Ok(())
