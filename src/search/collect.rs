@@ -299,47 +299,41 @@ impl SegmentCollector for SegmentSearch {
     }
 }
 
-/// Counts a facet over `docs`: single-valued keyword columns in batches, the others
-/// document by document (each value counted once per document).
+/// Counts a facet over `docs`, each value once per document: keyword columns through
+/// their term ordinals (single-valued ones in batches), numbers document by document.
 fn count_facet_batch(facet: &mut FacetColumn, docs: &[DocId], scratch: &mut Vec<u64>) {
-    if let FacetColumn::Keyword {
-        column: Some(column),
-        counts,
-    } = facet
-    {
-        let ords = column.ords();
-        if ords.get_cardinality() != Cardinality::Multivalued {
-            let mut values = [None; 256];
-            for chunk in docs.chunks(values.len()) {
-                let values = &mut values[..chunk.len()];
-                ords.first_vals(chunk, values);
-                for ord in values.iter().flatten() {
-                    if let Some(slot) = counts.get_mut(*ord as usize) {
-                        *slot += 1;
-                    }
-                }
-            }
-            return;
-        }
-    }
-    for &doc in docs {
-        count_facet(facet, doc, scratch);
-    }
-}
-
-fn count_facet(facet: &mut FacetColumn, doc: DocId, scratch: &mut Vec<u64>) {
-    scratch.clear();
     match facet {
         FacetColumn::Keyword {
             column: Some(column),
             counts,
         } => {
-            scratch.extend(column.term_ords(doc));
-            scratch.sort_unstable();
-            scratch.dedup();
-            for &ord in scratch.iter() {
-                if let Some(slot) = counts.get_mut(ord as usize) {
-                    *slot += 1;
+            let ords = column.ords();
+            if ords.get_cardinality() != Cardinality::Multivalued {
+                let mut values = [None; 256];
+                for chunk in docs.chunks(values.len()) {
+                    let values = &mut values[..chunk.len()];
+                    ords.first_vals(chunk, values);
+                    for ord in values.iter().flatten() {
+                        if let Some(slot) = counts.get_mut(*ord as usize) {
+                            *slot += 1;
+                        }
+                    }
+                }
+                return;
+            }
+            // Multi-valued (tags): remembering the last document that counted each
+            // value replaces sorting and deduplicating every document's values.
+            let mut counted_for: Vec<DocId> = vec![DocId::MAX; counts.len()];
+            for &doc in docs {
+                for ord in ords.values_for_doc(doc) {
+                    let ord = ord as usize;
+                    if let (Some(slot), Some(last)) =
+                        (counts.get_mut(ord), counted_for.get_mut(ord))
+                        && *last != doc
+                    {
+                        *last = doc;
+                        *slot += 1;
+                    }
                 }
             }
         }
@@ -350,15 +344,18 @@ fn count_facet(facet: &mut FacetColumn, doc: DocId, scratch: &mut Vec<u64>) {
             min,
             max,
         } => {
-            for value in column.values_for_doc(doc) {
-                *min = min_of(*min, Some(value));
-                *max = max_of(*max, Some(value));
-                scratch.push(value.to_bits());
-            }
-            scratch.sort_unstable();
-            scratch.dedup();
-            for &bits in scratch.iter() {
-                *counts.entry(bits).or_default() += 1;
+            for &doc in docs {
+                scratch.clear();
+                for value in column.values_for_doc(doc) {
+                    *min = min_of(*min, Some(value));
+                    *max = max_of(*max, Some(value));
+                    scratch.push(value.to_bits());
+                }
+                scratch.sort_unstable();
+                scratch.dedup();
+                for &bits in scratch.iter() {
+                    *counts.entry(bits).or_default() += 1;
+                }
             }
         }
     }
