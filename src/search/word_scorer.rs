@@ -10,7 +10,7 @@
 //! dense arrays indexed by document: the best variant score of the current word, then
 //! the running sum. The documents that match every required word become a bitset,
 //! iterated by the scorer with the sum as score. The result is the same set and the
-//! same scores; memory is a few bytes per document of the segment for the duration of
+//! same scores; memory is about 9 bytes per document of the segment for the duration of
 //! a search.
 
 use tantivy::query::{BitSetDocSet, EnableScoring, Explanation, Query, Scorer, Weight};
