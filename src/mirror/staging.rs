@@ -334,24 +334,25 @@ impl BatchWriter {
         if stager.buffered() > 0 {
             self.write(stager).await?;
         }
-        let mut failed = None;
-        while !self.in_flight.is_empty() {
-            // Every write is waited for, even after one failed.
-            if let Err(err) = self.settle().await {
-                failed.get_or_insert(err);
-            }
-        }
-        match failed {
-            Some(err) => Err(err),
-            None => Ok(self.written),
-        }
+        self.settle_all().await?;
+        Ok(self.written)
     }
 
     /// Waits for the writes in progress and forgets the outcome (the refresh failed).
     pub async fn abandon(mut self) {
+        let _ = self.settle_all().await;
+    }
+
+    /// Waits for every write in progress, also after one failed; returns the first
+    /// failure.
+    async fn settle_all(&mut self) -> anyhow::Result<()> {
+        let mut failed = None;
         while !self.in_flight.is_empty() {
-            let _ = self.settle().await;
+            if let Err(err) = self.settle().await {
+                failed.get_or_insert(err);
+            }
         }
+        failed.map_or(Ok(()), Err)
     }
 }
 

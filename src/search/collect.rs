@@ -369,15 +369,15 @@ fn harvest_facet(facet: FacetColumn) -> FacetCounts {
             if let Some(column) = column {
                 // One sorted pass over the dictionary: looking each ordinal up on its
                 // own decodes its whole block again, which cost more than the counting.
-                let (ords, mut hits): (Vec<u64>, Vec<u64>) = counts
+                let (ords, hits): (Vec<u64>, Vec<u64>) = counts
                     .into_iter()
                     .enumerate()
                     .filter(|(_, count)| *count > 0)
                     .map(|(ord, count)| (ord as u64, count))
                     .unzip();
-                hits.reverse();
+                let mut hits = hits.into_iter();
                 let _ = column.dictionary().sorted_ords_to_term_cb(&ords, |bytes| {
-                    let count = hits.pop().unwrap_or(0);
+                    let count = hits.next().unwrap_or(0);
                     if let Ok(text) = std::str::from_utf8(bytes) {
                         *out.values.entry(text.to_owned()).or_default() += count;
                     }

@@ -38,7 +38,7 @@ pub struct SearchApi {
     pub index: Arc<SearchIndex>,
     pub access: Arc<Access>,
     /// Permits to compute a search (the semaphore is fair: first come, first served).
-    pub compute: Arc<tokio::sync::Semaphore>,
+    compute: Arc<tokio::sync::Semaphore>,
 }
 
 impl SearchApi {
@@ -56,9 +56,9 @@ impl SearchApi {
         }
     }
 
-    /// Runs `work` on a blocking thread once a permit is free. With more searches at
-    /// once than cores, each would take as long as all of them together; in turn, the
-    /// early ones finish first and the latency tail stays short.
+    /// Runs `work` on a blocking thread once a permit is free. With many more searches
+    /// at once than cores, each would take about as long as all of them together; in
+    /// turn, the early ones finish first and the latency tail stays short.
     async fn computed<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,

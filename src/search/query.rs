@@ -15,8 +15,8 @@
 //!    tags, category, collections and SKU names, which beat the description.
 //!
 //! Each word scores its best variant (exact, prefix, typos, synonyms) in any text
-//! field, so a word counts once, at its best match (`word_scorer` computes it). Stop words are
-//! dropped from the query unless it has nothing else. Ties are broken by `sort`, then
+//! field, so a word counts once, at its best match (`word_scorer` computes it). Stop
+//! words are dropped from the query unless it has nothing else. Ties are broken by `sort`, then
 //! by offer id (see `collect`).
 
 use std::sync::Arc;
@@ -102,10 +102,7 @@ pub fn build(
         .iter()
         .enumerate()
         .map(|(i, word)| WordClause {
-            rank: match strategy {
-                MatchingStrategy::Last => WORD_UNIT * (1u32 << (count - 1 - i)) as f32,
-                MatchingStrategy::All => WORD_UNIT,
-            },
+            rank: word_rank(i, count, strategy),
             variants: word_variants(word, schema, relevance),
         })
         .collect();
@@ -116,6 +113,15 @@ pub fn build(
             MatchingStrategy::All => count,
         },
     })
+}
+
+/// What matching the `i`th of `count` words adds: with `last`, halving from word to
+/// word, so matching an earlier word outweighs matching all later ones.
+fn word_rank(i: usize, count: usize, strategy: MatchingStrategy) -> f32 {
+    match strategy {
+        MatchingStrategy::Last => WORD_UNIT * (1u32 << (count - 1 - i)) as f32,
+        MatchingStrategy::All => WORD_UNIT,
+    }
 }
 
 /// A word's variants in every text field, each with the score a match through it adds
@@ -149,10 +155,10 @@ fn word_variants(
         if which == TextField::Codes {
             continue;
         }
-        // One automaton per field covers the prefix and typo matches (fewer, wider
-        // variants are much cheaper than one per typo count): a plain prefix ranks
-        // just below the exact word; with typos allowed, prefix and typo matches share
-        // the typo class of the word's allowance.
+        // One automaton covers the prefix and typo matches (fewer, wider variants are
+        // much cheaper than one per typo count): a plain prefix ranks just below the
+        // exact word; with typos allowed, prefix and typo matches share the typo class
+        // of the word's allowance.
         let bucket = match word.typos {
             0 => EXACT - 1.0,
             1 => ONE_TYPO,
@@ -184,29 +190,29 @@ fn word_variants(
     variants
 }
 
-/// The automaton of a word's prefix and typo matches (`None` if the word cannot have
-/// any, which the query then simply lacks).
-fn loose_automaton(word: &Word, schema: &OfferSchema) -> Option<Arc<ExceptWord>> {
+/// The automaton of a word's prefix and typo matches. `None` only for more typos than
+/// tantivy's automata allow (2), which `Relevance::typos_for` never gives.
+fn loose_automaton(word: &Word, schema: &OfferSchema) -> Option<ExceptWord> {
+    // The term only carries the word's text; the automaton is walked in any field.
     let term = Term::from_field_text(schema.text_field(TextField::Name), &word.text);
     let fuzzy = if word.prefix {
         FuzzyTermQuery::new_prefix(term, word.typos, true)
     } else {
         FuzzyTermQuery::new(term, word.typos, true)
     };
-    let inner = fuzzy.automaton().ok()?;
-    Some(Arc::new(ExceptWord {
-        inner,
-        word: word.text.as_bytes().to_vec(),
-    }))
+    Some(ExceptWord {
+        inner: Arc::new(fuzzy.automaton().ok()?),
+        word: word.text.as_bytes().into(),
+    })
 }
 
 /// The prefix and typo matches of a word in one field, *without* the word itself (the
-/// exact variant has it): the two sets of postings barely overlap, so the union scoring
-/// a word visits most documents once instead of twice.
+/// exact variant has it): the two sets of postings barely overlap, so a word's
+/// postings are read about once instead of twice.
 #[derive(Clone)]
 struct LooseTermQuery {
     field: Field,
-    automaton: Arc<ExceptWord>,
+    automaton: ExceptWord,
 }
 
 impl std::fmt::Debug for LooseTermQuery {
@@ -222,38 +228,17 @@ impl Query for LooseTermQuery {
     fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
         Ok(Box::new(AutomatonWeight::new(
             self.field,
-            SharedAutomaton(self.automaton.clone()),
+            self.automaton.clone(),
         )))
     }
 }
 
-/// An automaton accepting what `inner` accepts except `word` itself.
+/// An automaton accepting what `inner` accepts except `word` itself. Cloning shares
+/// the automaton: it is built once per word and walked in every field and segment.
+#[derive(Clone)]
 struct ExceptWord {
-    inner: DfaWrapper,
-    word: Vec<u8>,
-}
-
-/// [`ExceptWord`] shared between the fields and segments a query walks.
-struct SharedAutomaton(Arc<ExceptWord>);
-
-impl Automaton for SharedAutomaton {
-    type State = <ExceptWord as Automaton>::State;
-
-    fn start(&self) -> Self::State {
-        self.0.start()
-    }
-
-    fn is_match(&self, state: &Self::State) -> bool {
-        self.0.is_match(state)
-    }
-
-    fn can_match(&self, state: &Self::State) -> bool {
-        self.0.can_match(state)
-    }
-
-    fn accept(&self, state: &Self::State, byte: u8) -> Self::State {
-        self.0.accept(state, byte)
-    }
+    inner: Arc<DfaWrapper>,
+    word: Arc<[u8]>,
 }
 
 impl Automaton for ExceptWord {
@@ -375,10 +360,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, word)| {
-                let rank = match strategy {
-                    MatchingStrategy::Last => WORD_UNIT * (1u32 << (count - 1 - i)) as f32,
-                    MatchingStrategy::All => WORD_UNIT,
-                };
+                let rank = word_rank(i, count, strategy);
                 let variants: Vec<Box<dyn Query>> = word_variants(word, schema, relevance)
                     .into_iter()
                     .map(|(query, score)| -> Box<dyn Query> {

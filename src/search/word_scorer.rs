@@ -71,10 +71,6 @@ impl Query for WordsQuery {
     }
 }
 
-thread_local! {
-    static BEST: std::cell::Cell<Vec<Score>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
 struct WordWeights {
     rank: Score,
     variants: Vec<(Box<dyn Weight>, Score)>,
@@ -90,7 +86,9 @@ impl WordsWeight {
         let max_doc = reader.max_doc();
         let size = max_doc as usize;
         let mut total = vec![0.0 as Score; size];
-        let mut required_matched = vec![0u8; if self.required > 1 { size } else { 0 }];
+        // With one required word, matching it is what makes a candidate: no count.
+        let counting = self.required > 1;
+        let mut required_matched = vec![0u8; if counting { size } else { 0 }];
         let mut touched: Vec<DocId> = Vec::new();
         let mut candidates: Vec<DocId> = Vec::new();
         // Best variant score of the current word per document (0: not matched); the
@@ -116,7 +114,7 @@ impl WordsWeight {
                 let slot = &mut best[doc as usize];
                 total[doc as usize] += word.rank + *slot;
                 *slot = 0.0;
-                if i < self.required && self.required > 1 {
+                if counting && i < self.required {
                     required_matched[doc as usize] += 1;
                 }
             }
@@ -127,7 +125,7 @@ impl WordsWeight {
         }
         let mut docs = BitSet::with_max_value(max_doc);
         for &doc in &candidates {
-            if self.required <= 1 || required_matched[doc as usize] as usize == self.required {
+            if !counting || required_matched[doc as usize] as usize == self.required {
                 docs.insert(doc);
             }
         }
