@@ -22,16 +22,13 @@
 use std::sync::Arc;
 
 use tantivy::Term;
-use tantivy::query::{
-    AllQuery, AutomatonWeight, BooleanQuery, DfaWrapper, EnableScoring, FuzzyTermQuery, Occur,
-    Query, TermQuery, Weight,
-};
-use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::query::{AllQuery, BooleanQuery, DfaWrapper, FuzzyTermQuery, Occur, Query, TermQuery};
+use tantivy::schema::IndexRecordOption;
 use tantivy_fst::Automaton;
 
 use super::relevance::{Relevance, words};
 use super::schema::{OfferSchema, TextField};
-use super::word_scorer::{WordClause, WordsQuery};
+use super::word_scorer::{Variant, WordClause, WordsQuery};
 
 /// Most query words considered (Meilisearch's limit).
 pub const MAX_WORDS: usize = 10;
@@ -126,11 +123,7 @@ fn word_rank(i: usize, count: usize, strategy: MatchingStrategy) -> f32 {
 
 /// A word's variants in every text field, each with the score a match through it adds
 /// to the word's rank (typo bucket plus attribute weight); the word scores its best.
-fn word_variants(
-    word: &Word,
-    schema: &OfferSchema,
-    relevance: &Relevance,
-) -> Vec<(Box<dyn Query>, f32)> {
+fn word_variants(word: &Word, schema: &OfferSchema, relevance: &Relevance) -> Vec<(Variant, f32)> {
     let weights = relevance.weights;
     let fields = [
         (TextField::Name, weights.name),
@@ -138,60 +131,57 @@ fn word_variants(
         (TextField::Description, weights.description),
         (TextField::Codes, weights.codes),
     ];
-    let mut variants: Vec<(Box<dyn Query>, f32)> = Vec::new();
-    // The word's prefix-and-typo automaton, built once and walked in each field.
+    let mut variants: Vec<(Variant, f32)> = Vec::new();
     let loose = (word.prefix || word.typos > 0)
         .then(|| loose_automaton(word, schema))
         .flatten();
     for (which, weight) in fields {
         let field = schema.text_field(which);
         let attribute = ATTRIBUTE_UNIT * weight as f32;
-        let term = Term::from_field_text(field, &word.text);
-        let scored = |query: Box<dyn Query>, bucket: f32| (query, bucket + attribute);
-        variants.push(scored(
-            Box::new(TermQuery::new(term.clone(), IndexRecordOption::Basic)),
-            EXACT,
+        variants.push((
+            Variant::Term(Term::from_field_text(field, &word.text)),
+            EXACT + attribute,
         ));
         if which == TextField::Codes {
             continue;
         }
-        // One automaton covers the prefix and typo matches (fewer, wider variants are
-        // much cheaper than one per typo count): a plain prefix ranks just below the
-        // exact word; with typos allowed, prefix and typo matches share the typo class
-        // of the word's allowance.
         let bucket = match word.typos {
             0 => EXACT - 1.0,
             1 => ONE_TYPO,
             _ => TWO_TYPOS,
         };
         if let Some(automaton) = &loose {
-            variants.push(scored(
-                Box::new(LooseTermQuery {
+            variants.push((
+                Variant::Terms {
                     field,
                     automaton: automaton.clone(),
-                }),
-                bucket,
+                },
+                bucket + attribute,
             ));
         }
         for alternative in &word.synonyms {
-            let all: Vec<(Occur, Box<dyn Query>)> = alternative
-                .iter()
-                .map(|synonym| {
-                    let query: Box<dyn Query> = Box::new(TermQuery::new(
-                        Term::from_field_text(field, synonym),
-                        IndexRecordOption::Basic,
-                    ));
-                    (Occur::Must, query)
-                })
-                .collect();
-            variants.push(scored(Box::new(BooleanQuery::new(all)), EXACT - 2.0));
+            let variant = match alternative.as_slice() {
+                [synonym] => Variant::Term(Term::from_field_text(field, synonym)),
+                _ => {
+                    let all: Vec<(Occur, Box<dyn Query>)> = alternative
+                        .iter()
+                        .map(|synonym| {
+                            let query: Box<dyn Query> = Box::new(TermQuery::new(
+                                Term::from_field_text(field, synonym),
+                                IndexRecordOption::Basic,
+                            ));
+                            (Occur::Must, query)
+                        })
+                        .collect();
+                    Variant::Query(Box::new(BooleanQuery::new(all)))
+                }
+            };
+            variants.push((variant, EXACT - 2.0 + attribute));
         }
     }
     variants
 }
 
-/// The automaton of a word's prefix and typo matches. `None` only for more typos than
-/// tantivy's automata allow (2), which `Relevance::typos_for` never gives.
 fn loose_automaton(word: &Word, schema: &OfferSchema) -> Option<ExceptWord> {
     // The term only carries the word's text; the automaton is walked in any field.
     let term = Term::from_field_text(schema.text_field(TextField::Name), &word.text);
@@ -209,36 +199,20 @@ fn loose_automaton(word: &Word, schema: &OfferSchema) -> Option<ExceptWord> {
 /// The prefix and typo matches of a word in one field, *without* the word itself (the
 /// exact variant has it): the two sets of postings barely overlap, so a word's
 /// postings are read about once instead of twice.
-#[derive(Clone)]
-struct LooseTermQuery {
-    field: Field,
-    automaton: ExceptWord,
-}
-
-impl std::fmt::Debug for LooseTermQuery {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LooseTermQuery")
-            .field("field", &self.field)
-            .field("word", &String::from_utf8_lossy(&self.automaton.word))
-            .finish()
-    }
-}
-
-impl Query for LooseTermQuery {
-    fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(AutomatonWeight::new(
-            self.field,
-            self.automaton.clone(),
-        )))
-    }
-}
-
 /// An automaton accepting what `inner` accepts except `word` itself. Cloning shares
 /// the automaton: it is built once per word and walked in every field and segment.
 #[derive(Clone)]
-struct ExceptWord {
+pub struct ExceptWord {
     inner: Arc<DfaWrapper>,
     word: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for ExceptWord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExceptWord")
+            .field("word", &String::from_utf8_lossy(&self.word))
+            .finish()
+    }
 }
 
 impl Automaton for ExceptWord {
@@ -330,6 +304,8 @@ fn distance(a: &[char], b: &[char]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tantivy::query::{AutomatonWeight, EnableScoring, Weight};
+    use tantivy::schema::Field;
 
     #[test]
     fn the_last_word_is_a_prefix_and_stop_words_go() {
@@ -363,7 +339,16 @@ mod tests {
                 let rank = word_rank(i, count, strategy);
                 let variants: Vec<Box<dyn Query>> = word_variants(word, schema, relevance)
                     .into_iter()
-                    .map(|(query, score)| -> Box<dyn Query> {
+                    .map(|(variant, score)| -> Box<dyn Query> {
+                        let query: Box<dyn Query> = match variant {
+                            Variant::Term(term) => {
+                                Box::new(TermQuery::new(term, IndexRecordOption::Basic))
+                            }
+                            Variant::Terms { field, automaton } => {
+                                Box::new(LooseTermQuery { field, automaton })
+                            }
+                            Variant::Query(query) => query,
+                        };
                         Box::new(tantivy::query::ConstScoreQuery::new(query, rank + score))
                     })
                     .collect();
@@ -378,6 +363,22 @@ mod tests {
             })
             .collect();
         Box::new(BooleanQuery::new(clauses))
+    }
+
+    /// The terms of `field` an automaton accepts, as tantivy's own query.
+    #[derive(Debug, Clone)]
+    struct LooseTermQuery {
+        field: Field,
+        automaton: ExceptWord,
+    }
+
+    impl Query for LooseTermQuery {
+        fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+            Ok(Box::new(AutomatonWeight::new(
+                self.field,
+                self.automaton.clone(),
+            )))
+        }
     }
 
     #[test]

@@ -6,35 +6,55 @@
 //! with a disjunction-max union per word inside a union of words, paying a virtual call
 //! and a seek per posting per level; on common words that was most of a search's time.
 //!
-//! Here, per segment, each variant's postings are read in blocks and folded into
-//! dense arrays indexed by document: the best variant score of the current word, then
-//! the running sum. The documents that match every required word become a bitset,
-//! iterated by the scorer with the sum as score. The result is the same set and the
-//! same scores; memory is about 9 bytes per document of the segment for the duration of
-//! a search.
+//! Here, per segment, each variant's postings are read block by block straight from the
+//! inverted index (a term, or every term an automaton accepts) and folded into dense
+//! arrays indexed by document: the best variant score of the current word, then the
+//! running sum. The documents that match every required word become a bitset, iterated
+//! by the scorer with the sum as score. The result is the same set and the same scores.
+//!
+//! The dense arrays (9 bytes per document of the largest segment seen) are kept per
+//! thread and are all zero between searches: a search resets only the entries it
+//! touched, so its cost follows its matches, not the size of the segment.
 
+use std::cell::RefCell;
+
+use tantivy::postings::BlockSegmentPostings;
 use tantivy::query::{BitSetDocSet, EnableScoring, Explanation, Query, Scorer, Weight};
-use tantivy::{BitSet, DocId, DocSet, Score, SegmentReader, TERMINATED};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{BitSet, DocId, DocSet, Score, SegmentReader, TERMINATED, Term};
 
-/// One query word: its rank (what matching it adds) and its variants, each a query
-/// with the score a match through it adds on top of the rank.
+use super::query::ExceptWord;
+
+/// Where a variant's documents come from.
 #[derive(Debug)]
-pub struct WordClause {
-    pub rank: Score,
-    pub variants: Vec<(Box<dyn Query>, Score)>,
+pub enum Variant {
+    /// The documents of one term.
+    Term(Term),
+    /// The documents of every term of `field` that `automaton` accepts.
+    Terms { field: Field, automaton: ExceptWord },
+    /// Any other query (a synonym of several words, all of which must match).
+    Query(Box<dyn Query>),
 }
 
-impl Clone for WordClause {
-    fn clone(&self) -> WordClause {
-        WordClause {
-            rank: self.rank,
-            variants: self
-                .variants
-                .iter()
-                .map(|(query, score)| (query.box_clone(), *score))
-                .collect(),
+impl Clone for Variant {
+    fn clone(&self) -> Variant {
+        match self {
+            Variant::Term(term) => Variant::Term(term.clone()),
+            Variant::Terms { field, automaton } => Variant::Terms {
+                field: *field,
+                automaton: automaton.clone(),
+            },
+            Variant::Query(query) => Variant::Query(query.box_clone()),
         }
     }
+}
+
+/// One query word: its rank (what matching it adds) and its variants, each with the
+/// score a match through it adds on top of the rank.
+#[derive(Debug, Clone)]
+pub struct WordClause {
+    pub rank: Score,
+    pub variants: Vec<(Variant, Score)>,
 }
 
 /// The words of a query; the first `required` must all match (1 for matching strategy
@@ -56,7 +76,17 @@ impl Query for WordsQuery {
                 let variants = word
                     .variants
                     .iter()
-                    .map(|(query, score)| Ok((query.weight(unscored)?, *score)))
+                    .map(|(variant, score)| {
+                        let prepared = match variant {
+                            Variant::Term(term) => Prepared::Term(term.clone()),
+                            Variant::Terms { field, automaton } => Prepared::Terms {
+                                field: *field,
+                                automaton: automaton.clone(),
+                            },
+                            Variant::Query(query) => Prepared::Weight(query.weight(unscored)?),
+                        };
+                        Ok((prepared, *score))
+                    })
                     .collect::<tantivy::Result<Vec<_>>>()?;
                 Ok(WordWeights {
                     rank: word.rank,
@@ -71,9 +101,64 @@ impl Query for WordsQuery {
     }
 }
 
+enum Prepared {
+    Term(Term),
+    Terms { field: Field, automaton: ExceptWord },
+    Weight(Box<dyn Weight>),
+}
+
+impl Prepared {
+    /// Calls `fold` with the variant's documents in `reader`, a block at a time (a
+    /// document may come more than once, through several terms).
+    fn for_each_block(
+        &self,
+        reader: &SegmentReader,
+        fold: &mut dyn FnMut(&[DocId]),
+    ) -> tantivy::Result<()> {
+        match self {
+            Prepared::Term(term) => {
+                let inverted = reader.inverted_index(term.field())?;
+                if let Some(mut postings) =
+                    inverted.read_block_postings(term, IndexRecordOption::Basic)?
+                {
+                    fold_blocks(&mut postings, fold);
+                }
+            }
+            Prepared::Terms { field, automaton } => {
+                let inverted = reader.inverted_index(*field)?;
+                let mut terms = inverted
+                    .terms()
+                    .search(automaton)
+                    .without_keys()
+                    .into_stream()?;
+                while terms.advance() {
+                    let mut postings = inverted.read_block_postings_from_terminfo(
+                        terms.value(),
+                        IndexRecordOption::Basic,
+                    )?;
+                    fold_blocks(&mut postings, fold);
+                }
+            }
+            Prepared::Weight(weight) => weight.for_each_no_score(reader, fold)?,
+        }
+        Ok(())
+    }
+}
+
+fn fold_blocks(postings: &mut BlockSegmentPostings, fold: &mut dyn FnMut(&[DocId])) {
+    loop {
+        let docs = postings.docs();
+        if docs.is_empty() {
+            return;
+        }
+        fold(docs);
+        postings.advance();
+    }
+}
+
 struct WordWeights {
     rank: Score,
-    variants: Vec<(Box<dyn Weight>, Score)>,
+    variants: Vec<(Prepared, Score)>,
 }
 
 struct WordsWeight {
@@ -81,24 +166,93 @@ struct WordsWeight {
     required: usize,
 }
 
+/// Dense per-document arrays, all zero whenever they are in the pool.
+#[derive(Default)]
+struct Scratch {
+    /// Running sum of the matched words' scores.
+    total: Vec<Score>,
+    /// Best variant score of the current word (0: not matched).
+    best: Vec<Score>,
+    /// How many of the required words matched (only with more than one).
+    required_matched: Vec<u8>,
+}
+
+thread_local! {
+    /// Each search thread's arrays, taken by a segment's scorer and given back, zeroed,
+    /// when it is dropped.
+    static SCRATCH: RefCell<Vec<Scratch>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Scratch {
+    /// Arrays of at least `size` entries, all zero.
+    fn take(size: usize) -> Scratch {
+        let mut scratch = SCRATCH
+            .with(|pool| pool.borrow_mut().pop())
+            .unwrap_or_default();
+        for array in [&mut scratch.total, &mut scratch.best] {
+            if array.len() < size {
+                array.resize(size, 0.0);
+            }
+        }
+        if scratch.required_matched.len() < size {
+            scratch.required_matched.resize(size, 0);
+        }
+        scratch
+    }
+
+    /// Zeroes the entries of `dirty` (`best` is zeroed word by word already) and puts
+    /// the arrays back in the thread's pool.
+    fn give_back(mut self, dirty: &[DocId]) {
+        for &doc in dirty {
+            self.total[doc as usize] = 0.0;
+            self.required_matched[doc as usize] = 0;
+        }
+        SCRATCH.with(|pool| pool.borrow_mut().push(self));
+    }
+}
+
 impl WordsWeight {
     fn dense_scorer(&self, reader: &SegmentReader) -> tantivy::Result<DenseScorer> {
         let max_doc = reader.max_doc();
-        let size = max_doc as usize;
-        let mut total = vec![0.0 as Score; size];
+        let mut scratch = Scratch::take(max_doc as usize);
+        let mut dirty: Vec<DocId> = Vec::new();
+        let outcome = self.score_words(reader, &mut scratch, &mut dirty);
+        match outcome {
+            Ok(docs) => Ok(DenseScorer {
+                docs: BitSetDocSet::from(docs),
+                scratch: Some(scratch),
+                dirty,
+            }),
+            Err(err) => {
+                scratch.give_back(&dirty);
+                Err(err)
+            }
+        }
+    }
+
+    /// Fills `scratch.total` for every document matching a word (each recorded in
+    /// `dirty`) and returns the documents matching every required word.
+    fn score_words(
+        &self,
+        reader: &SegmentReader,
+        scratch: &mut Scratch,
+        dirty: &mut Vec<DocId>,
+    ) -> tantivy::Result<BitSet> {
+        let Scratch {
+            total,
+            best,
+            required_matched,
+        } = scratch;
         // With one required word, matching it is what makes a candidate: no count.
         let counting = self.required > 1;
-        let mut required_matched = vec![0u8; if counting { size } else { 0 }];
+        // The documents the current word matched; `dirty` ends as the union.
         let mut touched: Vec<DocId> = Vec::new();
-        let mut candidates: Vec<DocId> = Vec::new();
-        // Best variant score of the current word per document (0: not matched); the
-        // entries a word touched are reset before the next word.
-        let mut best = vec![0.0 as Score; size];
+        let mut candidates = 0..0;
         for (i, word) in self.words.iter().enumerate() {
             touched.clear();
-            for (weight, score) in &word.variants {
+            for (variant, score) in &word.variants {
                 let score = *score;
-                weight.for_each_no_score(reader, &mut |docs: &[DocId]| {
+                let result = variant.for_each_block(reader, &mut |docs: &[DocId]| {
                     for &doc in docs {
                         let slot = &mut best[doc as usize];
                         if *slot == 0.0 {
@@ -108,7 +262,14 @@ impl WordsWeight {
                             *slot = score;
                         }
                     }
-                })?;
+                });
+                if let Err(err) = result {
+                    for &doc in &touched {
+                        best[doc as usize] = 0.0;
+                    }
+                    dirty.extend_from_slice(&touched);
+                    return Err(err);
+                }
             }
             for &doc in &touched {
                 let slot = &mut best[doc as usize];
@@ -118,21 +279,20 @@ impl WordsWeight {
                     required_matched[doc as usize] += 1;
                 }
             }
+            let start = dirty.len();
+            dirty.extend_from_slice(&touched);
             if i == 0 {
                 // Whoever matches every required word matched the first one.
-                std::mem::swap(&mut candidates, &mut touched);
+                candidates = start..dirty.len();
             }
         }
-        let mut docs = BitSet::with_max_value(max_doc);
-        for &doc in &candidates {
+        let mut docs = BitSet::with_max_value(reader.max_doc());
+        for &doc in &dirty[candidates] {
             if !counting || required_matched[doc as usize] as usize == self.required {
                 docs.insert(doc);
             }
         }
-        Ok(DenseScorer {
-            docs: BitSetDocSet::from(docs),
-            total,
-        })
+        Ok(docs)
     }
 }
 
@@ -158,7 +318,18 @@ impl Weight for WordsWeight {
 /// The matching documents of a segment and their scores.
 struct DenseScorer {
     docs: BitSetDocSet,
-    total: Vec<Score>,
+    /// Always `Some` until dropped.
+    scratch: Option<Scratch>,
+    /// The entries of `scratch` to zero when done.
+    dirty: Vec<DocId>,
+}
+
+impl Drop for DenseScorer {
+    fn drop(&mut self) {
+        if let Some(scratch) = self.scratch.take() {
+            scratch.give_back(&self.dirty);
+        }
+    }
 }
 
 impl DocSet for DenseScorer {
@@ -181,9 +352,9 @@ impl DocSet for DenseScorer {
 
 impl Scorer for DenseScorer {
     fn score(&mut self) -> Score {
-        match self.docs.doc() {
-            TERMINATED => 0.0,
-            doc => self.total[doc as usize],
+        match (self.docs.doc(), &self.scratch) {
+            (TERMINATED, _) | (_, None) => 0.0,
+            (doc, Some(scratch)) => scratch.total[doc as usize],
         }
     }
 }
