@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use catalog_mirror::app::Application;
 use catalog_mirror::config::{ConfigSource, Secret, Settings};
 use catalog_mirror::search::params::SearchRequest;
+use catalog_mirror::search::pool::SearchPool;
 use catalog_mirror::search::{self, Relevance, SearchIndex, store};
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
@@ -441,7 +442,8 @@ async fn run_fts(pool: &PgPool, query: &Query) {
 #[derive(Clone, Copy)]
 enum Engine {
     Api,
-    /// The same searches without HTTP: where the time goes.
+    /// The same searches without HTTP, on search threads like the daemon's: where the
+    /// time goes.
     InProcess,
     Postgres,
 }
@@ -462,6 +464,7 @@ async fn measure(
     base: &str,
     pool: &PgPool,
     index: &Arc<catalog_mirror::search::SearchIndex>,
+    threads: &SearchPool,
 ) -> Measure {
     let queries = Arc::new(mix());
     let requests: Arc<Vec<SearchRequest>> = Arc::new(
@@ -475,7 +478,7 @@ async fn measure(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client in 0..clients {
-        let (requests, index) = (requests.clone(), index.clone());
+        let (requests, index, threads) = (requests.clone(), index.clone(), threads.clone());
         let (queries, http, stop, pool, url) = (
             queries.clone(),
             http.clone(),
@@ -498,20 +501,21 @@ async fn measure(
                     Engine::InProcess => {
                         let (requests, index) = (requests.clone(), index.clone());
                         let which = i % queries.len();
-                        tokio::task::spawn_blocking(move || {
-                            let generation = index.current();
-                            let relevance = index.relevance();
-                            let body = search::execute::search(
-                                &generation,
-                                &relevance,
-                                &requests[which],
-                                None,
-                            )
+                        threads
+                            .run(move || {
+                                let generation = index.current();
+                                let relevance = index.relevance();
+                                let body = search::execute::search(
+                                    &generation,
+                                    &relevance,
+                                    &requests[which],
+                                    None,
+                                )
+                                .unwrap();
+                                serde_json::to_vec(&body).unwrap()
+                            })
+                            .await
                             .unwrap();
-                            serde_json::to_vec(&body).unwrap()
-                        })
-                        .await
-                        .unwrap();
                     }
                     Engine::Postgres => run_fts(&pool, query).await,
                 }
@@ -617,6 +621,8 @@ async fn main() {
     if let Ok(limit) = std::env::var("BENCH_MAX_CONCURRENT") {
         settings.search.max_concurrent_searches = limit.parse().expect("BENCH_MAX_CONCURRENT");
     }
+    // "Engine only" computes on threads of its own, as many as the daemon's.
+    let threads = SearchPool::start(settings.search.max_concurrent_searches as usize).unwrap();
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://{}", app.public_addr());
     let shutdown = CancellationToken::new();
@@ -651,9 +657,18 @@ async fn main() {
         engines.split(',').any(|wanted| wanted.trim() == name)
     }) {
         // Warm caches.
-        measure(engine, 4, 2, &base, &pool, &in_process).await;
+        measure(engine, 4, 2, &base, &pool, &in_process, &threads).await;
         for clients in [1, 16] {
-            let result = measure(engine, clients, seconds, &base, &pool, &in_process).await;
+            let result = measure(
+                engine,
+                clients,
+                seconds,
+                &base,
+                &pool,
+                &in_process,
+                &threads,
+            )
+            .await;
             lines.push((label, clients, result));
         }
     }

@@ -128,7 +128,7 @@ pub struct SearchSettings {
     pub settings_dir: PathBuf,
     pub poll_interval_ms: u64,
     pub ready_max_lag_changes: u64,
-    /// 0: twice the number of CPUs.
+    /// Search threads (searches computed at once); 0: one per CPU.
     pub max_concurrent_searches: u32,
 }
 

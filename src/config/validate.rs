@@ -227,7 +227,7 @@ impl Settings {
         p.check(
             self.search.max_concurrent_searches <= 1024,
             "search.max_concurrent_searches",
-            || "must be at most 1024 (0: twice the number of CPUs)".into(),
+            || "must be at most 1024 (0: one per CPU)".into(),
         );
         for (i, key) in self.search.restricted_keys.iter().enumerate() {
             p.check(

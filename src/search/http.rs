@@ -9,8 +9,8 @@
 //! | `GET /health`, `GET /version` | what SDKs ask before anything else |
 //!
 //! Bodies are read by hand (size limit, content type, JSON) so that every failure is a
-//! Meilisearch-shaped 4xx. Searches run on blocking threads against one snapshot, at
-//! most `search.max_concurrent_searches` at once; the others wait in arrival order.
+//! Meilisearch-shaped 4xx. Searches run against one snapshot on the search threads
+//! (`pool`, `search.max_concurrent_searches` of them), in arrival order.
 
 use std::sync::Arc;
 
@@ -27,6 +27,7 @@ use super::auth::{Access, Grant};
 use super::error::{ApiError, invalid_type};
 use super::execute::{self, FacetSearchRequest};
 use super::params::{self, SearchRequest};
+use super::pool::SearchPool;
 use super::schema::{self, FILTERABLE};
 use super::{INDEX_UID, SearchIndex};
 
@@ -37,44 +38,30 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub struct SearchApi {
     pub index: Arc<SearchIndex>,
     pub access: Arc<Access>,
-    /// Permits to compute a search (the semaphore is fair: first come, first served).
-    compute: Arc<tokio::sync::Semaphore>,
+    /// The threads that compute searches, first come first served.
+    pool: SearchPool,
 }
 
 impl SearchApi {
-    /// `max_concurrent` searches computed at once; 0 means two per CPU (with one, a
-    /// core idles while a finished search hands its permit to the next).
-    pub fn new(index: Arc<SearchIndex>, access: Access, max_concurrent: u32) -> SearchApi {
-        let permits = match max_concurrent {
-            0 => 2 * std::thread::available_parallelism().map_or(2, |cpus| cpus.get()),
-            n => n as usize,
-        };
-        SearchApi {
+    /// Starts `threads` search threads; 0 means one per CPU.
+    pub fn new(
+        index: Arc<SearchIndex>,
+        access: Access,
+        threads: u32,
+    ) -> std::io::Result<SearchApi> {
+        Ok(SearchApi {
             index,
             access: Arc::new(access),
-            compute: Arc::new(tokio::sync::Semaphore::new(permits)),
-        }
+            pool: SearchPool::start(threads as usize)?,
+        })
     }
 
-    /// Runs `work` on a blocking thread once a permit is free. With many more searches
-    /// at once than cores, each would take about as long as all of them together; in
-    /// turn, the early ones finish first and the latency tail stays short.
+    /// Runs `work` on a search thread, after the searches that arrived before it.
     async fn computed<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let permit = self
-            .compute
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(ApiError::internal)?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work()
-        })
-        .await
-        .map_err(ApiError::internal)
+        self.pool.run(work).await.map_err(ApiError::internal)
     }
 }
 
@@ -417,42 +404,4 @@ async fn version(State(api): State<SearchApi>, headers: HeaderMap) -> ApiResult 
         "commitDate": "unknown",
     }))
     .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-    use std::time::Duration;
-
-    use super::*;
-    use crate::search::Relevance;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn searches_beyond_the_limit_wait_and_run_in_arrival_order() {
-        let api = SearchApi::new(SearchIndex::new(Relevance::embedded()), Access::open(), 1);
-        let ran = Arc::new(Mutex::new(Vec::new()));
-        let held = api.compute.clone().acquire_owned().await.unwrap();
-        let mut tasks = Vec::new();
-        for name in ["first", "second", "third"] {
-            let (api, ran) = (api.clone(), ran.clone());
-            tasks.push(tokio::spawn(async move {
-                api.computed(move || ran.lock().unwrap().push(name))
-                    .await
-                    .unwrap()
-            }));
-            // Let this one queue before the next arrives.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(
-            ran.lock().unwrap().is_empty(),
-            "no search runs while the only permit is taken"
-        );
-        drop(held);
-        for task in tasks {
-            task.await.unwrap();
-        }
-        assert_eq!(*ran.lock().unwrap(), ["first", "second", "third"]);
-        assert_eq!(api.compute.available_permits(), 1, "every permit came back");
-    }
 }

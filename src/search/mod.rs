@@ -14,7 +14,9 @@
 //! - `filter`, `query`, `relevance`, `collect`, `execute`, `format`, `params`: the
 //!   query side (filter grammar, typo/prefix/synonym matching with field weights,
 //!   facets, sort, pagination, highlighting).
-//! - `http`, `auth`, `error`: the routes, keys and tenant tokens, Meilisearch errors.
+//!   `word_scorer` scores the words of `q` in one pass over their postings.
+//! - `http`, `auth`, `error`: the routes, keys and tenant tokens, Meilisearch errors;
+//!   `pool`: the threads that compute searches.
 //!
 //! [`SearchIndex`] is what the two sides share: the generation being served, swapped
 //! atomically; a request takes one searcher (one commit) and keeps it to the end.
@@ -29,6 +31,7 @@ pub mod format;
 pub mod http;
 pub mod indexer;
 pub mod params;
+pub mod pool;
 pub mod query;
 pub mod relevance;
 pub mod schema;
@@ -39,6 +42,7 @@ mod word_scorer;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 pub use indexer::{Indexer, IndexerSettings, RebuildReport, Startup, reindex};
@@ -147,7 +151,8 @@ pub async fn start(
         index.clone(),
         auth::Access::from_settings(search)?,
         search.max_concurrent_searches,
-    );
+    )
+    .context("starting the search threads")?;
     let indexer = Indexer::new(
         pool,
         IndexerSettings {
