@@ -246,6 +246,10 @@ impl SegmentCollector for SegmentSearch {
         if self.keep == 0 {
             return;
         }
+        // The score ranks first: below the worst kept, nothing else needs reading.
+        if self.worst.is_some_and(|worst| score < worst.score) {
+            return;
+        }
         let mut sort_values = [None; MAX_SORT];
         for (slot, column) in sort_values.iter_mut().zip(&self.sort_columns) {
             *slot = column.first(doc);

@@ -200,12 +200,16 @@ impl Scratch {
         scratch
     }
 
-    /// Zeroes the entries of `dirty` (`best` is zeroed word by word already) and puts
-    /// the arrays back in the thread's pool.
-    fn give_back(mut self, dirty: &[DocId]) {
+    /// Zeroes the entries of `dirty` (`best` is zeroed word by word already; the counts
+    /// only if `counted`) and puts the arrays back in the thread's pool.
+    fn give_back(mut self, dirty: &[DocId], counted: bool) {
         for &doc in dirty {
             self.total[doc as usize] = 0.0;
-            self.required_matched[doc as usize] = 0;
+        }
+        if counted {
+            for &doc in dirty {
+                self.required_matched[doc as usize] = 0;
+            }
         }
         SCRATCH.with(|pool| pool.borrow_mut().push(self));
     }
@@ -217,17 +221,24 @@ impl WordsWeight {
         let mut scratch = Scratch::take(max_doc as usize);
         let mut dirty: Vec<DocId> = Vec::new();
         let outcome = self.score_words(reader, &mut scratch, &mut dirty);
+        let counted = self.counting();
         match outcome {
             Ok(docs) => Ok(DenseScorer {
                 docs: BitSetDocSet::from(docs),
                 scratch: Some(scratch),
                 dirty,
+                counted,
             }),
             Err(err) => {
-                scratch.give_back(&dirty);
+                scratch.give_back(&dirty, counted);
                 Err(err)
             }
         }
+    }
+
+    /// With one required word, matching it is what makes a candidate: no count.
+    fn counting(&self) -> bool {
+        self.required > 1
     }
 
     /// Fills `scratch.total` for every document matching a word (each recorded in
@@ -243,8 +254,7 @@ impl WordsWeight {
             best,
             required_matched,
         } = scratch;
-        // With one required word, matching it is what makes a candidate: no count.
-        let counting = self.required > 1;
+        let counting = self.counting();
         // The documents the current word matched; `dirty` ends as the union.
         let mut touched: Vec<DocId> = Vec::new();
         let mut candidates = 0..0;
@@ -322,12 +332,14 @@ struct DenseScorer {
     scratch: Option<Scratch>,
     /// The entries of `scratch` to zero when done.
     dirty: Vec<DocId>,
+    /// Whether the required words were counted.
+    counted: bool,
 }
 
 impl Drop for DenseScorer {
     fn drop(&mut self) {
         if let Some(scratch) = self.scratch.take() {
-            scratch.give_back(&self.dirty);
+            scratch.give_back(&self.dirty, self.counted);
         }
     }
 }
