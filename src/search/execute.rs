@@ -86,6 +86,7 @@ pub fn search(
         &filters,
     )?;
     let searcher = generation.reader.searcher();
+    generation.ids.keep_only(&searcher);
     let (skip, take) = request.pagination.window();
     let total_docs = searcher.num_docs() as usize;
     let keep = skip.saturating_add(take).min(total_docs);
@@ -94,6 +95,7 @@ pub fn search(
         scored: !words.is_empty(),
         sort: request.sort.clone(),
         facets: request.facets.clone(),
+        ids: generation.ids.clone(),
     };
     let collected = searcher
         .search(&query, &collector)
@@ -258,6 +260,7 @@ pub fn facet_search(
         scored: false,
         sort: Vec::new(),
         facets: vec![request.facet],
+        ids: generation.ids.clone(),
     };
     let collected = searcher
         .search(&query, &collector)

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::store::Compressor;
 use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy};
 
+use super::collect::IdsBySegment;
 use super::schema::{self, OfferSchema, SCHEMA_VERSION};
 
 const CURRENT: &str = "CURRENT";
@@ -47,6 +48,8 @@ pub struct Generation {
     pub index: Index,
     pub reader: IndexReader,
     pub schema: OfferSchema,
+    /// Offer ids by document for the segments searched (see `collect::IdsBySegment`).
+    pub ids: Arc<IdsBySegment>,
 }
 
 impl Generation {
@@ -65,6 +68,7 @@ impl Generation {
             index,
             reader,
             schema,
+            ids: Arc::default(),
         })
     }
 
