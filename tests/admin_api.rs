@@ -491,6 +491,13 @@ async fn resync_enqueues_full_refreshes() {
         .await
         .unwrap();
     assert_eq!(huge.status(), 400, "a huge body is refused");
+    assert_eq!(
+        huge.headers()
+            .get("connection")
+            .map(|value| value.as_bytes()),
+        Some(&b"close"[..]),
+        "the unread rest of the body ends the connection, and the answer says so"
+    );
     let body: Value = huge.json().await.unwrap();
     assert_eq!(body["error"], "bad_request");
     let (status, body) = get(&app, "/api/resync").await;

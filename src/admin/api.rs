@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -136,9 +136,21 @@ struct ResyncRequest {
 }
 
 async fn resync(State(state): State<AdminState>, body: Result<Bytes, BytesRejection>) -> ApiResult {
-    let body = body.map_err(|rejection| {
-        AdminError::bad_request(format!("cannot read the body: {rejection}"))
-    })?;
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            // The rest of the body stays unread, so the server closes the connection
+            // after this answer: saying so keeps a client from sending its next request
+            // on a connection that is going away.
+            let mut response =
+                AdminError::bad_request(format!("cannot read the body: {rejection}"))
+                    .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Ok(response);
+        }
+    };
     let request: ResyncRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ResyncRequest::default()
     } else {

@@ -140,7 +140,17 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body stays unread, so the server closes the connection
+            // after this answer: saying so keeps a client from sending its next request
+            // on a connection that is going away.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
@@ -158,4 +168,26 @@ pub fn invalid_type(
             super::filter::json_kind(found)
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refused_payload_closes_the_connection() {
+        let refused = ApiError::payload_too_large(10).into_response();
+        assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            refused.headers().get(axum::http::header::CONNECTION),
+            Some(&axum::http::HeaderValue::from_static("close"))
+        );
+        let invalid = ApiError::invalid("invalid_search_q", "no").into_response();
+        assert!(
+            invalid
+                .headers()
+                .get(axum::http::header::CONNECTION)
+                .is_none()
+        );
+    }
 }
