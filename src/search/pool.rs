@@ -1,9 +1,10 @@
 //! The search threads: a fixed set of threads that compute searches in arrival order.
 //!
-//! A search is CPU work of about a millisecond. Run on tokio's blocking pool behind a
-//! semaphore, every search paid two thread hand-overs (permit to task, task to blocking
-//! thread), and a core idled during each. Here a thread that finishes a search takes
-//! the next waiting one from the queue at once, and keeps its scratch memory (see
+//! A search is CPU work of under a millisecond. Run on tokio's blocking pool behind a
+//! semaphore, every search paid two thread hand-overs (the permit to the waiting task,
+//! the task to a blocking thread); here a thread that finishes a search takes the next
+//! waiting one from the queue at once (16-client throughput went from about 2,500 to
+//! about 4,000 searches a second, BENCHMARKS.md), and keeps its scratch memory (see
 //! `word_scorer`) from one search to the next. A search whose requester has gone away
 //! (client disconnected, request timed out) before its turn is skipped.
 
