@@ -132,6 +132,7 @@ fn word_variants(word: &Word, schema: &OfferSchema, relevance: &Relevance) -> Ve
         (TextField::Codes, weights.codes),
     ];
     let mut variants: Vec<(Variant, f32)> = Vec::new();
+    // The word's prefix-and-typo automaton, built once and walked in each field.
     let loose = (word.prefix || word.typos > 0)
         .then(|| loose_automaton(word, schema))
         .flatten();
@@ -145,6 +146,10 @@ fn word_variants(word: &Word, schema: &OfferSchema, relevance: &Relevance) -> Ve
         if which == TextField::Codes {
             continue;
         }
+        // One automaton covers the prefix and typo matches (fewer, wider variants are
+        // much cheaper than one per typo count): a plain prefix ranks just below the
+        // exact word; with typos allowed, prefix and typo matches share the typo class
+        // of the word's allowance.
         let bucket = match word.typos {
             0 => EXACT - 1.0,
             1 => ONE_TYPO,
@@ -182,6 +187,8 @@ fn word_variants(word: &Word, schema: &OfferSchema, relevance: &Relevance) -> Ve
     variants
 }
 
+/// The automaton of a word's prefix and typo matches. `None` only for more typos than
+/// tantivy's automata allow (2), which `Relevance::typos_for` never gives.
 fn loose_automaton(word: &Word, schema: &OfferSchema) -> Option<ExceptWord> {
     // The term only carries the word's text; the automaton is walked in any field.
     let term = Term::from_field_text(schema.text_field(TextField::Name), &word.text);
@@ -196,11 +203,11 @@ fn loose_automaton(word: &Word, schema: &OfferSchema) -> Option<ExceptWord> {
     })
 }
 
-/// The prefix and typo matches of a word in one field, *without* the word itself (the
-/// exact variant has it): the two sets of postings barely overlap, so a word's
-/// postings are read about once instead of twice.
-/// An automaton accepting what `inner` accepts except `word` itself. Cloning shares
-/// the automaton: it is built once per word and walked in every field and segment.
+/// An automaton accepting what `inner` accepts except `word` itself: a word's prefix and
+/// typo matches *without* the word (the exact variant has it), so the two sets of
+/// postings barely overlap and a word's postings are read about once instead of twice.
+/// Cloning shares the automaton: it is built once per word and walked in every field
+/// and segment.
 #[derive(Clone)]
 pub struct ExceptWord {
     inner: Arc<DfaWrapper>,
