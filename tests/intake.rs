@@ -113,11 +113,18 @@ async fn bad_signatures_missing_headers_and_oversized_bodies_store_nothing() {
 
     let huge_body = json!({ "merchant_id": 3, "padding": "x".repeat(3 * 1024 * 1024) });
     let huge = Delivery::new("evt-huge", "OFFER_UPDATED", &huge_body);
+    let refused = huge.send(&app.http, &url).await;
+    assert_eq!(refused.status(), 413, "over the 2 MiB default");
     assert_eq!(
-        huge.send(&app.http, &url).await.status(),
-        413,
-        "over the 2 MiB default"
+        refused
+            .headers()
+            .get("connection")
+            .map(|value| value.as_bytes()),
+        Some(&b"close"[..]),
+        "the unread rest of the body ends the connection, and the answer says so"
     );
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "payload_too_large", "{body}");
 
     let mut no_id = good.clone();
     no_id.event_id = None;

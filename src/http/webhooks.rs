@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -17,7 +18,15 @@ use crate::violet::signature;
 /// Longest event id, topic or entity id accepted.
 const MAX_HEADER_LEN: usize = 256;
 
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return unread_body(&rejection),
+    };
     let event = match parse_delivery(&state.webhook_secrets, &headers, &body) {
         Ok(event) => event,
         Err(rejection) => return rejection.into_response(),
@@ -181,6 +190,23 @@ impl IntoResponse for Rejection {
             }
         }
     }
+}
+
+/// A body that could not be read (over `webhooks.body_limit_bytes`, or cut off). Its
+/// unread rest makes the server close the connection after answering: the answer says
+/// so, or a sender could post its next event on a connection that is going away.
+fn unread_body(rejection: &BytesRejection) -> Response {
+    let status = rejection.status();
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "payload_too_large"
+    } else {
+        "bad_request"
+    };
+    let mut response = reply(status, code, &rejection.body_text());
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn reply(status: StatusCode, code: &str, message: &str) -> Response {
