@@ -453,8 +453,14 @@ struct Measure {
     p99: Duration,
     throughput: f64,
     requests: usize,
-    /// Median latency per kind of query, in the mix's order.
-    by_kind: Vec<(&'static str, Duration)>,
+    /// Latency per kind of query, in the mix's order.
+    by_kind: Vec<KindLatency>,
+}
+
+struct KindLatency {
+    kind: &'static str,
+    p50: Duration,
+    p99: Duration,
 }
 
 async fn measure(
@@ -532,9 +538,9 @@ async fn measure(
         latencies.extend(task.await.unwrap());
     }
     let elapsed = started.elapsed();
-    let mut by_kind: Vec<(&'static str, Duration)> = Vec::new();
+    let mut by_kind: Vec<KindLatency> = Vec::new();
     for kind in queries.iter().map(|query| query.kind) {
-        if by_kind.iter().any(|(seen, _)| *seen == kind) {
+        if by_kind.iter().any(|seen| seen.kind == kind) {
             continue;
         }
         let mut of_kind: Vec<Duration> = latencies
@@ -543,20 +549,55 @@ async fn measure(
             .map(|(_, latency)| *latency)
             .collect();
         of_kind.sort();
-        by_kind.push((
+        by_kind.push(KindLatency {
             kind,
-            of_kind.get(of_kind.len() / 2).copied().unwrap_or_default(),
-        ));
+            p50: quantile(&of_kind, 0.50),
+            p99: quantile(&of_kind, 0.99),
+        });
     }
     let mut latencies: Vec<Duration> = latencies.into_iter().map(|(_, latency)| latency).collect();
     latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     Measure {
-        p50: at(0.50),
-        p99: at(0.99),
+        p50: quantile(&latencies, 0.50),
+        p99: quantile(&latencies, 0.99),
         throughput: latencies.len() as f64 / elapsed.as_secs_f64(),
         requests: latencies.len(),
         by_kind,
+    }
+}
+
+/// The `q` quantile of sorted `latencies` (zero if there are none).
+fn quantile(latencies: &[Duration], q: f64) -> Duration {
+    let at = ((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1));
+    latencies.get(at).copied().unwrap_or_default()
+}
+
+/// One row per kind of query, one column per engine measured at `clients`.
+fn print_by_kind(
+    lines: &[(&str, usize, Measure)],
+    clients: usize,
+    title: &str,
+    pick: fn(&KindLatency) -> Duration,
+) {
+    println!("\n{title} (ms):\n");
+    let columns: Vec<(&str, &Measure)> = lines
+        .iter()
+        .filter(|(_, c, _)| *c == clients)
+        .map(|(label, _, measure)| (*label, measure))
+        .collect();
+    let labels: Vec<&str> = columns.iter().map(|(label, _)| *label).collect();
+    println!("| kind | {} |", labels.join(" | "));
+    println!("|---|{}", "---:|".repeat(labels.len()));
+    if let Some((_, first)) = columns.first() {
+        for (row, kind) in first.by_kind.iter().enumerate() {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|(_, measure)| {
+                    format!("{:.2}", pick(&measure.by_kind[row]).as_secs_f64() * 1000.0)
+                })
+                .collect();
+            println!("| {} | {} |", kind.kind, cells.join(" | "));
+        }
     }
 }
 
@@ -683,24 +724,18 @@ async fn main() {
             result.requests
         );
     }
-    println!("\nmedian latency per kind of query at 1 client (ms):\n");
-    let single: Vec<(&str, &Measure)> = lines
-        .iter()
-        .filter(|(_, clients, _)| *clients == 1)
-        .map(|(label, _, measure)| (*label, measure))
-        .collect();
-    let labels: Vec<&str> = single.iter().map(|(label, _)| *label).collect();
-    println!("| kind | {} |", labels.join(" | "));
-    println!("|---|{}", "---:|".repeat(labels.len()));
-    if let Some((_, first)) = single.first() {
-        for (row, (kind, _)) in first.by_kind.iter().enumerate() {
-            let cells: Vec<String> = single
-                .iter()
-                .map(|(_, measure)| format!("{:.2}", measure.by_kind[row].1.as_secs_f64() * 1000.0))
-                .collect();
-            println!("| {kind} | {} |", cells.join(" | "));
-        }
-    }
+    print_by_kind(
+        &lines,
+        1,
+        "median latency per kind of query at 1 client",
+        |kind| kind.p50,
+    );
+    print_by_kind(
+        &lines,
+        16,
+        "p99 latency per kind of query at 16 clients",
+        |kind| kind.p99,
+    );
     let throughput = |label_start: &str, clients: usize| {
         lines
             .iter()
