@@ -6,7 +6,7 @@
 //! waiting one from the queue at once (16-client throughput went from about 2,500 to
 //! about 4,000 searches a second, BENCHMARKS.md), and keeps its scratch memory (see
 //! `word_scorer`) from one search to the next. A search whose requester has gone away
-//! (client disconnected, request timed out) before its turn is skipped.
+//! before its turn (the client disconnected, so its request was dropped) is skipped.
 
 use std::panic::AssertUnwindSafe;
 

@@ -101,6 +101,8 @@ impl Query for WordsQuery {
     }
 }
 
+/// A variant ready to be read in any segment: terms are read from the postings
+/// directly, any other query through its tantivy weight.
 enum Prepared {
     Term(Term),
     Terms { field: Field, automaton: ExceptWord },
