@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -139,16 +139,10 @@ async fn resync(State(state): State<AdminState>, body: Result<Bytes, BytesReject
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
-            // The rest of the body stays unread, so the server closes the connection
-            // after this answer: saying so keeps a client from sending its next request
-            // on a connection that is going away.
-            let mut response =
+            return Ok(crate::http::last_on_connection(
                 AdminError::bad_request(format!("cannot read the body: {rejection}"))
-                    .into_response();
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return Ok(response);
+                    .into_response(),
+            ));
         }
     };
     let request: ResyncRequest = if body.iter().all(u8::is_ascii_whitespace) {

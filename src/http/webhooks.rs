@@ -192,9 +192,7 @@ impl IntoResponse for Rejection {
     }
 }
 
-/// A body that could not be read (over `webhooks.body_limit_bytes`, or cut off). Its
-/// unread rest makes the server close the connection after answering: the answer says
-/// so, or a sender could post its next event on a connection that is going away.
+/// A body that could not be read (over `webhooks.body_limit_bytes`, or cut off).
 fn unread_body(rejection: &BytesRejection) -> Response {
     let status = rejection.status();
     let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -202,11 +200,7 @@ fn unread_body(rejection: &BytesRejection) -> Response {
     } else {
         "bad_request"
     };
-    let mut response = reply(status, code, &rejection.body_text());
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
+    super::last_on_connection(reply(status, code, &rejection.body_text()))
 }
 
 fn reply(status: StatusCode, code: &str, message: &str) -> Response {

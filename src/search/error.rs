@@ -140,17 +140,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body())).into_response();
+        let response = (self.status, Json(self.body())).into_response();
         if self.status == StatusCode::PAYLOAD_TOO_LARGE {
-            // The rest of the body stays unread, so the server closes the connection
-            // after this answer: saying so keeps a client from sending its next request
-            // on a connection that is going away.
-            response.headers_mut().insert(
-                axum::http::header::CONNECTION,
-                axum::http::HeaderValue::from_static("close"),
-            );
+            // The body was refused unread.
+            crate::http::last_on_connection(response)
+        } else {
+            response
         }
-        response
     }
 }
 
