@@ -3,9 +3,9 @@
 //! A search is CPU work of under a millisecond. Run on tokio's blocking pool behind a
 //! semaphore, every search paid two thread hand-overs (the permit to the waiting task,
 //! the task to a blocking thread); here a thread that finishes a search takes the next
-//! waiting one from the queue at once (16-client throughput went from about 2,500 to
-//! about 4,000 searches a second, BENCHMARKS.md), and keeps its scratch memory (see
-//! `word_scorer`) from one search to the next. A search whose requester has gone away
+//! waiting one from the queue at once, and keeps its scratch memory (see
+//! `word_scorer`) from one search to the next. (With the scratch change, 16-client
+//! throughput went from about 2,500 to about 4,000 searches a second: BENCHMARKS.md.) A search whose requester has gone away
 //! before its turn (the client disconnected, so its request was dropped) is skipped.
 
 use std::panic::AssertUnwindSafe;
