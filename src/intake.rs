@@ -68,25 +68,17 @@ pub async fn record(
     };
     if let Some((kind, merchant_id)) = batched {
         let mut conn = pool.acquire().await?;
-        let args = EnqueueArgs::new(&planner.batched_job(merchant_id));
-        let stored = bind_event(
+        let query = bind_event(
             sqlx::query(sqlx::AssertSqlSafe(STORE_BATCHED.as_str())),
             event,
             status,
             &detail,
         )
-        .bind(kind.as_str())
-        .bind(args.kind)
-        .bind(args.merchant_id)
-        .bind(args.dedupe_key)
-        .bind(args.payload)
-        .bind(args.delay_ms)
-        .bind(args.max_attempts)
-        .bind(args.mode)
-        .bind(args.max_delay_ms)
-        .bind(args.slack_ms)
-        .fetch_optional(&mut *conn)
-        .await?;
+        .bind(kind.as_str());
+        let stored = EnqueueArgs::new(&planner.batched_job(merchant_id))
+            .bind(query)
+            .fetch_optional(&mut *conn)
+            .await?;
         return Ok(if stored.is_some() {
             IntakeOutcome::Stored(status)
         } else {

@@ -2,9 +2,12 @@
 //!
 //! Refreshes (products, collections, failed-sync retries) run through the catalog
 //! mirror, at most `refresh.concurrency` at once across merchants (a semaphore here);
-//! the queue already runs one job per dedupe key (merchant and kind) at a time. Every
-//! job gets the worker's cancellation token, so a long refresh stops promptly on
-//! shutdown or when its lease is lost.
+//! the queue already runs one job per lane (merchant and tables) at a time. Each job
+//! runs with its claim's lease, which the mirror checks in every publishing
+//! transaction, and the worker's cancellation token, so a long refresh stops promptly
+//! on shutdown or when its lease is lost. A failed-sync retry is absorbed by a pending
+//! full refresh of the same merchant and kind (the full refresh reads everything the
+//! retry would, and more).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +20,7 @@ use tracing::Instrument;
 
 use crate::config::{NotificationSettings, Settings};
 use crate::jobs::{
-    Backoff, Job, JobFuture, JobKind, JobRunner, NewJob, OnConflict, Queue, RefreshMode,
+    Backoff, Job, JobFuture, JobKind, JobRunner, Lease, NewJob, OnConflict, Queue, RefreshMode,
 };
 use crate::mirror::{Mirror, MirrorSettings};
 use crate::sync::{self, PlanningSettings, SyncKind};
@@ -68,33 +71,44 @@ impl AppRunner {
         &self.mirror
     }
 
-    async fn run_kind(&self, kind: JobKind, cancel: CancellationToken) -> anyhow::Result<()> {
+    async fn run_kind(
+        &self,
+        kind: JobKind,
+        lease: Lease,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<()> {
         let span = tracing::info_span!("job", merchant_id = kind.merchant_id(), kind = kind.name());
+        let mirror = self.mirror.fenced(lease);
         async move {
             match kind {
                 JobKind::StallCheck {
                     merchant_id,
                     sync,
                     sync_id,
-                } => self.stall_check(merchant_id, sync, sync_id).await,
+                } => self.stall_check(merchant_id, sync, sync_id, lease).await,
                 JobKind::RefreshProducts { merchant_id, mode } => {
-                    self.refresh(merchant_id, SyncKind::Products, mode, &cancel)
+                    self.refresh(&mirror, merchant_id, SyncKind::Products, mode, &cancel)
                         .await
                 }
                 JobKind::RefreshCollections { merchant_id, mode } => {
-                    self.refresh(merchant_id, SyncKind::Collections, mode, &cancel)
+                    self.refresh(&mirror, merchant_id, SyncKind::Collections, mode, &cancel)
                         .await
                 }
                 // A retry after a failed sync: Violet's copy may be partial, remove nothing.
                 JobKind::SyncRetry { merchant_id, sync } => {
-                    self.refresh(merchant_id, sync, RefreshMode::Safe, &cancel)
+                    if let Some(full) = self.pending_full_refresh(merchant_id, sync).await? {
+                        tracing::info!(
+                            absorbed_by = full,
+                            "retry absorbed by the pending full refresh"
+                        );
+                        return Ok(());
+                    }
+                    self.refresh(&mirror, merchant_id, sync, RefreshMode::Safe, &cancel)
                         .await
                 }
-                JobKind::Incremental { merchant_id } => self
-                    .mirror
-                    .apply_pending(merchant_id, &cancel)
-                    .await
-                    .map(drop),
+                JobKind::Incremental { merchant_id } => {
+                    mirror.apply_pending(merchant_id, &cancel).await.map(drop)
+                }
                 JobKind::Notify {
                     url, notification, ..
                 } => {
@@ -107,9 +121,25 @@ impl AppRunner {
         .await
     }
 
+    /// The pending full refresh of this merchant and kind, if one is queued.
+    async fn pending_full_refresh(
+        &self,
+        merchant_id: i64,
+        kind: SyncKind,
+    ) -> anyhow::Result<Option<i64>> {
+        let full = sync::refresh(merchant_id, kind, RefreshMode::Full);
+        let pending = Queue::new(self.pool.clone())
+            .pending(&full.dedupe_key())
+            .await?;
+        Ok(pending
+            .filter(|job| job.kind().is_ok_and(|kind| kind == full))
+            .map(|job| job.id))
+    }
+
     /// One refresh, once a refresh slot is free.
     async fn refresh(
         &self,
+        mirror: &Mirror,
         merchant_id: i64,
         kind: SyncKind,
         mode: RefreshMode,
@@ -120,16 +150,8 @@ impl AppRunner {
             _ = cancel.cancelled() => anyhow::bail!("cancelled while waiting for a refresh slot"),
         };
         match kind {
-            SyncKind::Products => {
-                self.mirror
-                    .refresh_products(merchant_id, mode, cancel)
-                    .await
-            }
-            SyncKind::Collections => {
-                self.mirror
-                    .refresh_collections(merchant_id, mode, cancel)
-                    .await
-            }
+            SyncKind::Products => mirror.refresh_products(merchant_id, mode, cancel).await,
+            SyncKind::Collections => mirror.refresh_collections(merchant_id, mode, cancel).await,
         }
         .map(drop)
     }
@@ -141,8 +163,10 @@ impl AppRunner {
         merchant_id: i64,
         kind: SyncKind,
         sync_id: Option<String>,
+        lease: Lease,
     ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
+        lease.hold(&mut tx).await?;
         if sync::mark_stalled(&mut tx, merchant_id, kind, sync_id.as_deref()).await? {
             metrics::counter!("catalog_mirror_sync_stalled_total", "kind" => kind.as_str())
                 .increment(1);
@@ -175,14 +199,14 @@ impl AppRunner {
 }
 
 impl JobRunner for AppRunner {
-    fn run(&self, job: Job, cancel: CancellationToken) -> JobFuture {
+    fn run(&self, job: Job, lease: Lease, cancel: CancellationToken) -> JobFuture {
         let kind = job.kind();
         let this = self.clone();
         Box::pin(async move {
             let kind = kind.map_err(|err| {
                 anyhow::anyhow!("job payload does not describe a known kind: {err}")
             })?;
-            this.run_kind(kind, cancel).await
+            this.run_kind(kind, lease, cancel).await
         })
     }
 

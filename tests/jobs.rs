@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use catalog_mirror::config::JobSettings;
 use catalog_mirror::jobs::{
-    Backoff, Job, JobFuture, JobKind, JobRunner, JobState, NewJob, OnConflict, Queue, WorkerPool,
+    Backoff, Job, JobFuture, JobKind, JobRunner, JobState, Lease, NewJob, OnConflict, Queue,
+    RefreshMode, WorkerPool,
 };
+use catalog_mirror::sync::SyncKind;
 use common::{TestDb, eventually};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +36,7 @@ impl TestRunner {
 }
 
 impl JobRunner for TestRunner {
-    fn run(&self, job: Job, cancel: CancellationToken) -> JobFuture {
+    fn run(&self, job: Job, _lease: Lease, cancel: CancellationToken) -> JobFuture {
         (self.behaviour)(job, cancel)
     }
     fn backoff(&self, _job: &Job) -> Backoff {
@@ -239,6 +241,196 @@ async fn concurrent_claims_never_share_a_job_and_one_key_runs_once_at_a_time() {
             .unwrap()
             .is_none()
     );
+}
+
+#[tokio::test]
+async fn jobs_writing_one_merchants_offers_never_run_at_once() {
+    let (_db, pool) = TestDb::migrated().await;
+    let same_lane = [
+        JobKind::RefreshProducts {
+            merchant_id: 1,
+            mode: RefreshMode::Full,
+        },
+        JobKind::SyncRetry {
+            merchant_id: 1,
+            sync: SyncKind::Products,
+        },
+        incremental(1),
+    ];
+    for kind in same_lane.iter().cloned() {
+        enqueue(&pool, kind, Duration::ZERO, OnConflict::KeepEarlier, 3).await;
+    }
+    // Collections of the same merchant are another lane.
+    let collections = JobKind::RefreshCollections {
+        merchant_id: 1,
+        mode: RefreshMode::Full,
+    };
+    enqueue(
+        &pool,
+        collections,
+        Duration::ZERO,
+        OnConflict::KeepEarlier,
+        3,
+    )
+    .await;
+
+    let queue = Queue::new(pool.clone());
+    for round in 0..3 {
+        let claims = futures::future::join_all((0..12).map(|i| {
+            let queue = queue.clone();
+            async move {
+                queue
+                    .claim(&format!("w{i}"), Duration::from_secs(30))
+                    .await
+                    .expect("a lost race claims nothing, it is no error")
+            }
+        }))
+        .await;
+        let claimed: Vec<Job> = claims.into_iter().flatten().collect();
+        let offers: Vec<&Job> = claimed
+            .iter()
+            .filter(|job| job.lane.as_deref() == Some("offers:1"))
+            .collect();
+        assert_eq!(
+            offers.len(),
+            1,
+            "round {round}: one offers job runs: {claimed:?}"
+        );
+        if round == 0 {
+            assert_eq!(claimed.len(), 2, "the collections lane runs beside it");
+        }
+        // It finishes; the next job of the lane may run.
+        assert!(
+            queue
+                .complete(&offers[0].lease(Duration::from_secs(30)))
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        queue
+            .claim("w", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_claim_whose_lease_was_taken_over_can_neither_finish_nor_publish() {
+    let (_db, pool) = TestDb::migrated().await;
+    let id = enqueue(
+        &pool,
+        incremental(1),
+        Duration::ZERO,
+        OnConflict::Debounce,
+        3,
+    )
+    .await;
+    let queue = Queue::new(pool.clone());
+    // The same worker id both times: fencing must not rely on who claimed.
+    let first = queue
+        .claim("worker", Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap();
+    let stale = first.lease(Duration::from_millis(300));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(queue.reap_expired().await.unwrap(), 1);
+    let second = queue
+        .claim("worker", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.id, id);
+    assert_ne!(second.claims, first.claims, "each claim has its own token");
+    let current = second.lease(Duration::from_secs(30));
+
+    assert!(!queue.renew(&stale).await.unwrap(), "stale renew");
+    let mut tx = pool.begin().await.unwrap();
+    let refused = stale.hold(&mut tx).await.unwrap_err();
+    assert!(refused.to_string().contains("no longer held"), "{refused}");
+    drop(tx);
+    assert!(!queue.complete(&stale).await.unwrap(), "stale complete");
+    assert_eq!(
+        queue.fail(&stale, "late", Duration::ZERO).await.unwrap(),
+        None,
+        "stale fail"
+    );
+    queue.release(&stale).await.unwrap();
+    assert_eq!(
+        job(&pool, id).await.state,
+        JobState::Running,
+        "still the new claim's"
+    );
+
+    let mut tx = pool.begin().await.unwrap();
+    current
+        .hold(&mut tx)
+        .await
+        .expect("the current claim holds the job");
+    tx.commit().await.unwrap();
+    assert!(queue.renew(&current).await.unwrap());
+    assert!(queue.complete(&current).await.unwrap());
+    assert_eq!(job(&pool, id).await.state, JobState::Done);
+}
+
+#[tokio::test]
+async fn a_job_that_cannot_renew_its_lease_stops_before_the_lease_ends() {
+    let (db, pool) = TestDb::migrated().await;
+    let proxy = common::proxy::Proxy::start("127.0.0.1:5432").await;
+    let proxied = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_millis(300))
+        .connect(&db.url.replace("127.0.0.1:5432", &proxy.addr().to_string()))
+        .await
+        .unwrap();
+    let id = enqueue(
+        &pool,
+        incremental(1),
+        Duration::ZERO,
+        OnConflict::Debounce,
+        3,
+    )
+    .await;
+    let started = Arc::new(std::sync::Mutex::new(None));
+    let stopped = Arc::new(std::sync::Mutex::new(None));
+    let (started_at, stopped_at) = (started.clone(), stopped.clone());
+    // A job that runs until it is told to stop.
+    let runner = TestRunner::new(move |_, cancel| {
+        *started_at.lock().unwrap() = Some(std::time::Instant::now());
+        let stopped_at = stopped_at.clone();
+        Box::pin(async move {
+            cancel.cancelled().await;
+            *stopped_at.lock().unwrap() = Some(std::time::Instant::now());
+            anyhow::bail!("stopped")
+        })
+    });
+    let mut settings = job_settings();
+    settings.lease_secs = 3;
+    let running = Running::start(&proxied, runner, settings);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            started.lock().unwrap().is_some()
+        })
+        .await
+    );
+    // The database goes out of reach: renewals fail.
+    proxy.cut();
+    let stopped_in_time = eventually(Duration::from_secs(5), || async {
+        stopped.lock().unwrap().is_some()
+    })
+    .await;
+    assert!(stopped_in_time, "the job was told to stop");
+    let ran_for = stopped.lock().unwrap().unwrap() - started.lock().unwrap().unwrap();
+    assert!(
+        ran_for < Duration::from_secs(3),
+        "stopped after {ran_for:?}, within its 3 s lease"
+    );
+    proxy.restore();
+    running.stop().await;
+    // Nobody else ran it meanwhile; it runs again once the lease is reaped.
+    assert_ne!(job(&pool, id).await.state, JobState::Done);
 }
 
 #[tokio::test]

@@ -418,3 +418,364 @@ async fn cancelling_a_refresh_stops_it_promptly_and_publishes_nothing() {
     assert_eq!(offers, 0, "nothing published");
     assert_eq!(staged_rows(&h.pool).await, 0, "staging discarded");
 }
+
+// Refresh safety (DESIGN.md, invariants 2, 9 and 10).
+
+/// Live offers of merchant M.
+async fn live_offers(h: &Harness) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM offers WHERE merchant_id = $1 AND removed_at IS NULL")
+        .bind(M)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_that_is_not_a_page_is_retried_and_never_ends_a_pass() {
+    let h = Harness::start(vec![merchant(M as u64, 1_000, 2)]).await;
+    onboard(&h).await;
+    let before = snapshot(&h.pool, M).await;
+    // What a maintenance page or a proxy answers, on every attempt of the first page
+    // (1 + violet.max_retries = 3): read as an empty last page it would sweep it all.
+    h.sandbox.set_knobs(|k| k.odd_ok_next = 3);
+    let job = h.enqueue(products(RefreshMode::Full)).await;
+    assert_eq!(h.run_jobs().await, 1);
+    let (state, _, error) = h.job(job).await;
+    assert_eq!(state, "pending", "the attempt failed and is retried later");
+    let error = error.unwrap();
+    assert!(error.contains("not a catalog page"), "{error}");
+    assert_eq!(snapshot(&h.pool, M).await, before, "nothing live changed");
+    assert_eq!(live_offers(&h).await, 1_000);
+
+    // A cached first page served for page 4 (number 0, `last: true`) is not page 4.
+    h.sandbox.set_knobs(|k| k.stale_page_next = 3);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(h.run_jobs().await, 1);
+    let (state, _, error) = h.job(job).await;
+    assert_eq!(state, "pending");
+    let error = error.unwrap();
+    assert!(error.contains("not the page asked for"), "{error}");
+    assert_eq!(snapshot(&h.pool, M).await, before, "nothing live changed");
+
+    // Once upstream answers pages again, the retry converges.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(h.run_jobs().await, 1);
+    assert_eq!(h.job(job).await.0, "done");
+    assert_offers_match(&h.pool, &h.catalog(), M).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removals_above_the_fraction_wait_for_a_second_pass_that_agrees() {
+    // advance() removes 1% of the catalog: above a 0.5% threshold.
+    let h = Harness::start_with(vec![merchant(M as u64, 2_000, 2)], |s| {
+        s.refresh.max_removal_fraction = 0.005
+    })
+    .await;
+    onboard(&h).await;
+    let catalog = h.catalog();
+    let change = catalog.advance(M as u64);
+    assert!(change.removed.len() > 10, "{}", change.removed.len());
+
+    let job = h.enqueue(products(RefreshMode::Full)).await;
+    h.run_jobs().await;
+    assert_eq!(h.job(job).await.0, "done");
+    // The upserts are published, the removals held, the merchant flagged.
+    for &id in change.added.iter().chain(&change.updated) {
+        let row = queries::offer(&h.pool, id as i64).await.unwrap().unwrap();
+        assert_eq!(Some(row.raw), catalog.offer_json(id), "offer {id} upserted");
+    }
+    for &id in &change.removed {
+        let row = queries::offer(&h.pool, id as i64).await.unwrap().unwrap();
+        assert!(row.removed_at.is_none(), "removal of {id} is held");
+    }
+    let held = catalog_mirror::mirror::removals::held(&h.pool, M)
+        .await
+        .unwrap()
+        .expect("held");
+    assert_eq!(held.offers as usize, change.removed.len());
+    let (state, reason): (String, Option<String>) = sqlx::query_as(
+        "SELECT state, attention_reason FROM sync_state WHERE merchant_id = $1 AND kind = 'products'",
+    )
+    .bind(M)
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(state, "needs_attention");
+    assert!(
+        reason.unwrap().contains("refresh.max_removal_fraction"),
+        "the reason names the setting"
+    );
+
+    // The next complete pass sees the same offers gone: the two agree.
+    let job = h.enqueue(products(RefreshMode::Full)).await;
+    h.run_jobs().await;
+    assert_eq!(h.job(job).await.0, "done");
+    assert_offers_match(&h.pool, &catalog, M).await;
+    assert!(
+        catalog_mirror::mirror::removals::held(&h.pool, M)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let state: String = sqlx::query_scalar(
+        "SELECT state FROM sync_state WHERE merchant_id = $1 AND kind = 'products'",
+    )
+    .bind(M)
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        state, "completed",
+        "the attention the hold raised is cleared"
+    );
+
+    // Held again, then an operator confirms; held a third time, then discards.
+    let change = catalog.advance(M as u64);
+    h.enqueue(products(RefreshMode::Full)).await;
+    h.run_jobs().await;
+    let removed = catalog_mirror::mirror::removals::confirm(&h.pool, M)
+        .await
+        .unwrap();
+    assert_eq!(removed, Some(change.removed.len() as u64));
+    assert_offers_match(&h.pool, &catalog, M).await;
+    let (reason, ..) = last_change(&h.pool, M).await.unwrap();
+    assert_eq!(reason, "removals_confirmed");
+
+    let change = catalog.advance(M as u64);
+    h.enqueue(products(RefreshMode::Full)).await;
+    h.run_jobs().await;
+    assert!(
+        catalog_mirror::mirror::removals::discard(&h.pool, M)
+            .await
+            .unwrap()
+    );
+    for &id in &change.removed {
+        let row = queries::offer(&h.pool, id as i64).await.unwrap().unwrap();
+        assert!(
+            row.removed_at.is_none(),
+            "a discarded removal removes nothing"
+        );
+    }
+    assert_eq!(
+        catalog_mirror::mirror::removals::confirm(&h.pool, M)
+            .await
+            .unwrap(),
+        None,
+        "nothing is held any more"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_retry_waits_for_the_running_full_refresh_and_a_pending_one_absorbs_it() {
+    let h = Harness::start(vec![merchant(M as u64, 2_000, 2)]).await;
+    onboard(&h).await;
+    let catalog = h.catalog();
+    catalog.advance(M as u64);
+    h.sandbox
+        .set_knobs(|k| k.latency = Duration::from_millis(10));
+    let pages = 20;
+
+    // COMPLETED, then FAILED while the refresh it scheduled is fetching.
+    let pages_before = h.sandbox.stats().pages_served;
+    let full = h.enqueue(products(RefreshMode::Full)).await;
+    let workers = h.workers.clone();
+    let running = tokio::spawn(async move { workers.run_until_empty().await });
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let retry = h
+        .enqueue(JobKind::SyncRetry {
+            merchant_id: M,
+            sync: SyncKind::Products,
+        })
+        .await;
+    // A second worker would claim the retry now if the lane let it.
+    let second = h.workers.clone();
+    let beside = tokio::spawn(async move { second.run_until_empty().await });
+    running.await.unwrap().unwrap();
+    beside.await.unwrap().unwrap();
+    h.run_jobs().await;
+    for job in [full, retry] {
+        let (state, attempts, error) = h.job(job).await;
+        assert_eq!(
+            (state.as_str(), attempts),
+            ("done", 1),
+            "job {job}: {error:?}"
+        );
+    }
+    assert_eq!(
+        h.sandbox.stats().pages_served - pages_before,
+        2 * pages,
+        "one pass each, one after the other: neither destroyed the other's staging"
+    );
+    assert_offers_match(&h.pool, &catalog, M).await;
+    assert_eq!(staged_rows(&h.pool).await, 0);
+
+    // A retry due while a full refresh is still pending is absorbed by it.
+    let pages_before = h.sandbox.stats().pages_served;
+    let mut conn = h.pool.acquire().await.unwrap();
+    let full = catalog_mirror::jobs::Queue::enqueue(
+        &mut conn,
+        &catalog_mirror::jobs::NewJob {
+            kind: products(RefreshMode::Full),
+            delay: Duration::from_millis(500),
+            max_attempts: 3,
+            on_conflict: catalog_mirror::jobs::OnConflict::KeepEarlier,
+        },
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let retry = h
+        .enqueue(JobKind::SyncRetry {
+            merchant_id: M,
+            sync: SyncKind::Products,
+        })
+        .await;
+    assert_eq!(h.run_jobs().await, 1, "only the retry is due");
+    assert_eq!(h.job(retry).await.0, "done");
+    assert_eq!(
+        h.sandbox.stats().pages_served,
+        pages_before,
+        "absorbed: no fetch"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(h.run_jobs().await, 1);
+    assert_eq!(h.job(full).await.0, "done");
+    assert_eq!(h.sandbox.stats().pages_served - pages_before, pages);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_never_purges_the_staging_of_a_refresh_whose_claim_still_runs() {
+    let h = Harness::start(vec![merchant(M as u64, 2_000, 2)]).await;
+    onboard(&h).await;
+    let catalog = h.catalog();
+    catalog.advance(M as u64);
+    h.sandbox
+        .set_knobs(|k| k.latency = Duration::from_millis(15));
+    let queue = catalog_mirror::jobs::Queue::new(h.pool.clone());
+    let job = h.enqueue(products(RefreshMode::Full)).await;
+    let claimed = queue
+        .claim("test", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, job);
+    let fenced = h
+        .runner
+        .mirror()
+        .fenced(claimed.lease(Duration::from_secs(60)));
+    let owner = tokio::spawn(async move {
+        fenced
+            .refresh_products(M, RefreshMode::Full, &CancellationToken::new())
+            .await
+    });
+    // While it stages, another refresh of the merchant starts (a tool bypassing the
+    // queue): it must leave the running claim's rows alone.
+    let staging = common::eventually(Duration::from_secs(20), || async {
+        staged_rows(&h.pool).await > 0
+    })
+    .await;
+    assert!(staging, "the first refresh is staging");
+    let other = h
+        .runner
+        .mirror()
+        .refresh_products(M, RefreshMode::Safe, &CancellationToken::new())
+        .await
+        .expect("the second refresh publishes");
+    let first = owner
+        .await
+        .unwrap()
+        .expect("the first refresh still publishes");
+    assert_eq!(
+        first.seen,
+        catalog.offer_count(M as u64),
+        "it read the whole listing"
+    );
+    assert!(other.seen > 0);
+    assert_offers_match(&h.pool, &catalog, M).await;
+    assert_eq!(staged_rows(&h.pool).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_whose_lease_was_taken_over_publishes_nothing() {
+    let h = Harness::start(vec![merchant(M as u64, 1_000, 2)]).await;
+    h.sandbox
+        .set_knobs(|k| k.latency = Duration::from_millis(50));
+    let queue = catalog_mirror::jobs::Queue::new(h.pool.clone());
+    h.enqueue(products(RefreshMode::Full)).await;
+    let lease = Duration::from_millis(300);
+    let claimed = queue.claim("test", lease).await.unwrap().unwrap();
+    // The copy keeps running but nobody renews its lease (a paused process).
+    let stale = h.runner.mirror().fenced(claimed.lease(lease));
+    let copy = tokio::spawn(async move {
+        stale
+            .refresh_products(M, RefreshMode::Full, &CancellationToken::new())
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(queue.reap_expired().await.unwrap(), 1);
+    let again = queue
+        .claim("test", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.id, claimed.id);
+    let err = copy
+        .await
+        .unwrap()
+        .expect_err("the stale copy cannot publish");
+    assert!(format!("{err:#}").contains("no longer held"), "{err:#}");
+    assert_eq!(live_offers(&h).await, 0, "nothing was published");
+    assert_eq!(staged_rows(&h.pool).await, 0, "its staging was discarded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_removed_while_a_refresh_reads_stays_removed() {
+    let h = Harness::start(vec![merchant(M as u64, 2_000, 2)]).await;
+    onboard(&h).await;
+    let catalog = h.catalog();
+    let victim = catalog.offer_ids(M as u64).next().unwrap() as i64;
+    h.sandbox
+        .set_knobs(|k| k.latency = Duration::from_millis(15));
+    // Touch every offer so the refresh rewrites them all (including the victim).
+    sqlx::query("UPDATE offers SET content_hash = 'stale' WHERE merchant_id = $1")
+        .bind(M)
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    let mirror = h.runner.mirror().clone();
+    let refresh = tokio::spawn(async move {
+        mirror
+            .refresh_products(M, RefreshMode::Full, &CancellationToken::new())
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The first page (with the victim) is staged; now Violet says it was removed.
+    let body = catalog.offer_json(victim as u64).unwrap();
+    h.deliver(&mirror_common::incoming(
+        "evt-removed-during-refresh",
+        "OFFER_REMOVED",
+        M,
+        Some(victim.to_string()),
+        body,
+    ))
+    .await;
+    h.runner
+        .mirror()
+        .apply_pending(M, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(
+        queries::offer(&h.pool, victim)
+            .await
+            .unwrap()
+            .unwrap()
+            .removed_at
+            .is_some()
+    );
+    refresh.await.unwrap().unwrap();
+    let row = queries::offer(&h.pool, victim).await.unwrap().unwrap();
+    assert!(
+        row.removed_at.is_some(),
+        "the refresh's older copy did not bring the removed offer back"
+    );
+}

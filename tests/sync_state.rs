@@ -417,11 +417,12 @@ async fn run_stall_check(pool: &PgPool, settings: &catalog_mirror::config::Setti
         job.kind, "stall_check",
         "the stall check is the only due job"
     );
+    let lease = job.lease(Duration::from_secs(30));
     runner
-        .run(job.clone(), Default::default())
+        .run(job.clone(), lease, Default::default())
         .await
         .expect("stall check runs");
-    queue.complete(job.id, "test").await.unwrap();
+    queue.complete(&lease).await.unwrap();
 }
 
 #[tokio::test]

@@ -85,7 +85,11 @@ async fn pages_a_10000_offer_merchant_to_the_last_page_exactly() {
 
     assert_eq!(pages.len(), 100, "10,000 offers at 100 a page");
     for (i, page) in pages.iter().enumerate() {
-        assert_eq!(page.number, i as i64, "0-based number in the response");
+        assert_eq!(
+            page.number,
+            Some(i as i64),
+            "0-based number in the response"
+        );
         assert_eq!(page.content.len(), 100);
         assert_eq!(page.last, i == 99, "only the final page says last");
         assert_eq!(

@@ -1,6 +1,7 @@
 //! What an operator can change: enqueue full refreshes (resync), give a dead job new
-//! attempts (retry) and plan a stored event again (replay). Each runs in one
-//! transaction, through the same queue and planner as the daemon's own work.
+//! attempts (retry), plan a stored event again (replay), and confirm or discard the
+//! removals a complete pass held. Each runs in one transaction, through the same
+//! queue, planner and mirror as the daemon's own work.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use serde::Serialize;
 use super::store::EventRow;
 use super::{AdminError, AdminState};
 use crate::jobs::{Job, NewJob, OnConflict, Queue, RefreshMode};
+use crate::mirror::removals;
 use crate::sync::{IncomingEvent, Planner, SyncKind, Topic, refresh};
 
 /// Which refreshes a resync enqueues.
@@ -127,6 +129,19 @@ pub async fn retry(state: &AdminState, job_id: i64) -> Result<Job, AdminError> {
             super::store::state_name(job.state)
         ))),
     }
+}
+
+/// Applies the removals a complete pass held for the merchant (`None`: none held).
+pub async fn confirm_removals(
+    state: &AdminState,
+    merchant_id: i64,
+) -> Result<Option<u64>, AdminError> {
+    Ok(removals::confirm(&state.pool, merchant_id).await?)
+}
+
+/// Drops the removals held for the merchant without removing anything (false: none held).
+pub async fn discard_removals(state: &AdminState, merchant_id: i64) -> Result<bool, AdminError> {
+    Ok(removals::discard(&state.pool, merchant_id).await?)
 }
 
 /// A stored delivery, as intake saw it.

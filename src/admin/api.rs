@@ -18,6 +18,7 @@ use super::actions::{self, ResyncKind};
 use super::params::{Params, parse_id};
 use super::store::{self, EventFilter, JOB_STATES, JobFilter};
 use super::{AdminError, AdminState, auth};
+use crate::mirror::removals;
 /// Largest `limit` of any listing.
 pub const MAX_LIMIT: i64 = 500;
 const DEFAULT_LIMIT: i64 = 50;
@@ -30,6 +31,9 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/merchants", get(list_merchants))
         .route("/merchants/{id}", get(show_merchant))
+        .route("/merchants/{id}/removals", get(show_removals))
+        .route("/merchants/{id}/removals/confirm", post(confirm_removals))
+        .route("/merchants/{id}/removals/discard", post(discard_removals))
         .route("/resync", post(resync))
         .route("/reindex", post(reindex))
         .route("/jobs", get(list_jobs))
@@ -107,10 +111,55 @@ async fn show_merchant(
         },
     )
     .await?;
-    Ok(
-        Json(json!({ "merchant": merchant, "runs": runs, "events": events, "jobs": jobs }))
-            .into_response(),
-    )
+    let held_removals = removals::held(&state.pool, id).await?;
+    Ok(Json(json!({
+        "merchant": merchant,
+        "held_removals": held_removals,
+        "runs": runs,
+        "events": events,
+        "jobs": jobs,
+    }))
+    .into_response())
+}
+
+fn no_held_removals(id: i64) -> AdminError {
+    AdminError::NotFound(format!("merchant {id} has no held removals"))
+}
+
+/// `GET /api/merchants/{id}/removals`: the removals a complete pass held, if any.
+async fn show_removals(
+    State(state): State<AdminState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let id = path_id(path, "merchant id")?;
+    let held = removals::held(&state.pool, id)
+        .await?
+        .ok_or_else(|| no_held_removals(id))?;
+    Ok(Json(json!({ "held_removals": held })).into_response())
+}
+
+/// `POST /api/merchants/{id}/removals/confirm`: apply the held removals.
+async fn confirm_removals(
+    State(state): State<AdminState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let id = path_id(path, "merchant id")?;
+    let removed = actions::confirm_removals(&state, id)
+        .await?
+        .ok_or_else(|| no_held_removals(id))?;
+    Ok(Json(json!({ "merchant_id": id, "confirmed": true, "removed": removed })).into_response())
+}
+
+/// `POST /api/merchants/{id}/removals/discard`: drop the held removals, remove nothing.
+async fn discard_removals(
+    State(state): State<AdminState>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let id = path_id(path, "merchant id")?;
+    if !actions::discard_removals(&state, id).await? {
+        return Err(no_held_removals(id));
+    }
+    Ok(Json(json!({ "merchant_id": id, "discarded": true, "removed": 0 })).into_response())
 }
 
 fn limit_of(params: &Params, name: &str, default: i64) -> Result<i64, AdminError> {

@@ -91,6 +91,19 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=500))]
         limit: i64,
     },
+    /// Removals a complete pass held because they were too large a share of the
+    /// catalog (refresh.max_removal_fraction): show them, or confirm or discard them.
+    Removals {
+        /// The merchant id.
+        #[arg(value_parser = clap::value_parser!(i64).range(1..))]
+        merchant: i64,
+        /// Remove the held offers now.
+        #[arg(long, conflicts_with = "discard")]
+        confirm: bool,
+        /// Drop the hold and remove nothing.
+        #[arg(long)]
+        discard: bool,
+    },
     /// Plan a stored event again (state machine and jobs), as if it had just arrived.
     Replay {
         /// The event's row id (first column of `admin events`).
@@ -221,6 +234,19 @@ async fn execute(client: &AdminClient, args: &AdminArgs) -> Result<String, Clien
             client.post(&format!("/events/{id}/replay"), None).await?,
             output::replay,
         ),
+        AdminCommand::Removals {
+            merchant,
+            confirm,
+            discard,
+        } => {
+            let path = format!("/merchants/{merchant}/removals");
+            let response = match (confirm, discard) {
+                (true, _) => client.post(&format!("{path}/confirm"), None).await?,
+                (_, true) => client.post(&format!("{path}/discard"), None).await?,
+                _ => client.get(&path, &[]).await?,
+            };
+            (response, output::removals)
+        }
     };
     if args.json {
         let mut text = serde_json::to_string_pretty(&response).unwrap_or_default();

@@ -120,6 +120,16 @@ pub fn status(response: &Value) -> String {
     } else {
         out.push_str(&table.to_string());
     }
+    for m in list(response, "merchants") {
+        if let Some(held) = m["held_removals"].as_i64() {
+            let _ = writeln!(
+                out,
+                "\nmerchant {}: {held} removals held for agreement (see `catalog-mirror admin removals {}`)",
+                text(m, "merchant_id"),
+                text(m, "merchant_id"),
+            );
+        }
+    }
     if response["index"]["reported"].as_bool() != Some(true) {
         out.push_str(
             "\nindex lag: n/a (the search index does not report its progress in this daemon)\n",
@@ -349,5 +359,32 @@ pub fn replay(response: &Value) -> String {
         text(event, "event_id"),
         text(response, "previous_status"),
         text(response, "status"),
+    )
+}
+
+pub fn removals(response: &Value) -> String {
+    let held = &response["held_removals"];
+    if !held.is_null() {
+        return format!(
+            "merchant {}: {} removals held of {} live offers since {} (refresh {})\n{}\nconfirm: catalog-mirror admin removals {} --confirm; discard: --discard\n",
+            text(held, "merchant_id"),
+            text(held, "offers"),
+            text(held, "live_offers"),
+            at(held, "held_at"),
+            text(held, "refresh_id"),
+            text(held, "reason"),
+            text(held, "merchant_id"),
+        );
+    }
+    if response["confirmed"] == Value::Bool(true) {
+        return format!(
+            "merchant {}: held removals confirmed, {} offers removed\n",
+            text(response, "merchant_id"),
+            text(response, "removed")
+        );
+    }
+    format!(
+        "merchant {}: held removals discarded, nothing removed\n",
+        text(response, "merchant_id")
     )
 }

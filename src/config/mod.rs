@@ -116,6 +116,9 @@ pub struct SyncSettings {
 pub struct RefreshSettings {
     pub concurrency: usize,
     pub batch_size: usize,
+    /// A complete pass that would remove more than this share of a merchant's live
+    /// offers holds the removals for agreement (1.0: never hold).
+    pub max_removal_fraction: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

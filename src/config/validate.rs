@@ -215,6 +215,11 @@ impl Settings {
             || "must be between 1 and 50000".into(),
         );
         p.check(
+            self.refresh.max_removal_fraction > 0.0 && self.refresh.max_removal_fraction <= 1.0,
+            "refresh.max_removal_fraction",
+            || "must be greater than 0 and at most 1.0 (1.0: never hold removals)".into(),
+        );
+        p.check(
             !self.search.index_dir.as_os_str().is_empty(),
             "search.index_dir",
             || "must be set".into(),

@@ -66,7 +66,30 @@ impl JobKind {
         }
     }
 
-    /// One pending job per key; one running job per key at a time.
+    /// The lane: jobs that write the same tables of one merchant share it, and only
+    /// one job of a lane runs at a time. A products refresh, a products retry after
+    /// FAILED and the incremental offer batch all write the merchant's offers; a
+    /// collections refresh and its retry write its collections. Other kinds run one
+    /// per dedupe key.
+    pub fn lane(&self) -> String {
+        let merchant = self.merchant_id();
+        match self {
+            JobKind::RefreshProducts { .. }
+            | JobKind::Incremental { .. }
+            | JobKind::SyncRetry {
+                sync: SyncKind::Products,
+                ..
+            } => format!("offers:{merchant}"),
+            JobKind::RefreshCollections { .. }
+            | JobKind::SyncRetry {
+                sync: SyncKind::Collections,
+                ..
+            } => format!("collections:{merchant}"),
+            JobKind::StallCheck { .. } | JobKind::Notify { .. } => self.dedupe_key(),
+        }
+    }
+
+    /// One pending job per key.
     pub fn dedupe_key(&self) -> String {
         let merchant = self.merchant_id();
         match self {
@@ -85,5 +108,46 @@ impl JobKind {
             }
             _ => format!("{}:{merchant}", self.name()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_writing_the_same_tables_share_a_lane() {
+        let m = 7;
+        let offers = [
+            JobKind::RefreshProducts {
+                merchant_id: m,
+                mode: RefreshMode::Full,
+            },
+            JobKind::Incremental { merchant_id: m },
+            JobKind::SyncRetry {
+                merchant_id: m,
+                sync: SyncKind::Products,
+            },
+        ];
+        let collections = [
+            JobKind::RefreshCollections {
+                merchant_id: m,
+                mode: RefreshMode::Safe,
+            },
+            JobKind::SyncRetry {
+                merchant_id: m,
+                sync: SyncKind::Collections,
+            },
+        ];
+        assert!(offers.iter().all(|j| j.lane() == "offers:7"));
+        assert!(collections.iter().all(|j| j.lane() == "collections:7"));
+        let other = JobKind::Incremental { merchant_id: 8 };
+        assert_ne!(other.lane(), offers[0].lane());
+        let stall = JobKind::StallCheck {
+            merchant_id: m,
+            sync: SyncKind::Products,
+            sync_id: None,
+        };
+        assert_eq!(stall.lane(), stall.dedupe_key());
     }
 }

@@ -7,11 +7,22 @@
 //! `dead`, its last error kept. A dedupe key allows one pending job per merchant and
 //! kind: enqueueing again moves `run_at` (debounce). Workers wake on NOTIFY and poll as
 //! a fallback.
+//!
+//! Two guarantees for jobs that write shared state (DESIGN.md, invariant 10):
+//! - **Lanes**: jobs that write the same tables of one merchant share a lane, whatever
+//!   their kind; at most one job per lane runs (a unique index enforces it, so two
+//!   workers racing to claim cannot both win).
+//! - **Fenced claims**: every claim has its own token ([`Lease`]). Renewing, finishing
+//!   and publishing match on it, so a copy whose lease lapsed and whose job was claimed
+//!   again can neither publish ([`Lease::hold`]) nor record an outcome.
 
 mod kinds;
 mod queue;
 mod worker;
 
 pub use kinds::{JobKind, RefreshMode};
-pub use queue::{Backoff, EnqueueArgs, Job, JobState, NOTIFY_CHANNEL, NewJob, OnConflict, Queue};
+pub use queue::{
+    Backoff, ENQUEUE_ARGS, EnqueueArgs, Job, JobState, Lease, LeaseLost, NOTIFY_CHANNEL, NewJob,
+    OnConflict, Queue,
+};
 pub use worker::{JobFuture, JobRunner, WorkerPool};

@@ -42,12 +42,75 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Jobs of one lane never run at the same time (see the module doc).
+    pub lane: Option<String>,
+    /// How many times the job was claimed; the latest claim's token.
+    pub claims: i32,
 }
 
 impl Job {
     /// The typed kind, from the payload.
     pub fn kind(&self) -> Result<JobKind, serde_json::Error> {
         serde_json::from_value(self.payload.clone())
+    }
+
+    /// The lease of this claim (valid while the job row says it runs with this token).
+    pub fn lease(&self, length: Duration) -> Lease {
+        Lease {
+            job_id: self.id,
+            token: self.claims,
+            length,
+        }
+    }
+}
+
+/// One claim of a job: its id and the claim's token. Everything a job does to shared
+/// state after a network call goes through [`Lease::hold`], so a copy that lost its
+/// lease (a pause or database outage longer than the lease, after which the job was
+/// claimed again) cannot publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: i64,
+    pub token: i32,
+    /// How long a renewal keeps the job.
+    pub length: Duration,
+}
+
+/// The job is no longer held by this claim: it was reaped, claimed again, or finished.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "job {job_id} is no longer held by claim {token} (its lease lapsed or it was claimed again); nothing was published"
+)]
+pub struct LeaseLost {
+    pub job_id: i64,
+    pub token: i32,
+}
+
+impl Lease {
+    /// Inside the caller's transaction: proves this claim still holds the job with time
+    /// left, extends the lease, and locks the job row until commit, so the lease cannot
+    /// be reaped or claimed by anyone else while the transaction publishes.
+    pub async fn hold(&self, conn: &mut PgConnection) -> anyhow::Result<()> {
+        let held = sqlx::query(
+            r#"UPDATE jobs SET locked_until = GREATEST(locked_until, now() + $3 * interval '1 millisecond'),
+                   updated_at = now()
+               WHERE id = $1 AND claims = $2 AND state = 'running' AND locked_until > now()"#,
+        )
+        .bind(self.job_id)
+        .bind(self.token)
+        .bind(self.length.as_millis() as f64)
+        .execute(conn)
+        .await?
+        .rows_affected();
+        if held == 1 {
+            Ok(())
+        } else {
+            Err(LeaseLost {
+                job_id: self.job_id,
+                token: self.token,
+            }
+            .into())
+        }
     }
 }
 
@@ -108,7 +171,8 @@ pub struct Queue {
 /// How long a burst may keep pushing a debounced job back: this many debounce delays.
 const MAX_DEBOUNCE_FACTOR: f64 = 10.0;
 
-/// The arguments of the `enqueue_job` SQL function (see migration 0001), in order.
+/// The arguments of the `enqueue_job` SQL function (see migrations 0001 and 0004), in
+/// order.
 #[derive(Debug, Clone)]
 pub struct EnqueueArgs {
     pub kind: &'static str,
@@ -120,7 +184,13 @@ pub struct EnqueueArgs {
     pub mode: &'static str,
     pub max_delay_ms: f64,
     pub slack_ms: f64,
+    pub lane: String,
 }
+
+/// How many arguments `enqueue_job` takes ([`EnqueueArgs::bind`] binds them in order).
+pub const ENQUEUE_ARGS: usize = 10;
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 impl EnqueueArgs {
     pub fn new(job: &NewJob) -> Self {
@@ -144,7 +214,24 @@ impl EnqueueArgs {
                 OnConflict::Debounce => delay_ms / 4.0,
                 OnConflict::KeepEarlier | OnConflict::Replace => 0.0,
             },
+            lane: job.kind.lane(),
         }
+    }
+
+    /// Binds the [`ENQUEUE_ARGS`] arguments, in `enqueue_job`'s order, after whatever
+    /// `query` already has.
+    pub fn bind(self, query: PgQuery<'_>) -> PgQuery<'_> {
+        query
+            .bind(self.kind)
+            .bind(self.merchant_id)
+            .bind(self.dedupe_key)
+            .bind(self.payload)
+            .bind(self.delay_ms)
+            .bind(self.max_attempts)
+            .bind(self.mode)
+            .bind(self.max_delay_ms)
+            .bind(self.slack_ms)
+            .bind(self.lane)
     }
 }
 
@@ -180,19 +267,12 @@ impl Queue {
         conn: &mut PgConnection,
         job: &NewJob,
     ) -> sqlx::Result<Option<i64>> {
-        let args = EnqueueArgs::new(job);
-        sqlx::query_scalar("SELECT enqueue_job($1, $2, $3, $4, $5, $6, $7, $8, $9)")
-            .bind(args.kind)
-            .bind(args.merchant_id)
-            .bind(args.dedupe_key)
-            .bind(args.payload)
-            .bind(args.delay_ms)
-            .bind(args.max_attempts)
-            .bind(args.mode)
-            .bind(args.max_delay_ms)
-            .bind(args.slack_ms)
+        let query = sqlx::query("SELECT enqueue_job($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+        let row = EnqueueArgs::new(job)
+            .bind(query)
             .fetch_one(&mut *conn)
-            .await
+            .await?;
+        sqlx::Row::try_get(&row, 0)
     }
 
     /// Cancels pending jobs of `kind` for a merchant (`None`: every kind). Returns how many.
@@ -216,18 +296,20 @@ impl Queue {
         Ok(result.rows_affected())
     }
 
-    /// Claims the next due job, skipping rows other workers hold and keys that already
-    /// have a running job (one refresh of a kind per merchant at a time).
+    /// Claims the next due job, skipping rows other workers hold and lanes that
+    /// already have a running job (one writer per merchant and tables at a time). Each
+    /// claim gets the next token (`claims`). Two workers racing for jobs of one lane
+    /// meet on the unique index of running lanes: the loser claims nothing this time.
     pub async fn claim(&self, worker: &str, lease: Duration) -> sqlx::Result<Option<Job>> {
-        sqlx::query_as(
+        let claimed = sqlx::query_as(
             r#"
-            UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_by = $1,
-                locked_until = now() + $2 * interval '1 millisecond', updated_at = now()
+            UPDATE jobs SET state = 'running', attempts = attempts + 1, claims = claims + 1,
+                locked_by = $1, locked_until = now() + $2 * interval '1 millisecond', updated_at = now()
             WHERE id = (
                 SELECT id FROM jobs j
                 WHERE j.state = 'pending' AND j.run_at <= now()
-                  AND (j.dedupe_key IS NULL OR NOT EXISTS (
-                        SELECT 1 FROM jobs r WHERE r.state = 'running' AND r.dedupe_key = j.dedupe_key))
+                  AND (j.lane IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM jobs r WHERE r.state = 'running' AND r.lane = j.lane))
                 ORDER BY j.run_at, j.id
                 FOR UPDATE SKIP LOCKED
                 LIMIT 1)
@@ -237,56 +319,64 @@ impl Queue {
         .bind(worker)
         .bind(lease.as_millis() as f64)
         .fetch_optional(&self.pool)
-        .await
+        .await;
+        match claimed {
+            Err(sqlx::Error::Database(err))
+                if err.constraint() == Some("jobs_one_running_per_lane") =>
+            {
+                Ok(None)
+            }
+            other => other,
+        }
     }
 
-    /// Extends the lease of a job this worker still holds; false when it lost the job.
-    pub async fn renew(&self, job_id: i64, worker: &str, lease: Duration) -> sqlx::Result<bool> {
+    /// Extends the lease of a claim that still holds its job; false when it lost it.
+    pub async fn renew(&self, lease: &Lease) -> sqlx::Result<bool> {
         let result = sqlx::query(
             r#"
             UPDATE jobs SET locked_until = now() + $3 * interval '1 millisecond', updated_at = now()
-            WHERE id = $1 AND state = 'running' AND locked_by = $2
+            WHERE id = $1 AND state = 'running' AND claims = $2
             "#,
         )
-        .bind(job_id)
-        .bind(worker)
-        .bind(lease.as_millis() as f64)
+        .bind(lease.job_id)
+        .bind(lease.token)
+        .bind(lease.length.as_millis() as f64)
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
     }
 
-    /// Marks a job done; false when this worker no longer held it.
-    pub async fn complete(&self, job_id: i64, worker: &str) -> sqlx::Result<bool> {
+    /// Marks a job done; false when this claim no longer held it.
+    pub async fn complete(&self, lease: &Lease) -> sqlx::Result<bool> {
         let result = sqlx::query(
             r#"
             UPDATE jobs SET state = 'done', locked_by = NULL, locked_until = NULL,
                 finished_at = now(), updated_at = now()
-            WHERE id = $1 AND state = 'running' AND locked_by = $2
+            WHERE id = $1 AND state = 'running' AND claims = $2
             "#,
         )
-        .bind(job_id)
-        .bind(worker)
+        .bind(lease.job_id)
+        .bind(lease.token)
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
     }
 
     /// Records a failed attempt: back to pending after `retry_in`, or `dead` when the
-    /// attempts are used up. Returns the new state (None when the job was not held).
+    /// attempts are used up. Returns the new state (None when the claim no longer held
+    /// the job).
     pub async fn fail(
         &self,
-        job: &Job,
-        worker: &str,
+        lease: &Lease,
         error: &str,
         retry_in: Duration,
     ) -> sqlx::Result<Option<JobState>> {
         let mut tx = self.pool.begin().await?;
         let held: Option<(i32, i32)> = sqlx::query_as(
-            "SELECT attempts, max_attempts FROM jobs WHERE id = $1 AND state = 'running' AND locked_by = $2 FOR UPDATE",
+            "SELECT attempts, max_attempts FROM jobs WHERE id = $1 AND state = 'running' AND claims = $2 FOR UPDATE",
         )
-        .bind(job.id)
-        .bind(worker)
+        .bind(lease.job_id)
+        .bind(lease.token)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((attempts, max_attempts)) = held else {
@@ -297,26 +387,27 @@ impl Queue {
                 r#"UPDATE jobs SET state = 'dead', last_error = $2, locked_by = NULL, locked_until = NULL,
                    finished_at = now(), updated_at = now() WHERE id = $1"#,
             )
-            .bind(job.id)
+            .bind(lease.job_id)
             .bind(error)
             .execute(&mut *tx)
             .await?;
             JobState::Dead
         } else {
-            requeue(&mut tx, job.id, error, retry_in).await?
+            requeue(&mut tx, lease.job_id, error, retry_in).await?
         };
         tx.commit().await?;
         Ok(Some(state))
     }
 
     /// Gives a running job back without counting the attempt (shutdown drain ran out).
-    pub async fn release(&self, job_id: i64, worker: &str) -> sqlx::Result<()> {
+    pub async fn release(&self, lease: &Lease) -> sqlx::Result<()> {
+        let job_id = lease.job_id;
         let mut tx = self.pool.begin().await?;
         let held: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE id = $1 AND state = 'running' AND locked_by = $2 FOR UPDATE",
+            "SELECT id FROM jobs WHERE id = $1 AND state = 'running' AND claims = $2 FOR UPDATE",
         )
         .bind(job_id)
-        .bind(worker)
+        .bind(lease.token)
         .fetch_optional(&mut *tx)
         .await?;
         if held.is_some() {
@@ -377,6 +468,14 @@ impl Queue {
         requeue(&mut tx, job_id, "retried by an operator", Duration::ZERO).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The pending job with this dedupe key, if any.
+    pub async fn pending(&self, dedupe_key: &str) -> sqlx::Result<Option<Job>> {
+        sqlx::query_as("SELECT * FROM jobs WHERE dedupe_key = $1 AND state = 'pending'")
+            .bind(dedupe_key)
+            .fetch_optional(&self.pool)
+            .await
     }
 
     pub async fn get(&self, job_id: i64) -> sqlx::Result<Option<Job>> {

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::queue::{Backoff, Job, JobState, NOTIFY_CHANNEL, Queue};
+use super::queue::{Backoff, Job, JobState, Lease, NOTIFY_CHANNEL, Queue};
 use crate::config::JobSettings;
 
 pub type JobFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
@@ -24,9 +24,10 @@ pub type JobFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 /// What the pool runs. The application dispatches on the job kind; tests plug in
 /// their own behaviour to exercise the queue.
 pub trait JobRunner: Send + Sync + 'static {
-    /// Runs one attempt. `cancel` fires when the job must stop (drain ran out, or the
-    /// lease was lost); the job should return soon after.
-    fn run(&self, job: Job, cancel: CancellationToken) -> JobFuture;
+    /// Runs one attempt under `lease` (this claim; what it publishes goes through
+    /// [`Lease::hold`]). `cancel` fires when the job must stop (drain ran out, or the
+    /// lease was lost or could not be renewed in time); the job should return soon after.
+    fn run(&self, job: Job, lease: Lease, cancel: CancellationToken) -> JobFuture;
 
     /// The retry schedule of this job after a failed attempt.
     fn backoff(&self, job: &Job) -> Backoff;
@@ -158,15 +159,11 @@ impl WorkerPool {
     #[tracing::instrument(skip_all, fields(job.id = job.id, job.kind = %job.kind, job.attempt = job.attempts))]
     async fn run_one(&self, job: Job, drain_cancel: CancellationToken) {
         let started = Instant::now();
+        let lease = job.lease(self.settings.lease());
         let cancel = drain_cancel.child_token();
-        let renewer = tokio::spawn(renew_lease(
-            self.queue.clone(),
-            job.id,
-            self.worker_id.clone(),
-            self.settings.lease(),
-            cancel.clone(),
-        ));
-        let attempt = AssertUnwindSafe(self.runner.run(job.clone(), cancel.clone())).catch_unwind();
+        let renewer = tokio::spawn(renew_lease(self.queue.clone(), lease, cancel.clone()));
+        let attempt =
+            AssertUnwindSafe(self.runner.run(job.clone(), lease, cancel.clone())).catch_unwind();
         let outcome = tokio::select! {
             result = attempt => match result {
                 Ok(result) => Outcome::Finished(result),
@@ -188,17 +185,19 @@ impl WorkerPool {
         let recorded = match outcome {
             Outcome::Finished(Ok(())) => self
                 .queue
-                .complete(job.id, &self.worker_id)
+                .complete(&lease)
                 .await
                 .map(|held| if held { Some(JobState::Done) } else { None }),
-            Outcome::Finished(Err(err)) => self.record_failure(&job, format!("{err:#}")).await,
+            Outcome::Finished(Err(err)) => {
+                self.record_failure(&job, &lease, format!("{err:#}")).await
+            }
             Outcome::Panicked(message) => {
-                self.record_failure(&job, format!("job panicked: {message}"))
+                self.record_failure(&job, &lease, format!("job panicked: {message}"))
                     .await
             }
             Outcome::Released => self
                 .queue
-                .release(job.id, &self.worker_id)
+                .release(&lease)
                 .await
                 .map(|()| Some(JobState::Pending)),
         };
@@ -223,9 +222,14 @@ impl WorkerPool {
         }
     }
 
-    async fn record_failure(&self, job: &Job, error: String) -> sqlx::Result<Option<JobState>> {
+    async fn record_failure(
+        &self,
+        job: &Job,
+        lease: &Lease,
+        error: String,
+    ) -> sqlx::Result<Option<JobState>> {
         let delay = self.runner.backoff(job).delay(job.attempts);
-        let state = self.queue.fail(job, &self.worker_id, &error, delay).await?;
+        let state = self.queue.fail(lease, &error, delay).await?;
         match state {
             Some(JobState::Dead) => {
                 tracing::error!(error = %error, attempts = job.attempts, "job is dead after its last attempt");
@@ -242,29 +246,43 @@ impl WorkerPool {
     }
 }
 
-/// Renews the lease every third of its length; cancels the job when it is lost.
-async fn renew_lease(
-    queue: Queue,
-    job_id: i64,
-    worker: String,
-    lease: Duration,
-    cancel: CancellationToken,
-) {
-    let mut interval = tokio::time::interval(lease / 3);
+/// Renews the lease every third of its length; cancels the job when it is lost, and
+/// also when renewals keep failing (the database is out of reach) so long that the
+/// lease would run out before the next try: the job stops itself while it still holds
+/// the lease rather than run on unfenced.
+async fn renew_lease(queue: Queue, lease: Lease, cancel: CancellationToken) {
+    let every = lease.length / 3;
+    let mut interval = tokio::time::interval(every);
     interval.tick().await;
+    let mut renewed_at = Instant::now();
     loop {
         interval.tick().await;
-        match queue.renew(job_id, &worker, lease).await {
-            Ok(true) => {}
+        // A renewal that hangs (a database gone silent) counts as failed.
+        let renewed = match tokio::time::timeout(every, queue.renew(&lease)).await {
+            Ok(result) => result.map_err(|err| err.to_string()),
+            Err(_) => Err("no answer in time".to_string()),
+        };
+        match renewed {
+            Ok(true) => renewed_at = Instant::now(),
             Ok(false) => {
                 tracing::warn!(
-                    job.id = job_id,
+                    job.id = lease.job_id,
                     "lease lost: another worker may run this job; stopping it"
                 );
                 cancel.cancel();
                 return;
             }
-            Err(err) => tracing::warn!(job.id = job_id, error = %err, "cannot renew lease"),
+            Err(err) => {
+                tracing::warn!(job.id = lease.job_id, error = %err, "cannot renew lease");
+                if renewed_at.elapsed() + every >= lease.length {
+                    tracing::warn!(
+                        job.id = lease.job_id,
+                        "lease about to run out without a renewal; stopping the job"
+                    );
+                    cancel.cancel();
+                    return;
+                }
+            }
         }
     }
 }

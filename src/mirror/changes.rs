@@ -36,6 +36,8 @@ pub enum Reason {
     Collections,
     Incremental,
     Visibility,
+    /// An operator confirmed removals held after a complete pass.
+    RemovalsConfirmed,
 }
 
 impl Reason {
@@ -46,6 +48,7 @@ impl Reason {
             Reason::Collections => "collections",
             Reason::Incremental => "incremental",
             Reason::Visibility => "visibility",
+            Reason::RemovalsConfirmed => "removals_confirmed",
         }
     }
 }

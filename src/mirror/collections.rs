@@ -2,8 +2,8 @@
 //! (ids only), staged and then published in one transaction with the same
 //! all-or-nothing rule as products.
 //!
-//! It touches only `collections` and `collection_offers`, so it may run at any time
-//! relative to the products refresh of the same merchant; the two meet only at the
+//! It touches only `collections` and `collection_offers`, so it runs in its own lane
+//! beside the products refresh of the same merchant; the two meet only at the
 //! merchant's publish lock, catalog version and change log. A full refresh marks
 //! collections not listed as removed and drops their membership; a safe one replaces
 //! the membership of the collections it read and removes nothing else.
@@ -108,7 +108,8 @@ impl Mirror {
         started: Instant,
     ) -> anyhow::Result<RefreshReport> {
         let pool = &self.pool;
-        let (started_at, key) = staging::begin(pool, merchant_id, Tables::Collections).await?;
+        let (started_at, key) =
+            staging::begin(pool, merchant_id, Tables::Collections, self.lease.as_ref()).await?;
         let refresh_id = key.refresh_id;
         let staged = match self.stage_collections(key, cancel).await {
             Ok(staged) => staged,
@@ -224,18 +225,10 @@ impl Mirror {
         let merchant_id = key.merchant_id;
         let publish_started = Instant::now();
         let mut tx = self.pool.begin().await?;
+        self.hold_lease(&mut tx).await?;
+        staging::own(&mut tx, key.refresh_id, Tables::Collections, staged).await?;
         let current = changes::lock_merchant(&mut tx, merchant_id).await?;
         let next = current + 1;
-        let in_staging: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM staged_collections WHERE refresh_id = $1")
-                .bind(key.refresh_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        anyhow::ensure!(
-            in_staging as u64 == staged,
-            "staging of refresh {} holds {in_staging} collections but {staged} were written; nothing was published",
-            key.refresh_id
-        );
         if cancel.is_cancelled() {
             anyhow::bail!("cancelled while publishing");
         }
@@ -326,6 +319,7 @@ impl Mirror {
             seen: staged,
             upserted: upserted.len() as u64,
             removed: removed.len() as u64,
+            held: 0,
             membership_changes: pairs as u64,
             catalog_version: version,
             change_no,

@@ -209,6 +209,7 @@ impl Mirror {
         }
 
         let mut tx = self.pool.begin().await?;
+        self.hold_lease(&mut tx).await?;
         let current = changes::lock_merchant(&mut tx, merchant_id).await?;
         publish::prefer_generic_plans(&mut tx).await?;
         let next = current + 1;
@@ -237,6 +238,7 @@ impl Mirror {
             &mut tx,
             refresh_id,
             next,
+            None,
             self.settings.batch_size,
             &mut changed,
             cancel,

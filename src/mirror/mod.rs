@@ -9,6 +9,10 @@
 //! - Removals happen only in a full refresh, after a complete pass (the listing's
 //!   final page was read); a safe refresh (failed-sync retries, stalled syncs) only
 //!   upserts. Nothing is deleted: removed offers keep their row with `removed_at`.
+//!   A pass that would remove an unusually large share of a catalog holds its
+//!   removals for agreement (`removals`).
+//! - A refresh run for a job publishes only while the job's claim holds its lease
+//!   ([`Mirror::fenced`]), and only from staging it still owns (`staging::own`).
 //! - Memory is bounded by the page buffer and `refresh.batch_size`, not by the catalog:
 //!   pages stream through, staging and publishing work in batches.
 //!
@@ -24,6 +28,7 @@ mod incremental;
 mod products;
 mod publish;
 pub mod queries;
+pub mod removals;
 mod rows;
 mod staging;
 
@@ -38,6 +43,7 @@ pub use incremental::IncrementalReport;
 pub use rows::{content_hash, primary_image};
 
 use crate::config::{JobSettings, RefreshSettings};
+use crate::jobs::Lease;
 use crate::violet::VioletClient;
 
 /// How the mirror works, from `[refresh]` and `[jobs]`.
@@ -51,6 +57,8 @@ pub struct MirrorSettings {
     pub fetch_concurrency: usize,
     /// Attempts of jobs the mirror enqueues itself.
     pub job_max_attempts: i32,
+    /// Removals above this share of a merchant's live offers wait for agreement.
+    pub max_removal_fraction: f64,
 }
 
 impl MirrorSettings {
@@ -60,6 +68,7 @@ impl MirrorSettings {
             prefetch_pages: 4,
             fetch_concurrency: 4,
             job_max_attempts: jobs.max_attempts.max(1),
+            max_removal_fraction: refresh.max_removal_fraction,
         }
     }
 }
@@ -75,6 +84,8 @@ pub struct RefreshReport {
     pub upserted: u64,
     /// Rows marked removed (full refreshes only).
     pub removed: u64,
+    /// Removals held for agreement (full refreshes only; see `removals`).
+    pub held: u64,
     /// Collection membership rows added plus removed (collections refreshes).
     pub membership_changes: u64,
     /// The merchant's catalog version after the refresh.
@@ -88,12 +99,14 @@ pub struct RefreshReport {
     pub publish: Duration,
 }
 
-/// The mirror: a pool, a Violet client and settings. Cheap to clone.
+/// The mirror: a pool, a Violet client and settings, and the lease of the job claim
+/// it runs for, if any. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Mirror {
     pool: PgPool,
     client: VioletClient,
     settings: MirrorSettings,
+    lease: Option<Lease>,
 }
 
 impl Mirror {
@@ -102,6 +115,26 @@ impl Mirror {
             pool,
             client,
             settings,
+            lease: None,
+        }
+    }
+
+    /// This mirror working for one job claim: every publishing transaction first
+    /// proves the claim still holds its job ([`Lease::hold`]), so a copy that lost its
+    /// lease publishes nothing. Without a lease (tools, tests) nothing is fenced.
+    pub fn fenced(&self, lease: Lease) -> Self {
+        Self {
+            lease: Some(lease),
+            ..self.clone()
+        }
+    }
+
+    /// In a publishing transaction: fails unless this mirror's claim (if any) still
+    /// holds its job, and keeps the job row locked until commit.
+    pub(crate) async fn hold_lease(&self, conn: &mut sqlx::PgConnection) -> anyhow::Result<()> {
+        match &self.lease {
+            Some(lease) => lease.hold(conn).await,
+            None => Ok(()),
         }
     }
 

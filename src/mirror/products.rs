@@ -6,12 +6,14 @@
 //! the client's own retries) ends the refresh with an error, its staging discarded,
 //! nothing live touched. A listing is complete only when its final page was read.
 //!
-//! Publishing (one transaction): the merchant's publish lock, upserts of changed offers
-//! and their SKUs in batches, for a full refresh the sweep of offers not seen, the
+//! Publishing (one transaction): the job's lease and the refresh's staging checked
+//! and locked, the merchant's publish lock, upserts of changed offers and their SKUs
+//! in batches, for a full refresh the removal of offers not seen (or their hold, see
+//! `removals`), the
 //! merchant row (version, offer count, last refresh), folding the pending offer events
 //! received before the refresh began, and the change-log row (which NOTIFYs).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -22,10 +24,11 @@ use tracing::Instrument;
 
 use super::changes::{self, ChangedOffers, OFFER_REMOVAL_TOPICS, OFFER_UPSERT_TOPICS, Reason};
 use super::publish;
+use super::removals::{self, Removals};
 use super::rows::StageKey;
 use super::staging::{self, BatchWriter, OfferStager, Tables};
 use super::{Fetcher, Mirror, RefreshReport};
-use crate::jobs::RefreshMode;
+use crate::jobs::{JobKind, NewJob, OnConflict, Queue, RefreshMode};
 use crate::violet::{Page, VioletError};
 
 pub(super) fn mode_name(mode: RefreshMode) -> &'static str {
@@ -86,6 +89,7 @@ impl Mirror {
                 seen = report.seen,
                 upserted = report.upserted,
                 removed = report.removed,
+                held = report.held,
                 folded = report.folded,
                 catalog_version = report.catalog_version,
                 elapsed_ms = report.elapsed.as_millis() as u64,
@@ -104,7 +108,8 @@ impl Mirror {
         started: Instant,
     ) -> anyhow::Result<RefreshReport> {
         let pool = &self.pool;
-        let (started_at, key) = staging::begin(pool, merchant_id, Tables::Offers).await?;
+        let (started_at, key) =
+            staging::begin(pool, merchant_id, Tables::Offers, self.lease.as_ref()).await?;
         let refresh_id = key.refresh_id;
         let staged = match self.stage_products(key, cancel).await {
             Ok(staged) => staged,
@@ -203,43 +208,38 @@ impl Mirror {
         let merchant_id = key.merchant_id;
         let publish_started = Instant::now();
         let mut tx = self.pool.begin().await?;
+        self.hold_lease(&mut tx).await?;
+        staging::own(&mut tx, key.refresh_id, Tables::Offers, staged).await?;
         let current = changes::lock_merchant(&mut tx, merchant_id).await?;
         publish::prefer_generic_plans(&mut tx).await?;
         let next = current + 1;
-        let in_staging: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM staged_offers WHERE refresh_id = $1")
-                .bind(key.refresh_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        anyhow::ensure!(
-            in_staging as u64 == staged,
-            "staging of refresh {} holds {in_staging} offers but {staged} were written (another attempt purged it?); nothing was published",
-            key.refresh_id
-        );
         let mut changed = ChangedOffers::default();
         let merged = publish::merge_staged_offers(
             &mut tx,
             key.refresh_id,
             next,
+            Some(started_at),
             self.settings.batch_size,
             &mut changed,
             cancel,
         )
         .await?;
-        let removed = match mode {
+        let removals = match mode {
             RefreshMode::Full => {
-                publish::sweep_unseen(
+                removals::after_complete_pass(
                     &mut tx,
                     merchant_id,
                     key.refresh_id,
-                    next,
                     started_at,
+                    next,
+                    self.settings.max_removal_fraction,
                     &mut changed,
                 )
                 .await?
             }
-            RefreshMode::Safe => 0,
+            RefreshMode::Safe => Removals::default(),
         };
+        let removed = removals.removed;
         let any = merged.upserted + removed > 0;
         let version = if any { next } else { current };
         let elapsed_ms = started.elapsed().as_millis() as i64;
@@ -247,14 +247,28 @@ impl Mirror {
 
         // A safe refresh removes nothing, so it leaves removal events for the
         // incremental job (which the planner schedules with every FAILED and stall).
+        // So does a full one whose removals are held: an OFFER_REMOVED names one offer
+        // and is applied on its own, whatever becomes of the held ones.
         let topics: Vec<&str> = match mode {
-            RefreshMode::Full => OFFER_UPSERT_TOPICS
+            RefreshMode::Full if removals.held == 0 => OFFER_UPSERT_TOPICS
                 .iter()
                 .chain(&OFFER_REMOVAL_TOPICS)
                 .copied()
                 .collect(),
-            RefreshMode::Safe => OFFER_UPSERT_TOPICS.to_vec(),
+            RefreshMode::Full | RefreshMode::Safe => OFFER_UPSERT_TOPICS.to_vec(),
         };
+        if removals.held > 0 {
+            Queue::enqueue(
+                &mut tx,
+                &NewJob {
+                    kind: JobKind::Incremental { merchant_id },
+                    delay: Duration::ZERO,
+                    max_attempts: self.settings.job_max_attempts,
+                    on_conflict: OnConflict::KeepEarlier,
+                },
+            )
+            .await?;
+        }
         let detail = format!("covered by {} refresh {}", mode_name(mode), key.refresh_id);
         let folded =
             changes::fold_events(&mut tx, merchant_id, started_at, &topics, &detail).await?;
@@ -283,6 +297,7 @@ impl Mirror {
             seen: merged.seen,
             upserted: merged.upserted,
             removed,
+            held: removals.held,
             membership_changes: 0,
             catalog_version: version,
             change_no,

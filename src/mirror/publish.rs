@@ -4,16 +4,15 @@
 //! `INSERT ... SELECT ... ON CONFLICT` per batch, never one round trip per offer). A row
 //! is rewritten only when its content hash differs (or it was removed, or moved
 //! merchant), and never with an older `date_last_modified` than the stored one, so a
-//! refresh that staged an older copy cannot undo a newer incremental update. The SKUs of
-//! each changed offer are replaced. A full refresh then marks as removed the merchant's
-//! offers that were not staged, and only those not touched since the refresh began
-//! (an incremental update committed meanwhile is newer than the listing).
+//! refresh that staged an older copy cannot undo a newer incremental update, nor bring
+//! back an offer removed after it began reading. The SKUs of each changed offer are
+//! replaced. Removals after a complete pass are `removals`' business.
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 
-use super::changes::{ChangedOffers, MAX_LISTED_OFFERS};
+use super::changes::ChangedOffers;
 
 const MERGE_OFFERS: &str = r#"
 WITH batch AS (
@@ -47,6 +46,9 @@ WITH batch AS (
            OR o.merchant_id <> EXCLUDED.merchant_id)
       AND (o.date_last_modified IS NULL OR EXCLUDED.date_last_modified IS NULL
            OR EXCLUDED.date_last_modified >= o.date_last_modified)
+      -- An offer removed after the listing began to be read stays removed: the
+      -- removal is newer than the copy this refresh staged.
+      AND ($5::timestamptz IS NULL OR o.removed_at IS NULL OR o.removed_at < $5)
     RETURNING o.offer_id
 )
 SELECT (SELECT max(offer_id) FROM batch) AS last_id,
@@ -72,18 +74,6 @@ ON CONFLICT (sku_id) DO UPDATE SET
     raw = EXCLUDED.raw
 "#;
 
-const SWEEP_UNSEEN: &str = r#"
-WITH gone AS (
-    UPDATE offers o SET removed_at = now(), catalog_version = $3, updated_at = now()
-    WHERE o.merchant_id = $1 AND o.removed_at IS NULL AND o.updated_at < $4
-      AND NOT EXISTS (SELECT 1 FROM staged_offers s WHERE s.refresh_id = $2 AND s.offer_id = o.offer_id)
-    RETURNING o.offer_id
-)
-SELECT (SELECT count(*) FROM gone),
-       COALESCE((SELECT array_agg(offer_id ORDER BY offer_id)
-                 FROM (SELECT offer_id FROM gone ORDER BY offer_id LIMIT $5) listed), '{}')
-"#;
-
 /// Plans of the publishing statements are chosen without looking at the batch's
 /// array parameters: staging is never analyzed (its rows live for seconds), and a
 /// custom plan, seeing a 1,000-element array against a table it believes small, picks
@@ -106,12 +96,15 @@ pub(crate) struct Merged {
 }
 
 /// Upserts the staged offers of `refresh_id` (and replaces the SKUs of those that
-/// changed) at catalog version `version`, adding the changed ids to `changed`. Stops
-/// with an error (the caller's transaction rolls back) when `cancel` fires.
+/// changed) at catalog version `version`, adding the changed ids to `changed`. An
+/// offer removed at or after `read_since` (when the staged copies began to be read)
+/// is not brought back by them. Stops with an error (the caller's transaction rolls
+/// back) when `cancel` fires.
 pub(crate) async fn merge_staged_offers(
     conn: &mut PgConnection,
     refresh_id: i64,
     version: i64,
+    read_since: Option<DateTime<Utc>>,
     batch_size: usize,
     changed: &mut ChangedOffers,
     cancel: &CancellationToken,
@@ -128,6 +121,7 @@ pub(crate) async fn merge_staged_offers(
                 .bind(after)
                 .bind(batch_size as i64)
                 .bind(version)
+                .bind(read_since)
                 .fetch_one(&mut *conn)
                 .await?;
         let Some(last) = last else { break };
@@ -150,31 +144,6 @@ pub(crate) async fn merge_staged_offers(
         after = last;
     }
     Ok(merged)
-}
-
-/// Marks the merchant's live offers that `refresh_id` did not stage as removed, unless
-/// they changed after `started_at`. Only ever called after a complete pass.
-pub(crate) async fn sweep_unseen(
-    conn: &mut PgConnection,
-    merchant_id: i64,
-    refresh_id: i64,
-    version: i64,
-    started_at: DateTime<Utc>,
-    changed: &mut ChangedOffers,
-) -> sqlx::Result<u64> {
-    let (count, ids): (i64, Vec<i64>) = sqlx::query_as(SWEEP_UNSEEN)
-        .bind(merchant_id)
-        .bind(refresh_id)
-        .bind(version)
-        .bind(started_at)
-        .bind(MAX_LISTED_OFFERS as i64 + 1)
-        .fetch_one(conn)
-        .await?;
-    if count as usize > ids.len() {
-        changed.whole_merchant();
-    }
-    changed.add(&ids);
-    Ok(count as u64)
 }
 
 /// Records the outcome on the merchant row: the catalog version, the live offer count

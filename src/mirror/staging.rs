@@ -5,9 +5,14 @@
 //! the catalog) and written with one `COPY` per table in one short transaction; no
 //! transaction is ever open while the next page is fetched. Offers whose live row
 //! already has their content hash are staged as markers (seen, nothing to write), so
-//! a refresh of a mostly unchanged catalog writes little. A failed or cancelled
-//! refresh discards its rows; a new refresh of a merchant purges what a crashed attempt
-//! of the same kind left behind.
+//! a refresh of a mostly unchanged catalog writes little.
+//!
+//! Staged rows belong to one refresh, registered in `refresh_runs` with the job claim
+//! that runs it. A failed or cancelled refresh discards its own rows; a new refresh of
+//! a merchant purges only the rows of refreshes that are provably dead: their claim no
+//! longer runs (or they had none) and they are not publishing (a publishing
+//! transaction holds its `refresh_runs` row locked, see [`own`]). So two refreshes
+//! can never destroy each other's staging, even if the queue's lanes were bypassed.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -19,6 +24,7 @@ use tracing::Instrument;
 
 use super::copy::CopyText;
 use super::rows::{self, COPY_OFFERS, COPY_SKUS, StageKey};
+use crate::jobs::Lease;
 use crate::violet::{Collection, Offer};
 
 /// The staging tables of one kind of refresh.
@@ -43,23 +49,45 @@ pub(crate) async fn next_refresh_id(pool: &PgPool) -> sqlx::Result<i64> {
         .await
 }
 
+impl Tables {
+    /// The `refresh_runs.tables` value.
+    fn as_str(self) -> &'static str {
+        match self {
+            Tables::Offers => "offers",
+            Tables::Collections => "collections",
+        }
+    }
+}
+
 /// Starts a refresh of `tables` for a merchant: reads the database clock (webhook
-/// events are stamped with it), purges rows an earlier attempt left staged, and takes
-/// a new refresh id.
+/// events are stamped with it), takes a new refresh id and registers it with the
+/// claim running it (`lease`; `None` for a refresh a tool or test runs directly),
+/// then purges what dead refreshes of the merchant left staged.
 pub(crate) async fn begin(
     pool: &PgPool,
     merchant_id: i64,
     tables: Tables,
+    lease: Option<&Lease>,
 ) -> anyhow::Result<(chrono::DateTime<chrono::Utc>, StageKey)> {
     let started_at = sqlx::query_scalar("SELECT clock_timestamp()")
         .fetch_one(pool)
         .await?;
-    let purged = purge_merchant(pool, merchant_id, tables).await?;
-    if purged > 0 {
-        tracing::warn!(purged, "removed staged rows left by an earlier attempt");
-    }
     let refresh_id = next_refresh_id(pool).await?;
+    sqlx::query(
+        "INSERT INTO refresh_runs (refresh_id, merchant_id, tables, job_id, claim) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(refresh_id)
+    .bind(merchant_id)
+    .bind(tables.as_str())
+    .bind(lease.map(|l| l.job_id))
+    .bind(lease.map(|l| l.token))
+    .execute(pool)
+    .await?;
     tracing::Span::current().record("refresh_id", refresh_id);
+    let purged = purge_dead(pool, merchant_id, tables, refresh_id).await?;
+    if purged > 0 {
+        tracing::warn!(purged, "removed staged rows left by a refresh that died");
+    }
     Ok((
         started_at,
         StageKey {
@@ -69,28 +97,90 @@ pub(crate) async fn begin(
     ))
 }
 
-/// Deletes a merchant's staged rows of one kind: leftovers of an attempt that died.
-/// Safe because the queue runs one refresh per merchant and kind at a time, and the
-/// incremental job stages and publishes in one transaction (its rows are never seen).
-pub(crate) async fn purge_merchant(
+/// Refreshes of the merchant and tables, other than `current`, that are provably
+/// dead: their claim no longer runs (or they had none: a direct refresh is finished
+/// when another starts) and they are not publishing (locked rows are skipped). Their
+/// registrations are deleted in the same statement, which locks them until commit.
+const DEAD_REFRESHES: &str = r#"
+WITH dead AS (
+    SELECT r.refresh_id FROM refresh_runs r
+    WHERE r.merchant_id = $1 AND r.tables = $2 AND r.refresh_id <> $3
+      AND NOT EXISTS (SELECT 1 FROM jobs j
+                      WHERE j.id = r.job_id AND j.claims = r.claim AND j.state = 'running')
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM refresh_runs WHERE refresh_id IN (SELECT refresh_id FROM dead)
+RETURNING refresh_id
+"#;
+
+/// Deletes the staged rows of the merchant's dead refreshes of `tables` (see
+/// [`DEAD_REFRESHES`]), and rows that no registered refresh owns (staged before
+/// refreshes were registered). One transaction, so a refresh found dead stays
+/// unregistered only together with its rows gone.
+pub(crate) async fn purge_dead(
     pool: &PgPool,
     merchant_id: i64,
     tables: Tables,
+    current: i64,
 ) -> sqlx::Result<u64> {
+    let mut tx = pool.begin().await?;
+    let dead: Vec<i64> = sqlx::query_scalar(DEAD_REFRESHES)
+        .bind(merchant_id)
+        .bind(tables.as_str())
+        .bind(current)
+        .fetch_all(&mut *tx)
+        .await?;
     let mut purged = 0;
     for table in tables.names() {
         purged += sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE merchant_id = $1"
+            r#"DELETE FROM {table} s WHERE s.merchant_id = $1
+               AND (s.refresh_id = ANY($2)
+                    OR NOT EXISTS (SELECT 1 FROM refresh_runs r WHERE r.refresh_id = s.refresh_id))"#
         )))
         .bind(merchant_id)
-        .execute(pool)
+        .bind(&dead)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
     }
+    tx.commit().await?;
     Ok(purged)
 }
 
-/// Deletes one refresh's staged rows.
+/// Inside a publishing transaction: locks the refresh's registration until commit
+/// (no purge can take its rows meanwhile) and checks that its staging still holds
+/// `staged` offers (or collections), as written. An error means another refresh
+/// purged it (it was taken for dead): nothing may be published from it.
+pub(crate) async fn own(
+    conn: &mut PgConnection,
+    refresh_id: i64,
+    tables: Tables,
+    staged: u64,
+) -> anyhow::Result<()> {
+    let registered: Option<i64> =
+        sqlx::query_scalar("SELECT refresh_id FROM refresh_runs WHERE refresh_id = $1 FOR UPDATE")
+            .bind(refresh_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    anyhow::ensure!(
+        registered.is_some(),
+        "staging of refresh {refresh_id} was purged by another refresh; nothing was published"
+    );
+    let table = tables.names()[0];
+    let in_staging: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM {table} WHERE refresh_id = $1"
+    )))
+    .bind(refresh_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    anyhow::ensure!(
+        in_staging as u64 == staged,
+        "staging of refresh {refresh_id} holds {in_staging} rows but {staged} were written; nothing was published"
+    );
+    Ok(())
+}
+
+/// Deletes one refresh's staged rows and its registration.
 pub(crate) async fn discard(
     conn: &mut PgConnection,
     refresh_id: i64,
@@ -104,6 +194,10 @@ pub(crate) async fn discard(
         .execute(&mut *conn)
         .await?;
     }
+    sqlx::query("DELETE FROM refresh_runs WHERE refresh_id = $1")
+        .bind(refresh_id)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

@@ -17,6 +17,8 @@ use super::{Knobs, RateLimit};
 pub enum Corruption {
     Truncate,
     Malformed,
+    OddOk,
+    StalePage,
 }
 
 /// A 5xx to answer instead of serving.
@@ -145,13 +147,20 @@ impl Faults {
         }
     }
 
-    /// Consumes one `truncate_next`, else one `malformed_next`.
-    pub fn take_corruption(&self) -> Option<Corruption> {
+    /// Consumes one `truncate_next`, else one `malformed_next` or `odd_ok_next`, in
+    /// that order; for pages after the first (`page_index` is 0-based), else one
+    /// `stale_page_next`.
+    pub fn take_corruption(&self, page_index: u64) -> Option<Corruption> {
         let mut inner = self.lock();
-        if take(&mut inner.knobs.truncate_next) {
+        let knobs = &mut inner.knobs;
+        if take(&mut knobs.truncate_next) {
             Some(Corruption::Truncate)
-        } else if take(&mut inner.knobs.malformed_next) {
+        } else if take(&mut knobs.malformed_next) {
             Some(Corruption::Malformed)
+        } else if take(&mut knobs.odd_ok_next) {
+            Some(Corruption::OddOk)
+        } else if page_index > 0 && take(&mut knobs.stale_page_next) {
+            Some(Corruption::StalePage)
         } else {
             None
         }
@@ -183,9 +192,17 @@ mod tests {
         assert_eq!(f.take_server_error(), Some(ServerError::Scheduled));
         assert_eq!(f.take_server_error(), Some(ServerError::Scheduled));
         assert_eq!(f.take_server_error(), None);
-        assert_eq!(f.take_corruption(), Some(Corruption::Truncate));
-        assert_eq!(f.take_corruption(), Some(Corruption::Malformed));
-        assert_eq!(f.take_corruption(), None);
+        assert_eq!(f.take_corruption(0), Some(Corruption::Truncate));
+        assert_eq!(f.take_corruption(0), Some(Corruption::Malformed));
+        assert_eq!(f.take_corruption(0), None);
+        f.update(|k| {
+            k.odd_ok_next = 1;
+            k.stale_page_next = 1;
+        });
+        assert_eq!(f.take_corruption(0), Some(Corruption::OddOk));
+        assert_eq!(f.take_corruption(0), None, "a first page is never stale");
+        assert_eq!(f.take_corruption(3), Some(Corruption::StalePage));
+        assert_eq!(f.take_corruption(3), None);
     }
 
     #[test]

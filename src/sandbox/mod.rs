@@ -119,6 +119,13 @@ pub struct Knobs {
     pub truncate_next: u32,
     /// The next N page responses are valid JSON of the wrong shape.
     pub malformed_next: u32,
+    /// The next N page responses are a 200 that is no page at all,
+    /// `{"status":"ok","message":"maintenance window"}` (what a proxy or a
+    /// maintenance page answers).
+    pub odd_ok_next: u32,
+    /// The next N responses to pages after the first carry page number 0 and
+    /// `last: true` (a proxy serving a cached first page).
+    pub stale_page_next: u32,
     /// The merchant offers listing answers 500 at this page.
     pub fail_at_page: Option<PageFault>,
 }

@@ -147,7 +147,8 @@ impl AppState {
     /// which is twice as fast in debug builds.)
     fn page_response(&self, page: Value) -> Response {
         let offers = page["content"].as_array().map_or(0, |c| c.len() as u64);
-        let body = match self.faults.take_corruption() {
+        let page_index = page["number"].as_u64().unwrap_or(0);
+        let body = match self.faults.take_corruption(page_index) {
             Some(Corruption::Truncate) => {
                 bump(&self.stats.truncated);
                 let mut bytes = page.to_string().into_bytes();
@@ -163,6 +164,17 @@ impl AppState {
                     "size": [page["size"]],
                 });
                 wrong.to_string().into_bytes()
+            }
+            Some(Corruption::OddOk) => {
+                bump(&self.stats.malformed);
+                br#"{"status":"ok","message":"maintenance window"}"#.to_vec()
+            }
+            Some(Corruption::StalePage) => {
+                bump(&self.stats.malformed);
+                let mut stale = page;
+                stale["number"] = json!(0);
+                stale["last"] = json!(true);
+                stale.to_string().into_bytes()
             }
             None => {
                 bump(&self.stats.pages_served);

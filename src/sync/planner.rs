@@ -17,7 +17,9 @@ use sqlx::PgConnection;
 use super::state::{self, SyncEvent};
 use super::{EventClass, IncomingEvent, SyncKind, Topic, merchants};
 use crate::config::{JobSettings, SyncSettings};
-use crate::jobs::{Backoff, EnqueueArgs, JobKind, NewJob, OnConflict, Queue, RefreshMode};
+use crate::jobs::{
+    Backoff, ENQUEUE_ARGS, EnqueueArgs, JobKind, NewJob, OnConflict, Queue, RefreshMode,
+};
 
 /// The settings planning needs, copied out of the configuration.
 #[derive(Debug, Clone)]
@@ -273,23 +275,15 @@ impl Planner {
         kind: SyncKind,
     ) -> sqlx::Result<()> {
         let job = self.batched_job(merchant_id);
-        let args = EnqueueArgs::new(&job);
         let sql = format!(
             "WITH merchant AS (INSERT INTO merchants (merchant_id) VALUES ($1) ON CONFLICT DO NOTHING) SELECT {}",
             batch_unless_syncing("$1", "$2", 3)
         );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(merchant_id)
-            .bind(kind.as_str())
-            .bind(args.kind)
-            .bind(args.merchant_id)
-            .bind(args.dedupe_key)
-            .bind(args.payload)
-            .bind(args.delay_ms)
-            .bind(args.max_attempts)
-            .bind(args.mode)
-            .bind(args.max_delay_ms)
-            .bind(args.slack_ms)
+            .bind(kind.as_str());
+        EnqueueArgs::new(&job)
+            .bind(query)
             .execute(&mut *conn)
             .await?;
         Ok(())
@@ -357,10 +351,12 @@ impl Planner {
     }
 }
 
-/// SQL expression of the hold rule: enqueues a job (the nine arguments of
-/// `enqueue_job`, bound from `$first`) unless `kind` of `merchant` is syncing.
+/// SQL expression of the hold rule: enqueues a job (the arguments of `enqueue_job`,
+/// bound from `$first` by [`EnqueueArgs::bind`]) unless `kind` of `merchant` is syncing.
 pub fn batch_unless_syncing(merchant: &str, kind: &str, first: usize) -> String {
-    let args: Vec<String> = (first..first + 9).map(|i| format!("${i}")).collect();
+    let args: Vec<String> = (first..first + ENQUEUE_ARGS)
+        .map(|i| format!("${i}"))
+        .collect();
     format!(
         "CASE WHEN EXISTS (SELECT 1 FROM sync_state WHERE merchant_id = {merchant} AND kind = {kind} \
          AND state = 'syncing') THEN NULL ELSE enqueue_job({}) END",

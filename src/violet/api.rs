@@ -1,8 +1,10 @@
 //! Violet's catalog endpoints as typed calls and page streams.
 //!
 //! Paging follows the contract: `page` is 1-based, `size` is `page_size`, and a
-//! listing ends after a page with `last: true` or an empty page (`total_elements` and
-//! `total_pages` are 0 on the merchant-offers endpoint, so counts are never trusted).
+//! listing ends after a well-formed page with `last: true` or an empty `content`; an
+//! answer that is not such a page (no `content` array, another page's number) is a
+//! decode error, retried like a 5xx. `total_elements` and `total_pages` are 0 on the
+//! merchant-offers endpoint, so counts are never trusted.
 //! Each page is one retried call. A stream ends right after its first error, so a
 //! consumer knows a listing is complete only when the stream ended without one.
 
@@ -13,7 +15,9 @@ use serde_json::Value;
 use super::client::{Call, VioletClient};
 use super::dates;
 use super::error::VioletError;
-use super::models::{Collection, FromJson, Merchant, Offer, Page, decode_page_values};
+use super::models::{
+    Collection, FromJson, Merchant, Offer, Page, PageNumbering, decode_page_values,
+};
 
 /// A listing that never says `last` stops here (10 million offers at size 100).
 const MAX_PAGES: u32 = 100_000;
@@ -24,12 +28,22 @@ const MERCHANT_COLLECTIONS: &str = "/catalog/collections/merchants/{merchant_id}
 const COLLECTION_OFFERS: &str = "/catalog/collections/{collection_id}/offers";
 const MERCHANT: &str = "/merchants/{merchant_id}";
 
-/// Decodes a page: the envelope, then each item by itself so an error can name it.
-fn decode_page<T: FromJson>(bytes: &[u8]) -> Result<Page<T>, String> {
-    let page = decode_page_values(bytes).map_err(|err| format!("invalid page JSON: {err}"))?;
-    page.try_map(|index, value: Value| {
+/// Decodes the answer to page `requested`: the envelope (which must hold an array of
+/// `content` and, when it says, the number asked for), then each item by itself so an
+/// error can name it. Returns the numbering to check the next page with. Anything
+/// else is a [`VioletError::Decode`], retried like a 5xx and never the end of a
+/// listing (DESIGN.md, invariant 9).
+fn decode_page<T: FromJson>(
+    bytes: &[u8],
+    requested: u32,
+    numbering: PageNumbering,
+) -> Result<(Page<T>, PageNumbering), String> {
+    let page = decode_page_values(bytes).map_err(|err| format!("not a catalog page: {err}"))?;
+    let numbering = numbering.check(requested, page.number)?;
+    let page = page.try_map(|index, value: Value| {
         T::from_json(value).map_err(|detail| format!("item {index}: {detail}"))
-    })
+    })?;
+    Ok((page, numbering))
 }
 
 impl VioletClient {
@@ -150,9 +164,9 @@ impl VioletClient {
         F: Fn() -> Call + Send + Unpin + 'static,
     {
         let size = self.inner.page_size;
-        let state = Some((self.clone(), base, 1u32));
+        let state = Some((self.clone(), base, 1u32, PageNumbering::default()));
         stream::unfold(state, move |state| async move {
-            let (client, base, number) = state?;
+            let (client, base, number, numbering) = state?;
             let mut call = base();
             call.page = Some(number);
             call.query.insert(0, ("page", number.to_string()));
@@ -165,9 +179,10 @@ impl VioletClient {
                 };
                 return Some((Err(err), None));
             }
-            match client.execute(&call, decode_page::<T>).await {
-                Ok(page) => {
-                    let next = (!page.is_final()).then_some((client, base, number + 1));
+            let decode = |bytes: &[u8]| decode_page::<T>(bytes, number, numbering);
+            match client.execute(&call, decode).await {
+                Ok((page, numbering)) => {
+                    let next = (!page.is_final()).then_some((client, base, number + 1, numbering));
                     Some((Ok(page), next))
                 }
                 Err(err) => Some((Err(err), None)),

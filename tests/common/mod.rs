@@ -2,6 +2,7 @@
 //! and a daemon spawned on free ports.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod proxy;
 pub mod violet;
 pub mod webhook;

@@ -40,6 +40,15 @@ impl Delivery {
     }
 
     pub async fn send(&self, http: &reqwest::Client, url: &str) -> reqwest::Response {
+        self.try_send(http, url).await.expect("request sent")
+    }
+
+    /// Like [`Delivery::send`], with a refused or cut connection as an error.
+    pub async fn try_send(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+    ) -> reqwest::Result<reqwest::Response> {
         let mut request = http
             .post(url)
             .body(self.body.clone())
@@ -59,7 +68,7 @@ impl Delivery {
         if let Some(v) = &self.hmac {
             request = request.header("X-Violet-Hmac", v);
         }
-        request.send().await.expect("request sent")
+        request.send().await
     }
 }
 

@@ -215,7 +215,8 @@ fn merchant_row(body: &mut String, m: &MerchantSummary, index_reported: bool) {
 <td class=\"num\">{lag}</td><td><form class=\"inline resync\" method=\"post\" action=\"/ui/resync\">\
 <input type=\"hidden\" name=\"merchant_id\" value=\"{id}\"><select name=\"kind\" aria-label=\"what to resync\">\
 <option value=\"both\">both</option><option value=\"products\">products</option><option value=\"collections\">collections</option></select>\
-<button type=\"submit\" class=\"resync-button\">Resync</button></form></td></tr>",
+<button type=\"submit\" class=\"resync-button\">Resync</button></form>{held}</td></tr>",
+        held = held_removals(m),
         name = escape(m.name.as_deref().unwrap_or("")),
         visible = escape(&visible),
         products = state_badge(&m.products),
@@ -224,6 +225,21 @@ fn merchant_row(body: &mut String, m: &MerchantSummary, index_reported: bool) {
         offers = m.offer_count,
         version = m.catalog_version,
     );
+}
+
+/// Held removals of a merchant, with the buttons that confirm or discard them.
+fn held_removals(m: &MerchantSummary) -> String {
+    let Some(held) = m.held_removals else {
+        return String::new();
+    };
+    let id = m.merchant_id;
+    let reason = m.products.attention_reason.as_deref().unwrap_or("");
+    format!(
+        "<div class=\"held-removals\" title=\"{reason}\"><span class=\"s-needs_attention\">{held} removals held</span> \
+<form class=\"inline\" method=\"post\" action=\"/ui/merchants/{id}/removals/confirm\"><button type=\"submit\">Confirm removals</button></form> \
+<form class=\"inline\" method=\"post\" action=\"/ui/merchants/{id}/removals/discard\"><button type=\"submit\">Discard</button></form></div>",
+        reason = escape(reason),
+    )
 }
 
 fn state_badge(kind: &KindSummary) -> String {

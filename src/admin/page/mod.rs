@@ -6,8 +6,8 @@
 //!   and failures), or the login form without a session.
 //! - `POST /ui/login` (form field `token`): checks the admin token and sets the session
 //!   cookie (see [`super::auth`]); `POST /ui/logout` clears it.
-//! - `POST /ui/resync` (`merchant_id` or `all=1`, `kind`) and `POST /ui/jobs/{id}/retry`:
-//!   the same actions as the API; on success they redirect back to `/ui` with a notice
+//! - `POST /ui/resync` (`merchant_id` or `all=1`, `kind`), `POST /ui/jobs/{id}/retry`
+//!   and `POST /ui/merchants/{id}/removals/{confirm|discard}`: the same actions as the API; on success they redirect back to `/ui` with a notice
 //!   (post/redirect/get), on failure the dashboard is shown with the error.
 
 mod chart;
@@ -41,6 +41,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/ui/logout", post(logout))
         .route("/ui/resync", post(resync))
         .route("/ui/jobs/{id}/retry", post(retry))
+        .route("/ui/merchants/{id}/removals/{decision}", post(removals))
         .with_state(state)
 }
 
@@ -117,6 +118,11 @@ fn notice(query: Option<&str>) -> Option<String> {
             number("job").unwrap_or(0)
         )),
         "login" => Some("Signed in.".into()),
+        "confirmed" => Some(format!(
+            "Held removals confirmed: {} offer(s) removed.",
+            number("removed").unwrap_or(0)
+        )),
+        "discarded" => Some("Held removals discarded: nothing removed.".into()),
         _ => None,
     }
 }
@@ -280,6 +286,44 @@ async fn retry(
     .await;
     match outcome {
         Ok(job) => Redirect::to(&format!("/ui?done=retry&job={}", job.id)).into_response(),
+        Err(err) => render_dashboard(&state, err.status(), None, Some(&err.public_message())).await,
+    }
+}
+
+/// `POST /ui/merchants/{id}/removals/{confirm|discard}`.
+async fn removals(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Response {
+    if let Some(refused) = gate_post(&state, &headers) {
+        return refused;
+    }
+    let outcome = async {
+        let (id, decision) = match path {
+            Ok(Path((id, decision))) => (parse_id(&id, "merchant id")?, decision),
+            Err(rejection) => {
+                return Err(AdminError::bad_request(format!("merchant id: {rejection}")));
+            }
+        };
+        let none_held = || AdminError::NotFound(format!("merchant {id} has no held removals"));
+        match decision.as_str() {
+            "confirm" => actions::confirm_removals(&state, id)
+                .await?
+                .map(|removed| format!("/ui?done=confirmed&removed={removed}"))
+                .ok_or_else(none_held),
+            "discard" => match actions::discard_removals(&state, id).await? {
+                true => Ok("/ui?done=discarded".to_string()),
+                false => Err(none_held()),
+            },
+            _ => Err(AdminError::NotFound(
+                "held removals are confirmed or discarded".into(),
+            )),
+        }
+    }
+    .await;
+    match outcome {
+        Ok(to) => Redirect::to(&to).into_response(),
         Err(err) => render_dashboard(&state, err.status(), None, Some(&err.public_message())).await,
     }
 }

@@ -27,6 +27,8 @@ pub struct MerchantSummary {
     pub catalog_version: i64,
     pub last_refresh_at: Option<DateTime<Utc>>,
     pub last_refresh_ms: Option<i64>,
+    /// Offers whose removal a complete pass held for agreement (`None`: nothing held).
+    pub held_removals: Option<i64>,
     pub products: KindSummary,
     pub collections: KindSummary,
     pub index: IndexLag,
@@ -39,6 +41,8 @@ pub struct KindSummary {
     pub state_changed_at: Option<DateTime<Utc>>,
     pub current_sync_id: Option<String>,
     pub consecutive_failures: i32,
+    /// Why the state is `needs_attention` (repeated failures, held removals), if known.
+    pub attention_reason: Option<String>,
     /// The most recent run, whatever its outcome (a running one included).
     pub last_sync: Option<LastSync>,
     /// Duration of the most recent run that has both a start and an end.
@@ -81,6 +85,7 @@ struct MerchantRow {
     catalog_version: i64,
     last_refresh_at: Option<DateTime<Utc>>,
     last_refresh_ms: Option<i64>,
+    held_removals: Option<i64>,
     latest_change_no: Option<i64>,
     pending_changes: Option<i64>,
 }
@@ -93,6 +98,7 @@ struct KindRow {
     state_changed_at: Option<DateTime<Utc>>,
     current_sync_id: Option<String>,
     consecutive_failures: Option<i32>,
+    attention_reason: Option<String>,
     last_run_id: Option<i64>,
     last_sync_id: Option<String>,
     last_started_at: Option<DateTime<Utc>>,
@@ -113,6 +119,8 @@ pub async fn merchants(
     let rows: Vec<MerchantRow> = sqlx::query_as(
         r#"SELECT m.merchant_id, m.name, m.platform, m.connected, m.enabled, m.visible, m.health,
                   live.offers AS offer_count, m.catalog_version, m.last_refresh_at, m.last_refresh_ms,
+                  (SELECT cardinality(h.offer_ids)::bigint FROM held_removals h
+                   WHERE h.merchant_id = m.merchant_id) AS held_removals,
                   (SELECT max(c.change_no) FROM change_log c WHERE c.merchant_id = m.merchant_id) AS latest_change_no,
                   CASE WHEN $2::bigint IS NULL THEN NULL ELSE
                       (SELECT count(*) FROM change_log c WHERE c.merchant_id = m.merchant_id AND c.change_no > $2)
@@ -129,6 +137,7 @@ pub async fn merchants(
     .await?;
     let kinds: Vec<KindRow> = sqlx::query_as(
         r#"SELECT m.merchant_id, k.kind, s.state, s.state_changed_at, s.current_sync_id, s.consecutive_failures,
+                  s.attention_reason,
                   last.id AS last_run_id, last.sync_id AS last_sync_id, last.started_at AS last_started_at,
                   last.ended_at AS last_ended_at, last.outcome AS last_outcome,
                   dur.ms AS last_duration_ms, rate.completed, rate.ended
@@ -183,6 +192,7 @@ pub async fn merchants(
                 catalog_version: row.catalog_version,
                 last_refresh_at: row.last_refresh_at,
                 last_refresh_ms: row.last_refresh_ms,
+                held_removals: row.held_removals,
                 products,
                 collections,
                 index: IndexLag {
@@ -202,6 +212,7 @@ impl KindSummary {
             state_changed_at: None,
             current_sync_id: None,
             consecutive_failures: 0,
+            attention_reason: None,
             last_sync: None,
             last_duration_ms: None,
             success_rate: None,
@@ -217,6 +228,7 @@ impl From<KindRow> for KindSummary {
             state_changed_at: row.state_changed_at,
             current_sync_id: row.current_sync_id,
             consecutive_failures: row.consecutive_failures.unwrap_or(0),
+            attention_reason: row.attention_reason,
             last_sync: match (row.last_run_id, row.last_outcome) {
                 (Some(run_id), Some(outcome)) => Some(LastSync {
                     run_id,

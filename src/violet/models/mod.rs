@@ -25,21 +25,24 @@ use serde_json::Value;
 pub use collection::{Collection, CollectionMedia, CollectionStatus, CollectionType, Merchant};
 pub use offer::{Album, Media, Offer, OfferStatus, PublishingStatus, Sku, Variant, VariantValue};
 
-/// One Spring page, as Violet sends it (snake_case). Missing or `null` metadata
-/// fields take their zero value. On the merchant-offers endpoint `total_elements`
-/// and `total_pages` are always 0: page until `last` (or an empty page).
+/// One Spring page, as Violet sends it (snake_case). `content` must be there and be
+/// an array: an answer without it (a maintenance page, a proxy's `{"status":"ok"}`)
+/// is not a page, and reading it as an empty one would end a listing early and sweep
+/// a catalog. Missing or `null` metadata fields take their zero value. On the
+/// merchant-offers endpoint `total_elements` and `total_pages` are always 0: page
+/// until `last` (or an empty page).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub struct Page<T> {
-    #[serde(default = "Vec::new", deserialize_with = "null_as_default")]
     pub content: Vec<T>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub last: bool,
     #[serde(default, deserialize_with = "null_as_default")]
     pub first: bool,
-    /// 0-based page number as reported by Violet (assumed 0-based).
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub number: i64,
+    /// The page number as reported by Violet (assumed 0-based; see
+    /// [`PageNumbering`]). `None` when the answer does not say.
+    #[serde(default)]
+    pub number: Option<i64>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub size: i64,
     #[serde(default, deserialize_with = "null_as_default")]
@@ -146,6 +149,46 @@ pub(crate) fn clip(text: &str, max: usize) -> String {
 /// Decodes a Spring page whose items are kept as JSON, for [`Page::try_map`].
 pub fn decode_page_values(bytes: &[u8]) -> Result<Page<Value>, serde_json::Error> {
     serde_json::from_slice(bytes)
+}
+
+/// How a listing numbers its pages in answers, learnt from its first page: Violet's
+/// requests are 1-based and its answers appear 0-based (VIOLET.md, assumed), so the
+/// first answer may say 0 or 1 and every later one must follow from it. A page that
+/// answers with another number (a proxy serving a cached page, a listing restarted
+/// under us) is not the page asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PageNumbering {
+    /// What the answer to the 1-based request page 1 said, once known.
+    first: Option<i64>,
+}
+
+impl PageNumbering {
+    /// Checks the number an answer to `requested` (1-based) carries and returns the
+    /// numbering to check the next page with (learnt from page 1). An answer without
+    /// a number is accepted (nothing to check).
+    pub fn check(self, requested: u32, answered: Option<i64>) -> Result<PageNumbering, String> {
+        let Some(answered) = answered else {
+            return Ok(self);
+        };
+        let requested = i64::from(requested);
+        let expected = match self.first {
+            Some(first) => first + requested - 1,
+            None if requested == 1 && matches!(answered, 0 | 1) => {
+                return Ok(PageNumbering {
+                    first: Some(answered),
+                });
+            }
+            // No first page seen (numbering unknown): 0-based, as Violet appears to be.
+            None => requested - 1,
+        };
+        if answered == expected {
+            Ok(self)
+        } else {
+            Err(format!(
+                "asked for page {requested} but the answer says page number {answered} (expected {expected}); not the page asked for"
+            ))
+        }
+    }
 }
 
 /// `null` reads as the type's default (lists, flags, counters).

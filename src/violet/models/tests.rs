@@ -188,8 +188,8 @@ fn pages_tolerate_missing_metadata_and_keep_items_as_json() {
     let offers = page.try_map(|_, value| Offer::from_json(value)).unwrap();
     assert_eq!(offers.content[1].id, 2);
 
-    let bare = decode_page_values(br#"{"content":null}"#).unwrap();
-    assert!(bare.content.is_empty() && !bare.last && bare.is_final());
+    let empty = decode_page_values(br#"{"content":[]}"#).unwrap();
+    assert!(empty.content.is_empty() && !empty.last && empty.is_final());
     let not_last = decode_page_values(br#"{"content":[{"id":1}],"last":false}"#).unwrap();
     assert!(!not_last.is_final());
     assert!(decode_page_values(br#"{"content":{}}"#).is_err());
@@ -197,17 +197,37 @@ fn pages_tolerate_missing_metadata_and_keep_items_as_json() {
 }
 
 #[test]
-fn merchants_keep_raw_and_open_status() {
-    let json = json!({"id": 1001, "merchant_name": "Acme", "platform": "SHOPIFY",
-                      "store_url": "https://acme.example", "status": "CONNECTED", "currency": "USD"});
-    let merchant = Merchant::from_json(json.clone()).unwrap();
-    assert_eq!(merchant.merchant_name.as_deref(), Some("Acme"));
-    assert_eq!(merchant.status.as_deref(), Some("CONNECTED"));
-    assert_eq!(merchant.raw, json);
+fn an_answer_without_an_array_of_content_is_not_a_page() {
+    for body in [
+        &br#"{"status":"ok","message":"maintenance window"}"#[..],
+        br#"{"content":null,"last":true}"#,
+        br#"{"content":"none","last":true}"#,
+        br#"{"last":true}"#,
+        br#"{}"#,
+    ] {
+        assert!(
+            decode_page_values(body).is_err(),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
 }
 
 #[test]
-fn clip_cuts_on_characters() {
-    assert_eq!(clip("héllo", 2), "hé...");
-    assert_eq!(clip("hi", 5), "hi");
+fn page_numbers_must_follow_the_first_answer() {
+    let zero_based = PageNumbering::default().check(1, Some(0)).unwrap();
+    let zero_based = zero_based.check(2, Some(1)).unwrap();
+    assert!(zero_based.check(3, Some(1)).is_err(), "page 2 served again");
+    assert!(zero_based.check(3, None).is_ok(), "nothing to check");
+
+    let one_based = PageNumbering::default().check(1, Some(1)).unwrap();
+    let one_based = one_based.check(2, Some(2)).unwrap();
+    assert!(
+        one_based.check(3, Some(0)).is_err(),
+        "page 1 served for page 3"
+    );
+
+    assert!(PageNumbering::default().check(1, Some(5)).is_err());
+    assert!(PageNumbering::default().check(2, Some(1)).is_ok());
+    assert!(PageNumbering::default().check(2, Some(0)).is_err());
 }
