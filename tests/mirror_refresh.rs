@@ -779,3 +779,52 @@ async fn an_offer_removed_while_a_refresh_reads_stays_removed() {
         "the refresh's older copy did not bring the removed offer back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_shifts_while_paged_removes_nothing_violet_still_has() {
+    let h = Harness::start(vec![merchant(M as u64, 3_000, 2)]).await;
+    onboard(&h).await;
+    let catalog = h.catalog();
+    h.sandbox
+        .set_knobs(|k| k.latency = Duration::from_millis(20));
+    let mirror = h.runner.mirror().clone();
+    let refresh = tokio::spawn(async move {
+        mirror
+            .refresh_products(M, RefreshMode::Full, &CancellationToken::new())
+            .await
+    });
+    // Half way through the 30 pages, 1% of the offers go, most of them on pages
+    // already read: every later page shifts, and offers fall between two pages.
+    let pages_before = h.sandbox.stats().pages_served;
+    assert!(
+        common::eventually(Duration::from_secs(20), || async {
+            h.sandbox.stats().pages_served >= pages_before + 15
+        })
+        .await
+    );
+    let change = catalog.advance(M as u64);
+    let report = refresh.await.unwrap().unwrap();
+    let removed: Vec<i64> = sqlx::query_scalar(
+        "SELECT offer_id FROM offers WHERE merchant_id = $1 AND removed_at IS NOT NULL",
+    )
+    .bind(M)
+    .fetch_all(&h.pool)
+    .await
+    .unwrap();
+    let still_there: Vec<i64> = removed
+        .iter()
+        .copied()
+        .filter(|&id| catalog.offer_json(id as u64).is_some())
+        .collect();
+    assert!(
+        still_there.is_empty(),
+        "removed although Violet still has them: {still_there:?} (report {report:?})"
+    );
+    // What Violet did remove is gone (those the listing could not have seen again).
+    assert!(
+        removed.len() <= change.removed.len(),
+        "{} removed, {} gone upstream",
+        removed.len(),
+        change.removed.len()
+    );
+}

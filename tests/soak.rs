@@ -106,7 +106,7 @@ fn daemon_env(db: &TestDb, sandbox: &Sandbox, index_dir: &Path) -> Vec<(&'static
             index_dir.display().to_string(),
         ),
         ("CATALOG_MIRROR_SEARCH__POLL_INTERVAL_MS", "100".into()),
-        ("CATALOG_MIRROR_LOG__FILTER", "warn".into()),
+        ("CATALOG_MIRROR_LOG__FILTER", "info".into()),
     ]
 }
 

@@ -119,6 +119,8 @@ pub struct RefreshSettings {
     /// A complete pass that would remove more than this share of a merchant's live
     /// offers holds the removals for agreement (1.0: never hold).
     pub max_removal_fraction: f64,
+    /// Unseen offers a full pass checks one by one before removing them (0: none).
+    pub verify_removals_max: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -9,8 +9,9 @@
 //! - Removals happen only in a full refresh, after a complete pass (the listing's
 //!   final page was read); a safe refresh (failed-sync retries, stalled syncs) only
 //!   upserts. Nothing is deleted: removed offers keep their row with `removed_at`.
-//!   A pass that would remove an unusually large share of a catalog holds its
-//!   removals for agreement (`removals`).
+//!   Each offer a full pass would remove is first fetched by id (`verify`: a listing
+//!   that shifted while paged skips offers); a pass that would remove an unusually
+//!   large share of a catalog holds its removals for agreement (`removals`).
 //! - A refresh run for a job publishes only while the job's claim holds its lease
 //!   ([`Mirror::fenced`]), and only from staging it still owns (`staging::own`).
 //! - Memory is bounded by the page buffer and `refresh.batch_size`, not by the catalog:
@@ -31,6 +32,7 @@ pub mod queries;
 pub mod removals;
 mod rows;
 mod staging;
+mod verify;
 
 use std::time::Duration;
 
@@ -59,6 +61,8 @@ pub struct MirrorSettings {
     pub job_max_attempts: i32,
     /// Removals above this share of a merchant's live offers wait for agreement.
     pub max_removal_fraction: f64,
+    /// At most this many unseen offers are checked one by one before a removal.
+    pub verify_removals_max: usize,
 }
 
 impl MirrorSettings {
@@ -69,6 +73,7 @@ impl MirrorSettings {
             fetch_concurrency: 4,
             job_max_attempts: jobs.max_attempts.max(1),
             max_removal_fraction: refresh.max_removal_fraction,
+            verify_removals_max: refresh.verify_removals_max,
         }
     }
 }

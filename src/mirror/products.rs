@@ -112,6 +112,13 @@ impl Mirror {
             staging::begin(pool, merchant_id, Tables::Offers, self.lease.as_ref()).await?;
         let refresh_id = key.refresh_id;
         let staged = match self.stage_products(key, cancel).await {
+            Ok(staged) if mode == RefreshMode::Full => self
+                .verify_unseen(key, started_at, cancel)
+                .await
+                .map(|verified| staged + verified.staged()),
+            other => other,
+        };
+        let staged = match staged {
             Ok(staged) => staged,
             Err(err) => {
                 staging::discard_quietly(pool, refresh_id, Tables::Offers).await;

@@ -10,7 +10,8 @@
 //!   offers in both sets are removed), or
 //! - an operator confirms them ([`confirm`]); [`discard`] drops them instead.
 //!
-//! Removals of a pass that are not held apply at once, as before.
+//! Removals of a pass that are not held apply at once, after a second look at each
+//! (`verify`).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -71,12 +72,7 @@ pub(crate) async fn after_complete_pass(
     fraction: f64,
     changed: &mut ChangedOffers,
 ) -> sqlx::Result<Removals> {
-    let unseen: Vec<i64> = sqlx::query_scalar(UNSEEN)
-        .bind(merchant_id)
-        .bind(refresh_id)
-        .bind(started_at)
-        .fetch_all(&mut *conn)
-        .await?;
+    let unseen = unseen(&mut *conn, merchant_id, refresh_id, started_at).await?;
     let mut held: Vec<i64> =
         sqlx::query_scalar("SELECT offer_ids FROM held_removals WHERE merchant_id = $1 FOR UPDATE")
             .bind(merchant_id)
@@ -84,12 +80,7 @@ pub(crate) async fn after_complete_pass(
             .await?
             .unwrap_or_default();
     held.sort_unstable();
-    let live: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM offers WHERE merchant_id = $1 AND removed_at IS NULL",
-    )
-    .bind(merchant_id)
-    .fetch_one(&mut *conn)
-    .await?;
+    let live = live_offers(&mut *conn, merchant_id).await?;
 
     let (agreed, new): (Vec<i64>, Vec<i64>) = unseen
         .into_iter()
@@ -114,6 +105,30 @@ pub(crate) async fn after_complete_pass(
         removed,
         held: hold.len() as u64,
     })
+}
+
+/// The merchant's live offers that `refresh_id` did not stage and that did not change
+/// since `started_at`, ascending.
+pub(crate) async fn unseen(
+    conn: &mut PgConnection,
+    merchant_id: i64,
+    refresh_id: i64,
+    started_at: DateTime<Utc>,
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(UNSEEN)
+        .bind(merchant_id)
+        .bind(refresh_id)
+        .bind(started_at)
+        .fetch_all(conn)
+        .await
+}
+
+/// How many live offers the merchant has.
+pub(crate) async fn live_offers(conn: &mut PgConnection, merchant_id: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM offers WHERE merchant_id = $1 AND removed_at IS NULL")
+        .bind(merchant_id)
+        .fetch_one(conn)
+        .await
 }
 
 async fn remove_offers(
