@@ -572,7 +572,7 @@ async fn a_failed_sync_retry_waits_for_the_running_full_refresh_and_a_pending_on
     let catalog = h.catalog();
     catalog.advance(M as u64);
     h.sandbox
-        .set_knobs(|k| k.latency = Duration::from_millis(10));
+        .set_knobs(|k| k.latency = Duration::from_millis(30));
     let pages = 20;
 
     // COMPLETED, then FAILED while the refresh it scheduled is fetching.
@@ -580,7 +580,11 @@ async fn a_failed_sync_retry_waits_for_the_running_full_refresh_and_a_pending_on
     let full = h.enqueue(products(RefreshMode::Full)).await;
     let workers = h.workers.clone();
     let running = tokio::spawn(async move { workers.run_until_empty().await });
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    let staging = common::eventually(Duration::from_secs(20), || async {
+        staged_rows(&h.pool).await > 0
+    })
+    .await;
+    assert!(staging, "the full refresh is staging");
     let retry = h
         .enqueue(JobKind::SyncRetry {
             merchant_id: M,
@@ -590,6 +594,14 @@ async fn a_failed_sync_retry_waits_for_the_running_full_refresh_and_a_pending_on
     // A second worker would claim the retry now if the lane let it.
     let second = h.workers.clone();
     let beside = tokio::spawn(async move { second.run_until_empty().await });
+    for _ in 0..10 {
+        let running: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'running'")
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+        assert!(running <= 1, "{running} jobs of one lane ran at once");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     running.await.unwrap().unwrap();
     beside.await.unwrap().unwrap();
     h.run_jobs().await;
