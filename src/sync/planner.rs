@@ -134,7 +134,8 @@ impl Planner {
         let at = event.occurred_at().unwrap_or_else(Utc::now);
         match &event.topic {
             Topic::SyncStarted(kind) | Topic::SyncCompleted(kind) | Topic::SyncFailed(kind) => {
-                merchants::ensure(conn, merchant_id).await?;
+                // The merchant row first: the lock order every planning transaction keeps.
+                merchants::lock(conn, merchant_id).await?;
                 let sync_id = event.sync_id();
                 let sync = SyncEvent {
                     merchant_id,
