@@ -31,6 +31,8 @@ pub struct Application {
 impl Application {
     /// Prepares the database (create if allowed, migrate) and binds the listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        // Loading validated this already; settings built in code must not skip it.
+        settings.refuse_published_secrets()?;
         crate::telemetry::install_metrics();
         let pool = prepare_database(&settings).await?;
         let public = TcpListener::bind(settings.http.public_addr)

@@ -79,6 +79,47 @@ fn serve_refuses_an_invalid_configuration_before_starting() {
 }
 
 #[test]
+fn check_config_and_serve_refuse_the_sandbox_secret_against_a_real_violet() {
+    let production = [(
+        "CATALOG_MIRROR_VIOLET__BASE_URL",
+        "https://api.violet.io/v1",
+    )];
+    for command in ["check-config", "serve"] {
+        let out = run(&[command], &production);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("violet.app_secret") && stderr.contains("violet.base_url"),
+            "{command}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("sandbox-app-secret"),
+            "{command}: {stderr}"
+        );
+    }
+    let out = run(
+        &["check-config"],
+        &[
+            production[0],
+            ("CATALOG_MIRROR_VIOLET__APP_SECRET", "the-apps-own-secret"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(
+        &["check-config"],
+        &[(
+            "CATALOG_MIRROR_VIOLET__BASE_URL",
+            "http://localhost:8090/v1",
+        )],
+    );
+    assert!(
+        out.status.success(),
+        "the sandbox on loopback: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn every_command_explains_itself() {
     for command in ["serve", "migrate", "sandbox", "check-config"] {
         let out = run(&[command, "--help"], &[]);

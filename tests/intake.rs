@@ -183,6 +183,94 @@ async fn unparseable_bodies_and_unknown_topics_are_stored_and_acknowledged() {
 }
 
 #[tokio::test]
+async fn a_body_naming_another_merchant_than_the_header_is_stored_but_not_acted_on() {
+    let (_db, app) = spawn().await;
+    let url = app.url("/webhooks/violet");
+    // A sync end, a merchant event and an offer removal, each signed correctly, whose
+    // body names merchant 43 while X-Violet-Merchant-Id says 42.
+    let deliveries = [
+        Delivery::new(
+            "evt-sync",
+            "PRODUCT_SYNC_COMPLETED",
+            &sync_body(9, 43, "COMPLETED", "2026-01-01T10:00:00+0000"),
+        )
+        .entity("9")
+        .merchant(42),
+        Delivery::new(
+            "evt-merchant",
+            "MERCHANT_DISCONNECTED",
+            &json!({"id": 43, "merchant_name": "Other", "status": "DISCONNECTED"}),
+        )
+        .merchant(42),
+        Delivery::new(
+            "evt-offer",
+            "OFFER_REMOVED",
+            &json!({"id": 4_300_001, "merchant_id": 43}),
+        )
+        .merchant(42),
+    ];
+    for delivery in &deliveries {
+        let response = delivery.send(&app.http, &url).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "acknowledged: Violet must not retry it"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["status"], "unprocessable", "{body}");
+    }
+    let stored: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT event_id, status, detail FROM webhook_events ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 3, "every delivery is kept for replay");
+    for (event_id, status, detail) in &stored {
+        assert_eq!(status, "unprocessable", "{event_id}");
+        let detail = detail.as_deref().unwrap_or("");
+        assert!(
+            detail.contains("42") && detail.contains("43"),
+            "{event_id}: the detail names both merchants: {detail}"
+        );
+    }
+    // Neither merchant was acted on: no job, no sync state, nobody disconnected.
+    assert_eq!(count(&app.pool, "SELECT count(*) FROM jobs").await, 0);
+    assert_eq!(count(&app.pool, "SELECT count(*) FROM sync_state").await, 0);
+    assert_eq!(count(&app.pool, "SELECT count(*) FROM sync_runs").await, 0);
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM merchants WHERE NOT connected"
+        )
+        .await,
+        0
+    );
+
+    // The same events with agreeing merchants are acted on as usual.
+    let agreeing = Delivery::new(
+        "evt-sync-ok",
+        "PRODUCT_SYNC_COMPLETED",
+        &sync_body(10, 42, "COMPLETED", "2026-01-01T11:00:00+0000"),
+    )
+    .entity("10")
+    .merchant(42);
+    let response = agreeing.send(&app.http, &url).await;
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["status"],
+        "processed"
+    );
+    assert_eq!(
+        count(
+            &app.pool,
+            "SELECT count(*) FROM jobs WHERE merchant_id = 42 AND kind = 'refresh_products'"
+        )
+        .await,
+        1
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_rotated_secret_is_accepted() {
     let db = TestDb::empty().await;
     let mut settings = common::settings(&db.url);

@@ -189,3 +189,107 @@ async fn the_four_lifecycles_with_duplicates_and_disorder() {
     app.stop().await;
     sandbox.shutdown().await;
 }
+
+/// A merchant's sync completes while it disconnects: both deliveries land at once, in
+/// either order, many times over. Each takes row locks on the merchant, its sync state
+/// and its pending jobs; whatever the interleaving, neither may deadlock the other
+/// (which PostgreSQL breaks by failing one: a 503 to Violet, and a delivery retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_sync_and_a_disconnection_arriving_together_never_deadlock() {
+    use common::webhook::{Delivery, sync_body};
+    use futures::StreamExt;
+    use rand::seq::SliceRandom;
+    use serde_json::json;
+
+    let db = TestDb::empty().await;
+    let mut settings = common::settings(&db.url);
+    // Refreshes and stall checks stay pending: the test is about the planning locks.
+    settings.jobs.debounce_ms = 60_000;
+    let app = TestApp::spawn(settings).await;
+    let url = app.url("/webhooks/violet");
+    let deadlocks = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let deadlocks_before = deadlocks(app.pool.clone()).await;
+
+    const ROUNDS: i64 = 5;
+    const MERCHANTS: i64 = 40;
+    let mut statuses = Vec::new();
+    for round in 0..ROUNDS {
+        let merchants: Vec<i64> = (0..MERCHANTS).map(|i| 5000 + round * 100 + i).collect();
+        // A sync in progress for each: its stall check is a pending job both events lock.
+        for &m in &merchants {
+            let started = Delivery::new(
+                &format!("started-{m}"),
+                "PRODUCT_SYNC_STARTED",
+                &sync_body(m, m, "IN_PROGRESS", "2026-03-01T10:00:00+0000"),
+            )
+            .entity(&m.to_string())
+            .merchant(m);
+            assert_eq!(started.send(&app.http, &url).await.status(), 200);
+        }
+        let mut together: Vec<Delivery> = merchants
+            .iter()
+            .flat_map(|&m| {
+                [
+                    Delivery::new(
+                        &format!("completed-{m}"),
+                        "PRODUCT_SYNC_COMPLETED",
+                        &sync_body(m, m, "COMPLETED", "2026-03-01T10:05:00+0000"),
+                    )
+                    .entity(&m.to_string())
+                    .merchant(m),
+                    Delivery::new(
+                        &format!("disconnected-{m}"),
+                        "MERCHANT_DISCONNECTED",
+                        &json!({"id": m, "status": "DISCONNECTED",
+                                "date_last_modified": "2026-03-01T10:05:00+0000"}),
+                    )
+                    .merchant(m),
+                ]
+            })
+            .collect();
+        together.shuffle(&mut rand::rng());
+        let http = app.http.clone();
+        let answered: Vec<(String, u16)> = futures::stream::iter(together)
+            .map(|delivery| {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    let status = delivery.send(&http, &url).await.status().as_u16();
+                    (delivery.event_id.unwrap_or_default(), status)
+                }
+            })
+            .buffer_unordered(2 * MERCHANTS as usize)
+            .collect()
+            .await;
+        statuses.extend(answered);
+    }
+    let refused: Vec<&(String, u16)> = statuses.iter().filter(|(_, s)| *s != 200).collect();
+    assert!(
+        refused.is_empty(),
+        "{} of {} deliveries refused: {refused:?}",
+        refused.len(),
+        statuses.len()
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_events")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, ROUNDS * MERCHANTS * 3);
+    let connected: i64 = sqlx::query_scalar("SELECT count(*) FROM merchants WHERE connected")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(connected, 0, "every merchant ended disconnected");
+    assert_eq!(
+        deadlocks(app.pool.clone()).await,
+        deadlocks_before,
+        "PostgreSQL saw no deadlock"
+    );
+    app.stop().await;
+}

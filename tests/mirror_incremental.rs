@@ -224,6 +224,100 @@ async fn an_incremental_batch_applies_full_bodies_and_fetches_partial_ones_by_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offer_events_of_one_merchant_never_touch_another_merchants_offer() {
+    const OTHER: i64 = 1002;
+    let h = Harness::start(vec![
+        merchant(M as u64, 200, 2),
+        merchant(OTHER as u64, 200, 2),
+    ])
+    .await;
+    onboard(&h).await;
+    h.enqueue(JobKind::RefreshProducts {
+        merchant_id: OTHER,
+        mode: RefreshMode::Full,
+    })
+    .await;
+    assert_eq!(h.run_jobs().await, 1);
+    let catalog = h.catalog();
+    let theirs: Vec<i64> = catalog
+        .offer_ids(OTHER as u64)
+        .take(3)
+        .map(|id| id as i64)
+        .collect();
+    let ours = catalog.offer_ids(M as u64).nth(5).unwrap() as i64;
+    let before = mirror_common::snapshot(&h.pool, OTHER).await;
+
+    // All of these name merchant M (header and body agree), but the offers are OTHER's:
+    // a removal by id, a removal whose full body was relabelled to M (staging it would
+    // move the offer to M before removing it), and an update by id whose fetched copy
+    // says OTHER. One removal of M's own offer rides in the same batch.
+    let mut relabelled = catalog.offer_json(theirs[1] as u64).unwrap();
+    relabelled["merchant_id"] = json!(M);
+    let events = [
+        incoming(
+            "rm-by-id",
+            "OFFER_REMOVED",
+            M,
+            Some(theirs[0].to_string()),
+            json!({"id": theirs[0]}),
+        ),
+        incoming(
+            "rm-relabelled",
+            "OFFER_DELETED",
+            M,
+            Some(theirs[1].to_string()),
+            relabelled,
+        ),
+        incoming(
+            "up-by-id",
+            "OFFER_UPDATED",
+            M,
+            Some(theirs[2].to_string()),
+            json!({"id": theirs[2]}),
+        ),
+        incoming(
+            "rm-ours",
+            "OFFER_DELETED",
+            M,
+            Some(ours.to_string()),
+            json!({"id": ours}),
+        ),
+    ];
+    for event in &events {
+        h.deliver(event).await;
+    }
+    assert_eq!(h.run_jobs().await, 1, "one batched job for the burst");
+
+    assert_eq!(
+        mirror_common::snapshot(&h.pool, OTHER).await,
+        before,
+        "the other merchant's rows, version and change log are untouched"
+    );
+    assert_offers_match(&h.pool, &catalog, OTHER).await;
+    let own = queries::offer(&h.pool, ours).await.unwrap().unwrap();
+    assert!(
+        own.removed_at.is_some(),
+        "the merchant's own offer is removed"
+    );
+    let (_, offer_ids, _, removed, _) = last_change(&h.pool, M).await.unwrap();
+    assert_eq!((offer_ids, removed), (Some(vec![ours]), 1));
+
+    let states = event_states(&h).await;
+    for (event_id, status, detail) in &states {
+        if event_id == "rm-ours" {
+            assert_eq!(status, "applied");
+            continue;
+        }
+        let detail = detail.as_deref().unwrap_or("");
+        assert_eq!(status, "unprocessable", "{event_id}: {detail}");
+        assert!(
+            detail.contains(&OTHER.to_string()),
+            "{event_id}: the detail names the owner: {detail}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_merchant_is_hidden_and_comes_back_after_reenabling() {
     let h = Harness::start(vec![merchant(M as u64, 400, 3)]).await;
     onboard(&h).await;

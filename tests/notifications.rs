@@ -241,3 +241,175 @@ async fn the_stream_requires_the_search_key_when_one_is_set() {
     drop(by_query);
     app.stop().await;
 }
+
+/// Log lines written while a test runs, for asserting what never reaches them.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn refuse_every_hook() -> StatusCode {
+    StatusCode::INTERNAL_SERVER_ERROR
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_delivery_never_shows_the_target_url_in_errors_logs_or_the_admin_page() {
+    // The daemon's logs at its default level (this test's own debug lines too), into a
+    // buffer. This binary's other tests log nothing secret, so sharing it is harmless.
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_env_filter("catalog_mirror=debug,info")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    )
+    .expect("this test installs the process's log subscriber (unset TEST_LOG)");
+
+    // One receiver answers 500; the other address refuses connections. Both URLs hold
+    // the receiver's secret in their path and query, as Slack-style hooks do.
+    const PATH_SECRET: &str = "path-secret-7f3a";
+    const QUERY_SECRET: &str = "query-secret-91c2";
+    const ADMIN_TOKEN: &str = "admin-token-for-the-page";
+    let refusing = axum::Router::new().route("/hooks/{*rest}", post(refuse_every_hook));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refusing_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, refusing).await });
+    let closed_addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let db = TestDb::empty().await;
+    let mut settings = common::settings(&db.url);
+    settings.notifications.webhook_urls = [refusing_addr, closed_addr]
+        .iter()
+        .map(|addr| format!("http://{addr}/hooks/{PATH_SECRET}?token={QUERY_SECRET}"))
+        .collect();
+    settings.notifications.secret = Secret::new(SECRET);
+    settings.notifications.max_attempts = 2;
+    settings.admin.token = Secret::new(ADMIN_TOKEN);
+    settings.sync.failed_retry_base_secs = 3600;
+    let app = TestApp::spawn(settings).await;
+
+    // A failed sync announces sync.failed to both URLs, through the instance's
+    // listener: wait until it listens, or the announcement has nobody to reach.
+    let listening = common::eventually(Duration::from_secs(10), || {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND query LIKE 'LISTEN%catalog_mirror_notifications%'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+                > 0
+        }
+    })
+    .await;
+    assert!(listening, "the notification listener is connected");
+    let url = app.url("/webhooks/violet");
+    for (id, topic, status, at) in [
+        (
+            "s",
+            "PRODUCT_SYNC_STARTED",
+            "IN_PROGRESS",
+            "2026-03-01T10:00:00+0000",
+        ),
+        (
+            "f",
+            "PRODUCT_SYNC_FAILED",
+            "FAILED",
+            "2026-03-01T10:01:00+0000",
+        ),
+    ] {
+        let delivery = common::webhook::Delivery::new(
+            id,
+            topic,
+            &common::webhook::sync_body(77, MERCHANT as i64, status, at),
+        )
+        .entity("77");
+        assert_eq!(delivery.send(&app.http, &url).await.status(), 200);
+    }
+    let dead = common::eventually(Duration::from_secs(30), || {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM jobs WHERE kind = 'notify' AND state = 'dead'",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+                == 2
+        }
+    })
+    .await;
+    assert!(dead, "both deliveries used their two attempts");
+
+    let errors: Vec<String> =
+        sqlx::query_scalar("SELECT last_error FROM jobs WHERE kind = 'notify' ORDER BY last_error")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    // The admin page as an operator sees it, signed in.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = no_redirects
+        .post(app.admin_url("/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303, "signed in");
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    let page = no_redirects
+        .get(app.admin_url("/ui"))
+        .header("cookie", cookie.split(';').next().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("job is dead after its last attempt"),
+        "the failures were logged: {logs}"
+    );
+    assert!(
+        page.contains("id=\"dead-jobs\"") && page.contains("notify"),
+        "the page lists the dead jobs: {page}"
+    );
+    for (place, text) in [
+        ("last_error", errors.join("\n")),
+        ("page", page),
+        ("logs", logs),
+    ] {
+        for secret in [PATH_SECRET, QUERY_SECRET] {
+            assert!(!text.contains(secret), "{place} shows {secret}: {text}");
+        }
+    }
+    // Still useful: each error names the host it could not reach and why.
+    assert_eq!(errors.len(), 2);
+    let names = |addr: SocketAddr, why: &str| {
+        errors
+            .iter()
+            .any(|e| e.contains(&format!("http://{addr}/")) && e.contains(why))
+    };
+    assert!(names(closed_addr, "not delivered"), "{errors:?}");
+    assert!(names(refusing_addr, "refused with 500"), "{errors:?}");
+    app.stop().await;
+}

@@ -24,6 +24,10 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 pub const SYSTEM_CONFIG_PATH: &str = "/etc/catalog-mirror/config.toml";
 /// Prefix of environment overrides; `__` separates nesting levels.
 pub const ENV_PREFIX: &str = "CATALOG_MIRROR_";
+/// The app secret of the built-in sandbox and of the embedded defaults. It is public
+/// (in this source and the docs): anyone can sign webhooks with it, so validation
+/// refuses it unless `violet.base_url` is a loopback address.
+pub const SANDBOX_APP_SECRET: &str = "sandbox-app-secret";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

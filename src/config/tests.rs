@@ -159,3 +159,70 @@ fn redacted_rendering_hides_every_secret() {
         Ok(())
     });
 }
+
+#[test]
+fn the_sandbox_secret_is_refused_unless_violet_is_on_loopback() {
+    figment::Jail::expect_with(|jail| {
+        // The demo and the tests: the sandbox on this machine, under any loopback name.
+        for base_url in [
+            "http://127.0.0.1:8090/v1",
+            "http://127.8.9.10/v1",
+            "http://localhost:8090/v1",
+            "http://LOCALHOST/v1",
+            "http://[::1]:8090/v1",
+            "http://[::ffff:127.0.0.1]/v1",
+        ] {
+            jail.set_env("CATALOG_MIRROR_VIOLET__BASE_URL", base_url);
+            let loaded = Settings::load(&ConfigSource::DefaultsOnly);
+            assert!(loaded.is_ok(), "{base_url}: {loaded:?}");
+        }
+
+        // Anywhere else, the published secret would let anyone sign webhooks.
+        for base_url in [
+            "https://api.violet.io/v1",
+            "http://10.0.0.5/v1",
+            "http://0.0.0.0:8090/v1",
+            "http://[::ffff:10.0.0.5]/v1",
+            "http://localhost.example.com/v1",
+        ] {
+            jail.set_env("CATALOG_MIRROR_VIOLET__BASE_URL", base_url);
+            let errors = Settings::load(&ConfigSource::DefaultsOnly).unwrap_err();
+            let error = errors
+                .for_key("violet.app_secret")
+                .unwrap_or_else(|| panic!("{base_url}: {errors}"));
+            assert!(
+                error.reason.contains("violet.base_url") && error.reason.contains("loopback"),
+                "{base_url}: {error:?}"
+            );
+            assert!(
+                !errors.to_string().contains(SANDBOX_APP_SECRET),
+                "the message names the keys, not the secret: {errors}"
+            );
+        }
+
+        // With the app's own secret production loads; a rotated-in sandbox secret does not.
+        jail.set_env(
+            "CATALOG_MIRROR_VIOLET__BASE_URL",
+            "https://api.violet.io/v1",
+        );
+        jail.set_env("CATALOG_MIRROR_VIOLET__APP_SECRET", "the-apps-own-secret");
+        let mut settings =
+            Settings::load(&ConfigSource::DefaultsOnly).expect("a real secret loads");
+        assert!(settings.refuse_published_secrets().is_ok());
+        // Settings changed in code after loading are checked again when the daemon is built.
+        settings.violet.app_secret = Secret::new(SANDBOX_APP_SECRET);
+        let errors = settings.refuse_published_secrets().unwrap_err();
+        assert!(errors.for_key("violet.app_secret").is_some(), "{errors}");
+        jail.set_env(
+            "CATALOG_MIRROR_WEBHOOKS__EXTRA_SECRETS",
+            format!(r#"["old","{SANDBOX_APP_SECRET}"]"#),
+        );
+        let errors = Settings::load(&ConfigSource::DefaultsOnly).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert!(
+            errors.for_key("webhooks.extra_secrets[1]").is_some(),
+            "{errors}"
+        );
+        Ok(())
+    });
+}

@@ -99,6 +99,20 @@ impl Problems {
     }
 }
 
+/// The host of `url` unless it is a loopback one (`localhost`, 127.0.0.0/8, `::1`);
+/// `None` too for a URL that does not parse (its own check reports it).
+fn non_loopback_host(url: &str) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    let loopback = match url.host()? {
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|ip| ip.is_loopback())
+        }
+    };
+    (!loopback).then(|| url.host_str().unwrap_or_default().to_string())
+}
+
 impl Settings {
     /// Checks ranges and relations that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
@@ -147,6 +161,7 @@ impl Settings {
         p.check(!v.app_secret.is_empty(), "violet.app_secret", || {
             "must be set (it authenticates API calls and verifies webhooks)".into()
         });
+        self.published_secrets(&mut p);
         p.check(!v.username.is_empty(), "violet.username", || {
             "must be set".into()
         });
@@ -283,6 +298,44 @@ impl Settings {
             Ok(())
         } else {
             Err(ConfigErrors(p.0))
+        }
+    }
+
+    /// Refuses the sandbox's published secret unless Violet is reached on loopback
+    /// (the demo and the tests). [`Settings::validate`] includes it; `Application::build`
+    /// runs it too, for settings that were built without loading.
+    pub fn refuse_published_secrets(&self) -> Result<(), ConfigErrors> {
+        let mut p = Problems::default();
+        self.published_secrets(&mut p);
+        if p.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(p.0))
+        }
+    }
+
+    fn published_secrets(&self, p: &mut Problems) {
+        let Some(host) = non_loopback_host(&self.violet.base_url) else {
+            return;
+        };
+        let public = super::SANDBOX_APP_SECRET;
+        let reason = |fix: &str| {
+            format!(
+                "is the built-in sandbox's published secret, which lets anyone sign webhooks, \
+                 and violet.base_url points at {host}, not a loopback address: {fix}"
+            )
+        };
+        p.check(
+            self.violet.app_secret.expose() != public,
+            "violet.app_secret",
+            || reason("set it to the app's own secret"),
+        );
+        for (i, secret) in self.webhooks.extra_secrets.iter().enumerate() {
+            p.check(
+                secret.expose() != public,
+                &format!("webhooks.extra_secrets[{i}]"),
+                || reason("remove it"),
+            );
         }
     }
 }

@@ -6,7 +6,10 @@
 //! lock (a transaction-scoped advisory lock), then offer/collection rows, then the
 //! `merchants` row, then `change_log` (`LOCK TABLE ... IN EXCLUSIVE MODE`, taken last and
 //! held only until commit, so change numbers become visible in commit order). Intake
-//! never takes the publish lock: it only waits for the short tail of a publish.
+//! never takes the publish lock: it only waits for the short tail of a publish. Its
+//! planning transactions (sync and merchant events) lock the `merchants` row first, then
+//! `sync_state`, `change_log` and pending `jobs` rows, so they cannot deadlock each other
+//! either (`sync::merchants::lock`).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;

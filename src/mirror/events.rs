@@ -49,6 +49,36 @@ pub(super) struct Plan {
     pub actions: BTreeMap<i64, Action>,
     pub events_of: BTreeMap<i64, Vec<i64>>,
     pub unprocessable: Vec<i64>,
+    /// Events taken out of the plan because their offer is another merchant's, with why.
+    pub refused: Vec<(i64, String)>,
+}
+
+impl Plan {
+    /// Offers whose action carries an offer (an event body or a fetched copy) that
+    /// names a merchant other than `merchant_id`, with that merchant.
+    pub fn naming_other_merchants(&self, merchant_id: i64) -> Vec<(i64, i64)> {
+        self.actions
+            .iter()
+            .filter_map(|(id, action)| {
+                let offer = match action {
+                    Action::Upsert(offer) => Some(offer),
+                    Action::Remove { body, .. } => body.as_ref(),
+                    Action::Fetch => None,
+                }?;
+                let named = offer.merchant_id?;
+                (named != merchant_id).then_some((*id, named))
+            })
+            .collect()
+    }
+
+    /// Takes an offer out of the plan: nothing is written for it, and its events are
+    /// refused with `why`.
+    pub fn refuse(&mut self, offer_id: i64, why: &str) {
+        self.actions.remove(&offer_id);
+        for event in self.events_of.remove(&offer_id).unwrap_or_default() {
+            self.refused.push((event, why.to_string()));
+        }
+    }
 }
 
 /// The offer in an event body when it is a full offer.

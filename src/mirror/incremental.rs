@@ -8,7 +8,9 @@
 //! stored one (`date_last_modified`) is ignored. Removal sets `removed_at` (the row
 //! stays, with the status its body carries); a removal dated older than the stored
 //! offer is ignored. Events are marked `applied`; a change-log row is written per batch
-//! that changed something.
+//! that changed something. An event changes only offers of the merchant it names: one
+//! whose offer the mirror holds for another merchant, or whose offer copy names another
+//! merchant, is marked `unprocessable` and changes nothing.
 //!
 //! Collection events are not applied one by one: they schedule a full collections
 //! refresh, which folds them when it publishes.
@@ -46,7 +48,7 @@ pub struct IncrementalReport {
     pub fetched: u64,
     /// Events that had nothing to apply: older than (or equal to) the stored offer.
     pub unchanged: u64,
-    /// Events without an offer id.
+    /// Events not applied: without an offer id, or naming another merchant's offer.
     pub unprocessable: u64,
     /// A collections refresh was scheduled for pending collection events.
     pub collections_scheduled: bool,
@@ -204,6 +206,14 @@ impl Mirror {
             };
             plan.actions.insert(id, action);
         }
+        // An event of this merchant changes this merchant's offers only. An offer whose
+        // own copy names another merchant is that merchant's refresh's business.
+        for (id, other) in plan.naming_other_merchants(merchant_id) {
+            plan.refuse(
+                id,
+                &format!("offer {id} is merchant {other}'s, not {merchant_id}'s; not applied"),
+            );
+        }
         if cancel.is_cancelled() {
             anyhow::bail!("cancelled before publishing a batch");
         }
@@ -213,6 +223,24 @@ impl Mirror {
         let current = changes::lock_merchant(&mut tx, merchant_id).await?;
         publish::prefer_generic_plans(&mut tx).await?;
         let next = current + 1;
+        // Likewise an offer the mirror holds for another merchant: a removal (or an
+        // upsert) by id must not take it from that merchant.
+        let planned: Vec<i64> = plan.actions.keys().copied().collect();
+        let owned_elsewhere: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT offer_id, merchant_id FROM offers WHERE offer_id = ANY($1) AND merchant_id <> $2",
+        )
+        .bind(&planned)
+        .bind(merchant_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, other) in owned_elsewhere {
+            plan.refuse(
+                id,
+                &format!(
+                    "offer {id} belongs to merchant {other} in the mirror, not {merchant_id}; not applied"
+                ),
+            );
+        }
         let refresh_id = staging::next_refresh_id(&self.pool).await?;
         let key = StageKey {
             refresh_id,
@@ -249,13 +277,14 @@ impl Mirror {
         let removed: Vec<i64> = sqlx::query_scalar(
             r#"UPDATE offers o SET removed_at = now(), catalog_version = $3, updated_at = now()
                FROM UNNEST($1::bigint[], $2::timestamptz[]) AS r(offer_id, date)
-               WHERE o.offer_id = r.offer_id AND o.removed_at IS NULL
+               WHERE o.offer_id = r.offer_id AND o.merchant_id = $4 AND o.removed_at IS NULL
                  AND (r.date IS NULL OR o.date_last_modified IS NULL OR r.date >= o.date_last_modified)
                RETURNING o.offer_id"#,
         )
         .bind(&ids)
         .bind(&dates)
         .bind(next)
+        .bind(merchant_id)
         .fetch_all(&mut *tx)
         .await?;
         changed.add(&removed);
@@ -296,6 +325,15 @@ impl Mirror {
             Some("no offer id in the body or X-Violet-Entity-Id"),
         )
         .await?;
+        let (refused, why): (Vec<i64>, Vec<String>) = plan.refused.iter().cloned().unzip();
+        sqlx::query(
+            r#"UPDATE webhook_events e SET status = 'unprocessable', detail = r.why
+               FROM UNNEST($1::bigint[], $2::text[]) AS r(id, why) WHERE e.id = r.id"#,
+        )
+        .bind(&refused)
+        .bind(&why)
+        .execute(&mut *tx)
+        .await?;
 
         let any = merged.upserted > 0 || !removed.is_empty();
         if any {
@@ -314,7 +352,7 @@ impl Mirror {
         report.upserted += merged.upserted;
         report.removed += removed.len() as u64;
         report.unchanged += unchanged.len() as u64;
-        report.unprocessable += plan.unprocessable.len() as u64;
+        report.unprocessable += (plan.unprocessable.len() + plan.refused.len()) as u64;
         Ok(())
     }
 }

@@ -35,6 +35,10 @@ pub async fn deliver(
         .body(body)
         .send()
         .await
+        // reqwest's errors print the whole URL, whose path or query may be the
+        // receiver's secret token (a Slack-style hook): the error goes into the job's
+        // last_error, the logs and the admin page, so it names the host only.
+        .map_err(reqwest::Error::without_url)
         .with_context(|| format!("notification to {} not delivered", redact_url(url)))?;
     let status = response.status();
     anyhow::ensure!(
@@ -45,15 +49,38 @@ pub async fn deliver(
     Ok(())
 }
 
-/// The URL without credentials or query (which may carry tokens), for errors and logs.
+/// The URL reduced to its scheme, host and port, for errors and logs: credentials,
+/// path and query may all carry a secret.
 fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            let _ = parsed.set_username("");
-            let _ = parsed.set_password(None);
-            parsed.set_query(None);
-            parsed.to_string()
+        Ok(parsed) => {
+            let host = parsed.host_str().unwrap_or("");
+            let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let rest = if parsed.path() != "/" || parsed.query().is_some() {
+                "/…"
+            } else {
+                ""
+            };
+            format!("{}://{host}{port}{rest}", parsed.scheme())
         }
         Err(_) => "<invalid url>".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn a_redacted_url_keeps_the_host_only() {
+        assert_eq!(
+            redact_url("https://user:pw@hooks.example.com:8443/services/T0/B0/s3cr3t?token=t0k"),
+            "https://hooks.example.com:8443/…"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:9000/"),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(redact_url("not a url"), "<invalid url>");
     }
 }

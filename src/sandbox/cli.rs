@@ -37,7 +37,7 @@ pub struct SandboxArgs {
     #[arg(long, default_value_t = 10000)]
     pub app_id: u64,
     /// App secret clients must send in X-Violet-App-Secret; also signs webhooks.
-    #[arg(long, default_value = "sandbox-app-secret")]
+    #[arg(long, default_value = crate::config::SANDBOX_APP_SECRET)]
     pub app_secret: String,
     /// Username accepted by POST /v1/login.
     #[arg(long, default_value = "sandbox@example.com")]

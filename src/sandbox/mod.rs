@@ -59,7 +59,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             seed: 42,
             app_id: 10000,
-            app_secret: "sandbox-app-secret".into(),
+            app_secret: crate::config::SANDBOX_APP_SECRET.into(),
             username: "sandbox@example.com".into(),
             password: "sandbox-password".into(),
             token_ttl: Duration::from_secs(24 * 3600),

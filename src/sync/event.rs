@@ -96,15 +96,32 @@ pub struct IncomingEvent {
 }
 
 impl IncomingEvent {
-    /// The merchant: the header, else the body's `merchant_id`, else (merchant
-    /// events, whose body is the merchant) the body's `id`.
+    /// The merchant: the header, else the one the body names. When both are present
+    /// and differ, [`IncomingEvent::merchant_conflict`] says so and planning refuses
+    /// the event; this still answers the header's, which is what intake stores (and
+    /// what a replay reads back as the header, so a replay refuses it too).
     pub fn merchant_id(&self) -> Option<i64> {
-        self.header_merchant_id
-            .or_else(|| self.body.as_ref().and_then(|b| int_field(b, "merchant_id")))
-            .or_else(|| match self.topic.class() {
-                EventClass::Merchant => self.body.as_ref().and_then(|b| int_field(b, "id")),
-                _ => None,
-            })
+        self.header_merchant_id.or_else(|| self.body_merchant_id())
+    }
+
+    /// The merchant the body names: its `merchant_id`, else (merchant events, whose
+    /// body is the merchant) its `id`.
+    pub fn body_merchant_id(&self) -> Option<i64> {
+        let body = self.body.as_ref()?;
+        int_field(body, "merchant_id").or_else(|| match self.topic.class() {
+            EventClass::Merchant => int_field(body, "id"),
+            _ => None,
+        })
+    }
+
+    /// `(header, body)` when `X-Violet-Merchant-Id` and the body name different
+    /// merchants. Neither can be trusted over the other: the event must not act on
+    /// either merchant.
+    pub fn merchant_conflict(&self) -> Option<(i64, i64)> {
+        match (self.header_merchant_id, self.body_merchant_id()) {
+            (Some(header), Some(body)) if header != body => Some((header, body)),
+            _ => None,
+        }
     }
 
     /// The sync operation id: `X-Violet-Entity-Id`, else the body's `id`.

@@ -16,6 +16,23 @@ pub(super) async fn ensure(conn: &mut PgConnection, merchant_id: i64) -> sqlx::R
     Ok(())
 }
 
+/// Makes sure the merchant's row exists and locks it until the transaction ends.
+///
+/// Every planning transaction of a sync or merchant event takes this first, before any
+/// `sync_state` or `jobs` row: a COMPLETED cancels the stall check and then updates the
+/// merchant, a DISCONNECTED updates the merchant and then cancels every pending job, so
+/// without one order the two wait on each other (a deadlock, and a 503 for one of them).
+/// Publishing transactions lock the row only at their end, after their offer rows, and
+/// take no `sync_state` or pending-job row, so this order holds there too.
+pub(super) async fn lock(conn: &mut PgConnection, merchant_id: i64) -> sqlx::Result<()> {
+    ensure(conn, merchant_id).await?;
+    sqlx::query("SELECT 1 FROM merchants WHERE merchant_id = $1 FOR NO KEY UPDATE")
+        .bind(merchant_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Applies a MERCHANT_* event. Status changes from an event older than the last one
 /// applied are ignored; descriptive fields (name, platform, URL) are taken from any
 /// event that carries them. Returns whether the status moved.
@@ -28,7 +45,8 @@ pub(super) async fn apply(
 ) -> sqlx::Result<bool> {
     ensure(conn, merchant_id).await?;
     let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
-    // Locks the row; `visible` is still what it was before this event.
+    // Locks the row first (the order [`lock`] explains); `visible` is still what it
+    // was before this event.
     let was_visible: bool = sqlx::query_scalar(
         r#"UPDATE merchants SET
                name = COALESCE($2, name), platform = COALESCE($3, platform),

@@ -52,7 +52,8 @@ impl PlanningSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventStatus {
     Processed,
-    /// Signed correctly but unusable (body not JSON, no merchant id): kept for replay.
+    /// Signed correctly but unusable (body not JSON, no merchant id, a header and a
+    /// body naming different merchants): kept for replay.
     Unprocessable,
     /// A topic the daemon does not act on.
     Ignored,
@@ -88,18 +89,34 @@ impl Planner {
     /// What becomes of an event, decided from the event alone (before any database
     /// work), so intake stores it with its final status in one statement.
     pub fn classify(event: &IncomingEvent) -> (EventStatus, Option<String>) {
-        match event.topic.class() {
-            EventClass::Unknown => (EventStatus::Ignored, None),
-            _ if event.body.is_none() => (
+        let class = event.topic.class();
+        if class == EventClass::Unknown {
+            return (EventStatus::Ignored, None);
+        }
+        if event.body.is_none() {
+            return (
                 EventStatus::Unprocessable,
                 Some("body is not valid JSON".into()),
-            ),
-            _ if event.merchant_id().is_none() => (
+            );
+        }
+        if let Some((header, body)) = event.merchant_conflict() {
+            return (
+                EventStatus::Unprocessable,
+                Some(format!(
+                    "X-Violet-Merchant-Id {header} and the body's merchant {body} disagree; \
+                     not acted on"
+                )),
+            );
+        }
+        if event.merchant_id().is_none() {
+            return (
                 EventStatus::Unprocessable,
                 Some("no merchant id in X-Violet-Merchant-Id or the body".into()),
-            ),
+            );
+        }
+        match class {
             EventClass::Offer | EventClass::Collection => (EventStatus::Pending, None),
-            EventClass::Sync | EventClass::Merchant => (EventStatus::Processed, None),
+            _ => (EventStatus::Processed, None),
         }
     }
 
@@ -119,7 +136,8 @@ impl Planner {
         let at = event.occurred_at().unwrap_or_else(Utc::now);
         match &event.topic {
             Topic::SyncStarted(kind) | Topic::SyncCompleted(kind) | Topic::SyncFailed(kind) => {
-                merchants::ensure(conn, merchant_id).await?;
+                // The merchant row first: the lock order every planning transaction keeps.
+                merchants::lock(conn, merchant_id).await?;
                 let sync_id = event.sync_id();
                 let sync = SyncEvent {
                     merchant_id,
