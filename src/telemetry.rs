@@ -1,9 +1,9 @@
 //! Logging: `tracing` to stderr as text or JSON (one object per line, suited to
 //! journald), and the process's Prometheus recorder.
 //!
-//! SQL text stays out of the log at the default levels: sqlx's own slow-statement
-//! warnings (which carry whole statements) are turned into one short line each by
-//! [`slow_statements`]; every statement is logged only at trace.
+//! SQL text stays out of the log below trace: sqlx's own slow-statement warnings
+//! (which carry whole statements) are turned into one short line each by
+//! [`slow_statements`]; the daemon's statements are logged only at trace.
 
 pub mod slow_statements;
 
@@ -29,12 +29,11 @@ pub fn init(settings: &LogSettings) {
     };
     // The hint keeps the output's own hint (the filter's level) in force: a combined
     // filter without one would make every disabled trace! callsite consult the filters.
-    let not_sqlx_slow = filter_fn(|meta| !slow_statements::is_sqlx_slow(meta))
-        .with_max_level_hint(LevelFilter::TRACE);
+    let shown = filter_fn(slow_statements::shown_as_is).with_max_level_hint(LevelFilter::TRACE);
     let _ = tracing_subscriber::registry()
-        .with(output.with_filter(filter.and(not_sqlx_slow)))
+        .with(output.with_filter(filter.and(shown)))
         .with(slow_statements::SlowStatements::new().with_filter(
-            filter_fn(slow_statements::is_sqlx_slow).with_max_level_hint(LevelFilter::WARN),
+            filter_fn(slow_statements::received).with_max_level_hint(LevelFilter::INFO),
         ))
         .try_init();
 }

@@ -32,6 +32,21 @@ pub fn is_sqlx_slow(meta: &tracing::Metadata<'_>) -> bool {
     meta.target() == SQLX_TARGET && *meta.level() <= tracing::Level::WARN
 }
 
+/// Whether the log output shows `meta`: sqlx's statement events only at trace, where
+/// the daemon's pool logs them (`crate::db::pool`). The slow ones go to
+/// [`SlowStatements`] instead, and the debug-level ones of connections made with sqlx's
+/// defaults (checking that the database exists) are dropped: SQL is for trace only.
+pub fn shown_as_is(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target() != SQLX_TARGET || *meta.level() == tracing::Level::TRACE
+}
+
+/// What [`SlowStatements`] receives: sqlx's slow-statement events, and the spans at info
+/// and above, so it can say where a statement ran (a layer sees only the spans its own
+/// filter lets through).
+pub fn received(meta: &tracing::Metadata<'_>) -> bool {
+    is_sqlx_slow(meta) || (meta.is_span() && *meta.level() <= tracing::Level::INFO)
+}
+
 /// What is logged about one slow statement.
 #[derive(Debug, Default)]
 struct Slow {
@@ -79,8 +94,8 @@ impl Visit for Slow {
     }
 }
 
-/// The layer that receives sqlx's slow-statement events (install it with a filter
-/// that passes only [`is_sqlx_slow`] events).
+/// The layer that receives sqlx's slow-statement events (install it with the filter
+/// [`received`]).
 pub struct SlowStatements {
     queue: mpsc::SyncSender<Slow>,
 }
