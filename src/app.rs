@@ -88,10 +88,6 @@ impl Application {
             settings.search.index_dir.clone(),
             shutdown.clone(),
         );
-        let admin_router = crate::admin::router(
-            crate::admin::AdminState::new(self.pool.clone(), planner.clone(), settings)
-                .with_index(Arc::new(admin_index)),
-        );
         let indexer_shutdown = CancellationToken::new();
         let (search_routes, indexer_task, search_index) =
             crate::search::start(settings, self.pool.clone(), indexer_shutdown.clone()).await?;
@@ -111,7 +107,7 @@ impl Application {
         ));
         let state = AppState {
             pool: self.pool.clone(),
-            planner,
+            planner: planner.clone(),
             webhook_secrets: settings.webhooks.accepted_secrets(&settings.violet).into(),
             intake_timeout: settings.database.acquire_timeout() + Duration::from_millis(150),
             // Leave a few connections for the workers and health checks.
@@ -136,9 +132,16 @@ impl Application {
 
         let violet =
             VioletClient::new(&settings.violet).context("cannot build the Violet client")?;
+        let runner = AppRunner::with_client(self.pool.clone(), settings, violet);
+        // The admin side reads the progress of the refreshes this runner's mirror runs.
+        let admin_router = crate::admin::router(
+            crate::admin::AdminState::new(self.pool.clone(), planner.clone(), settings)
+                .with_index(Arc::new(admin_index))
+                .with_progress(runner.mirror().progress().clone()),
+        );
         let workers = Arc::new(WorkerPool::new(
             Queue::new(self.pool.clone()),
-            AppRunner::with_client(self.pool.clone(), settings, violet),
+            runner,
             settings.jobs.clone(),
         ));
         let jobs_shutdown = CancellationToken::new();

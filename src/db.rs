@@ -22,7 +22,16 @@ pub fn pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .expose()
         .parse()
         .context("database.url is not a valid PostgreSQL URL")?;
-    let options = options.log_statements(tracing::log::LevelFilter::Trace);
+    // Every statement at trace (debugging only). Slow ones at warn, which the log
+    // subscriber turns into one line with a name and a duration, never the SQL text
+    // (`crate::telemetry::slow_statements`).
+    let slow = match settings.slow_statement() {
+        Some(threshold) => (tracing::log::LevelFilter::Warn, threshold),
+        None => (tracing::log::LevelFilter::Off, std::time::Duration::ZERO),
+    };
+    let options = options
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .log_slow_statements(slow.0, slow.1);
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)

@@ -197,7 +197,16 @@ async fn wait_until_searchable(
         let applied = tokio::task::block_in_place(|| index.applied_change_no()).unwrap_or(0);
         let mut all_ready = true;
         for (merchant, bar) in merchants.iter().zip(&progress) {
-            let now = progress_of(pool, merchant.id as i64).await?;
+            let now = match progress_of(pool, merchant.id as i64).await {
+                Ok(now) => now,
+                // The pool busy with the daemon's own work (a pool timeout under load)
+                // is not the demo failing: read again at the next tick.
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot read the demo's progress; retrying");
+                    all_ready = false;
+                    continue;
+                }
+            };
             bar.set_position(now.mirrored.max(0) as u64);
             let searchable = now.last_change.is_some_and(|change| applied >= change);
             let ready =

@@ -1,6 +1,15 @@
-//! Logging: `tracing` to stderr as text or JSON (one object per line, suited to journald).
+//! Logging: `tracing` to stderr as text or JSON (one object per line, suited to
+//! journald), and the process's Prometheus recorder.
+//!
+//! SQL text stays out of the log below trace: sqlx's own slow-statement warnings
+//! (which carry whole statements) are turned into one short line each by
+//! [`slow_statements`]; the daemon's statements are logged only at trace.
+
+pub mod slow_statements;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{FilterExt, LevelFilter, filter_fn};
+use tracing_subscriber::prelude::*;
 
 use crate::config::{LogFormat, LogSettings};
 
@@ -10,13 +19,23 @@ pub fn init(settings: &LogSettings) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match settings.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    // Colours only on a terminal: escape codes in a pipe or a file are noise.
+    let output = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let output = match settings.format {
+        LogFormat::Text => output.boxed(),
+        LogFormat::Json => output.json().flatten_event(true).boxed(),
     };
+    // The hint keeps the output's own hint (the filter's level) in force: a combined
+    // filter without one would make every disabled trace! callsite consult the filters.
+    let shown = filter_fn(slow_statements::shown_as_is).with_max_level_hint(LevelFilter::TRACE);
+    let _ = tracing_subscriber::registry()
+        .with(output.with_filter(filter.and(shown)))
+        .with(slow_statements::SlowStatements::new().with_filter(
+            filter_fn(slow_statements::received).with_max_level_hint(LevelFilter::INFO),
+        ))
+        .try_init();
 }
 
 /// The process's Prometheus recorder. The `metrics` facade has one global recorder per

@@ -6,7 +6,10 @@ mod common;
 
 use std::process::Output;
 
-use admin_support::{ACME, BOLT, GONE, TOKEN, block_claims, seed, spawn};
+use admin_support::{
+    ACME, BOLT, GONE, SLOW_MERCHANT, SLOW_OFFERS, SLOW_PAGE_SIZE, TOKEN, block_claims, seed, spawn,
+    spawn_slow_refresh,
+};
 use common::TestApp;
 use serde_json::Value;
 
@@ -341,7 +344,8 @@ async fn every_subcommand_and_flag_has_help() {
     }
     assert!(help.contains("Exit codes"));
     for (command, flags) in [
-        ("resync", &["--merchant", "--kind"][..]),
+        ("status", &["--watch", "--interval"][..]),
+        ("resync", &["--merchant", "--kind"]),
         ("jobs", &["--state", "--merchant", "--limit"]),
         (
             "events",
@@ -364,4 +368,139 @@ async fn every_subcommand_and_flag_has_help() {
             assert!(described, "{command} {flag} has help: {help}");
         }
     }
+}
+
+/// The slow merchant's `kind` object in a `status --json` answer.
+fn slow_kind<'a>(status: &'a Value, kind: &str) -> &'a Value {
+    let merchant = status["merchants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["merchant_id"] == SLOW_MERCHANT)
+        .unwrap_or_else(|| panic!("merchant {SLOW_MERCHANT} in {status}"));
+    &merchant[kind]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_refresh_progress_in_json_tables_and_watch() {
+    let slow = spawn_slow_refresh().await;
+    let app = &slow.app;
+
+    // The first pass, finished: its final numbers. Nothing sized it (the mirror was
+    // empty), so it has no expected size.
+    let json = admin_json(app, &["status"]).await;
+    let first = &slow_kind(&json, "products")["progress"];
+    assert_eq!(first["running"], false, "{first}");
+    assert_eq!(first["phase"], "completed");
+    assert_eq!(first["mode"], "full");
+    assert_eq!(first["staged"], SLOW_OFFERS);
+    assert_eq!(first["unit"], "offers");
+    assert!(first["pages_fetched"].as_u64().unwrap() >= SLOW_OFFERS / SLOW_PAGE_SIZE);
+    assert_eq!(first["expected"], Value::Null);
+    assert_eq!(first["estimated_remaining_ms"], 0);
+    assert!(first["finished_at"].is_string());
+    let collections = &slow_kind(&json, "collections")["progress"];
+    assert_eq!(collections["unit"], "collections");
+    assert_eq!(collections["staged"], 2);
+
+    // A second, slow pass: sized from the first.
+    slow.resync_products().await;
+    slow.wait_until_fetching(3).await;
+    let json = admin_json(app, &["status"]).await;
+    let p = &slow_kind(&json, "products")["progress"];
+    assert_eq!(p["running"], true, "{p}");
+    assert_eq!(p["phase"], "fetching");
+    let pages = p["pages_fetched"].as_u64().unwrap();
+    let staged = p["staged"].as_u64().unwrap();
+    assert!(pages >= 3, "{p}");
+    assert_eq!(staged, pages * SLOW_PAGE_SIZE, "{p}");
+    assert_eq!(p["expected"], SLOW_OFFERS);
+    assert_eq!(p["expected_pages"], SLOW_OFFERS / SLOW_PAGE_SIZE);
+    assert_eq!(p["estimate_basis"], "last complete pass");
+    let percent = p["percent"].as_f64().unwrap();
+    assert!(
+        (percent - staged as f64 * 100.0 / SLOW_OFFERS as f64).abs() < 1e-9,
+        "{p}"
+    );
+    assert!(p["estimated_remaining_ms"].as_u64().unwrap() > 0, "{p}");
+    assert!(p["elapsed_ms"].as_u64().unwrap() > 0);
+    assert!(p["rate_limit_wait_ms"].is_u64());
+    assert!(p["started_at"].is_string() && p["finished_at"].is_null());
+
+    // The table: a progress row under the merchants.
+    let table = admin_ok(app, &["status"]).await;
+    let row = table
+        .lines()
+        .find(|line| line.contains("products (full)"))
+        .unwrap_or_else(|| panic!("a progress row in:\n{table}"));
+    for cell in [
+        &SLOW_MERCHANT.to_string(),
+        "fetching",
+        "offers",
+        "300 (last complete pass)",
+    ] {
+        assert!(row.contains(cell), "{cell:?} in {row}");
+    }
+
+    // --watch --json: one document per line, every interval, the numbers moving.
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_catalog-mirror"))
+        .args(["admin", "status", "--watch", "--interval", "1", "--json"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "CATALOG_MIRROR_ADMIN__URL",
+            format!("http://{}", app.admin_addr),
+        )
+        .env("CATALOG_MIRROR_ADMIN__TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(watch.stdout.take().unwrap()));
+    let mut frames = Vec::new();
+    while frames.len() < 3 {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(15), lines.next_line())
+            .await
+            .expect("a frame within 15 s")
+            .unwrap()
+            .expect("the watch keeps printing");
+        frames.push(serde_json::from_str::<Value>(&line).expect("one JSON document per line"));
+    }
+    // Each frame is a new reading: a running refresh's elapsed time grows between them.
+    let readings: Vec<(bool, u64)> = frames
+        .iter()
+        .map(|f| {
+            let p = &slow_kind(f, "products")["progress"];
+            (p["running"] == true, p["elapsed_ms"].as_u64().unwrap())
+        })
+        .collect();
+    assert!(
+        readings[0].0,
+        "the first frame shows the refresh running: {readings:?}"
+    );
+    assert!(
+        readings.windows(2).all(|w| !w[1].0 || w[1].1 > w[0].1),
+        "{readings:?}"
+    );
+    watch.kill().await.unwrap();
+
+    // The end: every offer staged, the sandbox's 429s counted as rate-limit wait.
+    assert!(
+        common::eventually(std::time::Duration::from_secs(90), || async {
+            slow.products_progress().await["running"] == false
+        })
+        .await
+    );
+    let json = admin_json(app, &["merchant", &SLOW_MERCHANT.to_string()]).await;
+    let done = &json["merchant"]["products"]["progress"];
+    assert_eq!(done["phase"], "completed", "{done}");
+    assert_eq!(done["staged"], SLOW_OFFERS);
+    assert!(
+        done["rate_limit_wait_ms"].as_u64().unwrap() >= 1000,
+        "at least one Retry-After second: {done}"
+    );
+    let text = admin_ok(app, &["merchant", &SLOW_MERCHANT.to_string()]).await;
+    assert!(text.contains("refresh progress:"), "{text}");
+    slow.stop().await;
 }

@@ -1,6 +1,7 @@
 //! The admin web page: its session cookie and forms over plain HTTP, then the whole
 //! flow in headless Chromium (sign in, read the tables and the chart, resync a merchant
-//! and see the job appear, retry a dead job, sign out).
+//! and see the job appear, retry a dead job, sign out), and a slow refresh followed on
+//! the page as it reloads itself.
 
 mod admin_support;
 mod common;
@@ -8,7 +9,10 @@ mod common;
 use std::time::Duration;
 
 use admin_support::cdp::Browser;
-use admin_support::{ACME, BOLT, TOKEN, block_claims, seed, spawn};
+use admin_support::{
+    ACME, BOLT, SLOW_MERCHANT, SLOW_OFFERS, SLOW_PAGE_SIZE, TOKEN, block_claims, seed, spawn,
+    spawn_slow_refresh,
+};
 use common::TestApp;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
@@ -353,4 +357,179 @@ async fn headless_chromium_signs_in_resyncs_and_retries() {
     );
     browser.close().await;
     app.stop().await;
+}
+
+/// The products row of the refreshes table, as numbers read from the page.
+#[derive(Debug, Clone, PartialEq)]
+struct PageProgress {
+    running: bool,
+    phase: String,
+    pages: u64,
+    staged: u64,
+    expected: Option<u64>,
+    waited_ms: u64,
+    elapsed_ms: u64,
+    remaining_ms: Option<u64>,
+    staged_text: String,
+}
+
+/// Reads the slow merchant's products row; `None` while the page is (re)loading or
+/// the row is not there.
+async fn read_progress(page: &mut admin_support::cdp::Page) -> Option<PageProgress> {
+    let script = format!(
+        r##"(() => {{
+            const row = document.querySelector("#refreshes tr[data-merchant='{SLOW_MERCHANT}'][data-kind='products']");
+            if (document.readyState !== 'complete' || !row) return null;
+            const cell = (name) => row.querySelector('td.' + name);
+            const value = (name) => cell(name).dataset.value === '' ? null : Number(cell(name).dataset.value);
+            return {{
+                running: row.dataset.running === 'true',
+                phase: row.querySelector('.badge').textContent,
+                pages: value('pages'), staged: value('staged'), expected: value('expected'),
+                waited_ms: value('waited'), elapsed_ms: value('elapsed'), remaining_ms: value('remaining'),
+                staged_text: cell('staged').textContent,
+            }};
+        }})()"##
+    );
+    let value = page.try_eval(&script).await.ok()?;
+    if value.is_null() {
+        return None;
+    }
+    let number = |key: &str| value[key].as_u64();
+    Some(PageProgress {
+        running: value["running"].as_bool()?,
+        phase: value["phase"].as_str()?.to_string(),
+        pages: number("pages")?,
+        staged: number("staged")?,
+        expected: number("expected"),
+        waited_ms: number("waited_ms")?,
+        elapsed_ms: number("elapsed_ms")?,
+        remaining_ms: number("remaining_ms"),
+        staged_text: value["staged_text"].as_str()?.to_string(),
+    })
+}
+
+/// Polls [`read_progress`] until `accept` takes what the page shows.
+async fn progress_when(
+    page: &mut admin_support::cdp::Page,
+    timeout: Duration,
+    accept: impl Fn(&PageProgress) -> bool,
+) -> PageProgress {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        if let Some(progress) = read_progress(page).await {
+            if accept(&progress) {
+                return progress;
+            }
+            last = Some(progress);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the page never showed the expected progress; last seen: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_follows_a_slow_refresh_as_it_reloads_itself() {
+    let slow = spawn_slow_refresh().await;
+    let browser = Browser::launch().await;
+    let mut page = browser.page().await;
+    page.goto(&slow.app.admin_url("/ui")).await;
+    page.type_into("#token", TOKEN).await;
+    page.click("form#login button[type=submit]").await;
+    assert!(
+        page.wait_until("!!document.querySelector('#refreshes')", WAIT)
+            .await,
+        "the dashboard lists the refreshes"
+    );
+    // The first pass is listed as completed; with nothing running the page reloads
+    // every 30 s.
+    let first_pass = progress_when(&mut page, WAIT, |_| true).await;
+    assert!(!first_pass.running);
+    assert_eq!(first_pass.phase, "completed");
+    assert_eq!(first_pass.staged, SLOW_OFFERS);
+    assert_eq!(
+        page.eval("document.querySelector('#reload').dataset.secs")
+            .await,
+        "30"
+    );
+    assert_eq!(
+        page.eval("document.querySelector('meta[http-equiv=refresh]').content")
+            .await,
+        "30; url=/ui"
+    );
+
+    // A full refresh against the slow sandbox: the page shows it running.
+    slow.resync_products().await;
+    slow.wait_until_fetching(2).await;
+    page.goto(&slow.app.admin_url("/ui")).await;
+    let running = progress_when(&mut page, WAIT, |p| p.running).await;
+    assert_eq!(running.phase, "fetching");
+    assert_eq!(
+        page.eval("document.querySelector('#reload').dataset.secs")
+            .await,
+        "3",
+        "the page reloads often while a refresh runs"
+    );
+    assert!(running.pages >= 2, "{running:?}");
+    assert_eq!(
+        running.staged,
+        running.pages * SLOW_PAGE_SIZE,
+        "every page so far was full: {running:?}"
+    );
+    assert!(running.staged < SLOW_OFFERS, "{running:?}");
+    assert_eq!(running.staged_text, format!("{} offers", running.staged));
+    assert_eq!(
+        running.expected,
+        Some(SLOW_OFFERS),
+        "sized from the last complete pass"
+    );
+    assert!(running.elapsed_ms > 0);
+    assert!(
+        running.remaining_ms.is_some_and(|ms| ms > 0),
+        "an estimate while fetching: {running:?}"
+    );
+    // A picture of the page mid-refresh (ADMIN_PROGRESS_SCREENSHOT names the file).
+    let path = std::env::var_os("ADMIN_PROGRESS_SCREENSHOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("catalog-mirror-admin-progress.png"));
+    page.screenshot(&path).await;
+    eprintln!("screenshot of the refresh in progress: {}", path.display());
+    // The page and the API tell the same story (the API, read after, may be further on).
+    let api = slow.products_progress().await;
+    assert!(
+        api["pages_fetched"].as_u64().unwrap() >= running.pages,
+        "{api}"
+    );
+    assert_eq!(api["expected"].as_u64(), running.expected);
+
+    // No navigation from here: the meta refresh reloads the page and the numbers move.
+    page.eval("window.notReloaded = true").await;
+    let later = progress_when(&mut page, Duration::from_secs(20), |p| {
+        p.pages > running.pages || !p.running
+    })
+    .await;
+    assert_eq!(
+        page.eval("window.notReloaded === undefined").await,
+        true,
+        "the page reloaded itself"
+    );
+    assert!(later.elapsed_ms > running.elapsed_ms, "{later:?}");
+
+    // When it ends: completed, every offer staged, the rate-limit waits (the sandbox's
+    // 429s with Retry-After: 1) counted.
+    let done = progress_when(&mut page, Duration::from_secs(90), |p| !p.running).await;
+    assert_eq!(done.phase, "completed", "{done:?}");
+    assert_eq!(done.staged, SLOW_OFFERS);
+    assert!(done.pages >= SLOW_OFFERS / SLOW_PAGE_SIZE);
+    assert_eq!(done.remaining_ms, Some(0));
+    assert!(
+        done.waited_ms >= 1000,
+        "at least one Retry-After second: {done:?}"
+    );
+    browser.close().await;
+    slow.stop().await;
 }

@@ -1,5 +1,6 @@
 //! `catalog-mirror demo` as the README runs it: reaches ready, a search through the
-//! storefront API returns hits, and Ctrl-C (SIGTERM here) stops it cleanly.
+//! storefront API returns hits, and Ctrl-C (SIGTERM here) stops it cleanly; its output
+//! at the default log level carries no SQL, slow statements included.
 
 mod common;
 
@@ -108,4 +109,110 @@ async fn demo_reaches_ready_and_search_returns_hits() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "exit status {status}");
+}
+
+/// SQL as it appears in the daemon's statements (upper-case keywords): none of it may
+/// reach the demo's output.
+const SQL_MARKERS: &[&str] = &[
+    "SELECT ",
+    "INSERT INTO",
+    "UPDATE ",
+    "DELETE FROM",
+    " FROM ",
+    " WHERE ",
+    "COPY ",
+    "ON CONFLICT",
+    "RETURNING",
+];
+
+/// Runs the demo to ready and exit; returns stdout and stderr, one line each.
+async fn demo_output(args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let db = TestDb::empty().await;
+    let index = tempfile::tempdir().unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_catalog-mirror"));
+    command
+        .arg("demo")
+        .args(args)
+        .args(["--sandbox-addr", "127.0.0.1:0", "--exit-when-ready"])
+        .env_remove("RUST_LOG")
+        .env("DATABASE_URL", &db.url)
+        .env("CATALOG_MIRROR_SEARCH__INDEX_DIR", index.path())
+        .env("CATALOG_MIRROR_HTTP__PUBLIC_ADDR", "127.0.0.1:0")
+        .env("CATALOG_MIRROR_HTTP__ADMIN_ADDR", "127.0.0.1:0")
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(900), command.output())
+        .await
+        .expect("the demo finishes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    // The slow-statement lines of a 1 ms threshold would bury the cause.
+    let quieter: Vec<&str> = stderr
+        .lines()
+        .filter(|line| !line.contains("slow statement"))
+        .collect();
+    assert!(
+        output.status.success(),
+        "demo failed ({}):\n{stdout}\n{}",
+        output.status,
+        quieter.join("\n")
+    );
+    assert!(stdout.contains("\nready: "), "{stdout}");
+    stdout
+        .lines()
+        .chain(stderr.lines())
+        .map(str::to_string)
+        .collect()
+}
+
+fn assert_no_sql(lines: &[String]) {
+    for line in lines {
+        for marker in SQL_MARKERS {
+            assert!(
+                !line.contains(marker),
+                "SQL ({marker:?}) in the demo's output: {line}"
+            );
+        }
+        assert!(
+            !line.contains("execution time exceeded alert threshold"),
+            "sqlx's own slow-statement warning: {line}"
+        );
+    }
+}
+
+/// With a threshold every statement exceeds, each is logged as one named line with its
+/// duration: the warning sqlx would print with the whole SQL, readable instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_statements_are_named_not_printed() {
+    let lines = demo_output(
+        &["--merchants", "2", "--offers", "200"],
+        &[("CATALOG_MIRROR_DATABASE__SLOW_STATEMENT_MS", "1")],
+    )
+    .await;
+    let slow: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains("slow statement"))
+        .collect();
+    assert!(
+        slow.len() >= 5,
+        "a 1 ms threshold reports statements:\n{}",
+        lines.join("\n")
+    );
+    for line in &slow {
+        for field in ["statement=", "within=", "elapsed_ms=", "threshold=1ms"] {
+            assert!(line.contains(field), "{field} in {line}");
+        }
+    }
+    assert!(
+        slow.iter().any(|line| line.contains("statement=select ")),
+        "statements named by verb and table:\n{}",
+        slow.iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_no_sql(&lines);
 }

@@ -1,11 +1,14 @@
 //! Operations: `/metrics` on the admin listener carries every family an operator
 //! watches after real traffic (webhooks, a bad signature, a refresh against the
-//! sandbox, searches), and `/readyz` follows the database, the migrations and the
-//! index's lag behind the change log.
+//! sandbox, searches), including every metric the shipped alert rules and Grafana
+//! dashboard (`deploy/`) name; the dashboard's queries are valid PromQL; and `/readyz`
+//! follows the database, the migrations and the index's lag behind the change log.
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use catalog_mirror::sandbox::{
@@ -252,7 +255,138 @@ async fn metrics_show_every_family_after_traffic() {
     );
     assert!(text.contains("# TYPE catalog_mirror_search_duration_seconds histogram"));
 
+    // The refresh's progress, exported at scrape time: its final numbers.
+    let progress = [("merchant", "3101"), ("kind", "products")];
+    assert_eq!(
+        value(&text, "catalog_mirror_refresh_running", &progress),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&text, "catalog_mirror_refresh_staged_items", &progress),
+        Some(OFFERS as f64)
+    );
+    assert!(
+        value(&text, "catalog_mirror_refresh_pages_fetched", &progress)
+            .is_some_and(|pages| pages >= (OFFERS / 100) as f64)
+    );
+    // Counters the alert rules watch exist at 0 before their first event.
+    assert_eq!(
+        value(
+            &text,
+            "catalog_mirror_sync_needs_attention_total",
+            &[("kind", "collections")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "catalog_mirror_jobs_total",
+            &[("kind", "notify"), ("outcome", "dead")]
+        ),
+        Some(0.0)
+    );
+
+    // Every metric a shipped alert rule or dashboard panel names is exported.
+    let families = exported_families(&text);
+    for file in [
+        "deploy/prometheus/alerts.yml",
+        "deploy/grafana/catalog-mirror.json",
+    ] {
+        let names = metric_names(&read_deployed(file));
+        assert!(names.len() >= 8, "{file} names metrics: {names:?}");
+        for name in names {
+            assert!(
+                families.contains(family_of(&name, &families)),
+                "{file} uses {name}, which /metrics does not export:\n{text}"
+            );
+        }
+    }
+
     app.stop().await;
+}
+
+fn read_deployed(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path))
+        .unwrap_or_else(|err| panic!("{path}: {err}"))
+}
+
+/// The families `/metrics` declares (`# TYPE name kind`).
+fn exported_families(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every `catalog_mirror_*` name in `text` (the rules' and panels' expressions; the
+/// only other metric they use is Prometheus' own `up`).
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("catalog_mirror_") {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// The family a sample name belongs to: a histogram's `_bucket`, `_sum` and `_count`
+/// series belong to the histogram.
+fn family_of<'a>(name: &'a str, families: &BTreeSet<String>) -> &'a str {
+    for suffix in ["_bucket", "_sum", "_count"] {
+        if let Some(base) = name.strip_suffix(suffix)
+            && families.contains(base)
+        {
+            return base;
+        }
+    }
+    name
+}
+
+/// The dashboard's queries parse as PromQL: promtool checks them as recording rules
+/// (with the `$instance` variable replaced by what Grafana sends for "All").
+#[test]
+fn the_dashboard_queries_are_valid_promql() {
+    let dashboard: Value =
+        serde_json::from_str(&read_deployed("deploy/grafana/catalog-mirror.json")).unwrap();
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(target["expr"].as_str().unwrap().replace("$instance", ".*"));
+        }
+    }
+    assert!(exprs.len() >= 20, "{exprs:?}");
+    let rules: Vec<Value> = exprs
+        .iter()
+        .enumerate()
+        .map(|(i, expr)| json!({ "record": format!("dashboard:query_{i}"), "expr": expr }))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard-queries.yml");
+    // JSON is YAML: promtool reads this as a rule file.
+    std::fs::write(
+        &file,
+        json!({ "groups": [{ "name": "dashboard", "rules": rules }] }).to_string(),
+    )
+    .unwrap();
+    let output = std::process::Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(&file)
+        .output()
+        .expect("promtool runs (scripts/test-deps installs it)");
+    assert!(
+        output.status.success(),
+        "promtool refused a dashboard query:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,8 @@
 //! Operations of the real binary (`catalog-mirror serve`) as systemd runs it, against
 //! the sandbox:
 //! - its logs over a whole run (JSON, debug level) hold none of the configured secrets
-//!   nor the Violet tokens the sandbox issued (invariant 7);
+//!   nor the Violet tokens the sandbox issued (invariant 7), and no SQL: slow
+//!   statements are logged by name;
 //! - SIGTERM during a slow refresh exits 0 within the drain, the job done or back in
 //!   the queue with its attempt given back, and a second daemon finishes it (invariant 6).
 
@@ -150,6 +151,8 @@ async fn a_whole_run_logs_no_secrets() {
             ("search", "index_dir", json!(dir.path().join("index"))),
             ("search", "api_key", json!(SEARCH_KEY)),
             ("admin", "token", json!(ADMIN_TOKEN)),
+            // Every statement is "slow": each is logged, by name, never its SQL.
+            ("database", "slow_statement_ms", json!(1)),
         ]),
     )
     .unwrap();
@@ -317,6 +320,38 @@ async fn a_whole_run_logs_no_secrets() {
             "{what} appears in the logs:\n{}",
             leaks.join("\n")
         );
+    }
+    // Slow statements: one JSON line each with a name and a duration, no SQL text.
+    let slow: Vec<Value> = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["message"] == "slow statement")
+        .collect();
+    assert!(slow.len() >= 10, "{output}");
+    // Where they ran: the refresh's statements inside its job span.
+    assert!(
+        slow.iter().any(|line| line["within"]
+            .as_str()
+            .is_some_and(|w| w.contains("refresh_products"))),
+        "{output}"
+    );
+    assert!(slow.iter().all(|line| line["statement"].is_string()
+        && line["elapsed_ms"].is_u64()
+        && line["target"] == "catalog_mirror::db"));
+    for marker in [
+        "SELECT ",
+        "INSERT INTO",
+        "UPDATE ",
+        " FROM ",
+        " WHERE ",
+        "exceeded alert threshold",
+    ] {
+        let sql: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|line| line.contains(marker))
+            .collect();
+        assert!(sql.is_empty(), "SQL in the logs:\n{}", sql.join("\n"));
     }
     let refresh_tokens: Vec<&str> = lines
         .iter()

@@ -71,7 +71,8 @@ fn path_id(path: Result<Path<String>, PathRejection>, what: &str) -> Result<i64,
 async fn list_merchants(State(state): State<AdminState>, RawQuery(query): RawQuery) -> ApiResult {
     Params::parse(query.as_deref(), &[])?;
     let applied = state.applied_change_no().await;
-    let merchants = store::merchants(&state.pool, None, applied).await?;
+    let mut merchants = store::merchants(&state.pool, None, applied).await?;
+    state.attach_progress(&mut merchants);
     Ok(Json(json!({
         "merchants": merchants,
         "index": { "reported": state.index.is_some(), "applied_change_no": applied },
@@ -88,8 +89,10 @@ async fn show_merchant(
     let params = Params::parse(query.as_deref(), &["runs", "events"])?;
     let runs_limit = limit_of(&params, "runs", DEFAULT_LIMIT)?;
     let events_limit = limit_of(&params, "events", 20)?;
-    let merchant = store::merchants(&state.pool, Some(id), state.applied_change_no().await)
-        .await?
+    let mut merchants =
+        store::merchants(&state.pool, Some(id), state.applied_change_no().await).await?;
+    state.attach_progress(&mut merchants);
+    let merchant = merchants
         .pop()
         .ok_or_else(|| AdminError::NotFound(format!("no merchant {id}")))?;
     let runs = store::runs_of_merchant(&state.pool, id, runs_limit).await?;

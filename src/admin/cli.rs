@@ -36,8 +36,18 @@ pub struct AdminArgs {
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Every merchant: product and collection sync states, last sync, durations, success
-    /// rate, consecutive failures, offers, catalog version and index lag.
-    Status,
+    /// rate, consecutive failures, offers, catalog version and index lag; then the
+    /// refreshes running (pages fetched, offers staged, rate-limit wait, elapsed time,
+    /// estimated time left) or the last one of each listing.
+    Status {
+        /// Redraw every --interval seconds until Ctrl-C (with --json: one JSON document
+        /// per line each time).
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between redraws with --watch.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600), requires = "watch")]
+        interval: u64,
+    },
     /// One merchant: its sync states, sync history, recent events and jobs.
     Merchant {
         /// The merchant id.
@@ -158,6 +168,13 @@ pub fn run(args: AdminArgs, settings: &AdminSettings) -> ExitCode {
         }
     };
     let url = args.url.clone().unwrap_or_else(|| settings.url.clone());
+    if let AdminCommand::Status {
+        watch: true,
+        interval,
+    } = args.command
+    {
+        return runtime.block_on(watch(&url, settings, &args, interval));
+    }
     let result = runtime.block_on(async {
         let client = AdminClient::new(&url, settings.token.clone())?;
         execute(&client, &args).await
@@ -174,10 +191,62 @@ pub fn run(args: AdminArgs, settings: &AdminSettings) -> ExitCode {
     }
 }
 
+/// `admin status --watch`: redraws until Ctrl-C. A failed call is shown in place of
+/// the table and retried at the next tick, so the watch outlives a daemon restart.
+async fn watch(url: &str, settings: &AdminSettings, args: &AdminArgs, interval: u64) -> ExitCode {
+    use std::io::{IsTerminal, Write};
+    let client = match AdminClient::new(url, settings.token.clone()) {
+        Ok(client) => client,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(err.exit_code());
+        }
+    };
+    let terminal = std::io::stdout().is_terminal();
+    loop {
+        let frame = match execute(&client, args).await {
+            // One document per line: easy to follow with `jq` or a log shipper.
+            Ok(text) if args.json => {
+                let compact = serde_json::from_str::<Value>(&text)
+                    .map(|value| value.to_string())
+                    .unwrap_or(text);
+                format!("{compact}\n")
+            }
+            Ok(text) => text,
+            Err(err) if args.json => {
+                format!("{}\n", json!({ "error": err.to_string() }))
+            }
+            Err(err) => format!("error: {err}\n"),
+        };
+        let mut out = std::io::stdout().lock();
+        let written = if args.json {
+            out.write_all(frame.as_bytes())
+        } else if terminal {
+            // Clear the screen and draw from the top.
+            write!(out, "\x1b[H\x1b[2J{frame}")
+        } else {
+            writeln!(
+                out,
+                "--- {} ---\n{frame}",
+                chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+            )
+        };
+        // A closed pipe (`| head`) ends the watch.
+        if written.and_then(|()| out.flush()).is_err() {
+            return ExitCode::SUCCESS;
+        }
+        drop(out);
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(interval)) => {}
+        }
+    }
+}
+
 /// Calls the API and renders what it answered.
 async fn execute(client: &AdminClient, args: &AdminArgs) -> Result<String, ClientError> {
     let (response, render): (Value, fn(&Value) -> String) = match &args.command {
-        AdminCommand::Status => (client.get("/merchants", &[]).await?, output::status),
+        AdminCommand::Status { .. } => (client.get("/merchants", &[]).await?, output::status),
         AdminCommand::Merchant { id } => (
             client.get(&format!("/merchants/{id}"), &[]).await?,
             output::merchant,

@@ -6,8 +6,8 @@
 //!
 //! | route | auth | what |
 //! |---|---|---|
-//! | `GET /metrics` | none | Prometheus text ([`crate::telemetry::render_metrics`]) |
-//! | `GET /api/merchants` | bearer | every merchant with sync states, last sync, durations, success rate, offers, catalog version, index lag |
+//! | `GET /metrics` | none | Prometheus text ([`crate::telemetry::render_metrics`]), refresh progress gauges set at scrape time |
+//! | `GET /api/merchants` | bearer | every merchant with sync states, last sync, durations, success rate, offers, catalog version, index lag, refresh progress |
 //! | `GET /api/merchants/{id}` | bearer | one merchant: states, sync history, recent events and jobs |
 //! | `POST /api/resync` | bearer | `{"merchant_id": 7}` or `{"all": true}`, `"kind": "products"\|"collections"\|"both"`: enqueue full refreshes |
 //! | `POST /api/reindex` | bearer | ask the search side to rebuild the index from PostgreSQL |
@@ -51,6 +51,7 @@ use axum::routing::get;
 use sqlx::PgPool;
 
 use crate::config::{Secret, Settings};
+use crate::mirror::{ProgressKind, RefreshProgress};
 use crate::sync::Planner;
 
 pub use error::AdminError;
@@ -68,6 +69,8 @@ pub struct AdminState {
     pub job_max_attempts: i32,
     /// The search side's hooks, once it runs in this daemon (index lag, reindex).
     pub index: Option<Arc<dyn IndexControl>>,
+    /// The refreshes this daemon runs, for their progress.
+    pub progress: Option<RefreshProgress>,
 }
 
 impl AdminState {
@@ -78,6 +81,26 @@ impl AdminState {
             token: settings.admin.token.clone(),
             job_max_attempts: settings.jobs.max_attempts,
             index: None,
+            progress: None,
+        }
+    }
+
+    /// Plugs in the mirror's progress registry: refresh progress in the merchant
+    /// views, the page and `/metrics`.
+    pub fn with_progress(mut self, progress: RefreshProgress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Fills in each merchant's refresh progress, when this daemon runs refreshes.
+    pub fn attach_progress(&self, merchants: &mut [store::MerchantSummary]) {
+        let Some(progress) = &self.progress else {
+            return;
+        };
+        for merchant in merchants {
+            let id = merchant.merchant_id;
+            merchant.products.progress = progress.snapshot(id, ProgressKind::Products);
+            merchant.collections.progress = progress.snapshot(id, ProgressKind::Collections);
         }
     }
 
@@ -105,11 +128,16 @@ impl AdminState {
 pub fn router(state: AdminState) -> Router {
     Router::new()
         .nest("/api", api::router(state.clone()))
-        .merge(page::router(state))
-        .route("/metrics", get(metrics))
+        .merge(page::router(state.clone()))
+        .route("/metrics", get(metrics).with_state(state))
 }
 
-async fn metrics() -> impl IntoResponse {
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AdminState>,
+) -> impl IntoResponse {
+    if let Some(progress) = &state.progress {
+        progress.export_gauges();
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -52,6 +52,59 @@ fn list<'a>(value: &'a Value, key: &str) -> &'a [Value] {
         .unwrap_or(&[])
 }
 
+/// A number of milliseconds in `value[key]` for people, or a dash.
+fn ms(value: &Value, key: &str) -> String {
+    value
+        .get(key)
+        .and_then(Value::as_u64)
+        .map(|ms| super::page::millis(ms as i64))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The refresh progress table: one row per listing with a `progress` object.
+fn progress_table(merchants: &[Value]) -> Table {
+    let mut table = Table::new(&[
+        ">MERCHANT",
+        "KIND",
+        "PHASE",
+        ">PAGES",
+        ">STAGED",
+        ">EXPECTED",
+        ">DONE",
+        ">RATE-LIMIT WAIT",
+        ">ELAPSED",
+        ">EST. LEFT",
+    ]);
+    for m in merchants {
+        for kind in ["products", "collections"] {
+            let p = &m[kind]["progress"];
+            if !p.is_object() {
+                continue;
+            }
+            let unit = text(p, "unit");
+            table.row(vec![
+                text(m, "merchant_id"),
+                format!("{kind} ({})", text(p, "mode")),
+                text(p, "phase"),
+                text(p, "pages_fetched"),
+                format!("{} {unit}", text(p, "staged")),
+                match p["expected"].as_u64() {
+                    Some(n) => format!("{n} ({})", text(p, "estimate_basis")),
+                    None => "unknown".into(),
+                },
+                match p["percent"].as_f64() {
+                    Some(pc) => format!("{pc:.0}%"),
+                    None => "-".into(),
+                },
+                ms(p, "rate_limit_wait_ms"),
+                ms(p, "elapsed_ms"),
+                ms(p, "estimated_remaining_ms"),
+            ]);
+        }
+    }
+    table
+}
+
 /// `admin status`.
 pub fn status(response: &Value) -> String {
     let mut table = Table::new(&[
@@ -130,6 +183,13 @@ pub fn status(response: &Value) -> String {
             );
         }
     }
+    let progress = progress_table(list(response, "merchants"));
+    if !progress.is_empty() {
+        let _ = write!(
+            out,
+            "\nrefreshes (running, or the last one since the daemon started):\n{progress}"
+        );
+    }
     if response["index"]["reported"].as_bool() != Some(true) {
         out.push_str(
             "\nindex lag: n/a (the search index does not report its progress in this daemon)\n",
@@ -191,6 +251,10 @@ pub fn merchant(response: &Value) -> String {
         ]);
     }
     let _ = write!(out, "\n{kinds}");
+    let progress = progress_table(std::slice::from_ref(m));
+    if !progress.is_empty() {
+        let _ = write!(out, "\nrefresh progress:\n{progress}");
+    }
 
     let mut runs = Table::new(&[
         ">RUN",

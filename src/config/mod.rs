@@ -53,6 +53,8 @@ pub struct DatabaseSettings {
     pub min_connections: u32,
     pub acquire_timeout_ms: u64,
     pub create_if_missing: bool,
+    /// Statements at least this slow are logged (name and duration); 0: never.
+    pub slow_statement_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -236,6 +238,10 @@ fn figment(source: &ConfigSource) -> Result<Figment, ConfigErrors> {
 impl DatabaseSettings {
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)
+    }
+    /// The slow-statement threshold; `None` when the warning is off.
+    pub fn slow_statement(&self) -> Option<Duration> {
+        (self.slow_statement_ms > 0).then(|| Duration::from_millis(self.slow_statement_ms))
     }
 }
 

@@ -226,3 +226,28 @@ fn the_sandbox_secret_is_refused_unless_violet_is_on_loopback() {
         Ok(())
     });
 }
+
+#[test]
+fn the_slow_statement_threshold_is_bounded_and_may_be_off() {
+    figment::Jail::expect_with(|jail| {
+        let settings = Settings::load(&ConfigSource::DefaultsOnly).unwrap();
+        assert_eq!(
+            settings.database.slow_statement(),
+            Some(Duration::from_secs(1))
+        );
+        let off = load_file(jail, "[database]\nslow_statement_ms = 0\n").unwrap();
+        assert_eq!(off.database.slow_statement(), None);
+        let errors = load_file(jail, "[database]\nslow_statement_ms = 3600001\n").unwrap_err();
+        let error = errors
+            .for_key("database.slow_statement_ms")
+            .expect("the key is named");
+        assert!(error.reason.contains("at most 3600000"), "{}", error.reason);
+        jail.set_env("CATALOG_MIRROR_DATABASE__SLOW_STATEMENT_MS", "250");
+        let settings = Settings::load(&ConfigSource::DefaultsOnly).unwrap();
+        assert_eq!(
+            settings.database.slow_statement(),
+            Some(Duration::from_millis(250))
+        );
+        Ok(())
+    });
+}

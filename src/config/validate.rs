@@ -112,6 +112,9 @@ fn non_loopback_host(url: &str) -> Option<String> {
     };
     (!loopback).then(|| url.host_str().unwrap_or_default().to_string())
 }
+/// Longest slow-statement threshold: beyond an hour, a statement would first hit the
+/// job lease and the request timeouts, which report it anyway.
+const MAX_SLOW_STATEMENT_MS: u64 = 3_600_000;
 
 impl Settings {
     /// Checks ranges and relations that types alone cannot express.
@@ -135,6 +138,15 @@ impl Settings {
             self.database.min_connections <= self.database.max_connections,
             "database.min_connections",
             || "must not exceed database.max_connections".into(),
+        );
+        p.check(
+            self.database.slow_statement_ms <= MAX_SLOW_STATEMENT_MS,
+            "database.slow_statement_ms",
+            || {
+                format!(
+                    "must be at most {MAX_SLOW_STATEMENT_MS} (an hour); 0 turns the warning off"
+                )
+            },
         );
 
         p.check(

@@ -9,6 +9,11 @@
 //! | `catalog_mirror_index_lag_changes` | | newest change number minus the served index's |
 //! | `catalog_mirror_index_lag_seconds` | | age of the oldest change not yet searchable |
 //!
+//! At start it also creates, at 0, the counters the shipped alert rules
+//! (`deploy/prometheus/alerts.yml`) watch for rare events (sync failures, stalls,
+//! merchants needing attention, dead jobs, bad signatures): a series that first appears
+//! at 1 has no earlier sample, so `increase()` would miss the first event.
+//!
 //! One small task samples them every `admin.metrics_sample_ms` (first at start) and
 //! stops with the daemon. A label set that disappears (no more running jobs of a kind)
 //! is set to 0 rather than left at its last value. A failed sample (database down) is
@@ -44,6 +49,7 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     describe();
+    zero_alerted_counters();
     tokio::spawn(async move {
         let mut sampler = Sampler {
             pool,
@@ -110,6 +116,30 @@ impl Sampler {
         metrics::gauge!("catalog_mirror_index_lag_seconds").set(lag.seconds);
         Ok(())
     }
+}
+
+/// Job kinds whose dead jobs the alert rules count (every kind the queue runs).
+const ALERTED_JOB_KINDS: [&str; 6] = [
+    "refresh_products",
+    "refresh_collections",
+    "incremental",
+    "sync_retry",
+    "stall_check",
+    "notify",
+];
+
+/// Creates the alerted counters at 0 (adding 0 registers a series without changing it).
+fn zero_alerted_counters() {
+    for kind in SYNC_KINDS {
+        metrics::counter!("catalog_mirror_sync_failures_total", "kind" => kind).increment(0);
+        metrics::counter!("catalog_mirror_sync_stalled_total", "kind" => kind).increment(0);
+        metrics::counter!("catalog_mirror_sync_needs_attention_total", "kind" => kind).increment(0);
+    }
+    for kind in ALERTED_JOB_KINDS {
+        metrics::counter!("catalog_mirror_jobs_total", "kind" => kind, "outcome" => "dead")
+            .increment(0);
+    }
+    metrics::counter!("catalog_mirror_webhook_signature_failures_total").increment(0);
 }
 
 fn find(rows: &[(String, String, i64)], kind: &str, state: &str) -> i64 {

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::changes::{self, COLLECTION_TOPICS, ChangedOffers, MAX_LISTED_OFFERS, Reason};
 use super::products::{mode_name, prefetch};
+use super::progress::ProgressKind::Collections;
 use super::publish;
 use super::rows::StageKey;
 use super::staging::{self, CollectionStager, Tables};
@@ -80,7 +81,11 @@ impl Mirror {
         cancel: &CancellationToken,
     ) -> anyhow::Result<RefreshReport> {
         let started = Instant::now();
+        self.progress
+            .start(merchant_id, Collections, mode_name(mode))
+            .await;
         let outcome = self.collections(merchant_id, mode, cancel, started).await;
+        self.progress.finished(merchant_id, Collections, &outcome);
         let mode = mode_name(mode);
         metrics::histogram!("catalog_mirror_refresh_duration_seconds", "kind" => "collections", "mode" => mode)
             .record(started.elapsed().as_secs_f64());
@@ -149,6 +154,8 @@ impl Mirror {
                 format!("cannot read page {page_no} of merchant {}'s collections; nothing was published", key.merchant_id)
             })?;
             complete = page.is_final();
+            self.progress
+                .page_fetched(key.merchant_id, Collections, page.content.len(), false);
             for collection in &page.content {
                 stager.push(collection);
                 ids.push(collection.id);
@@ -197,6 +204,8 @@ impl Mirror {
                 format!("cannot read page {page_no} of collection {collection_id}'s offers; nothing was published")
             })?;
             complete = page.is_final();
+            self.progress
+                .page_fetched(key.merchant_id, Collections, 0, false);
             members.extend(page.content.iter().map(|offer| offer.id));
             if members.len() >= batch {
                 let mut conn = self.pool.acquire().await?;

@@ -19,7 +19,8 @@
 //!
 //! Layout: `products` and `collections` (the refreshes), `incremental` and `events`
 //! (offer events), `staging`, `publish` and `rows` (how rows get in), `copy` (COPY text
-//! format), `changes` (publish lock, change log, event folding), `queries` (reads).
+//! format), `changes` (publish lock, change log, event folding), `queries` (reads),
+//! `progress` (what running refreshes have done so far, for operators).
 
 mod changes;
 mod collections;
@@ -27,6 +28,7 @@ mod copy;
 mod events;
 mod incremental;
 mod products;
+pub mod progress;
 mod publish;
 pub mod queries;
 pub mod removals;
@@ -42,6 +44,7 @@ pub use changes::{
     CHANGES_CHANNEL, Change, MAX_LISTED_OFFERS, Reason, append as append_change, visibility_changed,
 };
 pub use incremental::IncrementalReport;
+pub use progress::{ProgressKind, ProgressSnapshot, RefreshProgress};
 pub use rows::{content_hash, primary_image};
 
 use crate::config::{JobSettings, RefreshSettings};
@@ -104,19 +107,22 @@ pub struct RefreshReport {
     pub publish: Duration,
 }
 
-/// The mirror: a pool, a Violet client and settings, and the lease of the job claim
-/// it runs for, if any. Cheap to clone.
+/// The mirror: a pool, a Violet client, settings, the progress of its refreshes and
+/// the lease of the job claim it runs for, if any. Cheap to clone; clones share the
+/// progress registry.
 #[derive(Debug, Clone)]
 pub struct Mirror {
     pool: PgPool,
     client: VioletClient,
     settings: MirrorSettings,
     lease: Option<Lease>,
+    progress: RefreshProgress,
 }
 
 impl Mirror {
     pub fn new(pool: PgPool, client: VioletClient, settings: MirrorSettings) -> Self {
         Self {
+            progress: RefreshProgress::new(pool.clone(), client.clone()),
             pool,
             client,
             settings,
@@ -141,6 +147,11 @@ impl Mirror {
             Some(lease) => lease.hold(conn).await,
             None => Ok(()),
         }
+    }
+
+    /// What this mirror's refreshes have done so far (shared with the admin side).
+    pub fn progress(&self) -> &RefreshProgress {
+        &self.progress
     }
 
     pub fn pool(&self) -> &PgPool {

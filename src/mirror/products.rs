@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::changes::{self, ChangedOffers, OFFER_REMOVAL_TOPICS, OFFER_UPSERT_TOPICS, Reason};
+use super::progress::ProgressKind::Products;
 use super::publish;
 use super::removals::{self, Removals};
 use super::rows::StageKey;
@@ -71,7 +72,11 @@ impl Mirror {
         cancel: &CancellationToken,
     ) -> anyhow::Result<RefreshReport> {
         let started = Instant::now();
+        self.progress
+            .start(merchant_id, Products, mode_name(mode))
+            .await;
         let outcome = self.products(merchant_id, mode, cancel, started).await;
+        self.progress.finished(merchant_id, Products, &outcome);
         let mode = mode_name(mode);
         metrics::histogram!("catalog_mirror_refresh_duration_seconds", "kind" => "products", "mode" => mode)
             .record(started.elapsed().as_secs_f64());
@@ -182,6 +187,8 @@ impl Mirror {
                 )
             })?;
             complete = page.is_final();
+            self.progress
+                .page_fetched(key.merchant_id, Products, page.content.len(), complete);
             for offer in &page.content {
                 foreign += u64::from(offer.merchant_id.is_some_and(|m| m != key.merchant_id));
                 stager.push(offer);

@@ -173,6 +173,12 @@ impl VioletClient {
         })
     }
 
+    /// How long calls about `merchant_id` have waited on rate limits since start:
+    /// client-side pacing and the back-off after Violet's 429s.
+    pub fn rate_limit_wait(&self, merchant_id: i64) -> Duration {
+        self.inner.limits.waited(merchant_id)
+    }
+
     /// Logs in now instead of on the first call (e.g. to fail fast at start-up).
     pub async fn login(&self) -> Result<(), VioletError> {
         self.inner.auth.token().await.map(drop)
@@ -211,6 +217,9 @@ impl VioletClient {
             })
         })
         .notify(|err, delay| {
+            if let (VioletError::RateLimited { .. }, Some(merchant)) = (err, call.merchant) {
+                inner.limits.add_wait(merchant, delay);
+            }
             metrics::counter!("catalog_mirror_violet_retries_total", "reason" => err.reason())
                 .increment(1);
             tracing::warn!(

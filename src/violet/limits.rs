@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -24,6 +24,8 @@ pub(crate) struct Limits {
     global_slots: Arc<Semaphore>,
     merchant_slots: Mutex<HashMap<i64, Arc<Semaphore>>>,
     merchant_max: usize,
+    /// Cumulative rate-limit wait per merchant since start.
+    waited: Mutex<HashMap<i64, Duration>>,
 }
 
 /// Slots held for the duration of one attempt; released on drop.
@@ -66,6 +68,7 @@ impl Limits {
                 settings.merchant_max_concurrency,
                 "merchant_max_concurrency",
             )?,
+            waited: Mutex::new(HashMap::new()),
         })
     }
 
@@ -93,9 +96,27 @@ impl Limits {
         let waited = started.elapsed();
         metrics::histogram!("catalog_mirror_violet_rate_limit_wait_seconds")
             .record(waited.as_secs_f64());
+        if let Some(id) = merchant {
+            self.add_wait(id, waited);
+        }
         if waited.as_millis() >= 100 {
             tracing::debug!(waited_ms = waited.as_millis() as u64, merchant_id = ?merchant, "rate limited by client-side limits");
         }
+    }
+
+    /// Adds `wait` to the merchant's rate-limit wait.
+    pub(crate) fn add_wait(&self, merchant: i64, wait: Duration) {
+        if wait.is_zero() {
+            return;
+        }
+        let mut waited = self.waited.lock().unwrap_or_else(|p| p.into_inner());
+        *waited.entry(merchant).or_default() += wait;
+    }
+
+    /// The merchant's cumulative rate-limit wait since start.
+    pub(crate) fn waited(&self, merchant: i64) -> Duration {
+        let waited = self.waited.lock().unwrap_or_else(|p| p.into_inner());
+        waited.get(&merchant).copied().unwrap_or_default()
     }
 
     fn merchant_semaphore(&self, id: i64) -> Arc<Semaphore> {
@@ -115,7 +136,6 @@ impl Limits {
 mod tests {
     use super::*;
     use crate::config::{ConfigSource, Settings};
-    use std::time::Duration;
 
     fn settings() -> VioletSettings {
         let mut violet = Settings::load(&ConfigSource::DefaultsOnly).unwrap().violet;
@@ -167,6 +187,13 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+        // The wait is counted against merchant 7 only.
+        assert!(
+            limits.waited(7) >= Duration::from_millis(100),
+            "{:?}",
+            limits.waited(7)
+        );
+        assert!(limits.waited(8) < Duration::from_millis(50));
     }
 
     #[test]

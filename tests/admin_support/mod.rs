@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::common::webhook::{Delivery, sync_body};
-use crate::common::{TestApp, TestDb, settings};
+use crate::common::{TestApp, TestDb, eventually, settings};
 
 pub const TOKEN: &str = "admin-test-token-5f1d2c";
 pub const ACME: i64 = 101;
@@ -185,4 +185,121 @@ pub async fn get(app: &TestApp, path: &str) -> (u16, Value) {
 
 pub async fn post(app: &TestApp, path: &str, body: Option<Value>) -> (u16, Value) {
     call(app, reqwest::Method::POST, path, body).await
+}
+
+/// The sandbox merchant of [`SlowRefresh`], its catalog and the page size the daemon asks for.
+pub const SLOW_MERCHANT: u64 = 4401;
+pub const SLOW_OFFERS: u64 = 300;
+pub const SLOW_PAGE_SIZE: u64 = 10;
+
+/// A daemon on a sandbox whose merchant was onboarded and mirrored once at full speed
+/// (so a next refresh has a last complete pass to size its estimate on), with the
+/// sandbox then made slow: 300 ms per call and 2 calls a second per merchant, over
+/// which it answers 429 with `Retry-After: 1`. A refresh of the 30 pages then takes
+/// fifteen seconds or more, part of it waiting on the rate limit.
+pub struct SlowRefresh {
+    pub db: TestDb,
+    pub app: TestApp,
+    pub sandbox: catalog_mirror::sandbox::Sandbox,
+}
+
+pub async fn spawn_slow_refresh() -> SlowRefresh {
+    use catalog_mirror::sandbox::{
+        DeliveryFaults, MerchantSpec, RateLimit, Sandbox, SandboxConfig, Scenario, ScenarioOptions,
+    };
+    let sandbox = Sandbox::start(
+        SandboxConfig {
+            seed: 16,
+            merchants: vec![MerchantSpec {
+                id: SLOW_MERCHANT,
+                name: "Slow Goods".into(),
+                offers: SLOW_OFFERS,
+                collections: 2,
+            }],
+            ..Default::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let db = TestDb::empty().await;
+    let mut settings = admin_settings(&db.url);
+    settings.violet.base_url = sandbox.base_url();
+    settings.violet.page_size = SLOW_PAGE_SIZE as u32;
+    // 429s are retried after their Retry-After, as in production.
+    settings.violet.max_retries = 6;
+    let app = TestApp::spawn(settings).await;
+    let report = sandbox
+        .play(
+            Scenario::Onboarding,
+            SLOW_MERCHANT,
+            &app.url("/webhooks/violet"),
+            DeliveryFaults::default(),
+            &ScenarioOptions {
+                seed: 3,
+                max_offer_events: Some(0),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    let path = format!("/api/merchants/{SLOW_MERCHANT}");
+    assert!(
+        eventually(std::time::Duration::from_secs(90), || async {
+            let (_, body) = get(&app, &path).await;
+            body["merchant"]["products"]["progress"]["phase"] == "completed"
+                && body["merchant"]["collections"]["progress"]["phase"] == "completed"
+        })
+        .await,
+        "the first refreshes complete: {}",
+        get(&app, &path).await.1
+    );
+    sandbox.set_knobs(|knobs| {
+        knobs.latency = std::time::Duration::from_millis(300);
+        knobs.rate_limit = Some(RateLimit {
+            requests_per_sec: 2,
+            retry_after_secs: 1,
+        });
+    });
+    SlowRefresh { db, app, sandbox }
+}
+
+impl SlowRefresh {
+    /// Asks for a full products refresh of the merchant (it starts within the debounce).
+    pub async fn resync_products(&self) {
+        let (status, body) = post(
+            &self.app,
+            "/api/resync",
+            Some(json!({ "merchant_id": SLOW_MERCHANT, "kind": "products" })),
+        )
+        .await;
+        assert_eq!(status, 202, "{body}");
+    }
+
+    /// The merchant's products `progress` object from the admin API.
+    pub async fn products_progress(&self) -> Value {
+        let (_, body) = get(&self.app, &format!("/api/merchants/{SLOW_MERCHANT}")).await;
+        body["merchant"]["products"]["progress"].clone()
+    }
+
+    /// Waits until the products refresh runs and has read at least `pages` pages.
+    pub async fn wait_until_fetching(&self, pages: u64) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let progress = self.products_progress().await;
+            if progress["running"] == true && progress["pages_fetched"].as_u64() >= Some(pages) {
+                return progress;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the slow refresh did not get going: {progress}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.app.stop().await;
+        drop(self.db);
+    }
 }

@@ -3,6 +3,9 @@
 //! stalled. Runs without a known duration (a FAILED without its STARTED, a stalled
 //! run) are drawn as a short marker at the baseline, so failures always show. Each
 //! bar has a tooltip with the merchant, kind, outcome, end time and duration.
+//!
+//! The axis scales to the runs drawn: its top is the longest run (at least 1 ms), so
+//! runs of a few milliseconds fill the plot as well as runs of minutes do.
 
 use std::fmt::Write;
 
@@ -29,7 +32,7 @@ pub fn render(runs: &[SyncRun]) -> String {
         .filter_map(|run| run.duration_ms)
         .max()
         .unwrap_or(0)
-        .max(1000);
+        .max(1);
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let slot = plot_w / runs.len() as f64;
@@ -43,7 +46,8 @@ pub fn render(runs: &[SyncRun]) -> String {
 width=\"100%\" role=\"img\" aria-label=\"sync durations and failures, oldest to newest\">"
     );
     for step in 0..=2 {
-        let value = max_ms * step / 2;
+        // Halves of a 1 ms axis are fractions: label them as such.
+        let value = max_ms as f64 * step as f64 / 2.0;
         let y = baseline - plot_h * step as f64 / 2.0;
         let _ = write!(
             svg,
@@ -52,7 +56,7 @@ width=\"100%\" role=\"img\" aria-label=\"sync durations and failures, oldest to 
             x2 = WIDTH - RIGHT,
             lx = LEFT - 6.0,
             ty = y + 4.0,
-            label = escape(&millis(value)),
+            label = escape(&axis_label(value)),
         );
     }
     for (i, run) in runs.iter().enumerate() {
@@ -109,6 +113,16 @@ fill=\"{color}\"{dash}><title>{tooltip}</title></rect>",
     svg
 }
 
+/// A gridline label: as [`millis`] writes durations, with the half of an odd number
+/// of milliseconds below a second kept (`1.5 ms`, not `2 ms`).
+fn axis_label(ms: f64) -> String {
+    if ms < 1000.0 && ms.fract() != 0.0 {
+        format!("{ms:.1} ms")
+    } else {
+        millis(ms.round() as i64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +156,25 @@ mod tests {
         assert!(svg.find("data-run=\"1\"").unwrap() < svg.find("data-run=\"3\"").unwrap());
         // the longest run spans the whole plot height
         assert!(svg.contains(&format!("height=\"{:.1}\"", HEIGHT - TOP - BOTTOM)));
+    }
+
+    #[test]
+    fn the_axis_scales_to_millisecond_runs() {
+        // Runs of 3 and 4 ms: the axis tops at 4 ms (not 1 s), the 4 ms bar fills the
+        // plot and the 3 ms one three quarters of it.
+        let svg = render(&[run(2, "completed", Some(4)), run(1, "completed", Some(3))]);
+        assert!(svg.contains(">4 ms</text>"), "{svg}");
+        assert!(svg.contains(">2 ms</text>"), "{svg}");
+        assert!(!svg.contains(">1.0 s</text>"), "{svg}");
+        let plot = HEIGHT - TOP - BOTTOM;
+        for share in [1.0, 0.75] {
+            assert!(
+                svg.contains(&format!("height=\"{:.1}\"", plot * share)),
+                "a bar of {share} of the plot in {svg}"
+            );
+        }
+        // An odd longest run keeps its half: 1.5 ms.
+        assert!(render(&[run(1, "completed", Some(3))]).contains(">1.5 ms</text>"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::View;
 use super::chart;
 use crate::admin::store::{KindSummary, MerchantSummary, state_name};
 use crate::jobs::Job;
+use crate::mirror::ProgressSnapshot;
 
 const STYLE: &str = r#"
 :root { --fg:#1d2430; --muted:#5f6b7a; --line:#dde3ea; --bg:#f6f8fa; --ok:#1a7f37; --bad:#c62828; --warn:#b26a00; --run:#0b5cad; }
@@ -28,7 +29,7 @@ td.err { color:var(--bad); max-width:520px; overflow-wrap:anywhere; font-family:
 .s-completed, .s-done { background:#dcf5e3; color:var(--ok); }
 .s-failed, .s-dead, .s-needs_attention { background:#fde2e2; color:var(--bad); }
 .s-stalled, .s-cancelled { background:#fff0d6; color:var(--warn); }
-.s-syncing, .s-running, .s-pending { background:#dceafe; color:var(--run); }
+.s-syncing, .s-running, .s-pending, .s-fetching, .s-publishing { background:#dceafe; color:var(--run); }
 .tiles { display:flex; gap:12px; flex-wrap:wrap; }
 .tile { border:1px solid var(--line); border-radius:6px; padding:6px 14px; min-width:96px; }
 .tile b { display:block; font-size:20px; }
@@ -62,8 +63,17 @@ pub fn escape(text: &str) -> String {
 }
 
 fn layout(title: &str, body: &str) -> String {
+    layout_reloading(title, None, body)
+}
+
+/// A page that reloads itself every `reload_secs` (a meta refresh: no script), onto
+/// `/ui` so a notice from a redirect is not shown again.
+fn layout_reloading(title: &str, reload_secs: Option<u32>, body: &str) -> String {
+    let reload = reload_secs
+        .map(|secs| format!("<meta http-equiv=\"refresh\" content=\"{secs}; url=/ui\">"))
+        .unwrap_or_default();
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{reload}\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
 <meta name=\"robots\" content=\"noindex\"><title>{} · catalog-mirror admin</title>\
 <style>{STYLE}</style></head><body>{body}</body></html>\n",
@@ -109,9 +119,18 @@ pub fn login(error: Option<&str>) -> String {
 
 pub fn dashboard(view: &View, notice: Option<&str>, error: Option<&str>) -> String {
     let mut body = String::new();
+    let reload = match view.reload_secs {
+        Some(secs) => format!(
+            "<span id=\"reload\" data-secs=\"{secs}\">reloads every {secs} s</span> · <a href=\"/ui?reload=off\">pause</a>"
+        ),
+        None => {
+            "<span id=\"reload\">reload paused</span> · <a href=\"/ui\">reload now and resume</a>"
+                .into()
+        }
+    };
     let _ = write!(
         body,
-        "<header><h1>catalog-mirror admin</h1><div class=\"meta\">generated {} · <a href=\"/ui\">refresh</a> · \
+        "<header><h1>catalog-mirror admin</h1><div class=\"meta\">generated {} · {reload} · \
 <form class=\"inline\" method=\"post\" action=\"/ui/logout\"><button type=\"submit\" id=\"logout\">Sign out</button></form></div></header><main>",
         time(Some(view.generated_at))
     );
@@ -126,6 +145,7 @@ pub fn dashboard(view: &View, notice: Option<&str>, error: Option<&str>) -> Stri
         let _ = write!(body, "<p class=\"error\" id=\"error\">{}</p>", escape(text));
     }
     job_tiles(&mut body, view);
+    refreshes(&mut body, &view.refreshes);
     merchants(&mut body, view);
     let _ = write!(
         body,
@@ -135,7 +155,70 @@ pub fn dashboard(view: &View, notice: Option<&str>, error: Option<&str>) -> Stri
     dead_jobs(&mut body, &view.dead);
     recent_jobs(&mut body, &view.recent);
     body.push_str("</main>");
-    layout("Dashboard", &body)
+    layout_reloading("Dashboard", view.reload_secs, &body)
+}
+
+/// The refreshes running in this daemon and the latest finished ones. Each number
+/// cell carries its raw value in `data-value` (milliseconds for times).
+fn refreshes(body: &mut String, refreshes: &[ProgressSnapshot]) {
+    body.push_str("<section><h2>Refreshes</h2>");
+    if refreshes.is_empty() {
+        body.push_str(
+            "<p class=\"muted\" id=\"refreshes-empty\">No refresh has run in this daemon since it started.</p></section>",
+        );
+        return;
+    }
+    body.push_str(
+        "<table id=\"refreshes\"><thead><tr><th class=\"num\">Merchant</th><th>Kind</th><th>Phase</th>\
+<th class=\"num\">Pages fetched</th><th class=\"num\">Staged</th><th class=\"num\">Expected</th>\
+<th class=\"num\">Done</th><th class=\"num\">Rate-limit wait</th><th class=\"num\">Elapsed</th>\
+<th class=\"num\">Estimated left</th><th>Started</th></tr></thead><tbody>",
+    );
+    for p in refreshes {
+        let optional = |value: Option<u64>, show: &dyn Fn(u64) -> String| match value {
+            Some(v) => (v.to_string(), show(v)),
+            None => (String::new(), "–".into()),
+        };
+        let (expected_value, expected) = optional(p.expected, &|n| format!("{n} {}", p.unit));
+        let (left_value, left) = optional(p.estimated_remaining_ms, &|ms| millis(ms as i64));
+        let percent = p
+            .percent
+            .map(|pc| format!("{pc:.0}%"))
+            .unwrap_or_else(|| "–".into());
+        let basis = p
+            .estimate_basis
+            .map(|basis| format!("sized from the {basis}"))
+            .unwrap_or_else(|| "size unknown: no earlier pass and nothing in the mirror".into());
+        let _ = write!(
+            body,
+            "<tr data-merchant=\"{merchant}\" data-kind=\"{kind}\" data-running=\"{running}\">\
+<td class=\"num\">{merchant}</td><td>{kind} <span class=\"muted\">{mode}</span></td>\
+<td><span class=\"badge s-{phase}\">{phase}</span></td>\
+<td class=\"num pages\" data-value=\"{pages}\">{pages}</td>\
+<td class=\"num staged\" data-value=\"{staged}\">{staged} {unit}</td>\
+<td class=\"num expected\" data-value=\"{expected_value}\" title=\"{basis}\">{expected}</td>\
+<td class=\"num percent\">{percent}</td>\
+<td class=\"num waited\" data-value=\"{waited_ms}\">{waited}</td>\
+<td class=\"num elapsed\" data-value=\"{elapsed_ms}\">{elapsed}</td>\
+<td class=\"num remaining\" data-value=\"{left_value}\" title=\"{basis}\">{left}</td>\
+<td>{started}</td></tr>",
+            merchant = p.merchant_id,
+            kind = escape(p.kind),
+            mode = escape(p.mode),
+            running = p.running,
+            phase = escape(p.phase),
+            pages = p.pages_fetched,
+            staged = p.staged,
+            unit = escape(p.unit),
+            basis = escape(&basis),
+            waited_ms = p.rate_limit_wait_ms,
+            waited = millis(p.rate_limit_wait_ms as i64),
+            elapsed_ms = p.elapsed_ms,
+            elapsed = millis(p.elapsed_ms as i64),
+            started = time(Some(p.started_at)),
+        );
+    }
+    body.push_str("</tbody></table><p class=\"muted\">Estimates scale the time spent by what is left of the pass, sized from the last complete pass (or the mirror's counts), plus the last publish time. Violet's listing gives no totals.</p></section>");
 }
 
 fn job_tiles(body: &mut String, view: &View) {

@@ -2,8 +2,10 @@
 //! scripts, no external assets, no build step.
 //!
 //! - `GET /ui`: the dashboard (merchants with sync states and a resync button each,
-//!   job counts, dead jobs with a retry button, recent jobs, a chart of sync durations
-//!   and failures), or the login form without a session.
+//!   job counts, the progress of running refreshes, dead jobs with a retry button,
+//!   recent jobs, a chart of sync durations and failures), or the login form without a
+//!   session. It reloads itself with a meta refresh (no script): every 3 s while a
+//!   refresh runs, every 30 s otherwise; `?reload=off` stops it (a link in the header).
 //! - `POST /ui/login` (form field `token`): checks the admin token and sets the session
 //!   cookie (see [`super::auth`]); `POST /ui/logout` clears it.
 //! - `POST /ui/resync` (`merchant_id` or `all=1`, `kind`), `POST /ui/jobs/{id}/retry`
@@ -92,7 +94,8 @@ async fn dashboard(
         return Html(html::login(None)).into_response();
     }
     let notice = notice(query.as_deref());
-    render_dashboard(&state, StatusCode::OK, notice.as_deref(), None).await
+    let paused = reload_paused(query.as_deref());
+    render_dashboard(&state, StatusCode::OK, notice.as_deref(), None, paused).await
 }
 
 /// The success notice after a redirect: fixed texts only, nothing reflected verbatim.
@@ -132,8 +135,9 @@ async fn render_dashboard(
     status: StatusCode,
     notice: Option<&str>,
     error: Option<&str>,
+    paused: bool,
 ) -> Response {
-    match load(state).await {
+    match load(state, paused).await {
         Ok(view) => (status, Html(html::dashboard(&view, notice, error))).into_response(),
         Err(err) => {
             if let AdminError::Database(cause) = &err {
@@ -159,14 +163,54 @@ pub struct View {
     pub dead: Vec<crate::jobs::Job>,
     pub recent: Vec<crate::jobs::Job>,
     pub runs: Vec<store::SyncRun>,
+    /// Refreshes running in this daemon, then the latest finished ones.
+    pub refreshes: Vec<crate::mirror::ProgressSnapshot>,
+    /// Seconds between the page's reloads; `None` when paused.
+    pub reload_secs: Option<u32>,
     pub generated_at: chrono::DateTime<chrono::Utc>,
 }
 
-async fn load(state: &AdminState) -> Result<View, AdminError> {
+/// Reload periods of the page: short while a refresh runs, so its progress moves.
+const RELOAD_RUNNING_SECS: u32 = 3;
+const RELOAD_IDLE_SECS: u32 = 30;
+/// Finished refreshes listed under the running ones.
+const FINISHED_REFRESHES: usize = 10;
+
+/// Running refreshes first (oldest first), then the latest finished ones.
+fn refreshes(state: &AdminState) -> Vec<crate::mirror::ProgressSnapshot> {
+    let Some(progress) = &state.progress else {
+        return Vec::new();
+    };
+    let (mut running, mut finished): (Vec<_>, Vec<_>) =
+        progress.all().into_iter().partition(|p| p.running);
+    running.sort_by_key(|p| p.started_at);
+    finished.sort_by_key(|p| std::cmp::Reverse(p.finished_at));
+    finished.truncate(FINISHED_REFRESHES);
+    running.extend(finished);
+    running
+}
+
+/// Whether the page asked not to reload itself (`?reload=off`).
+fn reload_paused(query: Option<&str>) -> bool {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .any(|(key, value)| key == "reload" && value == "off")
+}
+
+async fn load(state: &AdminState, paused: bool) -> Result<View, AdminError> {
     let applied = state.applied_change_no().await;
     let pool = &state.pool;
+    let mut merchants = store::merchants(pool, None, applied).await?;
+    state.attach_progress(&mut merchants);
+    let refreshes = refreshes(state);
+    let reload_secs = (!paused).then(|| {
+        if refreshes.iter().any(|p| p.running) {
+            RELOAD_RUNNING_SECS
+        } else {
+            RELOAD_IDLE_SECS
+        }
+    });
     Ok(View {
-        merchants: store::merchants(pool, None, applied).await?,
+        merchants,
         index_reported: state.index.is_some(),
         counts: store::job_counts(pool).await?,
         dead: store::jobs(
@@ -187,6 +231,8 @@ async fn load(state: &AdminState) -> Result<View, AdminError> {
         )
         .await?,
         runs: store::recent_runs(pool, CHART_RUNS).await?,
+        refreshes,
+        reload_secs,
         generated_at: chrono::Utc::now(),
     })
 }
@@ -264,7 +310,17 @@ async fn resync(State(state): State<AdminState>, headers: HeaderMap, body: Bytes
         Ok(enqueued) => {
             Redirect::to(&format!("/ui?done=resync&count={}", enqueued.len())).into_response()
         }
-        Err(err) => render_dashboard(&state, err.status(), None, Some(&err.public_message())).await,
+        Err(err) => {
+            // An error page does not reload itself: the message would vanish.
+            render_dashboard(
+                &state,
+                err.status(),
+                None,
+                Some(&err.public_message()),
+                true,
+            )
+            .await
+        }
     }
 }
 
@@ -286,7 +342,17 @@ async fn retry(
     .await;
     match outcome {
         Ok(job) => Redirect::to(&format!("/ui?done=retry&job={}", job.id)).into_response(),
-        Err(err) => render_dashboard(&state, err.status(), None, Some(&err.public_message())).await,
+        Err(err) => {
+            // An error page does not reload itself: the message would vanish.
+            render_dashboard(
+                &state,
+                err.status(),
+                None,
+                Some(&err.public_message()),
+                true,
+            )
+            .await
+        }
     }
 }
 
@@ -324,6 +390,16 @@ async fn removals(
     .await;
     match outcome {
         Ok(to) => Redirect::to(&to).into_response(),
-        Err(err) => render_dashboard(&state, err.status(), None, Some(&err.public_message())).await,
+        Err(err) => {
+            // An error page does not reload itself: the message would vanish.
+            render_dashboard(
+                &state,
+                err.status(),
+                None,
+                Some(&err.public_message()),
+                true,
+            )
+            .await
+        }
     }
 }

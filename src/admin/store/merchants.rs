@@ -8,6 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
+use crate::mirror::ProgressSnapshot;
+
 /// How many ended runs (completed, failed or stalled) the success rate looks at.
 pub const RECENT_RUNS_WINDOW: i64 = 20;
 
@@ -51,6 +53,9 @@ pub struct KindSummary {
     pub success_rate: Option<f64>,
     /// How many ended runs the success rate is over.
     pub recent_runs: i64,
+    /// The refresh of this listing running in the daemon that answers, or its last one
+    /// since the daemon started; `null` when none ran (filled in by the API, not here).
+    pub progress: Option<ProgressSnapshot>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -217,6 +222,7 @@ impl KindSummary {
             last_duration_ms: None,
             success_rate: None,
             recent_runs: 0,
+            progress: None,
         }
     }
 }
@@ -242,6 +248,7 @@ impl From<KindRow> for KindSummary {
             last_duration_ms: row.last_duration_ms,
             success_rate: (row.ended > 0).then(|| row.completed as f64 / row.ended as f64),
             recent_runs: row.ended,
+            progress: None,
         }
     }
 }
