@@ -92,19 +92,8 @@ async fn onboarding_mirrors_a_5000_offer_merchant_offer_by_offer_sku_by_sku_and_
     );
 
     // The storefront sees the visible, published offers that are for sale.
-    let for_sale = |id: i64| {
-        let offer = catalog.offer_json(id as u64).unwrap();
-        let status = offer["status"].as_str().unwrap();
-        offer["visible"] == true
-            && offer["publishing_status"] == "PUBLISHED"
-            && ![
-                "ARCHIVED",
-                "FOR_DELETION",
-                "DISABLED_AVAILABLE",
-                "DISABLED_UNAVAILABLE",
-            ]
-            .contains(&status)
-    };
+    let for_sale =
+        |id: i64| mirror_common::sandbox_offer_for_sale(&catalog.offer_json(id as u64).unwrap());
     let expected: Vec<i64> = all.iter().copied().filter(|&id| for_sale(id)).collect();
     let shown: Vec<i64> = queries::storefront_offers(&h.pool, M)
         .await

@@ -343,21 +343,6 @@ fn signal(daemon: &Daemon, which: &str) {
     assert!(status.success(), "kill {which}");
 }
 
-/// The storefront rule, as the sandbox's JSON shows it (the daemon's is in the
-/// database; this is the independent oracle).
-fn for_sale(offer: &Value) -> bool {
-    let status = offer["status"].as_str().unwrap_or("").to_ascii_uppercase();
-    offer["visible"] == true
-        && offer["publishing_status"] == "PUBLISHED"
-        && ![
-            "ARCHIVED",
-            "FOR_DELETION",
-            "DISABLED_AVAILABLE",
-            "DISABLED_UNAVAILABLE",
-        ]
-        .contains(&status.as_str())
-}
-
 /// Ids of the merchant's offers one daemon's search shows (`None`: no answer).
 async fn searched(
     http: &reqwest::Client,
@@ -423,7 +408,7 @@ fn spawn_reader(
                         return true;
                     }
                     if let Some(now) = catalog.offer_json(id)
-                        && for_sale(&now)
+                        && mirror_common::sandbox_offer_for_sale(&now)
                         && now["date_last_modified"] == *seen_at
                     {
                         violations.push(format!(

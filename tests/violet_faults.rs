@@ -186,7 +186,7 @@ async fn persistently_broken_pages_fail_the_fetch_cleanly() {
     settings.max_retries = 1;
     let client = client(&settings);
 
-    for (truncate, malformed, expect) in [(2, 0, "EOF"), (0, 2, "invalid page JSON")] {
+    for (truncate, malformed, expect) in [(2, 0, "EOF"), (0, 2, "not a catalog page")] {
         sandbox.set_knobs(|k| {
             k.truncate_next = truncate;
             k.malformed_next = malformed;

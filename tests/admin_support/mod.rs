@@ -125,33 +125,50 @@ pub async fn insert_job(
 ) -> i64 {
     let payload = json!({ "kind": kind, "merchant_id": merchant_id, "mode": "full" });
     sqlx::query_scalar(
-        r#"INSERT INTO jobs (kind, merchant_id, dedupe_key, payload, state, attempts, max_attempts, last_error, finished_at)
-           VALUES ($1, $2, $3, $4, $5, 8, 8, $6, CASE WHEN $5 IN ('dead', 'done', 'cancelled') THEN now() END)
+        r#"INSERT INTO jobs (kind, merchant_id, dedupe_key, payload, state, attempts, max_attempts, last_error, finished_at, lane)
+           VALUES ($1, $2, $3, $4, $5, 8, 8, $6, CASE WHEN $5 IN ('dead', 'done', 'cancelled') THEN now() END, $7)
            RETURNING id"#,
     )
     .bind(kind)
     .bind(merchant_id)
     .bind(format!("{kind}:{merchant_id}"))
-    .bind(payload)
+    .bind(&payload)
     .bind(state)
     .bind(error)
+    .bind(lane(&payload))
     .fetch_one(pool)
     .await
     .unwrap()
 }
 
+/// The lane the daemon gives a job with this payload (its dedupe key for kinds whose
+/// payload this does not describe fully).
+fn lane(payload: &Value) -> String {
+    serde_json::from_value::<catalog_mirror::jobs::JobKind>(payload.clone())
+        .map(|kind| kind.lane())
+        .unwrap_or_else(|_| {
+            format!(
+                "{}:{}",
+                payload["kind"].as_str().unwrap(),
+                payload["merchant_id"]
+            )
+        })
+}
+
 /// Keeps workers away from `kind` jobs of `merchant_id`: the queue never claims a job
-/// while another with the same dedupe key is running, so a running job with a long
-/// lease held by nobody makes retried jobs stay `pending` for the test to see.
+/// while another of its lane is running, so a running job with a long lease held by
+/// nobody makes retried jobs stay `pending` for the test to see.
 pub async fn block_claims(pool: &PgPool, kind: &str, merchant_id: i64) {
+    let payload = json!({ "kind": kind, "merchant_id": merchant_id, "mode": "full" });
     sqlx::query(
-        r#"INSERT INTO jobs (kind, merchant_id, dedupe_key, payload, state, attempts, max_attempts, locked_by, locked_until)
-           VALUES ($1, $2, $3, $4, 'running', 1, 8, 'test-blocker', now() + interval '1 hour')"#,
+        r#"INSERT INTO jobs (kind, merchant_id, dedupe_key, payload, state, attempts, max_attempts, locked_by, locked_until, lane)
+           VALUES ($1, $2, $3, $4, 'running', 1, 8, 'test-blocker', now() + interval '1 hour', $5)"#,
     )
     .bind(kind)
     .bind(merchant_id)
     .bind(format!("{kind}:{merchant_id}"))
-    .bind(json!({ "kind": kind, "merchant_id": merchant_id, "mode": "full" }))
+    .bind(&payload)
+    .bind(lane(&payload))
     .execute(pool)
     .await
     .unwrap();

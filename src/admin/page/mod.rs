@@ -130,6 +130,12 @@ fn notice(query: Option<&str>) -> Option<String> {
     }
 }
 
+/// The dashboard with the error of a failed action. It does not reload itself: the
+/// message would vanish.
+async fn action_failed(state: &AdminState, err: AdminError) -> Response {
+    render_dashboard(state, err.status(), None, Some(&err.public_message()), true).await
+}
+
 async fn render_dashboard(
     state: &AdminState,
     status: StatusCode,
@@ -310,17 +316,7 @@ async fn resync(State(state): State<AdminState>, headers: HeaderMap, body: Bytes
         Ok(enqueued) => {
             Redirect::to(&format!("/ui?done=resync&count={}", enqueued.len())).into_response()
         }
-        Err(err) => {
-            // An error page does not reload itself: the message would vanish.
-            render_dashboard(
-                &state,
-                err.status(),
-                None,
-                Some(&err.public_message()),
-                true,
-            )
-            .await
-        }
+        Err(err) => action_failed(&state, err).await,
     }
 }
 
@@ -342,17 +338,7 @@ async fn retry(
     .await;
     match outcome {
         Ok(job) => Redirect::to(&format!("/ui?done=retry&job={}", job.id)).into_response(),
-        Err(err) => {
-            // An error page does not reload itself: the message would vanish.
-            render_dashboard(
-                &state,
-                err.status(),
-                None,
-                Some(&err.public_message()),
-                true,
-            )
-            .await
-        }
+        Err(err) => action_failed(&state, err).await,
     }
 }
 
@@ -390,16 +376,6 @@ async fn removals(
     .await;
     match outcome {
         Ok(to) => Redirect::to(&to).into_response(),
-        Err(err) => {
-            // An error page does not reload itself: the message would vanish.
-            render_dashboard(
-                &state,
-                err.status(),
-                None,
-                Some(&err.public_message()),
-                true,
-            )
-            .await
-        }
+        Err(err) => action_failed(&state, err).await,
     }
 }
