@@ -8,7 +8,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use admin_support::{ACME, BOLT, GONE, TOKEN, block_claims, get, insert_job, post, seed, spawn};
+use admin_support::{
+    ACME, BOLT, GONE, TOKEN, block_claims, get, hold_removals, insert_job, post, seed, spawn,
+};
 use catalog_mirror::admin::{AdminState, IndexControl, router};
 use catalog_mirror::sync::{Planner, PlanningSettings};
 use common::{TestApp, TestDb, eventually};
@@ -27,6 +29,9 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/events"),
     ("GET", "/api/events/1"),
     ("POST", "/api/events/1/replay"),
+    ("GET", "/api/merchants/101/removals"),
+    ("POST", "/api/merchants/101/removals/confirm"),
+    ("POST", "/api/merchants/101/removals/discard"),
 ];
 
 async fn raw(
@@ -819,4 +824,95 @@ async fn events_are_filtered_and_can_be_replayed() {
 
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_removals_are_shown_then_confirmed_or_discarded() {
+    let (_db, app) = spawn().await;
+    seed(&app).await;
+    hold_removals(&app).await;
+
+    let (_, body) = get(&app, "/api/merchants").await;
+    assert_eq!(merchant(&body, ACME)["held_removals"], 2);
+    assert_eq!(merchant(&body, BOLT)["held_removals"], Value::Null);
+    let (_, body) = get(&app, &format!("/api/merchants/{ACME}")).await;
+    assert_eq!(body["held_removals"]["offers"], 2, "{body}");
+    assert_eq!(body["merchant"]["products"]["state"], "needs_attention");
+    assert!(
+        body["merchant"]["products"]["attention_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("removals held")
+    );
+    let (status, body) = get(&app, &format!("/api/merchants/{ACME}/removals")).await;
+    assert_eq!(
+        (status, body["held_removals"]["live_offers"].as_i64()),
+        (200, Some(3))
+    );
+    let (status, body) = post(
+        &app,
+        &format!("/api/merchants/{BOLT}/removals/confirm"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+
+    let (status, body) = post(
+        &app,
+        &format!("/api/merchants/{ACME}/removals/confirm"),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["removed"].as_i64()), (200, Some(2)), "{body}");
+    let live: Vec<i64> = sqlx::query_scalar(
+        "SELECT offer_id FROM offers WHERE merchant_id = $1 AND removed_at IS NULL ORDER BY offer_id",
+    )
+    .bind(ACME)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(live, vec![5003]);
+    let (reason, removed): (String, i32) = sqlx::query_as(
+        "SELECT reason, removed FROM change_log WHERE merchant_id = $1 ORDER BY change_no DESC LIMIT 1",
+    )
+    .bind(ACME)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((reason.as_str(), removed), ("removals_confirmed", 2));
+    let (_, body) = get(&app, &format!("/api/merchants/{ACME}")).await;
+    assert_eq!(body["held_removals"], Value::Null);
+    assert_eq!(body["merchant"]["products"]["state"], "completed");
+    let (status, _) = get(&app, &format!("/api/merchants/{ACME}/removals")).await;
+    assert_eq!(status, 404);
+
+    // Held again, then discarded: nothing removed.
+    sqlx::query("UPDATE offers SET removed_at = NULL, updated_at = now() - interval '1 minute' WHERE offer_id IN (5001, 5002)")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    hold_removals(&app).await;
+    let (status, body) = post(
+        &app,
+        &format!("/api/merchants/{ACME}/removals/discard"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["discarded"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    let live: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM offers WHERE merchant_id = $1 AND removed_at IS NULL",
+    )
+    .bind(ACME)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(live, 3);
 }

@@ -7,8 +7,8 @@ mod common;
 use std::process::Output;
 
 use admin_support::{
-    ACME, BOLT, GONE, SLOW_MERCHANT, SLOW_OFFERS, SLOW_PAGE_SIZE, TOKEN, block_claims, seed, spawn,
-    spawn_slow_refresh,
+    ACME, BOLT, GONE, SLOW_MERCHANT, SLOW_OFFERS, SLOW_PAGE_SIZE, TOKEN, block_claims,
+    hold_removals, seed, spawn, spawn_slow_refresh,
 };
 use common::TestApp;
 use serde_json::Value;
@@ -503,4 +503,30 @@ async fn status_shows_refresh_progress_in_json_tables_and_watch() {
     let text = admin_ok(app, &["merchant", &SLOW_MERCHANT.to_string()]).await;
     assert!(text.contains("refresh progress:"), "{text}");
     slow.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removals_shows_confirms_and_refuses_what_is_not_held() {
+    let (_db, app) = spawn().await;
+    seed(&app).await;
+    hold_removals(&app).await;
+    let acme = ACME.to_string();
+    let status = admin_ok(&app, &["status"]).await;
+    assert!(
+        status.contains(&format!("merchant {ACME}: 2 removals held")),
+        "{status}"
+    );
+    let shown = admin_ok(&app, &["removals", &acme]).await;
+    assert!(
+        shown.contains("2 removals held of 3 live offers"),
+        "{shown}"
+    );
+    assert!(shown.contains("--confirm"), "{shown}");
+    let (_, _, code) = admin(&app, &["removals", &acme, "--confirm", "--discard"]).await;
+    assert_eq!(code, 2, "one decision at a time");
+    let confirmed = admin_ok(&app, &["removals", &acme, "--confirm"]).await;
+    assert!(confirmed.contains("2 offers removed"), "{confirmed}");
+    let (_, stderr, code) = admin(&app, &["removals", &acme, "--discard"]).await;
+    assert_eq!(code, 1, "nothing held any more: {stderr}");
+    assert!(stderr.contains("no held removals"), "{stderr}");
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use admin_support::cdp::Browser;
 use admin_support::{
-    ACME, BOLT, SLOW_MERCHANT, SLOW_OFFERS, SLOW_PAGE_SIZE, TOKEN, block_claims, seed, spawn,
-    spawn_slow_refresh,
+    ACME, BOLT, SLOW_MERCHANT, SLOW_OFFERS, SLOW_PAGE_SIZE, TOKEN, block_claims, hold_removals,
+    seed, spawn, spawn_slow_refresh,
 };
 use common::TestApp;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -532,4 +532,50 @@ async fn the_page_follows_a_slow_refresh_as_it_reloads_itself() {
     );
     browser.close().await;
     slow.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_removals_show_on_the_page_with_buttons_that_decide_them() {
+    let (_db, app) = spawn().await;
+    seed(&app).await;
+    hold_removals(&app).await;
+    let http = no_redirects();
+    let cookie = sign_in(&app, &http).await;
+    let page = |cookie: String| {
+        let (http, url) = (http.clone(), app.admin_url("/ui"));
+        async move {
+            http.get(url)
+                .header(COOKIE, cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let html = page(cookie.clone()).await;
+    assert!(html.contains("2 removals held"), "{html}");
+    let confirm = format!("/ui/merchants/{ACME}/removals/confirm");
+    assert!(html.contains(&format!("action=\"{confirm}\"")), "{html}");
+
+    let done = post_form(&app, &http, &confirm, "", Some(&cookie)).await;
+    assert_eq!(done.status(), 303);
+    assert_eq!(done.headers()[LOCATION], "/ui?done=confirmed&removed=2");
+    let html = page(cookie.clone()).await;
+    assert!(!html.contains("removals held"), "{html}");
+    // Nothing is held any more: the page says so, with the status of the refusal.
+    let again = post_form(&app, &http, &confirm, "", Some(&cookie)).await;
+    assert_eq!(again.status(), 404);
+    assert!(again.text().await.unwrap().contains("no held removals"));
+    // Without a session the buttons do nothing.
+    let refused = post_form(
+        &app,
+        &http,
+        &format!("/ui/merchants/{ACME}/removals/discard"),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(refused.status(), 401);
 }

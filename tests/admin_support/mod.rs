@@ -320,3 +320,24 @@ impl SlowRefresh {
         drop(self.db);
     }
 }
+
+/// Holds the removal of ACME's offers 5001 and 5002 (of 3 live, see [`seed`]) as a
+/// complete pass would have, with the attention it raises.
+pub async fn hold_removals(app: &TestApp) {
+    sqlx::query(
+        r#"INSERT INTO held_removals (merchant_id, offer_ids, live_offers, refresh_id, reason)
+           VALUES ($1, '{5001,5002}', 3, 77, 'removals held: a complete pass (refresh 77) would remove 2 of 3 live offers')"#,
+    )
+    .bind(ACME)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        r#"UPDATE sync_state SET state = 'needs_attention', attention_reason = 'removals held: a complete pass (refresh 77) would remove 2 of 3 live offers'
+           WHERE merchant_id = $1 AND kind = 'products'"#,
+    )
+    .bind(ACME)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
