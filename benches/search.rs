@@ -516,6 +516,7 @@ async fn measure(
                                     &relevance,
                                     &requests[which],
                                     None,
+                                    &search::execute::Bounds::default(),
                                 )
                                 .unwrap();
                                 serde_json::to_vec(&body).unwrap()
@@ -663,7 +664,11 @@ async fn main() {
         settings.search.max_concurrent_searches = limit.parse().expect("BENCH_MAX_CONCURRENT");
     }
     // "Engine only" computes on threads of its own, as many as the daemon's.
-    let threads = SearchPool::start(settings.search.max_concurrent_searches as usize).unwrap();
+    let threads = SearchPool::start(
+        settings.search.max_concurrent_searches as usize,
+        settings.search.max_queued_searches,
+    )
+    .unwrap();
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://{}", app.public_addr());
     let shutdown = CancellationToken::new();

@@ -120,6 +120,9 @@ impl Application {
             database_addr: crate::db::server_address(&settings.database),
             search_index: search_index.clone(),
             ready_max_lag_changes: settings.search.ready_max_lag_changes,
+            webhook_bodies: Arc::new(tokio::sync::Semaphore::new(
+                settings.webhooks.max_bodies_in_flight,
+            )),
         };
         crate::gauges::spawn(
             self.pool.clone(),
@@ -158,7 +161,12 @@ impl Application {
         crate::systemd::ready();
         crate::systemd::spawn_watchdog(shutdown.clone());
         let intake_shutdown = shutdown.clone();
-        axum::serve(self.public, router)
+        let public = http::GuardedListener::new(
+            self.public,
+            settings.http.write_stall_timeout(),
+            settings.http.idle_timeout(),
+        );
+        axum::serve(public, router)
             .with_graceful_shutdown(async move {
                 intake_shutdown.cancelled().await;
                 crate::systemd::stopping();

@@ -19,8 +19,7 @@ use super::params::{Params, parse_id};
 use super::store::{self, EventFilter, JOB_STATES, JobFilter};
 use super::{AdminError, AdminState, auth};
 use crate::mirror::removals;
-/// Largest `limit` of any listing.
-pub const MAX_LIMIT: i64 = 500;
+/// `limit` of a listing when none is given (at most `admin.max_page_size`).
 const DEFAULT_LIMIT: i64 = 50;
 /// Largest request body (only `POST /api/resync` reads one, a few dozen bytes).
 const MAX_BODY: usize = 64 * 1024;
@@ -87,8 +86,9 @@ async fn show_merchant(
 ) -> ApiResult {
     let id = path_id(path, "merchant id")?;
     let params = Params::parse(query.as_deref(), &["runs", "events"])?;
-    let runs_limit = limit_of(&params, "runs", DEFAULT_LIMIT)?;
-    let events_limit = limit_of(&params, "events", 20)?;
+    let max = state.max_page_size;
+    let runs_limit = limit_of(&params, "runs", DEFAULT_LIMIT.min(max), max)?;
+    let events_limit = limit_of(&params, "events", 20.min(max), max)?;
     let mut merchants =
         store::merchants(&state.pool, Some(id), state.applied_change_no().await).await?;
     state.attach_progress(&mut merchants);
@@ -165,13 +165,13 @@ async fn discard_removals(
     Ok(Json(json!({ "merchant_id": id, "discarded": true, "removed": 0 })).into_response())
 }
 
-fn limit_of(params: &Params, name: &str, default: i64) -> Result<i64, AdminError> {
+fn limit_of(params: &Params, name: &str, default: i64, max: i64) -> Result<i64, AdminError> {
     match params.text(name) {
         None => Ok(default),
         Some(value) => match value.parse::<i64>() {
-            Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
+            Ok(limit) if (1..=max).contains(&limit) => Ok(limit),
             _ => Err(AdminError::bad_request(format!(
-                "{name} must be a whole number from 1 to {MAX_LIMIT}, not {value:?}"
+                "{name} must be a whole number from 1 to {max}, not {value:?}"
             ))),
         },
     }
@@ -259,7 +259,7 @@ async fn list_jobs(State(state): State<AdminState>, RawQuery(query): RawQuery) -
             .filter(|state| state != "all"),
         merchant_id: params.id("merchant")?,
         kind: params.choice("kind", store::JOB_KINDS)?,
-        limit: params.limit(DEFAULT_LIMIT, MAX_LIMIT)?,
+        limit: params.limit(DEFAULT_LIMIT.min(state.max_page_size), state.max_page_size)?,
     };
     let jobs = store::jobs(&state.pool, &filter).await?;
     let counts = store::job_counts(&state.pool).await?;
@@ -319,7 +319,7 @@ async fn list_events(State(state): State<AdminState>, RawQuery(query): RawQuery)
         status: params.choice("status", EVENT_STATUSES)?,
         since: params.since("since", chrono::Utc::now())?,
         before_id: params.id("before")?,
-        limit: params.limit(DEFAULT_LIMIT, MAX_LIMIT)?,
+        limit: params.limit(DEFAULT_LIMIT.min(state.max_page_size), state.max_page_size)?,
     };
     let events = store::events(&state.pool, &filter).await?;
     Ok(Json(json!({ "events": events })).into_response())

@@ -67,6 +67,8 @@ pub struct AdminState {
     pub token: Secret,
     /// Attempts of the jobs a resync enqueues (`jobs.max_attempts`).
     pub job_max_attempts: i32,
+    /// Largest `limit` of a listing (`admin.max_page_size`).
+    pub max_page_size: i64,
     /// The search side's hooks, once it runs in this daemon (index lag, reindex).
     pub index: Option<Arc<dyn IndexControl>>,
     /// The refreshes this daemon runs, for their progress.
@@ -80,6 +82,7 @@ impl AdminState {
             planner,
             token: settings.admin.token.clone(),
             job_max_attempts: settings.jobs.max_attempts,
+            max_page_size: settings.admin.max_page_size,
             index: None,
             progress: None,
         }

@@ -62,6 +62,12 @@ pub struct DatabaseSettings {
 pub struct HttpSettings {
     pub public_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// Public listener: a connection whose client accepts no response bytes for this
+    /// long is closed.
+    pub write_stall_timeout_ms: u64,
+    /// Public listener: a connection with no bytes moving either way for this long is
+    /// closed.
+    pub idle_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +75,8 @@ pub struct HttpSettings {
 pub struct WebhookSettings {
     pub extra_secrets: Vec<Secret>,
     pub body_limit_bytes: usize,
+    /// Webhook bodies read or being stored at once; more wait their turn briefly.
+    pub max_bodies_in_flight: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,6 +149,20 @@ pub struct SearchSettings {
     pub ready_max_lag_changes: u64,
     /// Search threads (searches computed at once); 0: one per CPU.
     pub max_concurrent_searches: u32,
+    /// Hits reachable by one query: `offset + limit` and `page * hitsPerPage` are
+    /// capped here, and so are the totals (Meilisearch's `pagination.maxTotalHits`).
+    pub max_total_hits: usize,
+    /// Queries in one `POST /multi-search`.
+    pub max_queries_per_multi_search: usize,
+    /// Values returned per facet in `facetDistribution` (Meilisearch's
+    /// `faceting.maxValuesPerFacet`).
+    pub max_values_per_facet: usize,
+    /// Searches waiting for a search thread; one more is answered 503.
+    pub max_queued_searches: usize,
+    /// Search API requests held at once, from arrival until the answer is sent.
+    pub max_requests_in_flight: usize,
+    /// Longest a search request may take from arrival to a computed answer.
+    pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -150,6 +172,8 @@ pub struct NotificationSettings {
     pub secret: Secret,
     pub max_attempts: i32,
     pub timeout_ms: u64,
+    /// Server-Sent Events subscribers at once.
+    pub max_stream_subscribers: usize,
 }
 
 /// A search key that only sees the offers matching `filter`.
@@ -166,6 +190,8 @@ pub struct AdminSettings {
     pub token: Secret,
     pub url: String,
     pub metrics_sample_ms: u64,
+    /// Largest `limit` (rows per page) of the admin API's lists.
+    pub max_page_size: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +259,15 @@ fn figment(source: &ConfigSource) -> Result<Figment, ConfigErrors> {
     Ok(figment
         .merge(Env::raw().filter_map(|key| (key == "DATABASE_URL").then(|| "database.url".into())))
         .merge(Env::prefixed(ENV_PREFIX).split("__")))
+}
+
+impl HttpSettings {
+    pub fn write_stall_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_stall_timeout_ms)
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
 }
 
 impl DatabaseSettings {

@@ -128,6 +128,55 @@ fn out_of_range_values_name_key_and_reason() {
 }
 
 #[test]
+fn request_bounds_have_their_defaults_and_refuse_zero() {
+    figment::Jail::expect_with(|jail| {
+        let settings = Settings::load(&ConfigSource::DefaultsOnly).unwrap();
+        assert_eq!(
+            settings.search.max_total_hits, 1000,
+            "Meilisearch's default"
+        );
+        assert_eq!(settings.search.max_values_per_facet, 100);
+        assert_eq!(settings.search.max_queries_per_multi_search, 50);
+        assert_eq!(settings.search.max_queued_searches, 256);
+        assert_eq!(settings.search.max_requests_in_flight, 512);
+        assert_eq!(settings.search.timeout_ms, 2000);
+        assert_eq!(settings.notifications.max_stream_subscribers, 256);
+        assert_eq!(settings.webhooks.max_bodies_in_flight, 64);
+        assert_eq!(settings.admin.max_page_size, 500);
+
+        let errors = load_file(
+            jail,
+            "[search]\nmax_total_hits = 0\nmax_queries_per_multi_search = 0\n\
+             max_values_per_facet = 0\nmax_queued_searches = 0\nmax_requests_in_flight = 0\n\
+             timeout_ms = 5\n[notifications]\nmax_stream_subscribers = 0\n\
+             [webhooks]\nmax_bodies_in_flight = 0\n[admin]\nmax_page_size = 0\n\
+             [http]\nwrite_stall_timeout_ms = 0\nidle_timeout_ms = 10\n",
+        )
+        .unwrap_err();
+        for (key, reason) in [
+            ("search.max_total_hits", "greater than 0"),
+            ("search.max_queries_per_multi_search", "greater than 0"),
+            ("search.max_values_per_facet", "greater than 0"),
+            ("search.max_queued_searches", "greater than 0"),
+            ("search.max_requests_in_flight", "greater than 0"),
+            ("search.timeout_ms", "at least 10"),
+            ("notifications.max_stream_subscribers", "greater than 0"),
+            ("webhooks.max_bodies_in_flight", "greater than 0"),
+            ("admin.max_page_size", "between 1 and 100000"),
+            ("http.write_stall_timeout_ms", "at least 100"),
+            ("http.idle_timeout_ms", "at least 1000"),
+        ] {
+            let error = errors
+                .for_key(key)
+                .unwrap_or_else(|| panic!("no error names {key}: {errors}"));
+            assert!(error.reason.contains(reason), "{key}: {error:?}");
+        }
+        assert_eq!(errors.0.len(), 11, "{errors}");
+        Ok(())
+    });
+}
+
+#[test]
 fn missing_config_file_is_an_error_naming_it() {
     figment::Jail::expect_with(|_jail| {
         let errors = Settings::load(&ConfigSource::File("nope.toml".into())).unwrap_err();

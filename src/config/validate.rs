@@ -155,6 +155,20 @@ impl Settings {
             || "must differ from http.public_addr".into(),
         );
         p.check(
+            self.http.write_stall_timeout_ms >= 100,
+            "http.write_stall_timeout_ms",
+            || "must be at least 100".into(),
+        );
+        p.check(
+            self.http.idle_timeout_ms >= 1000,
+            "http.idle_timeout_ms",
+            || "must be at least 1000".into(),
+        );
+        p.positive(
+            self.webhooks.max_bodies_in_flight as u64,
+            "webhooks.max_bodies_in_flight",
+        );
+        p.check(
             self.webhooks.body_limit_bytes >= 1024,
             "webhooks.body_limit_bytes",
             || "must be at least 1024".into(),
@@ -261,6 +275,27 @@ impl Settings {
             "search.max_concurrent_searches",
             || "must be at most 1024 (0: one per CPU)".into(),
         );
+        let search = &self.search;
+        p.positive(search.max_total_hits as u64, "search.max_total_hits");
+        p.positive(
+            search.max_queries_per_multi_search as u64,
+            "search.max_queries_per_multi_search",
+        );
+        p.positive(
+            search.max_values_per_facet as u64,
+            "search.max_values_per_facet",
+        );
+        p.positive(
+            search.max_queued_searches as u64,
+            "search.max_queued_searches",
+        );
+        p.positive(
+            search.max_requests_in_flight as u64,
+            "search.max_requests_in_flight",
+        );
+        p.check(search.timeout_ms >= 10, "search.timeout_ms", || {
+            "must be at least 10".into()
+        });
         for (i, key) in self.search.restricted_keys.iter().enumerate() {
             p.check(
                 !key.key.is_empty(),
@@ -294,11 +329,20 @@ impl Settings {
             "must be at least 1".into()
         });
         p.positive(n.timeout_ms, "notifications.timeout_ms");
+        p.positive(
+            n.max_stream_subscribers as u64,
+            "notifications.max_stream_subscribers",
+        );
         p.url(&self.admin.url, "admin.url", &["http", "https"]);
         p.check(
             self.admin.metrics_sample_ms >= 100,
             "admin.metrics_sample_ms",
             || "must be at least 100".into(),
+        );
+        p.check(
+            (1..=100_000).contains(&self.admin.max_page_size),
+            "admin.max_page_size",
+            || "must be between 1 and 100000".into(),
         );
         p.check(
             tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_ok(),

@@ -1,11 +1,13 @@
 //! HTTP: the public router (webhooks, health; search joins it) and shared state.
 
 mod gate;
+mod guard;
 mod health;
 mod observe;
 pub mod webhooks;
 
 pub use gate::IntakeGate;
+pub use guard::GuardedListener;
 
 /// Marks `response` as the last on its connection. For answers that refuse a body
 /// without reading all of it: the server closes the connection after them, and
@@ -48,6 +50,8 @@ pub struct AppState {
     pub search_index: Arc<SearchIndex>,
     /// `/readyz` fails while the index is more changes behind than this.
     pub ready_max_lag_changes: u64,
+    /// Places for webhook bodies being read or stored (`webhooks.max_bodies_in_flight`).
+    pub webhook_bodies: Arc<tokio::sync::Semaphore>,
 }
 
 /// The public listener's routes; `search` is the search API (`crate::search::http`),
@@ -56,7 +60,12 @@ pub fn public_router(state: AppState, webhook_body_limit: usize, search: Router)
     Router::new()
         .route(
             "/webhooks/violet",
-            post(webhooks::receive).layer(DefaultBodyLimit::max(webhook_body_limit)),
+            post(webhooks::receive)
+                .layer(DefaultBodyLimit::max(webhook_body_limit))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    webhooks::one_body_of_many,
+                )),
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

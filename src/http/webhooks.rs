@@ -1,5 +1,10 @@
 //! `POST /webhooks/violet`: verify the signature over the raw body, store the event
 //! durably, answer. Nothing else happens on the request path.
+//!
+//! At most `webhooks.max_bodies_in_flight` deliveries are read and stored at once, each
+//! body at most `webhooks.body_limit_bytes`, so a burst cannot hold more than their
+//! product in memory; the others wait [`BODY_WAIT`] for a place, then get 503 with
+//! `Retry-After`, which Violet retries.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -18,6 +23,31 @@ use crate::violet::signature;
 /// Longest event id, topic or entity id accepted.
 const MAX_HEADER_LEN: usize = 256;
 
+/// How long a delivery waits for a place among the bodies in flight. Violet gives a
+/// delivery 10 s; the intake gate may wait 5 s more after this.
+pub const BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Admits a delivery to have its body read once one of the places is free (waiting up
+/// to [`BODY_WAIT`]), and holds the place until it is answered.
+pub async fn one_body_of_many(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let place = tokio::time::timeout(BODY_WAIT, state.webhook_bodies.clone().acquire_owned()).await;
+    let Ok(Ok(_place)) = place else {
+        tracing::warn!("webhook not read: too many deliveries in flight; asking Violet to retry");
+        metrics::counter!("catalog_mirror_webhooks_total", "topic" => "other", "outcome" => "busy")
+            .increment(1);
+        // The body is left unread: the connection cannot be reused.
+        return super::last_on_connection(retry_later(
+            "busy",
+            "too many deliveries are being received; retry later",
+        ));
+    };
+    next.run(request).await
+}
+
 pub async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -35,15 +65,7 @@ pub async fn receive(
     metrics::counter!("catalog_mirror_webhooks_total", "topic" => metric_topic(&event), "outcome" => outcome)
         .increment(1);
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        let mut response = reply(
-            status,
-            "unavailable",
-            "the event could not be stored; retry later",
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return response;
+        return retry_later("unavailable", "the event could not be stored; retry later");
     }
     (
         status,
@@ -201,6 +223,15 @@ fn unread_body(rejection: &BytesRejection) -> Response {
         "bad_request"
     };
     super::last_on_connection(reply(status, code, &rejection.body_text()))
+}
+
+/// 503 with `Retry-After`, so Violet delivers again later.
+fn retry_later(code: &str, message: &str) -> Response {
+    let mut response = reply(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
 }
 
 fn reply(status: StatusCode, code: &str, message: &str) -> Response {

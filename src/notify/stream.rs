@@ -2,8 +2,14 @@
 //! notification, event name = the notification type. When a search key is configured it
 //! is required, as `Authorization: Bearer <key>` or `?key=<key>` (browsers' EventSource
 //! cannot set headers).
+//!
+//! At most `notifications.max_stream_subscribers` streams are open at once; one more
+//! gets 503 with `Retry-After`. Each stream holds
+//! a receiver of the notifier's bounded channel: a subscriber that falls behind gets a
+//! `lagged` event, not an ever-growing backlog.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -13,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::{Stream, StreamExt};
 use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -20,15 +27,22 @@ use super::Notifier;
 
 /// `shutdown` ends open streams, so a graceful shutdown does not wait on subscribers.
 pub fn router(notifier: Notifier, shutdown: CancellationToken) -> Router {
+    let places = Arc::new(Semaphore::new(notifier.settings().max_stream_subscribers));
     Router::new()
         .route("/notifications/stream", get(stream))
-        .with_state(StreamState { notifier, shutdown })
+        .with_state(StreamState {
+            notifier,
+            shutdown,
+            places,
+        })
 }
 
 #[derive(Clone)]
 struct StreamState {
     notifier: Notifier,
     shutdown: CancellationToken,
+    /// One per open stream.
+    places: Arc<Semaphore>,
 }
 
 #[derive(serde::Deserialize)]
@@ -55,8 +69,29 @@ async fn stream(
             return (StatusCode::UNAUTHORIZED, "a valid search key is required").into_response();
         }
     }
+    let Ok(place) = state.places.clone().try_acquire_owned() else {
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "error": "too_many_subscribers",
+                "message": "this instance has as many notification streams open as it allows; retry later",
+            })),
+        )
+            .into_response();
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("5"),
+        );
+        return response;
+    };
     let until_shutdown = state.shutdown.cancelled_owned();
-    Sse::new(events(notifier).take_until(until_shutdown))
+    // The place goes with the stream: it is released when the stream ends or the
+    // subscriber disconnects.
+    let events = events(notifier).map(move |event| {
+        let _held = &place;
+        event
+    });
+    Sse::new(events.take_until(until_shutdown))
         .keep_alive(KeepAlive::default())
         .into_response()
 }

@@ -9,6 +9,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Cardinality, Column, StrColumn};
@@ -79,7 +80,13 @@ pub struct SearchCollector {
     pub facets: Vec<(&'static str, AttrKind)>,
     /// The generation's ids (see `IdsBySegment`).
     pub ids: Arc<IdsBySegment>,
+    /// Past it, collecting stops and the result says so (`Collected::stopped`).
+    pub deadline: Option<Instant>,
 }
+
+/// Documents counted between two looks at the clock (reading it per document would
+/// cost more than collecting).
+const CLOCK_EVERY: usize = 4096;
 
 /// Most `sort` criteria a request may give (a fixed-size key keeps collection free of
 /// allocations per document).
@@ -111,6 +118,8 @@ pub struct Collected {
     pub count: usize,
     pub top: Vec<Ranked>,
     pub facets: Vec<FacetCounts>,
+    /// The deadline passed: the rest is incomplete and must not be served.
+    pub stopped: bool,
 }
 
 impl SearchCollector {
@@ -187,6 +196,9 @@ pub struct SegmentSearch {
     /// Matching documents, for facets counted in batches at harvest.
     facet_docs: Vec<DocId>,
     scratch: Vec<u64>,
+    deadline: Option<Instant>,
+    /// The deadline passed: every further document is ignored.
+    stopped: bool,
 }
 
 impl Collector for SearchCollector {
@@ -243,6 +255,10 @@ impl Collector for SearchCollector {
             worst: None,
             facet_docs: Vec::new(),
             scratch: Vec::new(),
+            deadline: self.deadline,
+            stopped: self
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline),
         })
     }
 
@@ -263,6 +279,7 @@ impl Collector for SearchCollector {
             ..Collected::default()
         };
         for fruit in fruits {
+            collected.stopped |= fruit.stopped;
             collected.count += fruit.count;
             collected.top.extend(fruit.top);
             prune(&mut collected.top, self.keep, &self.sort);
@@ -284,13 +301,24 @@ pub struct SegmentFruit {
     count: usize,
     top: Vec<Ranked>,
     facets: Vec<FacetCounts>,
+    stopped: bool,
 }
 
 impl SegmentCollector for SegmentSearch {
     type Fruit = SegmentFruit;
 
     fn collect(&mut self, doc: DocId, score: Score) {
+        if self.stopped {
+            return;
+        }
         self.count += 1;
+        if self.count.is_multiple_of(CLOCK_EVERY)
+            && let Some(deadline) = self.deadline
+            && Instant::now() >= deadline
+        {
+            self.stopped = true;
+            return;
+        }
         if !self.facets.is_empty() {
             self.facet_docs.push(doc);
         }
@@ -330,6 +358,19 @@ impl SegmentCollector for SegmentSearch {
     }
 
     fn harvest(mut self) -> SegmentFruit {
+        if self.stopped {
+            // Nothing of it will be served: skip the facet counting.
+            return SegmentFruit {
+                count: self.count,
+                top: Vec::new(),
+                facets: self
+                    .facets
+                    .into_iter()
+                    .map(|_| FacetCounts::default())
+                    .collect(),
+                stopped: true,
+            };
+        }
         prune(&mut self.candidates, self.keep, &self.sort);
         for facet in &mut self.facets {
             count_facet_batch(facet, &self.facet_docs, &mut self.scratch);
@@ -339,6 +380,7 @@ impl SegmentCollector for SegmentSearch {
             count: self.count,
             top: self.candidates,
             facets,
+            stopped: false,
         }
     }
 }
@@ -515,5 +557,47 @@ mod tests {
         all.sort_by(f64::total_cmp);
         assert_eq!(all, [10.0, 20.0, 30.0, 40.0]);
         assert_eq!(ids.lock().len(), 1);
+    }
+
+    #[test]
+    fn a_passed_deadline_stops_collecting_and_says_so() {
+        let offers = OfferSchema::current();
+        let index = Index::create_in_ram(schema::build());
+        schema::register_tokenizers(&index);
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, 20_000_000).unwrap();
+        for id in 0..10_000 {
+            let source = serde_json::json!({ "id": id, "name": format!("offer {id}") });
+            writer
+                .add_document(document_from_source(&offers, &source))
+                .unwrap();
+        }
+        writer.commit().unwrap();
+        let searcher = index.reader().unwrap().searcher();
+        let collector = |deadline| SearchCollector {
+            keep: 20,
+            scored: false,
+            sort: Vec::new(),
+            facets: vec![("id", AttrKind::Number)],
+            ids: Arc::new(IdsBySegment::default()),
+            deadline,
+        };
+        let query = tantivy::query::AllQuery;
+        let whole = searcher.search(&query, &collector(None)).unwrap();
+        assert!(!whole.stopped);
+        assert_eq!(whole.count, 10_000);
+        assert_eq!(whole.top.len(), 20);
+
+        let later = Instant::now() + std::time::Duration::from_secs(60);
+        let in_time = searcher.search(&query, &collector(Some(later))).unwrap();
+        assert!(!in_time.stopped);
+        assert_eq!(in_time.count, 10_000);
+
+        let passed = Instant::now() - std::time::Duration::from_millis(1);
+        let late = searcher.search(&query, &collector(Some(passed))).unwrap();
+        assert!(
+            late.stopped,
+            "a search past its deadline says it is incomplete"
+        );
+        assert!(late.top.is_empty() && late.count < 10_000);
     }
 }

@@ -13,6 +13,8 @@ pub enum ErrorType {
     InvalidRequest,
     Auth,
     Internal,
+    /// The server cannot take the request now (Meilisearch's `system`).
+    System,
 }
 
 impl ErrorType {
@@ -21,6 +23,7 @@ impl ErrorType {
             ErrorType::InvalidRequest => "invalid_request",
             ErrorType::Auth => "auth",
             ErrorType::Internal => "internal",
+            ErrorType::System => "system",
         }
     }
 }
@@ -111,6 +114,41 @@ impl ApiError {
         }
     }
 
+    /// The search queue (or the requests in flight) is full: Meilisearch's own answer
+    /// when its search queue is full, with a `Retry-After`.
+    pub fn too_many_searches(capacity: usize) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "too_many_search_requests",
+            kind: ErrorType::System,
+            message: format!(
+                "Too many search requests running at the same time: {capacity}. Retry after {RETRY_AFTER_SECS}s."
+            ),
+        }
+    }
+
+    /// The request's time limit passed before its answer was computed.
+    pub fn search_timeout(limit_ms: u64) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "search_timeout",
+            kind: ErrorType::System,
+            message: format!(
+                "The search did not finish within its time limit of {limit_ms} ms. Retry after {RETRY_AFTER_SECS}s."
+            ),
+        }
+    }
+
+    /// The request's body did not arrive within the time limit.
+    pub fn request_timeout(limit_ms: u64) -> ApiError {
+        ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            code: "request_timeout",
+            kind: ErrorType::InvalidRequest,
+            message: format!("The request body did not arrive within {limit_ms} ms."),
+        }
+    }
+
     /// Something failed on our side; the cause goes to the log only.
     pub fn internal(cause: impl std::fmt::Display) -> ApiError {
         tracing::error!(error = %cause, "search request failed");
@@ -138,14 +176,25 @@ impl ApiError {
     }
 }
 
+/// What a 503 asks the client to wait before trying again.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let response = (self.status, Json(self.body())).into_response();
-        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
-            // The body was refused unread.
-            crate::http::last_on_connection(response)
-        } else {
-            response
+        let mut response = (self.status, Json(self.body())).into_response();
+        match self.status {
+            // The body was refused unread (or not all of it arrived).
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT => {
+                crate::http::last_on_connection(response)
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(RETRY_AFTER_SECS),
+                );
+                response
+            }
+            _ => response,
         }
     }
 }
@@ -178,6 +227,13 @@ mod tests {
             refused.headers().get(axum::http::header::CONNECTION),
             Some(&axum::http::HeaderValue::from_static("close"))
         );
+        let busy = ApiError::too_many_searches(4).into_response();
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            busy.headers().get(axum::http::header::RETRY_AFTER),
+            Some(&axum::http::HeaderValue::from_static("1"))
+        );
+        assert!(busy.headers().get(axum::http::header::CONNECTION).is_none());
         let invalid = ApiError::invalid("invalid_search_q", "no").into_response();
         assert!(
             invalid

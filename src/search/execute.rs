@@ -1,6 +1,10 @@
 //! Running a checked request against one generation's searcher (one snapshot per
 //! request, so a response never mixes two commits) and writing Meilisearch's response.
 //! Blocking: callers run it on a blocking thread.
+//!
+//! [`Bounds`] caps what one search may cost: the hits it can reach (`maxTotalHits`,
+//! with Meilisearch's totals), the values per facet, and a deadline after which the
+//! search stops and answers `search_timeout` instead of a late answer.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -22,10 +26,55 @@ use super::relevance::Relevance;
 use super::schema::AttrKind;
 use super::store::Generation;
 
-/// Facet values returned per facet (Meilisearch's `maxValuesPerFacet` default).
-pub const MAX_VALUES_PER_FACET: usize = 100;
 /// Facet-search hits returned (Meilisearch's `maxFacetHits` default).
 pub const MAX_FACET_HITS: usize = 100;
+
+/// What one search may cost (`search.max_total_hits`, `search.max_values_per_facet`,
+/// `search.timeout_ms`).
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Hits reachable by a query, and the most its totals count (Meilisearch's
+    /// `pagination.maxTotalHits`).
+    pub max_total_hits: usize,
+    /// Values per facet in `facetDistribution` (Meilisearch's `maxValuesPerFacet`).
+    pub max_values_per_facet: usize,
+    pub deadline: Option<Deadline>,
+}
+
+impl Default for Bounds {
+    /// Meilisearch's defaults, no deadline.
+    fn default() -> Bounds {
+        Bounds {
+            max_total_hits: 1000,
+            max_values_per_facet: 100,
+            deadline: None,
+        }
+    }
+}
+
+/// When a request's answer stops being wanted, and the limit it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: Instant,
+    pub limit_ms: u64,
+}
+
+impl Deadline {
+    pub fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
+    pub fn error(&self) -> ApiError {
+        ApiError::search_timeout(self.limit_ms)
+    }
+}
+
+fn check(deadline: Option<Deadline>) -> Result<(), ApiError> {
+    match deadline {
+        Some(deadline) if deadline.passed() => Err(deadline.error()),
+        _ => Ok(()),
+    }
+}
 
 /// The query for `q`, the request's filter and the key's filter, plus the analyzed words.
 fn prepare(
@@ -75,8 +124,10 @@ pub fn search(
     relevance: &Relevance,
     request: &SearchRequest,
     key_filter: Option<&Filter>,
+    bounds: &Bounds,
 ) -> Result<SearchResponse, ApiError> {
     let started = Instant::now();
+    check(bounds.deadline)?;
     let filters: Vec<&Filter> = request.filter.iter().chain(key_filter).collect();
     let (query, words) = prepare(
         generation,
@@ -87,20 +138,34 @@ pub fn search(
     )?;
     let searcher = generation.reader.searcher();
     generation.ids.keep_only(&searcher);
-    let (skip, take) = request.pagination.window();
+    let (skip, take) = request.pagination.capped(bounds.max_total_hits);
     let total_docs = searcher.num_docs() as usize;
-    let keep = skip.saturating_add(take).min(total_docs);
+    let keep = (skip + take).min(total_docs);
     let collector = SearchCollector {
         keep,
         scored: !words.is_empty(),
         sort: request.sort.clone(),
         facets: request.facets.clone(),
         ids: generation.ids.clone(),
+        deadline: bounds.deadline.map(|deadline| deadline.at),
     };
     let collected = searcher
         .search(&query, &collector)
         .map_err(ApiError::internal)?;
-    let hits = hits(&searcher, &collected, skip, request, &words)?;
+    if collected.stopped {
+        return Err(bounds.deadline.map_or_else(
+            || ApiError::internal("a search stopped without a deadline"),
+            |deadline| deadline.error(),
+        ));
+    }
+    let hits = hits(
+        &searcher,
+        &collected,
+        skip,
+        request,
+        &words,
+        bounds.deadline,
+    )?;
 
     let mut response = Map::new();
     response.insert("query".into(), Value::String(request.q.clone()));
@@ -108,30 +173,19 @@ pub fn search(
         "processingTimeMs".into(),
         json!(started.elapsed().as_millis() as u64),
     );
-    match request.pagination {
-        Pagination::Offset { offset, limit } => {
-            response.insert("limit".into(), json!(limit));
-            response.insert("offset".into(), json!(offset));
-            response.insert("estimatedTotalHits".into(), json!(collected.count));
-        }
-        Pagination::Page {
-            page,
-            hits_per_page,
-        } => {
-            let total_pages = if hits_per_page == 0 {
-                0
-            } else {
-                collected.count.div_ceil(hits_per_page)
-            };
-            response.insert("hitsPerPage".into(), json!(hits_per_page));
-            response.insert("page".into(), json!(page));
-            response.insert("totalPages".into(), json!(total_pages));
-            response.insert("totalHits".into(), json!(collected.count));
-        }
-    }
+    pagination_fields(
+        &mut response,
+        request.pagination,
+        collected.count,
+        bounds.max_total_hits,
+    );
     if !request.facets.is_empty() {
-        let (distribution, stats) =
-            facet_maps(&request.facet_names, &request.facets, &collected.facets);
+        let (distribution, stats) = facet_maps(
+            &request.facet_names,
+            &request.facets,
+            &collected.facets,
+            bounds.max_values_per_facet,
+        );
         response.insert("facetDistribution".into(), Value::Object(distribution));
         response.insert("facetStats".into(), Value::Object(stats));
     }
@@ -141,12 +195,47 @@ pub fn search(
     })
 }
 
+/// The pagination fields as Meilisearch writes them: the totals count at most
+/// `max_total_hits` hits; `limit`, `page` and `hitsPerPage` are echoed as asked, the
+/// offset as capped.
+fn pagination_fields(
+    response: &mut Map<String, Value>,
+    pagination: Pagination,
+    count: usize,
+    max_total_hits: usize,
+) {
+    let total = count.min(max_total_hits);
+    match pagination {
+        Pagination::Offset { offset, limit } => {
+            response.insert("limit".into(), json!(limit));
+            response.insert("offset".into(), json!(offset.min(max_total_hits)));
+            response.insert("estimatedTotalHits".into(), json!(total));
+        }
+        Pagination::Page {
+            page,
+            hits_per_page,
+        } => {
+            // hitsPerPage 0: no page can be computed, so 0 (as Meilisearch).
+            let total_pages = if hits_per_page == 0 {
+                0
+            } else {
+                total.div_ceil(hits_per_page)
+            };
+            response.insert("hitsPerPage".into(), json!(hits_per_page));
+            response.insert("page".into(), json!(page));
+            response.insert("totalPages".into(), json!(total_pages));
+            response.insert("totalHits".into(), json!(total));
+        }
+    }
+}
+
 fn hits(
     searcher: &Searcher,
     collected: &Collected,
     skip: usize,
     request: &SearchRequest,
     words: &[Word],
+    deadline: Option<Deadline>,
 ) -> Result<Vec<Box<RawValue>>, ApiError> {
     let retrieve_all = request
         .attributes_to_retrieve
@@ -160,6 +249,7 @@ fn hits(
         .iter()
         .skip(skip)
         .map(|ranked| {
+            check(deadline)?;
             let StoredSource(text) = searcher.doc(ranked.address).map_err(ApiError::internal)?;
             let text = text.ok_or_else(|| ApiError::internal("a document has no _source"))?;
             if as_stored {
@@ -193,6 +283,7 @@ fn facet_maps(
     names: &[String],
     facets: &[(&'static str, AttrKind)],
     counts: &[FacetCounts],
+    max_values_per_facet: usize,
 ) -> (Map<String, Value>, Map<String, Value>) {
     let mut distribution = Map::new();
     let mut stats = Map::new();
@@ -208,7 +299,7 @@ fn facet_maps(
         }
         let object: Map<String, Value> = values
             .into_iter()
-            .take(MAX_VALUES_PER_FACET)
+            .take(max_values_per_facet)
             .map(|(value, count)| (value.clone(), json!(count)))
             .collect();
         distribution.insert(name.clone(), Value::Object(object));
@@ -244,8 +335,10 @@ pub fn facet_search(
     relevance: &Relevance,
     request: &FacetSearchRequest,
     key_filter: Option<&Filter>,
+    deadline: Option<Deadline>,
 ) -> Result<Value, ApiError> {
     let started = Instant::now();
+    check(deadline)?;
     let filters: Vec<&Filter> = request.filter.iter().chain(key_filter).collect();
     let (query, _) = prepare(
         generation,
@@ -261,10 +354,14 @@ pub fn facet_search(
         sort: Vec::new(),
         facets: vec![request.facet],
         ids: generation.ids.clone(),
+        deadline: deadline.map(|deadline| deadline.at),
     };
     let collected = searcher
         .search(&query, &collector)
         .map_err(ApiError::internal)?;
+    if collected.stopped {
+        check(deadline)?;
+    }
     let wanted = request
         .facet_query
         .as_deref()
@@ -292,4 +389,58 @@ pub fn facet_search(
         "facetQuery": request.facet_query,
         "processingTimeMs": started.elapsed().as_millis() as u64,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::pagination_fields;
+    use crate::search::params::Pagination;
+
+    fn fields(pagination: Pagination, count: usize, max: usize) -> Value {
+        let mut response = Map::new();
+        pagination_fields(&mut response, pagination, count, max);
+        Value::Object(response)
+    }
+
+    #[test]
+    fn totals_count_at_most_max_total_hits_as_meilisearch() {
+        let offset = |offset, limit| Pagination::Offset { offset, limit };
+        assert_eq!(
+            fields(offset(0, 1_000_000_000), 5000, 1000),
+            json!({ "limit": 1_000_000_000, "offset": 0, "estimatedTotalHits": 1000 }),
+            "the limit is echoed as asked, the total capped"
+        );
+        assert_eq!(
+            fields(offset(4000, 20), 5000, 1000),
+            json!({ "limit": 20, "offset": 1000, "estimatedTotalHits": 1000 }),
+            "the offset is echoed as capped"
+        );
+        assert_eq!(
+            fields(offset(0, 20), 42, 1000),
+            json!({ "limit": 20, "offset": 0, "estimatedTotalHits": 42 })
+        );
+        let page = |page, hits_per_page| Pagination::Page {
+            page,
+            hits_per_page,
+        };
+        assert_eq!(
+            fields(page(3, 30), 5000, 1000),
+            json!({ "hitsPerPage": 30, "page": 3, "totalPages": 34, "totalHits": 1000 })
+        );
+        assert_eq!(
+            fields(page(80, 30), 5000, 1000),
+            json!({ "hitsPerPage": 30, "page": 80, "totalPages": 34, "totalHits": 1000 }),
+            "a page past the last is echoed, with the capped totals"
+        );
+        assert_eq!(
+            fields(page(1, 0), 5000, 1000),
+            json!({ "hitsPerPage": 0, "page": 1, "totalPages": 0, "totalHits": 1000 })
+        );
+        assert_eq!(
+            fields(page(1, 20), 41, 1000),
+            json!({ "hitsPerPage": 20, "page": 1, "totalPages": 3, "totalHits": 41 })
+        );
+    }
 }

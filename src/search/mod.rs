@@ -150,7 +150,7 @@ pub async fn start(
     let api = http::SearchApi::new(
         index.clone(),
         auth::Access::from_settings(search)?,
-        search.max_concurrent_searches,
+        http::SearchLimits::from_settings(search),
     )
     .context("starting the search threads")?;
     let indexer = Indexer::new(

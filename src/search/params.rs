@@ -15,6 +15,9 @@ use super::schema::{self, AttrKind, FILTERABLE};
 pub const DEFAULT_LIMIT: usize = 20;
 /// Words kept by `attributesToCrop` when nothing is said.
 pub const DEFAULT_CROP_LENGTH: usize = 10;
+/// Longest `highlightPreTag`, `highlightPostTag` or `cropMarker`: each is copied around
+/// every match of every hit, so a long one would multiply the answer's size.
+pub const MAX_MARKER_BYTES: usize = 256;
 
 const SEARCH_FIELDS: &[&str] = &[
     "q",
@@ -64,6 +67,15 @@ impl Pagination {
                 hits_per_page,
             } => ((page - 1).saturating_mul(hits_per_page), hits_per_page),
         }
+    }
+
+    /// The window cut at `max_total_hits`, as Meilisearch cuts it: the offset is capped
+    /// at `max_total_hits`, then the limit at what is left, so no hit ranked past
+    /// `max_total_hits` is ever returned (`limit: 1e9` returns at most that many).
+    pub fn capped(self, max_total_hits: usize) -> (usize, usize) {
+        let (skip, take) = self.window();
+        let skip = skip.min(max_total_hits);
+        (skip, take.min(max_total_hits - skip))
     }
 }
 
@@ -149,13 +161,13 @@ impl SearchRequest {
             "invalid_search_attributes_to_highlight",
         )?
         .unwrap_or_default();
-        let highlight_pre_tag = string(
+        let highlight_pre_tag = marker(
             object,
             "highlightPreTag",
             "invalid_search_highlight_pre_tag",
         )?
         .unwrap_or_else(|| "<em>".into());
-        let highlight_post_tag = string(
+        let highlight_post_tag = marker(
             object,
             "highlightPostTag",
             "invalid_search_highlight_post_tag",
@@ -184,7 +196,7 @@ impl SearchRequest {
         }
         let crop_length =
             count("cropLength", "invalid_search_crop_length")?.unwrap_or(DEFAULT_CROP_LENGTH);
-        let crop_marker = string(object, "cropMarker", "invalid_search_crop_marker")?
+        let crop_marker = marker(object, "cropMarker", "invalid_search_crop_marker")?
             .unwrap_or_else(|| "…".into());
         let matching_strategy = matching_strategy(
             object.get("matchingStrategy"),
@@ -318,6 +330,25 @@ pub fn string(
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
         Some(other) => Err(invalid_type(code, &format!(".{name}"), "a string", other)),
+    }
+}
+
+/// A highlight tag or crop marker, at most [`MAX_MARKER_BYTES`] long.
+fn marker(
+    object: &Map<String, Value>,
+    name: &str,
+    code: &'static str,
+) -> Result<Option<String>, ApiError> {
+    let text = string(object, name, code)?;
+    match &text {
+        Some(text) if text.len() > MAX_MARKER_BYTES => Err(ApiError::invalid(
+            code,
+            format!(
+                "Invalid value at `.{name}`: {} bytes given, at most {MAX_MARKER_BYTES} are accepted.",
+                text.len()
+            ),
+        )),
+        _ => Ok(text),
     }
 }
 
@@ -463,4 +494,33 @@ fn parse_sort(value: Option<&Value>) -> Result<Vec<SortBy>, ApiError> {
         });
     }
     Ok(sort)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pagination;
+
+    #[test]
+    fn windows_are_cut_at_max_total_hits_like_meilisearch() {
+        let offset = |offset, limit| Pagination::Offset { offset, limit };
+        let page = |page, hits_per_page| Pagination::Page {
+            page,
+            hits_per_page,
+        };
+        assert_eq!(offset(0, 20).capped(1000), (0, 20));
+        assert_eq!(offset(0, 1_000_000_000).capped(1000), (0, 1000));
+        assert_eq!(offset(990, 20).capped(1000), (990, 10));
+        assert_eq!(
+            offset(5000, 20).capped(1000),
+            (1000, 0),
+            "the offset is capped too"
+        );
+        assert_eq!(offset(usize::MAX, usize::MAX).capped(1000), (1000, 0));
+        assert_eq!(page(1, 20).capped(1000), (0, 20));
+        assert_eq!(page(50, 20).capped(1000), (980, 20));
+        assert_eq!(page(51, 20).capped(1000), (1000, 0));
+        assert_eq!(page(2, 999).capped(1000), (999, 1));
+        assert_eq!(page(0, 20).capped(1000), (0, 0), "page 0 returns nothing");
+        assert_eq!(page(usize::MAX, usize::MAX).capped(1000), (1000, 0));
+    }
 }

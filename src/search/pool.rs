@@ -6,11 +6,18 @@
 //! waiting one from the queue at once, and keeps its scratch memory (see
 //! `word_scorer`) from one search to the next. (With the scratch change, 16-client
 //! throughput went from about 2,500 to about 4,000 searches a second: BENCHMARKS.md.) A search whose requester has gone away
-//! before its turn (the client disconnected, so its request was dropped) is skipped.
+//! before its turn (the client disconnected, or its time limit passed) is skipped.
+//!
+//! The queue is bounded (`search.max_queued_searches`): when it is full a search is
+//! refused at once ([`PoolError::Full`], a 503 for the client) rather than queued behind
+//! more work than it could wait for. A search given a deadline is abandoned by its
+//! requester when the deadline passes ([`PoolError::TimedOut`]), skipped if it had not
+//! started, and stopped by the collector if it had (see `execute::Bounds`).
 
 use std::panic::AssertUnwindSafe;
+use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -29,16 +36,21 @@ pub enum PoolError {
     Stopped,
     #[error("the search failed unexpectedly (it panicked)")]
     Panicked,
+    #[error("{0} searches are already waiting for a search thread")]
+    Full(usize),
+    #[error("the search's deadline passed before it finished")]
+    TimedOut,
 }
 
 impl SearchPool {
-    /// Starts `threads` search threads; 0 means one per CPU.
-    pub fn start(threads: usize) -> std::io::Result<SearchPool> {
+    /// Starts `threads` search threads (0 means one per CPU) fed by a queue of at most
+    /// `queue_capacity` waiting searches.
+    pub fn start(threads: usize, queue_capacity: usize) -> std::io::Result<SearchPool> {
         let threads = match threads {
             0 => std::thread::available_parallelism().map_or(2, |cpus| cpus.get()),
             n => n,
         };
-        let (queue, jobs) = crossbeam_channel::unbounded::<Job>();
+        let (queue, jobs) = crossbeam_channel::bounded::<Job>(queue_capacity.max(1));
         for i in 0..threads {
             let jobs: Receiver<Job> = jobs.clone();
             std::thread::Builder::new()
@@ -57,9 +69,20 @@ impl SearchPool {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PoolError> {
+        self.run_until(None, work).await
+    }
+
+    /// As [`SearchPool::run`], but gives up at `deadline`: the caller gets
+    /// [`PoolError::TimedOut`] then, not a late answer, and a search that has not
+    /// started by then never starts.
+    pub async fn run_until<T: Send + 'static>(
+        &self,
+        deadline: Option<Instant>,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, PoolError> {
         let (answer, answered) = oneshot::channel();
         let job: Job = Box::new(move || {
-            if answer.is_closed() {
+            if answer.is_closed() || deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                 return;
             }
             // A panic stays in this search: the thread goes on with the next one, and
@@ -68,8 +91,24 @@ impl SearchPool {
                 let _ = answer.send(result);
             }
         });
-        self.queue.send(job).map_err(|_| PoolError::Stopped)?;
-        answered.await.map_err(|_| PoolError::Panicked)
+        match self.queue.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(PoolError::Full(self.queue.capacity().unwrap_or_default()));
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(PoolError::Stopped),
+        }
+        let Some(deadline) = deadline else {
+            return answered.await.map_err(|_| PoolError::Panicked);
+        };
+        match tokio::time::timeout_at(deadline.into(), answered).await {
+            Ok(Ok(answer)) => Ok(answer),
+            // The job saw the deadline pass before this timer did, and skipped.
+            Ok(Err(_)) if Instant::now() >= deadline => Err(PoolError::TimedOut),
+            Ok(Err(_)) => Err(PoolError::Panicked),
+            // Dropping the receiver tells the job, if it has not started, to skip.
+            Err(_) => Err(PoolError::TimedOut),
+        }
     }
 
     /// Searches waiting for a thread.
@@ -88,7 +127,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn searches_run_in_arrival_order_on_the_pool_threads() {
-        let pool = SearchPool::start(1).unwrap();
+        let pool = SearchPool::start(1, 16).unwrap();
         let ran = Arc::new(Mutex::new(Vec::new()));
         let (release, blocked) = std::sync::mpsc::channel::<()>();
         // Occupy the only thread until released.
@@ -126,7 +165,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_search_is_an_error_and_the_thread_carries_on() {
-        let pool = SearchPool::start(1).unwrap();
+        let pool = SearchPool::start(1, 16).unwrap();
         let failed = pool.run(|| -> u32 { panic!("a bug in one search") }).await;
         assert!(matches!(failed, Err(PoolError::Panicked)), "{failed:?}");
         assert_eq!(pool.run(|| 7).await.unwrap(), 7);
@@ -134,7 +173,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_search_whose_requester_left_is_skipped() {
-        let pool = SearchPool::start(1).unwrap();
+        let pool = SearchPool::start(1, 16).unwrap();
         let (release, blocked) = std::sync::mpsc::channel::<()>();
         let blocker = {
             let pool = pool.clone();
@@ -153,5 +192,66 @@ mod tests {
         // The queue is FIFO: once this one ran, the abandoned one was taken and skipped.
         pool.run(|| ()).await.unwrap();
         assert!(!*ran.lock().unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_at_once() {
+        let pool = SearchPool::start(1, 2).unwrap();
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let blocker = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(move || blocked.recv().unwrap()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let waiting: Vec<_> = (0..2)
+            .map(|i| {
+                let pool = pool.clone();
+                tokio::spawn(async move { pool.run(move || i).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(pool.queued(), 2);
+        let refused = pool.run(|| 9).await;
+        assert!(matches!(refused, Err(PoolError::Full(2))), "{refused:?}");
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        for (i, task) in waiting.into_iter().enumerate() {
+            assert_eq!(task.await.unwrap().unwrap(), i, "the queued ones still run");
+        }
+        assert_eq!(pool.run(|| 9).await.unwrap(), 9, "room again");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deadline_answers_in_time_and_the_late_search_never_runs() {
+        let pool = SearchPool::start(1, 16).unwrap();
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let blocker = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(move || blocked.recv().unwrap()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let ran = Arc::new(Mutex::new(false));
+        let started = Instant::now();
+        let late = {
+            let ran = ran.clone();
+            pool.run_until(
+                Some(Instant::now() + Duration::from_millis(100)),
+                move || *ran.lock().unwrap() = true,
+            )
+            .await
+        };
+        let waited = started.elapsed();
+        assert!(matches!(late, Err(PoolError::TimedOut)), "{late:?}");
+        assert!(
+            waited >= Duration::from_millis(100) && waited < Duration::from_secs(2),
+            "answered at the deadline, not when the thread came free: {waited:?}"
+        );
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        pool.run(|| ()).await.unwrap();
+        assert!(
+            !*ran.lock().unwrap(),
+            "a search past its deadline is skipped"
+        );
     }
 }

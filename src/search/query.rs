@@ -26,12 +26,14 @@ use tantivy::query::{AllQuery, BooleanQuery, DfaWrapper, FuzzyTermQuery, Occur, 
 use tantivy::schema::IndexRecordOption;
 use tantivy_fst::Automaton;
 
-use super::relevance::{Relevance, words};
+use super::relevance::Relevance;
 use super::schema::{OfferSchema, TextField};
 use super::word_scorer::{Variant, WordClause, WordsQuery};
 
 /// Most query words considered (Meilisearch's limit).
 pub const MAX_WORDS: usize = 10;
+/// Most tokens of `q` looked at (Meilisearch's `MAX_TOKEN_COUNT`).
+pub const MAX_TOKENS: usize = 1000;
 
 /// `matchingStrategy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,17 +55,32 @@ pub struct Word {
     pub synonyms: Vec<Vec<String>>,
 }
 
-/// The words of `q` that take part in matching.
+/// The words of `q` that take part in matching: its first [`MAX_WORDS`] words that are
+/// not stop words (stop words only when `q` has nothing else), as Meilisearch does. A
+/// longer `q` is searched with those words, never refused, and only its first
+/// [`MAX_TOKENS`] tokens are looked at, so its length costs nothing more.
 pub fn analyze(q: &str, relevance: &Relevance) -> Vec<Word> {
-    let mut tokens = words(q);
-    tokens.truncate(MAX_WORDS);
-    let kept: Vec<String> = tokens
-        .iter()
-        .filter(|token| !relevance.stop_words.contains(token.as_str()))
-        .cloned()
-        .collect();
-    let tokens = if kept.is_empty() { tokens } else { kept };
-    let typing = !q.ends_with(char::is_whitespace);
+    let mut analyzer = super::schema::text_analyzer();
+    let mut stream = analyzer.token_stream(q);
+    let (mut kept, mut stops) = (Vec::new(), Vec::new());
+    let mut cut = false;
+    let mut seen = 0;
+    while stream.advance() {
+        if kept.len() == MAX_WORDS || seen == MAX_TOKENS {
+            cut = true;
+            break;
+        }
+        seen += 1;
+        let text = &stream.token().text;
+        if !relevance.stop_words.contains(text.as_str()) {
+            kept.push(text.clone());
+        } else if stops.len() < MAX_WORDS {
+            stops.push(text.clone());
+        }
+    }
+    let tokens = if kept.is_empty() { stops } else { kept };
+    // Only the query's real last word is being typed: a cut query's last kept word is not.
+    let typing = !cut && !q.ends_with(char::is_whitespace);
     let count = tokens.len();
     tokens
         .into_iter()
@@ -327,6 +344,26 @@ mod tests {
             "the",
             "only stop words: kept"
         );
+    }
+
+    #[test]
+    fn a_long_query_keeps_its_first_ten_words_and_no_prefix() {
+        let relevance = Relevance::embedded();
+        let q: Vec<String> = (0..5000).map(|i| format!("w{i}")).collect();
+        let q = format!("the {}", q.join(" the "));
+        let words = analyze(&q, &relevance);
+        let texts: Vec<&str> = words.iter().map(|word| word.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            ["w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9"],
+            "stop words do not count towards the ten"
+        );
+        assert!(
+            words.iter().all(|word| !word.prefix),
+            "the tenth word is not the one being typed"
+        );
+        let exactly_ten = analyze("a1 b2 c3 d4 e5 f6 g7 h8 i9 j10", &relevance);
+        assert!(exactly_ten[9].prefix, "ten words: the last is still typed");
     }
 
     /// The reference formulation of the scores `word_scorer` computes: per word a
