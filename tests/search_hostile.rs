@@ -13,14 +13,13 @@
 mod common;
 mod search_support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::TestDb;
+use common::daemon::Daemon;
 use common::webhook::Delivery;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -33,81 +32,18 @@ const OFFERS: i64 = 5000;
 /// How long the flood lasts.
 const FLOOD: Duration = Duration::from_secs(8);
 
-/// The daemon binary and its public address.
-struct Daemon {
-    child: Child,
-    public: SocketAddr,
-}
-
-impl Daemon {
-    fn spawn(env: &[(&str, String)]) -> Daemon {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_catalog-mirror"));
-        command
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CATALOG_MIRROR_LOG__FORMAT", "json")
-            .env("CATALOG_MIRROR_LOG__FILTER", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("the daemon starts");
-        let (tx, rx) = std::sync::mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the daemon did not become ready");
-            });
-            let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if event["message"] == "public listener ready" {
-                let public = event["addr"].as_str().unwrap().parse().unwrap();
-                // Keep draining the output so the daemon never blocks on a full pipe.
-                std::thread::spawn(move || while rx.recv().is_ok() {});
-                return Daemon { child, public };
-            }
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.public)
-    }
-
-    /// Resident memory of the daemon, from /proc (MiB).
-    fn rss_mib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the daemon is running");
-        let kib: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status");
-        kib / 1024
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Resident memory of process `pid` in MiB, from /proc (`None` once it is gone).
+fn rss_mib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024)
 }
 
 /// `OFFERS` offers of one merchant, written in one statement, then published.
@@ -141,23 +77,12 @@ fn sample_rss(
     stop: Arc<AtomicBool>,
 ) -> (Arc<AtomicU64>, std::thread::JoinHandle<()>) {
     let peak = Arc::new(AtomicU64::new(0));
-    let path = format!("/proc/{}/status", daemon.child.id());
+    let pid = daemon.child.id();
     let seen = peak.clone();
     let handle = std::thread::spawn(move || {
         while !stop.load(Ordering::Relaxed) {
-            if let Ok(status) = std::fs::read_to_string(&path)
-                && let Some(kib) = status
-                    .lines()
-                    .find_map(|line| line.strip_prefix("VmRSS:"))
-                    .and_then(|rest| {
-                        rest.trim()
-                            .trim_end_matches("kB")
-                            .trim()
-                            .parse::<u64>()
-                            .ok()
-                    })
-            {
-                seen.fetch_max(kib / 1024, Ordering::Relaxed);
+            if let Some(mib) = rss_mib(pid) {
+                seen.fetch_max(mib, Ordering::Relaxed);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -201,15 +126,19 @@ async fn hostile_load_keeps_rss_bounded_and_health_and_intake_answering() {
     let (db, pool) = TestDb::migrated().await;
     seed(&pool).await;
     let index = tempfile::tempdir().unwrap();
-    let daemon = Daemon::spawn(&[
-        ("CATALOG_MIRROR_DATABASE__URL", db.url.clone()),
-        ("CATALOG_MIRROR_HTTP__PUBLIC_ADDR", "127.0.0.1:0".into()),
-        ("CATALOG_MIRROR_HTTP__ADMIN_ADDR", "127.0.0.1:0".into()),
-        (
-            "CATALOG_MIRROR_SEARCH__INDEX_DIR",
-            index.path().display().to_string(),
-        ),
-    ]);
+    let daemon = Daemon::spawn(
+        None,
+        &[
+            ("CATALOG_MIRROR_LOG__FILTER", "info".into()),
+            ("CATALOG_MIRROR_DATABASE__URL", db.url.clone()),
+            ("CATALOG_MIRROR_HTTP__PUBLIC_ADDR", "127.0.0.1:0".into()),
+            ("CATALOG_MIRROR_HTTP__ADMIN_ADDR", "127.0.0.1:0".into()),
+            (
+                "CATALOG_MIRROR_SEARCH__INDEX_DIR",
+                index.path().display().to_string(),
+            ),
+        ],
+    );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -232,7 +161,7 @@ async fn hostile_load_keeps_rss_bounded_and_health_and_intake_answering() {
     })
     .await;
     assert!(ready, "the catalog was never indexed");
-    let before = daemon.rss_mib();
+    let before = rss_mib(daemon.child.id()).expect("the daemon is running");
 
     let stop = Arc::new(AtomicBool::new(false));
     let (peak, sampler) = sample_rss(&daemon, stop.clone());
