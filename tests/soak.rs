@@ -18,7 +18,7 @@
 //!   still had it, unchanged and for sale (merchants stay connected and enabled).
 //!
 //! `scripts/test` runs one short schedule with a fixed seed. A longer run:
-//! `SOAK_SCHEDULES=20 SOAK_STEPS=60 SOAK_SEED=7 cargo test --release --test soak -- --nocapture`
+//! `SOAK_SCHEDULES=6 SOAK_STEPS=60 SOAK_SEED=41 cargo test --test soak -- --nocapture`
 //! (each schedule uses its own seed, `SOAK_SEED + n`, printed with its statistics).
 
 mod common;
