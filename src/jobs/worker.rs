@@ -248,22 +248,33 @@ impl WorkerPool {
 
 /// Renews the lease every third of its length; cancels the job when it is lost, and
 /// also when renewals keep failing (the database is out of reach) so long that the
-/// lease would run out before the next try: the job stops itself while it still holds
+/// next try could end after the lease does: the job stops itself while it still holds
 /// the lease rather than run on unfenced.
+///
+/// The lease is counted from when each renewal was *sent* (the database's `now()` is
+/// no earlier), so the local deadline is never later than the recorded one. A failed
+/// renewal is retried sooner than the regular period, and each try is bounded by
+/// `attempt_timeout`, so the job is cancelled with at least that much lease left.
 async fn renew_lease(queue: Queue, lease: Lease, cancel: CancellationToken) {
     let every = lease.length / 3;
-    let mut interval = tokio::time::interval(every);
-    interval.tick().await;
-    let mut renewed_at = Instant::now();
+    let attempt_timeout = every / 2;
+    let retry_after = every / 4;
+    // The claim was sent a moment before this task started; the margin covers it.
+    let mut deadline = Instant::now() + lease.length;
+    let mut next = Instant::now() + every;
     loop {
-        interval.tick().await;
+        tokio::time::sleep_until(next.into()).await;
+        let sent = Instant::now();
         // A renewal that hangs (a database gone silent) counts as failed.
-        let renewed = match tokio::time::timeout(every, queue.renew(&lease)).await {
+        let renewed = match tokio::time::timeout(attempt_timeout, queue.renew(&lease)).await {
             Ok(result) => result.map_err(|err| err.to_string()),
             Err(_) => Err("no answer in time".to_string()),
         };
         match renewed {
-            Ok(true) => renewed_at = Instant::now(),
+            Ok(true) => {
+                deadline = sent + lease.length;
+                next = sent + every;
+            }
             Ok(false) => {
                 tracing::warn!(
                     job.id = lease.job_id,
@@ -274,7 +285,10 @@ async fn renew_lease(queue: Queue, lease: Lease, cancel: CancellationToken) {
             }
             Err(err) => {
                 tracing::warn!(job.id = lease.job_id, error = %err, "cannot renew lease");
-                if renewed_at.elapsed() + every >= lease.length {
+                next = Instant::now() + retry_after;
+                // The next try could fail as late as `next + attempt_timeout`; stop
+                // now, with lease to spare, rather than find out after it ran out.
+                if next + attempt_timeout + retry_after >= deadline {
                     tracing::warn!(
                         job.id = lease.job_id,
                         "lease about to run out without a renewal; stopping the job"
