@@ -121,18 +121,21 @@ impl AppRunner {
         .await
     }
 
-    /// The pending full refresh of this merchant and kind, if one is queued.
+    /// The pending full refresh of this merchant and kind, if one is queued. A pending
+    /// products delta counts: the failure that queued this retry made a full pass due,
+    /// so it will run as one (unless a full pass since then already covered it).
     async fn pending_full_refresh(
         &self,
         merchant_id: i64,
         kind: SyncKind,
     ) -> anyhow::Result<Option<i64>> {
         let full = sync::refresh(merchant_id, kind, RefreshMode::Full);
+        let delta = sync::refresh(merchant_id, kind, RefreshMode::Delta);
         let pending = Queue::new(self.pool.clone())
             .pending(&full.dedupe_key())
             .await?;
         Ok(pending
-            .filter(|job| job.kind().is_ok_and(|kind| kind == full))
+            .filter(|job| job.kind().is_ok_and(|kind| kind == full || kind == delta))
             .map(|job| job.id))
     }
 
@@ -177,6 +180,14 @@ impl AppRunner {
                 "sync stalled: no end within the timeout"
             );
             crate::notify::sync_state_changed(&mut tx, merchant_id, kind, "stalled").await?;
+            if kind == SyncKind::Products {
+                crate::mirror::delta::require_full_pass(
+                    &mut tx,
+                    merchant_id,
+                    "a products sync stalled",
+                )
+                .await?;
+            }
             for job in [
                 sync::refresh(merchant_id, kind, RefreshMode::Safe),
                 JobKind::Incremental { merchant_id },

@@ -8,7 +8,7 @@ use std::process::Output;
 
 use admin_support::{
     ACME, BOLT, GONE, SLOW_MERCHANT, SLOW_OFFERS, SLOW_PAGE_SIZE, TOKEN, block_claims,
-    hold_removals, seed, spawn, spawn_slow_refresh,
+    hold_removals, seed, set_freshness, spawn, spawn_slow_refresh,
 };
 use common::TestApp;
 use serde_json::Value;
@@ -529,4 +529,31 @@ async fn removals_shows_confirms_and_refuses_what_is_not_held() {
     let (_, stderr, code) = admin(&app, &["removals", &acme, "--discard"]).await;
     assert_eq!(code, 1, "nothing held any more: {stderr}");
     assert!(stderr.contains("no held removals"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merchant_shows_the_last_full_pass_the_last_delta_and_the_watermark() {
+    let (_db, app) = spawn().await;
+    seed(&app).await;
+    set_freshness(&app).await;
+    let text = admin_ok(&app, &["merchant", &ACME.to_string()]).await;
+    assert!(
+        text.contains(
+            "last full pass 2026-11-30 08:00:00  last delta 2026-12-01 09:30:00  watermark 2026-11-30 23:55:00  next pass full: a products sync failed"
+        ),
+        "{text}"
+    );
+    let json = admin_json(&app, &["merchant", &ACME.to_string()]).await;
+    let freshness = &json["merchant"]["freshness"];
+    assert_eq!(freshness["last_full_refresh_at"], "2026-11-30T08:00:00Z");
+    assert_eq!(freshness["last_delta_refresh_at"], "2026-12-01T09:30:00Z");
+    assert_eq!(freshness["offers_watermark"], "2026-11-30T23:55:00Z");
+    assert_eq!(freshness["full_refresh_due"], "a products sync failed");
+    // A merchant that never refreshed shows dashes, and no reason.
+    let text = admin_ok(&app, &["merchant", &BOLT.to_string()]).await;
+    assert!(
+        text.contains("last full pass -  last delta -  watermark -\n"),
+        "{text}"
+    );
+    app.stop().await;
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use admin_support::cdp::Browser;
 use admin_support::{
     ACME, BOLT, SLOW_MERCHANT, SLOW_OFFERS, SLOW_PAGE_SIZE, TOKEN, block_claims, hold_removals,
-    seed, spawn, spawn_slow_refresh,
+    seed, set_freshness, spawn, spawn_slow_refresh,
 };
 use common::TestApp;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -578,4 +578,27 @@ async fn held_removals_show_on_the_page_with_buttons_that_decide_them() {
     )
     .await;
     assert_eq!(refused.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_merchant_shows_its_last_full_pass_last_delta_and_watermark() {
+    let (_db, app) = spawn().await;
+    seed(&app).await;
+    set_freshness(&app).await;
+    let http = no_redirects();
+    let cookie = sign_in(&app, &http).await;
+    let html = http
+        .get(app.admin_url("/ui"))
+        .header(COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Last full pass / delta"), "{html}");
+    assert!(
+        html.contains("title=\"watermark 2026-11-30 23:55:00; next products pass is full: a products sync failed\">2026-11-30 08:00:00 / 2026-12-01 09:30:00</td>"),
+        "{html}"
+    );
 }

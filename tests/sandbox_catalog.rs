@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use catalog_mirror::sandbox::{Catalog, MerchantSpec, default_merchants};
+use catalog_mirror::sandbox::{Catalog, ChangeMix, MerchantSpec, default_merchants};
 use chrono::DateTime;
 use serde_json::Value;
 
@@ -400,4 +400,77 @@ fn advance_adds_updates_and_removes_and_the_listing_reflects_it_exactly() {
         0,
         "unknown merchant: empty change set"
     );
+}
+
+#[test]
+fn a_change_mix_sets_the_shares_and_undated_updates_keep_their_old_date() {
+    let c = Catalog::new(9, &specs(2_000)).unwrap();
+    let date = |id: u64| {
+        c.offer_json(id).unwrap()["date_last_modified"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mix = ChangeMix {
+        updated: 0.05,
+        removed: 0.0,
+        added: 0.002,
+        undated: 0.5,
+    };
+    assert_eq!(ChangeMix::default(), c.change_mix());
+    let before: Vec<(u64, Value, String)> = c
+        .offer_ids(1001)
+        .map(|id| (id, c.offer_json(id).unwrap(), date(id)))
+        .collect();
+    let cs = c.advance_with(1001, &mix);
+    assert_eq!(
+        (cs.added.len(), cs.updated.len(), cs.removed.len()),
+        (4, 100, 0)
+    );
+    let mut undated = 0;
+    for (id, old, old_date) in &before {
+        let now = c.offer_json(*id).unwrap();
+        if cs.updated.contains(id) {
+            assert_ne!(&now, old, "updated offer {id} changed");
+            undated += usize::from(date(*id) == *old_date);
+        } else {
+            assert_eq!(&now, old);
+        }
+    }
+    assert_eq!(undated, 50, "half the updates kept their date");
+
+    // What the listing's date filter sees follows the date shown, not the update: a
+    // filter from just before this generation finds only the dated updates and adds.
+    let newest_before = before
+        .iter()
+        .map(|(_, _, d)| parse_violet_date(&d.replace('Z', "+0000")))
+        .max()
+        .unwrap();
+    let (items, last) = c.offer_page(1001, 1, 1_000, false, Some((Some(newest_before + 1), None)));
+    assert!(last);
+    assert_eq!(items.len(), 50 + 4);
+
+    // Updated again with its date moved, an undated offer shows the new date.
+    let again = c.advance_with(
+        1001,
+        &ChangeMix {
+            updated: 1.0,
+            removed: 0.0,
+            added: 0.0,
+            undated: 0.0,
+        },
+    );
+    assert_eq!(again.updated.len(), 2_004);
+    let (items, _) = c.offer_page(1001, 1, 5_000, false, Some((Some(newest_before + 1), None)));
+    assert_eq!(items.len(), 2_004);
+
+    assert!(
+        c.set_change_mix(ChangeMix {
+            undated: 1.5,
+            ..mix
+        })
+        .is_err()
+    );
+    c.set_change_mix(mix).unwrap();
+    assert_eq!(c.change_mix(), mix);
 }

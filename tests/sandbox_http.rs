@@ -514,3 +514,77 @@ async fn collections_merchant_and_single_offer_endpoints() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn the_change_mix_is_read_set_and_checked_over_the_control_api() {
+    let sb = start(1_000, Duration::from_secs(3600)).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{}/_sandbox{path}", sb.addr());
+    let mix: Value = http
+        .get(url("/change-mix"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        mix,
+        json!({"updated": 0.02, "removed": 0.01, "added": 0.01, "undated": 0.0})
+    );
+    let refused = http
+        .put(url("/change-mix"))
+        .json(&json!({"updated": 2.0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        refused
+            .text()
+            .await
+            .unwrap()
+            .contains("updated must be a share between 0 and 1")
+    );
+    let unknown = http
+        .put(url("/change-mix"))
+        .json(&json!({"changed": 0.1}))
+        .send()
+        .await
+        .unwrap();
+    assert!(unknown.status().is_client_error());
+    let set = http
+        .put(url("/change-mix"))
+        .json(&json!({"updated": 0.1, "removed": 0, "added": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), StatusCode::OK);
+    let cs: Value = http
+        .post(url("/merchants/1001/advance"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            cs["updated"].as_array().unwrap().len(),
+            cs["added"].as_array().unwrap().len()
+        ),
+        (100, 0)
+    );
+    // A mix in the body applies to that one advance.
+    let cs: Value = http
+        .post(url("/merchants/1001/advance"))
+        .json(&json!({"updated": 0.01, "removed": 0.0, "added": 0.0, "undated": 1.0}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cs["updated"].as_array().unwrap().len(), 10);
+    assert_eq!(sb.catalog().change_mix().updated, 0.1);
+}

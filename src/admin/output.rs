@@ -210,7 +210,7 @@ pub fn merchant(response: &Value) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "merchant {} {}\n  connected {}  enabled {}  health {}\n  offers {}  catalog version {}  last refresh {} ({})\n  index: latest change {}, applied {}, pending {}",
+        "merchant {} {}\n  connected {}  enabled {}  health {}\n  offers {}  catalog version {}  last refresh {} ({})\n  last full pass {}  last delta {}  watermark {}{}\n  index: latest change {}, applied {}, pending {}",
         text(m, "merchant_id"),
         text(m, "name"),
         text(m, "connected"),
@@ -220,6 +220,13 @@ pub fn merchant(response: &Value) -> String {
         text(m, "catalog_version"),
         at(m, "last_refresh_at"),
         duration(m, "last_refresh_ms"),
+        at(&m["freshness"], "last_full_refresh_at"),
+        at(&m["freshness"], "last_delta_refresh_at"),
+        at(&m["freshness"], "offers_watermark"),
+        m["freshness"]["full_refresh_due"]
+            .as_str()
+            .map(|why| format!("  next pass full: {why}"))
+            .unwrap_or_default(),
         text(&m["index"], "latest_change_no"),
         text(&m["index"], "applied_change_no"),
         text(&m["index"], "pending_changes"),

@@ -135,6 +135,25 @@ pub struct RefreshSettings {
     pub max_removal_fraction: f64,
     /// Unseen offers a full pass checks one by one before removing them (0: none).
     pub verify_removals_max: usize,
+    /// `delta`: a COMPLETED fetches only offers modified since the merchant's watermark
+    /// unless a full pass is due; `full`: every refresh reads the whole catalog.
+    pub mode: RefreshPolicy,
+    /// A merchant's products refresh is a full pass when its last one is older.
+    pub full_every_secs: u64,
+    /// Subtracted from the watermark when a delta asks Violet for what changed: covers
+    /// clock skew between Violet and this host.
+    pub delta_overlap_secs: u64,
+    /// A watermark no pass confirmed for this long is not trusted for a delta: a full
+    /// pass runs.
+    pub watermark_max_age_secs: u64,
+}
+
+/// Whether products refreshes after COMPLETED may be deltas (`refresh.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshPolicy {
+    Delta,
+    Full,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

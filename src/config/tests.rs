@@ -300,3 +300,38 @@ fn the_slow_statement_threshold_is_bounded_and_may_be_off() {
         Ok(())
     });
 }
+
+#[test]
+fn refresh_mode_and_delta_bounds_have_defaults_and_are_checked() {
+    figment::Jail::expect_with(|jail| {
+        let settings = Settings::load(&ConfigSource::DefaultsOnly).unwrap();
+        assert_eq!(settings.refresh.mode, RefreshPolicy::Delta);
+        assert_eq!(settings.refresh.full_every_secs, 86_400);
+        assert_eq!(settings.refresh.delta_overlap_secs, 300);
+        assert_eq!(settings.refresh.watermark_max_age_secs, 259_200);
+
+        let text = load_file(jail, "[refresh]\nmode = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("sometimes") && text.contains("delta"),
+            "{text}"
+        );
+        let errors = load_file(
+            jail,
+            "[refresh]\nfull_every_secs = 600\ndelta_overlap_secs = 600\nwatermark_max_age_secs = 0\n",
+        )
+        .unwrap_err();
+        let reason = |key: &str| {
+            errors
+                .for_key(key)
+                .map(|e| e.reason.clone())
+                .unwrap_or_default()
+        };
+        assert!(reason("refresh.delta_overlap_secs").contains("less than refresh.full_every_secs"));
+        assert!(reason("refresh.watermark_max_age_secs").contains("greater than 0"));
+        let full = load_file(jail, "[refresh]\nmode = \"full\"\n").unwrap();
+        assert_eq!(full.refresh.mode, RefreshPolicy::Full);
+        Ok(())
+    });
+}

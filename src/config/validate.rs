@@ -260,6 +260,16 @@ impl Settings {
             "refresh.max_removal_fraction",
             || "must be greater than 0 and at most 1.0 (1.0: never hold removals)".into(),
         );
+        p.positive(self.refresh.full_every_secs, "refresh.full_every_secs");
+        p.check(
+            self.refresh.delta_overlap_secs < self.refresh.full_every_secs,
+            "refresh.delta_overlap_secs",
+            || "must be less than refresh.full_every_secs".into(),
+        );
+        p.positive(
+            self.refresh.watermark_max_age_secs,
+            "refresh.watermark_max_age_secs",
+        );
         p.check(
             !self.search.index_dir.as_os_str().is_empty(),
             "search.index_dir",

@@ -34,12 +34,16 @@ pub enum JobKind {
     },
 }
 
-/// A full refresh removes what was not seen; a safe one only upserts.
+/// A full refresh reads the whole listing and removes what was not seen; a safe one
+/// reads the whole listing and only upserts; a delta (products only) reads only the
+/// offers modified since the merchant's watermark and only upserts, and becomes a full
+/// refresh when a full pass is due (see `mirror::delta`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefreshMode {
     Full,
     Safe,
+    Delta,
 }
 
 impl JobKind {

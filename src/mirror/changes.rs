@@ -36,6 +36,7 @@ pub(crate) const COLLECTION_TOPICS: [&str; 4] = [
 pub enum Reason {
     FullRefresh,
     SafeRefresh,
+    DeltaRefresh,
     Collections,
     Incremental,
     Visibility,
@@ -48,6 +49,7 @@ impl Reason {
         match self {
             Reason::FullRefresh => "full_refresh",
             Reason::SafeRefresh => "safe_refresh",
+            Reason::DeltaRefresh => "delta_refresh",
             Reason::Collections => "collections",
             Reason::Incremental => "incremental",
             Reason::Visibility => "visibility",

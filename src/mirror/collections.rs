@@ -256,7 +256,7 @@ impl Mirror {
                     .fetch_all(&mut *tx)
                     .await?
             }
-            RefreshMode::Safe => Vec::new(),
+            RefreshMode::Safe | RefreshMode::Delta => Vec::new(),
         };
         let (pairs, touched, touched_ids): (i64, i64, Vec<i64>) =
             sqlx::query_as(REPLACE_MEMBERSHIP)
@@ -295,7 +295,7 @@ impl Mirror {
         // incremental job schedules a full collections refresh for it).
         let topics: Vec<&str> = match mode {
             RefreshMode::Full => COLLECTION_TOPICS.to_vec(),
-            RefreshMode::Safe => COLLECTION_TOPICS
+            RefreshMode::Safe | RefreshMode::Delta => COLLECTION_TOPICS
                 .iter()
                 .copied()
                 .filter(|t| *t != "COLLECTION_REMOVED")

@@ -2,6 +2,8 @@
 //! offer events, the change log the search indexer follows, and read queries.
 //!
 //! Invariants kept here (DESIGN.md, 2 and 5):
+//! - A products refresh after COMPLETED is a delta (only offers modified since the
+//!   merchant's watermark, upserts only) unless a full pass is due (`delta`).
 //! - A refresh streams pages from Violet into staging (short transactions, never one
 //!   open across a network call) and publishes in ONE transaction after the last page.
 //!   A fetch that fails part way discards its staging and changes nothing live; the job
@@ -17,7 +19,8 @@
 //! - Memory is bounded by the page buffer and `refresh.batch_size`, not by the catalog:
 //!   pages stream through, staging and publishing work in batches.
 //!
-//! Layout: `products` and `collections` (the refreshes), `incremental` and `events`
+//! Layout: `products` and `collections` (the refreshes), `delta` (full or delta, the
+//! watermark), `incremental` and `events`
 //! (offer events), `staging`, `publish` and `rows` (how rows get in), `copy` (COPY text
 //! format), `changes` (publish lock, change log, event folding), `queries` (reads),
 //! `progress` (what running refreshes have done so far, for operators).
@@ -25,6 +28,7 @@
 mod changes;
 mod collections;
 mod copy;
+pub mod delta;
 mod events;
 mod incremental;
 mod products;
@@ -43,6 +47,7 @@ use sqlx::PgPool;
 pub use changes::{
     CHANGES_CHANNEL, Change, MAX_LISTED_OFFERS, Reason, append as append_change, visibility_changed,
 };
+pub use delta::{DeltaSettings, DeltaState};
 pub use incremental::IncrementalReport;
 pub use progress::{ProgressKind, ProgressSnapshot, RefreshProgress};
 pub use rows::{content_hash, primary_image};
@@ -66,6 +71,8 @@ pub struct MirrorSettings {
     pub max_removal_fraction: f64,
     /// At most this many unseen offers are checked one by one before a removal.
     pub verify_removals_max: usize,
+    /// When a products refresh may be a delta.
+    pub delta: DeltaSettings,
 }
 
 impl MirrorSettings {
@@ -77,6 +84,12 @@ impl MirrorSettings {
             job_max_attempts: jobs.max_attempts.max(1),
             max_removal_fraction: refresh.max_removal_fraction,
             verify_removals_max: refresh.verify_removals_max,
+            delta: DeltaSettings {
+                policy: refresh.mode,
+                full_every: Duration::from_secs(refresh.full_every_secs),
+                overlap: Duration::from_secs(refresh.delta_overlap_secs),
+                watermark_max_age: Duration::from_secs(refresh.watermark_max_age_secs),
+            },
         }
     }
 }

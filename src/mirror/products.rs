@@ -1,4 +1,5 @@
-//! The products refresh (full or safe): the merchant-offers listing streamed page by
+//! The products refresh (full, safe or delta): the merchant-offers listing (for a
+//! delta, only the offers modified since the watermark; see `delta`) streamed page by
 //! page into staging, then one publishing transaction.
 //!
 //! Pages are fetched ahead by a separate task into a small bounded channel, so the
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::changes::{self, ChangedOffers, OFFER_REMOVAL_TOPICS, OFFER_UPSERT_TOPICS, Reason};
+use super::delta::{self, Newest, Pass};
 use super::progress::ProgressKind::Products;
 use super::publish;
 use super::removals::{self, Removals};
@@ -36,7 +38,15 @@ pub(super) fn mode_name(mode: RefreshMode) -> &'static str {
     match mode {
         RefreshMode::Full => "full",
         RefreshMode::Safe => "safe",
+        RefreshMode::Delta => "delta",
     }
+}
+
+/// What a listing put into staging.
+#[derive(Debug, Clone, Copy)]
+struct Staged {
+    offers: u64,
+    newest: Newest,
 }
 
 /// Drives `pages` in its own task, at most `depth` pages ahead of the consumer. The
@@ -62,9 +72,11 @@ pub(super) fn prefetch<T: Send + 'static>(
 
 impl Mirror {
     /// Refreshes a merchant's offers. `Full` marks offers that were not listed as
-    /// removed; `Safe` only upserts. Returns an error, with nothing live changed, when
-    /// the listing cannot be read to its end or `cancel` fires.
-    #[tracing::instrument(name = "refresh_products", skip(self, mode, cancel), fields(mode = mode_name(mode), refresh_id = tracing::field::Empty))]
+    /// removed; `Safe` only upserts; `Delta` reads and upserts only what changed since
+    /// the watermark, or makes a full pass when one is due ([`delta`]). Returns an
+    /// error, with nothing live changed, when the listing cannot be read to its end or
+    /// `cancel` fires.
+    #[tracing::instrument(name = "refresh_products", skip(self, mode, cancel), fields(mode = tracing::field::Empty, refresh_id = tracing::field::Empty))]
     pub async fn refresh_products(
         &self,
         merchant_id: i64,
@@ -72,10 +84,22 @@ impl Mirror {
         cancel: &CancellationToken,
     ) -> anyhow::Result<RefreshReport> {
         let started = Instant::now();
+        let mut conn = self.pool.acquire().await?;
+        let pass = delta::DeltaState::read(&mut conn, merchant_id).await?.pass(
+            mode,
+            &self.settings.delta,
+            chrono::Utc::now(),
+        );
+        drop(conn);
+        let mode = pass.mode();
+        tracing::Span::current().record("mode", mode_name(mode));
+        if let Pass::Full { why } = &pass {
+            tracing::info!(why = why.as_str(), "full products pass");
+        }
         self.progress
             .start(merchant_id, Products, mode_name(mode))
             .await;
-        let outcome = self.products(merchant_id, mode, cancel, started).await;
+        let outcome = self.products(merchant_id, &pass, cancel, started).await;
         self.progress.finished(merchant_id, Products, &outcome);
         let mode = mode_name(mode);
         metrics::histogram!("catalog_mirror_refresh_duration_seconds", "kind" => "products", "mode" => mode)
@@ -108,7 +132,7 @@ impl Mirror {
     async fn products(
         &self,
         merchant_id: i64,
-        mode: RefreshMode,
+        pass: &Pass,
         cancel: &CancellationToken,
         started: Instant,
     ) -> anyhow::Result<RefreshReport> {
@@ -116,11 +140,14 @@ impl Mirror {
         let (started_at, key) =
             staging::begin(pool, merchant_id, Tables::Offers, self.lease.as_ref()).await?;
         let refresh_id = key.refresh_id;
-        let staged = match self.stage_products(key, cancel).await {
-            Ok(staged) if mode == RefreshMode::Full => self
+        let staged = match self.stage_products(key, pass, cancel).await {
+            Ok(staged) if pass.mode() == RefreshMode::Full => self
                 .verify_unseen(key, started_at, cancel)
                 .await
-                .map(|verified| staged + verified.staged()),
+                .map(|verified| Staged {
+                    offers: staged.offers + verified.staged(),
+                    ..staged
+                }),
             other => other,
         };
         let staged = match staged {
@@ -131,26 +158,30 @@ impl Mirror {
             }
         };
         let result = self
-            .publish_products(key, mode, started_at, staged, started, cancel)
+            .publish_products(key, pass, started_at, staged, started, cancel)
             .await;
         staging::discard_quietly(pool, refresh_id, Tables::Offers).await;
         result
     }
 
-    /// Streams the listing into staging; returns the number of offers staged once the
-    /// final page was read.
+    /// Streams the listing into staging; returns what was staged once the final page
+    /// was read.
     async fn stage_products(
         &self,
         key: StageKey,
+        pass: &Pass,
         cancel: &CancellationToken,
-    ) -> anyhow::Result<u64> {
+    ) -> anyhow::Result<Staged> {
         let mut stager = OfferStager::new(key, self.settings.batch_size);
         let mut writer = BatchWriter::new(self.pool.clone());
         match self
-            .stage_pages(key, &mut stager, &mut writer, cancel)
+            .stage_pages(key, pass, &mut stager, &mut writer, cancel)
             .await
         {
-            Ok(()) => writer.finish(&mut stager).await,
+            Ok(newest) => Ok(Staged {
+                offers: writer.finish(&mut stager).await?,
+                newest,
+            }),
             Err(err) => {
                 writer.abandon().await;
                 Err(err)
@@ -158,17 +189,26 @@ impl Mirror {
         }
     }
 
+    /// Returns the newest `date_last_modified` the listing showed.
     async fn stage_pages(
         &self,
         key: StageKey,
+        pass: &Pass,
         stager: &mut OfferStager,
         writer: &mut BatchWriter,
         cancel: &CancellationToken,
-    ) -> anyhow::Result<()> {
-        let (mut pages, _fetcher) = prefetch(
-            self.client.offer_pages(key.merchant_id),
-            self.settings.prefetch_pages,
-        );
+    ) -> anyhow::Result<Newest> {
+        let listing = match pass {
+            Pass::Delta { since } => self
+                .client
+                .offer_pages_modified_since(key.merchant_id, *since)
+                .left_stream(),
+            Pass::Full { .. } | Pass::Safe => {
+                self.client.offer_pages(key.merchant_id).right_stream()
+            }
+        };
+        let (mut pages, _fetcher) = prefetch(listing, self.settings.prefetch_pages);
+        let mut newest = Newest::default();
         let mut page_no = 0u32;
         let mut complete = false;
         let mut foreign = 0u64;
@@ -191,6 +231,7 @@ impl Mirror {
                 .page_fetched(key.merchant_id, Products, page.content.len(), complete);
             for offer in &page.content {
                 foreign += u64::from(offer.merchant_id.is_some_and(|m| m != key.merchant_id));
+                newest.see(offer.date_last_modified);
                 stager.push(offer);
             }
             if stager.buffered() >= self.settings.batch_size {
@@ -207,23 +248,24 @@ impl Mirror {
                 "the listing holds offers naming another merchant; filed under this one"
             );
         }
-        Ok(())
+        Ok(newest)
     }
 
     async fn publish_products(
         &self,
         key: StageKey,
-        mode: RefreshMode,
+        pass: &Pass,
         started_at: DateTime<Utc>,
-        staged: u64,
+        staged: Staged,
         started: Instant,
         cancel: &CancellationToken,
     ) -> anyhow::Result<RefreshReport> {
         let merchant_id = key.merchant_id;
+        let mode = pass.mode();
         let publish_started = Instant::now();
         let mut tx = self.pool.begin().await?;
         self.hold_lease(&mut tx).await?;
-        staging::own(&mut tx, key.refresh_id, Tables::Offers, staged).await?;
+        staging::own(&mut tx, key.refresh_id, Tables::Offers, staged.offers).await?;
         let current = changes::lock_merchant(&mut tx, merchant_id).await?;
         publish::prefer_generic_plans(&mut tx).await?;
         let next = current + 1;
@@ -251,27 +293,35 @@ impl Mirror {
                 )
                 .await?
             }
-            RefreshMode::Safe => Removals::default(),
+            RefreshMode::Safe | RefreshMode::Delta => Removals::default(),
         };
         let removed = removals.removed;
         let any = merged.upserted + removed > 0;
         let version = if any { next } else { current };
         let elapsed_ms = started.elapsed().as_millis() as i64;
         publish::update_merchant(&mut tx, merchant_id, version, Some(elapsed_ms)).await?;
+        delta::record(&mut tx, merchant_id, pass, staged.newest, started_at).await?;
 
         // A safe refresh removes nothing, so it leaves removal events for the
         // incremental job (which the planner schedules with every FAILED and stall).
         // So does a full one whose removals are held: an OFFER_REMOVED names one offer
-        // and is applied on its own, whatever becomes of the held ones.
+        // and is applied on its own, whatever becomes of the held ones. A delta covers
+        // no event: it rests on Violet moving the dates, and an event whose offer it did
+        // not list must still be applied; the incremental job applies them all (an
+        // update no newer than the stored offer is skipped there).
+        let offer_topics: Vec<&str> = OFFER_UPSERT_TOPICS
+            .iter()
+            .chain(&OFFER_REMOVAL_TOPICS)
+            .copied()
+            .collect();
         let topics: Vec<&str> = match mode {
-            RefreshMode::Full if removals.held == 0 => OFFER_UPSERT_TOPICS
-                .iter()
-                .chain(&OFFER_REMOVAL_TOPICS)
-                .copied()
-                .collect(),
+            RefreshMode::Full if removals.held == 0 => offer_topics.clone(),
             RefreshMode::Full | RefreshMode::Safe => OFFER_UPSERT_TOPICS.to_vec(),
+            RefreshMode::Delta => Vec::new(),
         };
-        if removals.held > 0 {
+        let pending_events = mode == RefreshMode::Delta
+            && changes::has_pending(&mut tx, merchant_id, &offer_topics).await?;
+        if removals.held > 0 || pending_events {
             Queue::enqueue(
                 &mut tx,
                 &NewJob {
@@ -291,6 +341,7 @@ impl Mirror {
             let reason = match mode {
                 RefreshMode::Full => Reason::FullRefresh,
                 RefreshMode::Safe => Reason::SafeRefresh,
+                RefreshMode::Delta => Reason::DeltaRefresh,
             };
             let change = changes::Change {
                 merchant_id,

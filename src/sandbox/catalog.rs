@@ -44,6 +44,9 @@ struct Generation {
     removed: BTreeMap<u64, u32>,
     /// Updated index -> generation of its last update.
     modified: HashMap<u64, u32>,
+    /// Index -> generation whose date its `date_last_modified` still shows: its last
+    /// update did not move the date (the "undated change" fault of [`ChangeMix`]).
+    undated: HashMap<u64, u32>,
     /// `(first index, generation)` of each batch added by `advance`, ascending.
     added: Vec<(u64, u32)>,
 }
@@ -94,6 +97,8 @@ pub struct Catalog {
     /// The last event time handed to a scenario (unix seconds): scenarios built one
     /// after another get strictly later times, as Violet's real events would.
     event_clock: std::sync::atomic::AtomicI64,
+    /// What `advance` changes.
+    change_mix: RwLock<ChangeMix>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -146,6 +151,7 @@ impl Catalog {
             seed,
             merchants: map,
             event_clock: std::sync::atomic::AtomicI64::new(i64::MIN),
+            change_mix: RwLock::new(ChangeMix::default()),
         })
     }
 
@@ -324,11 +330,30 @@ impl Catalog {
             .map(|m| m.profile.json(status))
     }
 
-    /// Moves the merchant to its next generation: about 2 % of its offers are updated
-    /// (newer `date_last_modified`, new price and name), 1 % removed and 1 % added
-    /// (each at least one, at most a few thousand). Deterministic from the seed and
-    /// the generation number. Unknown merchant: an empty change set.
+    /// Moves the merchant to its next generation with the catalog's [`ChangeMix`] (by
+    /// default about 2 % of its offers updated, 1 % removed and 1 % added).
     pub fn advance(&self, merchant_id: u64) -> ChangeSet {
+        let mix = *self.change_mix.read().unwrap_or_else(|e| e.into_inner());
+        self.advance_with(merchant_id, &mix)
+    }
+
+    /// What [`advance`](Self::advance) changes from now on.
+    pub fn change_mix(&self) -> ChangeMix {
+        *self.change_mix.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_change_mix(&self, mix: ChangeMix) -> Result<(), String> {
+        mix.check()?;
+        *self.change_mix.write().unwrap_or_else(|e| e.into_inner()) = mix;
+        Ok(())
+    }
+
+    /// Moves the merchant to its next generation: `mix` says which share of its offers
+    /// is updated (new price and name, and a newer `date_last_modified` unless the
+    /// update is one of the `undated` share), removed and added (each at least one
+    /// when its share is above zero). Deterministic from the seed, the generation number
+    /// and the mix. Unknown merchant: an empty change set.
+    pub fn advance_with(&self, merchant_id: u64, mix_of: &ChangeMix) -> ChangeSet {
         let Some(m) = self.merchants.get(&merchant_id) else {
             return ChangeSet {
                 merchant_id,
@@ -340,11 +365,10 @@ impl Catalog {
         let g = old.number + 1;
         let n = old.count();
         let mut rng = Rng::new(mix(&[self.seed, merchant_id, tag("advance"), u64::from(g)]));
-        let n_remove = (n / 100).clamp(1, 2_000).min(n);
-        let n_update = (n / 50).clamp(1, 5_000).min(n - n_remove);
-        let n_add = (n / 100)
-            .clamp(1, 2_000)
-            .min(MAX_OFFERS.saturating_sub(old.next_index));
+        let n_remove = share(n, mix_of.removed).min(n);
+        let n_update = share(n, mix_of.updated).min(n - n_remove);
+        let n_add = share(n, mix_of.added).min(MAX_OFFERS.saturating_sub(old.next_index));
+        let n_undated = (n_update as f64 * mix_of.undated).round() as usize;
 
         // Floyd's sampling of distinct ranks among the present offers.
         let k = n_remove + n_update;
@@ -359,6 +383,8 @@ impl Catalog {
         let (remove_ranks, update_ranks) = ranks.split_at(n_remove as usize);
         let mut removed: Vec<u64> = remove_ranks.iter().filter_map(|&r| old.select(r)).collect();
         let mut updated: Vec<u64> = update_ranks.iter().filter_map(|&r| old.select(r)).collect();
+        // Ranks come in random order: the first ones are as good a sample as any.
+        let undated: Vec<u64> = updated.iter().take(n_undated).copied().collect();
         removed.sort_unstable();
         updated.sort_unstable();
 
@@ -366,6 +392,15 @@ impl Catalog {
         next.number = g;
         for &i in &removed {
             next.removed.insert(i, g);
+        }
+        for &i in &updated {
+            next.undated.remove(&i);
+        }
+        for &i in &undated {
+            // The date it showed before this update: its last dated update's, or none.
+            let shown = ctx(&m.profile, &old, i);
+            next.undated
+                .insert(i, shown.dated_gen.unwrap_or(shown.rev_gen));
         }
         for &i in &updated {
             next.modified.insert(i, g);
@@ -401,6 +436,60 @@ impl Catalog {
     }
 }
 
+/// What one [`Catalog::advance`] changes: shares (0 to 1) of the merchant's offers
+/// updated, removed and added, and the share of the updates whose `date_last_modified`
+/// does not move (a fault: Violet is assumed to move it on every change, and a delta
+/// refresh misses such an update until a full pass reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChangeMix {
+    pub updated: f64,
+    pub removed: f64,
+    pub added: f64,
+    pub undated: f64,
+}
+
+impl Default for ChangeMix {
+    fn default() -> Self {
+        Self {
+            updated: 0.02,
+            removed: 0.01,
+            added: 0.01,
+            undated: 0.0,
+        }
+    }
+}
+
+impl ChangeMix {
+    pub fn check(&self) -> Result<(), String> {
+        for (name, share) in [
+            ("updated", self.updated),
+            ("removed", self.removed),
+            ("added", self.added),
+            ("undated", self.undated),
+        ] {
+            if !(0.0..=1.0).contains(&share) {
+                return Err(format!(
+                    "{name} must be a share between 0 and 1, got {share}"
+                ));
+            }
+        }
+        if self.updated + self.removed > 1.0 {
+            return Err("updated and removed together must be at most 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// `fraction` of `n`, at least one when the fraction is above zero (rounded down; the
+/// epsilon keeps 0.01 of 300 at 3 despite binary fractions).
+fn share(n: u64, fraction: f64) -> u64 {
+    if fraction <= 0.0 {
+        return 0;
+    }
+    ((n as f64 * fraction + 1e-9).floor() as u64).max(1)
+}
+
 /// Most offers one merchant can have (including those added by `advance`).
 pub const MAX_OFFERS: u64 = OFFER_ID_STRIDE - 1;
 
@@ -413,6 +502,7 @@ fn ctx<'a>(profile: &'a MerchantProfile, state: &Generation, index: u64) -> Offe
         created_gen,
         rev_gen,
         removed_gen: None,
+        dated_gen: state.undated.get(&index).copied(),
     }
 }
 

@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::catalog::ChangeMix;
 use super::error::ApiError;
 use super::hash::mix;
 use super::server::AppState;
@@ -34,6 +35,7 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/tokens/expire", post(expire_tokens))
         .route("/merchants", get(merchants))
         .route("/merchants/{merchant_id}/advance", post(advance))
+        .route("/change-mix", get(get_change_mix).put(put_change_mix))
         .route("/play", post(play))
         .fallback(|| async {
             ApiError::not_found("Unknown control endpoint; GET /_sandbox/ lists them")
@@ -53,7 +55,8 @@ pub async fn info(State(s): State<Arc<AppState>>) -> Json<Value> {
         "control": [
             "GET /_sandbox/knobs", "PUT /_sandbox/knobs", "PATCH /_sandbox/knobs", "DELETE /_sandbox/knobs",
             "GET /_sandbox/stats", "POST /_sandbox/tokens/expire", "GET /_sandbox/merchants",
-            "POST /_sandbox/merchants/{merchant_id}/advance", "POST /_sandbox/play",
+            "POST /_sandbox/merchants/{merchant_id}/advance", "GET /_sandbox/change-mix",
+            "PUT /_sandbox/change-mix", "POST /_sandbox/play",
         ],
     }))
 }
@@ -153,10 +156,39 @@ async fn merchants(State(s): State<Arc<AppState>>) -> Json<Vec<Value>> {
     )
 }
 
-async fn advance(State(s): State<Arc<AppState>>, Path(raw): Path<String>) -> Response {
-    match raw.parse::<u64>() {
-        Ok(m) if s.catalog.has_merchant(m) => Json(s.catalog.advance(m)).into_response(),
-        _ => ApiError::not_found(format!("unknown sandbox merchant {raw:?}")).into_response(),
+/// Advances a merchant's catalog by the current change mix, or by the mix in the body
+/// (`{"updated": 0.01, "removed": 0, "added": 0, "undated": 0.5}`, missing fields at
+/// their defaults) for this one advance.
+async fn advance(
+    State(s): State<Arc<AppState>>,
+    Path(raw): Path<String>,
+    body: Option<Json<ChangeMix>>,
+) -> Response {
+    let m = match raw.parse::<u64>() {
+        Ok(m) if s.catalog.has_merchant(m) => m,
+        _ => {
+            return ApiError::not_found(format!("unknown sandbox merchant {raw:?}"))
+                .into_response();
+        }
+    };
+    match body {
+        None => Json(s.catalog.advance(m)).into_response(),
+        Some(Json(mix)) => match mix.check() {
+            Ok(()) => Json(s.catalog.advance_with(m, &mix)).into_response(),
+            Err(err) => ApiError::bad_request(err).into_response(),
+        },
+    }
+}
+
+/// What `advance` (and the scheduled-sync scenario) changes from now on.
+async fn get_change_mix(State(s): State<Arc<AppState>>) -> Json<ChangeMix> {
+    Json(s.catalog.change_mix())
+}
+
+async fn put_change_mix(State(s): State<Arc<AppState>>, Json(mix): Json<ChangeMix>) -> Response {
+    match s.catalog.set_change_mix(mix) {
+        Ok(()) => Json(mix).into_response(),
+        Err(err) => ApiError::bad_request(err).into_response(),
     }
 }
 

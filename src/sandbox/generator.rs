@@ -133,6 +133,9 @@ pub struct OfferCtx<'a> {
     pub rev_gen: u32,
     /// Set when rendering an offer that was removed in that generation.
     pub removed_gen: Option<u32>,
+    /// The generation whose date `date_last_modified` shows, when an update did not
+    /// move it (the sandbox's "undated change" fault); `None`: that of `rev_gen`.
+    pub dated_gen: Option<u32>,
 }
 
 impl OfferCtx<'_> {
@@ -142,12 +145,17 @@ impl OfferCtx<'_> {
 
     /// Hash of a field that changes whenever the offer is updated.
     pub fn hr(&self, field: &str) -> u64 {
+        self.hash_at(field, self.rev_gen)
+    }
+
+    /// Hash of a field as it was at `generation`.
+    fn hash_at(&self, field: &str, generation: u32) -> u64 {
         mix(&[
             self.merchant.seed,
             self.merchant.id,
             self.index,
             tag(field),
-            u64::from(self.rev_gen),
+            u64::from(generation),
         ])
     }
 
@@ -169,8 +177,9 @@ impl OfferCtx<'_> {
         if let Some(g) = self.removed_gen {
             return generation_time(g, self.h("removed"));
         }
-        if self.rev_gen > self.created_gen {
-            return generation_time(self.rev_gen, self.hr("modified"));
+        let dated = self.dated_gen.unwrap_or(self.rev_gen);
+        if dated > self.created_gen {
+            return generation_time(dated, self.hash_at("modified", dated));
         }
         let created = self.date_created_secs();
         if self.created_gen > 0 {

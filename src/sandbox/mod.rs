@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use catalog::{Catalog, ChangeSet};
+pub use catalog::{Catalog, ChangeMix, ChangeSet};
 pub use scenarios::{Scenario, ScenarioOptions};
 pub use webhooks::{DeliveryFaults, DeliveryReport, Emitter, WebhookEvent};
 

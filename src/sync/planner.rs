@@ -1,6 +1,9 @@
 //! Planning: what a newly stored event changes and which jobs it schedules.
 //!
-//! - COMPLETED schedules a full refresh of that merchant and kind after the debounce.
+//! - COMPLETED schedules a refresh of that merchant and kind after the debounce: for
+//!   products a delta, which makes a full pass when one is due (`mirror::delta`); for
+//!   collections a full refresh.
+//! - FAILED, a stall and MERCHANT_ENABLED make the next products refresh a full pass.
 //! - Offer and collection events during that merchant's sync window are held: the
 //!   refresh after COMPLETED covers them. Outside a window they gather into one
 //!   batched incremental job per merchant.
@@ -20,6 +23,7 @@ use crate::config::{JobSettings, SyncSettings};
 use crate::jobs::{
     Backoff, ENQUEUE_ARGS, EnqueueArgs, JobKind, NewJob, OnConflict, Queue, RefreshMode,
 };
+use crate::mirror::delta;
 
 /// The settings planning needs, copied out of the configuration.
 #[derive(Debug, Clone)]
@@ -155,9 +159,15 @@ impl Planner {
                 }
             }
             topic => match topic.class() {
-                EventClass::Merchant => merchants::apply(conn, merchant_id, topic, body, at)
-                    .await
-                    .map(|_| ()),
+                EventClass::Merchant => {
+                    let moved = merchants::apply(conn, merchant_id, topic, body, at).await?;
+                    // Offers a disabled merchant changed may not all carry newer dates.
+                    if moved && *topic == Topic::MerchantEnabled {
+                        delta::require_full_pass(conn, merchant_id, "the merchant was enabled")
+                            .await?;
+                    }
+                    Ok(())
+                }
                 EventClass::Offer => {
                     self.hold_or_batch(conn, merchant_id, SyncKind::Products)
                         .await
@@ -225,9 +235,13 @@ impl Planner {
             }
         }
         // Even a late or unpaired COMPLETED means Violet's copy changed: refresh.
+        let mode = match sync.kind {
+            SyncKind::Products => RefreshMode::Delta,
+            SyncKind::Collections => RefreshMode::Full,
+        };
         self.enqueue(
             conn,
-            refresh(sync.merchant_id, sync.kind, RefreshMode::Full),
+            refresh(sync.merchant_id, sync.kind, mode),
             self.settings.debounce,
             OnConflict::Debounce,
         )
@@ -244,6 +258,9 @@ impl Planner {
             .await?;
         metrics::counter!("catalog_mirror_sync_failures_total", "kind" => sync.kind.as_str())
             .increment(1);
+        if sync.kind == SyncKind::Products {
+            delta::require_full_pass(conn, sync.merchant_id, "a products sync failed").await?;
+        }
         crate::notify::sync_state_changed(conn, sync.merchant_id, sync.kind, "failed").await?;
         // Events held during the failed window are applied on their own now.
         self.enqueue(

@@ -341,3 +341,17 @@ pub async fn hold_removals(app: &TestApp) {
     .await
     .unwrap();
 }
+
+/// ACME's delta bookkeeping: a full pass, a later delta, a watermark and a due reason.
+pub async fn set_freshness(app: &TestApp) {
+    sqlx::query(
+        r#"UPDATE merchants SET last_full_refresh_at = '2026-11-30T08:00:00Z',
+               last_delta_refresh_at = '2026-12-01T09:30:00Z', offers_watermark = '2026-11-30T23:55:00Z',
+               full_refresh_due = 'a products sync failed', full_refresh_due_at = '2026-12-01T10:00:00Z'
+           WHERE merchant_id = $1"#,
+    )
+    .bind(ACME)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}

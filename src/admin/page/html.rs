@@ -247,7 +247,7 @@ fn merchants(body: &mut String, view: &View) {
     }
     body.push_str(
         "<table id=\"merchants\"><thead><tr><th class=\"num\">ID</th><th>Name</th><th>Visible</th>\
-<th>Products</th><th>Collections</th><th>Last sync</th><th class=\"num\">Last duration</th>\
+<th>Products</th><th>Collections</th><th>Last sync</th><th>Last full pass / delta</th><th class=\"num\">Last duration</th>\
 <th class=\"num\">Success</th><th class=\"num\">Failures in a row</th><th class=\"num\">Offers</th>\
 <th class=\"num\">Catalog version</th><th class=\"num\">Index lag</th><th></th></tr></thead><tbody>",
     );
@@ -293,6 +293,7 @@ fn merchant_row(body: &mut String, m: &MerchantSummary, index_reported: bool) {
         body,
         "<tr data-merchant=\"{id}\"><td class=\"num\">{id}</td><td>{name}</td><td>{visible}</td>\
 <td class=\"products\">{products}</td><td class=\"collections\">{collections}</td><td>{latest}</td>\
+<td class=\"freshness\" title=\"{freshness_title}\">{full} / {delta}</td>\
 <td class=\"num\" title=\"products / collections\">{duration}</td><td class=\"num\" title=\"products / collections\">{success}</td>\
 <td class=\"num\" title=\"products / collections\">{failures}</td><td class=\"num\">{offers}</td><td class=\"num\">{version}</td>\
 <td class=\"num\">{lag}</td><td><form class=\"inline resync\" method=\"post\" action=\"/ui/resync\">\
@@ -305,9 +306,21 @@ fn merchant_row(body: &mut String, m: &MerchantSummary, index_reported: bool) {
         products = state_badge(&m.products),
         collections = state_badge(&m.collections),
         latest = time(latest),
+        full = time(m.freshness.last_full_refresh_at),
+        delta = time(m.freshness.last_delta_refresh_at),
+        freshness_title = escape(&freshness_title(m)),
         offers = m.offer_count,
         version = m.catalog_version,
     );
+}
+
+/// The watermark deltas read from, and why the next products pass is full if it is.
+fn freshness_title(m: &MerchantSummary) -> String {
+    let mut title = format!("watermark {}", time(m.freshness.offers_watermark));
+    if let Some(why) = &m.freshness.full_refresh_due {
+        title.push_str(&format!("; next products pass is full: {why}"));
+    }
+    title
 }
 
 /// Held removals of a merchant, with the buttons that confirm or discard them.

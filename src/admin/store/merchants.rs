@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
 
-use crate::mirror::ProgressSnapshot;
+use crate::mirror::{DeltaState, ProgressSnapshot};
 
 /// How many ended runs (completed, failed or stalled) the success rate looks at.
 pub const RECENT_RUNS_WINDOW: i64 = 20;
@@ -31,6 +31,9 @@ pub struct MerchantSummary {
     pub last_refresh_ms: Option<i64>,
     /// Offers whose removal a complete pass held for agreement (`None`: nothing held).
     pub held_removals: Option<i64>,
+    /// The last full pass, the last delta, the watermark and why the next products
+    /// refresh must be a full pass (if it must).
+    pub freshness: DeltaState,
     pub products: KindSummary,
     pub collections: KindSummary,
     pub index: IndexLag,
@@ -91,6 +94,8 @@ struct MerchantRow {
     last_refresh_at: Option<DateTime<Utc>>,
     last_refresh_ms: Option<i64>,
     held_removals: Option<i64>,
+    #[sqlx(flatten)]
+    freshness: DeltaState,
     latest_change_no: Option<i64>,
     pending_changes: Option<i64>,
 }
@@ -124,6 +129,7 @@ pub async fn merchants(
     let rows: Vec<MerchantRow> = sqlx::query_as(
         r#"SELECT m.merchant_id, m.name, m.platform, m.connected, m.enabled, m.visible, m.health,
                   live.offers AS offer_count, m.catalog_version, m.last_refresh_at, m.last_refresh_ms,
+                  m.offers_watermark, m.last_full_refresh_at, m.last_delta_refresh_at, m.full_refresh_due,
                   (SELECT cardinality(h.offer_ids)::bigint FROM held_removals h
                    WHERE h.merchant_id = m.merchant_id) AS held_removals,
                   (SELECT max(c.change_no) FROM change_log c WHERE c.merchant_id = m.merchant_id) AS latest_change_no,
@@ -198,6 +204,7 @@ pub async fn merchants(
                 last_refresh_at: row.last_refresh_at,
                 last_refresh_ms: row.last_refresh_ms,
                 held_removals: row.held_removals,
+                freshness: row.freshness,
                 products,
                 collections,
                 index: IndexLag {
