@@ -235,6 +235,10 @@ async fn merchants_show_states_history_offers_and_index_lag() {
     assert_eq!(acme["collections"]["state"], "idle");
     assert_eq!(acme["collections"]["success_rate"], Value::Null);
     assert_eq!(acme["offer_count"], 3, "the removed offer is not counted");
+    assert_eq!(
+        acme["storefront_offers"], 3,
+        "the storefront_offers view: live, visible, published offers of a visible merchant"
+    );
     assert_eq!(acme["catalog_version"], 2);
     assert_eq!(acme["index"]["latest_change_no"], seeded.acme_change_no);
 
@@ -245,6 +249,7 @@ async fn merchants_show_states_history_offers_and_index_lag() {
     assert_eq!(bolt["collections"]["last_duration_ms"], Value::Null);
     assert_eq!(bolt["products"]["state"], "idle");
     assert_eq!(bolt["offer_count"], 0);
+    assert_eq!(bolt["storefront_offers"], 0);
     assert_eq!(bolt["index"]["latest_change_no"], Value::Null);
     assert_eq!(merchant(&body, GONE)["visible"], false);
 

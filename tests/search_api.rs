@@ -234,10 +234,6 @@ const FILTER_CASES: &[(&str, &str)] = &[
     ),
 ];
 
-const SHOWN: &str = "FROM offers o JOIN merchants m USING (merchant_id)
-    WHERE m.connected AND m.enabled AND o.removed_at IS NULL AND o.visible
-      AND o.status <> 'ARCHIVED' AND o.publishing_status = 'PUBLISHED'";
-
 async fn sql_ids(pool: &PgPool, condition: &str, order: &str) -> Vec<i64> {
     let sql = format!("SELECT o.offer_id {SHOWN} AND ({condition}) ORDER BY {order}");
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql))

@@ -22,10 +22,6 @@ use sqlx::PgPool;
 const KEY: &str = "client-test-search-key";
 const KEY_UID: &str = "8f14e45f-ceea-4e67-a2b1-3c9d5e7f1a2b";
 
-const SHOWN: &str = "FROM offers o JOIN merchants m USING (merchant_id)
-    WHERE m.connected AND m.enabled AND o.removed_at IS NULL AND o.visible
-      AND o.status <> 'ARCHIVED' AND o.publishing_status = 'PUBLISHED'";
-
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -1,7 +1,9 @@
 //! The index as a projection of the mirror (DESIGN invariants 3 and 4): a merchant's
 //! replacement is seen in one step, a crash between the mirror commit and the index
 //! commit is caught up from the stored change number, and a schema change or a
-//! `reindex` rebuilds into a new generation swapped in while search keeps answering.
+//! `reindex` rebuilds into a new generation swapped in while search keeps answering;
+//! and the storefront rule is one: the `storefront_offers` view, the index and the
+//! admin counts agree on every edge case of it.
 
 mod common;
 mod search_support;
@@ -287,4 +289,280 @@ async fn the_reindex_command_builds_a_generation_that_a_running_daemon_adopts() 
     wait_for_count(&app.http, &base, shown_count(&offers) + 1).await;
     app.stop().await;
     assert_eq!(on_disk(&dir).0, new_generation);
+}
+
+/// One edge of the storefront rule: how an offer (and its merchant) is written, and
+/// whether a storefront may see it. The table states the rule the daemon applied before
+/// the rule moved into the `storefront_offers` view (migration 0006), unchanged.
+struct Edge {
+    why: &'static str,
+    merchant: i64,
+    status: Option<&'static str>,
+    publishing_status: Option<&'static str>,
+    visible: Option<bool>,
+    available: Option<bool>,
+    removed: bool,
+    shown: bool,
+}
+
+/// Connected and enabled.
+const OPEN: i64 = 3101;
+/// Connected, disabled.
+const DISABLED: i64 = 3102;
+/// Enabled, disconnected.
+const DISCONNECTED: i64 = 3103;
+/// Neither.
+const CLOSED: i64 = 3104;
+/// Offers without a merchant row (the mirror never writes these; the rule still hides them).
+const UNKNOWN: i64 = 3199;
+
+const fn edge(why: &'static str, status: Option<&'static str>, shown: bool) -> Edge {
+    Edge {
+        why,
+        merchant: OPEN,
+        status,
+        publishing_status: Some("PUBLISHED"),
+        visible: Some(true),
+        available: Some(true),
+        removed: false,
+        shown,
+    }
+}
+
+const fn publishing(
+    why: &'static str,
+    publishing_status: Option<&'static str>,
+    shown: bool,
+) -> Edge {
+    Edge {
+        publishing_status,
+        ..edge(why, Some("AVAILABLE"), shown)
+    }
+}
+
+const fn of(why: &'static str, merchant: i64) -> Edge {
+    Edge {
+        merchant,
+        ..edge(why, Some("AVAILABLE"), false)
+    }
+}
+
+const EDGES: &[Edge] = &[
+    edge("for sale", Some("AVAILABLE"), true),
+    Edge {
+        available: Some(false),
+        ..edge(
+            "out of stock stays searchable (available is a filter)",
+            Some("UNAVAILABLE"),
+            true,
+        )
+    },
+    Edge {
+        publishing_status: None,
+        visible: None,
+        available: None,
+        ..edge(
+            "no status, no publishing status, no visible flag",
+            None,
+            true,
+        )
+    },
+    edge("empty status", Some(""), true),
+    edge("status Violet may add later", Some("SOMETHING_NEW"), true),
+    edge(
+        "DISABLED alone is not a hiding status",
+        Some("DISABLED"),
+        true,
+    ),
+    edge("archived", Some("ARCHIVED"), false),
+    edge("archived, lower case", Some("archived"), false),
+    edge("archived, mixed case", Some("Archived"), false),
+    edge(
+        "archived with a leading space: not trimmed",
+        Some(" ARCHIVED"),
+        true,
+    ),
+    edge(
+        "archived with a trailing space: not trimmed",
+        Some("archived "),
+        true,
+    ),
+    edge("for deletion", Some("FOR_DELETION"), false),
+    edge("for deletion, lower case", Some("for_deletion"), false),
+    edge("disabled available", Some("DISABLED_AVAILABLE"), false),
+    edge(
+        "disabled unavailable, lower case",
+        Some("disabled_unavailable"),
+        false,
+    ),
+    publishing("not published", Some("NOT_PUBLISHED"), false),
+    publishing("not published, lower case", Some("Not_Published"), false),
+    publishing(
+        "not published with a space: not trimmed",
+        Some("NOT_PUBLISHED "),
+        true,
+    ),
+    publishing("another publishing state", Some("SCHEDULED"), true),
+    publishing("empty publishing status", Some(""), true),
+    Edge {
+        visible: Some(false),
+        ..edge("Violet's visible flag false", Some("AVAILABLE"), false)
+    },
+    Edge {
+        removed: true,
+        ..edge("removed", Some("AVAILABLE"), false)
+    },
+    of("merchant disabled", DISABLED),
+    of("merchant disconnected", DISCONNECTED),
+    of("merchant disconnected and disabled", CLOSED),
+    of("no merchant row", UNKNOWN),
+];
+
+#[tokio::test]
+async fn the_storefront_rule_is_one_the_view_the_index_and_admin_counts_agree_edge_by_edge() {
+    let (db, pool) = TestDb::migrated().await;
+    for (merchant, connected, enabled) in [
+        (OPEN, true, true),
+        (DISABLED, true, false),
+        (DISCONNECTED, false, true),
+        (CLOSED, false, false),
+    ] {
+        sqlx::query(
+            "INSERT INTO merchants (merchant_id, name, connected, enabled) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(merchant)
+        .bind(format!("Edge {merchant}"))
+        .bind(connected)
+        .bind(enabled)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let id = |i: usize| 3_000_000 + i as i64;
+    for (i, e) in EDGES.iter().enumerate() {
+        sqlx::query(
+            r#"INSERT INTO offers (offer_id, merchant_id, name, status, publishing_status, visible, available,
+                   content_hash, raw, removed_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, 'x', '{}', CASE WHEN $8 THEN now() END)"#,
+        )
+        .bind(id(i))
+        .bind(e.merchant)
+        .bind(format!("Edge offer {i}"))
+        .bind(e.status)
+        .bind(e.publishing_status)
+        .bind(e.visible)
+        .bind(e.available)
+        .bind(e.removed)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    for merchant in [OPEN, DISABLED, DISCONNECTED, CLOSED, UNKNOWN] {
+        publish(&pool, merchant, None).await;
+    }
+
+    // The view states the rule, edge by edge.
+    let shown = storefront_ids(&pool).await;
+    let wrong: Vec<String> = EDGES
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| shown.contains(&id(*i)) != e.shown)
+        .map(|(i, e)| format!("{} ({}): expected shown = {}", e.why, id(i), e.shown))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "the view disagrees:\n{}",
+        wrong.join("\n")
+    );
+    // The mirror's reads select through it.
+    let mirror: BTreeSet<i64> = catalog_mirror::mirror::queries::storefront_offers(&pool, OPEN)
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.offer_id)
+        .collect();
+    assert_eq!(mirror, shown);
+    for (i, e) in EDGES.iter().enumerate() {
+        assert_eq!(
+            catalog_mirror::mirror::queries::is_on_storefront(&pool, id(i))
+                .await
+                .unwrap(),
+            e.shown,
+            "{}",
+            e.why
+        );
+    }
+
+    // The index holds exactly the view's offers.
+    let mut settings = settings_for(&db);
+    settings.admin.token = catalog_mirror::config::Secret::new("edge-admin-token");
+    let app = TestApp::spawn(settings).await;
+    let base = app.url("");
+    wait_for_count(&app.http, &base, shown.len()).await;
+    let (_, body) = search(
+        &app.http,
+        &base,
+        json!({ "limit": 1000, "attributesToRetrieve": ["id"] }),
+    )
+    .await;
+    assert_eq!(ids(&body).into_iter().collect::<BTreeSet<_>>(), shown);
+
+    // Admin counts it per merchant.
+    let admin_counts = || async {
+        let body: serde_json::Value = app
+            .http
+            .get(app.admin_url("/api/merchants"))
+            .bearer_auth("edge-admin-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["merchants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["merchant_id"].as_i64().unwrap(),
+                    m["storefront_offers"].as_i64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        admin_counts().await,
+        vec![
+            (OPEN, shown.len() as i64),
+            (DISABLED, 0),
+            (DISCONNECTED, 0),
+            (CLOSED, 0)
+        ]
+    );
+
+    // Re-enabling a merchant shows its offers everywhere at once; disabling hides them.
+    sqlx::query("UPDATE merchants SET enabled = true WHERE merchant_id = $1")
+        .bind(DISABLED)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE merchants SET enabled = false WHERE merchant_id = $1")
+        .bind(OPEN)
+        .execute(&pool)
+        .await
+        .unwrap();
+    publish(&pool, DISABLED, None).await;
+    publish(&pool, OPEN, None).await;
+    let shown = storefront_ids(&pool).await;
+    let disabled_offer = id(EDGES.iter().position(|e| e.merchant == DISABLED).unwrap());
+    assert_eq!(shown, BTreeSet::from([disabled_offer]));
+    wait_for_count(&app.http, &base, 1).await;
+    let (_, body) = search(&app.http, &base, json!({ "attributesToRetrieve": ["id"] })).await;
+    assert_eq!(ids(&body), [disabled_offer]);
+    assert_eq!(
+        admin_counts().await,
+        vec![(OPEN, 0), (DISABLED, 1), (DISCONNECTED, 0), (CLOSED, 0)]
+    );
+    app.stop().await;
 }

@@ -11,13 +11,8 @@ use std::time::Duration;
 use catalog_mirror::sandbox::{MerchantSpec, Sandbox, SandboxConfig};
 use common::webhook::{Delivery, sync_body};
 use common::{TestApp, TestDb};
-use search_support::{ids, search};
+use search_support::{SHOWN, ids, search};
 use serde_json::json;
-
-const SHOWN: &str = "FROM offers o JOIN merchants m USING (merchant_id)
-    WHERE m.visible AND o.removed_at IS NULL AND o.visible IS NOT FALSE
-      AND coalesce(o.status, '') NOT IN ('ARCHIVED', 'FOR_DELETION', 'DISABLED_AVAILABLE', 'DISABLED_UNAVAILABLE')
-      AND coalesce(o.publishing_status, '') <> 'NOT_PUBLISHED'";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_an_onboarding_through_the_sandbox_the_catalog_is_searchable() {

@@ -7,7 +7,7 @@
 //! | route | auth | what |
 //! |---|---|---|
 //! | `GET /metrics` | none | Prometheus text ([`crate::telemetry::render_metrics`]), refresh progress gauges set at scrape time |
-//! | `GET /api/merchants` | bearer | every merchant with sync states, last sync, durations, success rate, offers, catalog version, index lag, refresh progress |
+//! | `GET /api/merchants` | bearer | every merchant with sync states, last sync, durations, success rate, offers (live, and on the storefront), catalog version, index lag, refresh progress |
 //! | `GET /api/merchants/{id}` | bearer | one merchant: states, sync history, recent events and jobs |
 //! | `POST /api/resync` | bearer | `{"merchant_id": 7}` or `{"all": true}`, `"kind": "products"\|"collections"\|"both"`: enqueue full refreshes |
 //! | `POST /api/reindex` | bearer | ask the search side to rebuild the index from PostgreSQL |

@@ -210,13 +210,14 @@ pub fn merchant(response: &Value) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "merchant {} {}\n  connected {}  enabled {}  health {}\n  offers {}  catalog version {}  last refresh {} ({})\n  last full pass {}  last delta {}  watermark {}{}\n  index: latest change {}, applied {}, pending {}",
+        "merchant {} {}\n  connected {}  enabled {}  health {}\n  offers {} ({} on the storefront)  catalog version {}  last refresh {} ({})\n  last full pass {}  last delta {}  watermark {}{}\n  index: latest change {}, applied {}, pending {}",
         text(m, "merchant_id"),
         text(m, "name"),
         text(m, "connected"),
         text(m, "enabled"),
         text(m, "health"),
         text(m, "offer_count"),
+        text(m, "storefront_offers"),
         text(m, "catalog_version"),
         at(m, "last_refresh_at"),
         duration(m, "last_refresh_ms"),

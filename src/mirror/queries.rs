@@ -1,12 +1,11 @@
-//! Reads of the mirror for the search indexer, the admin side and tests.
+//! Reads of the mirror for the admin side and tests: offers, SKUs, collections, the
+//! change log, and what the storefront may see.
 //!
-//! What the storefront may see: offers that are not removed, that Violet marks
-//! visible and published, whose status is not archived, disabled or marked for
-//! deletion, of merchants that are visible (connected and enabled). This is the same
-//! rule the search index applies (`search::source`); keep the two in step.
+//! What the storefront may see is read from the `storefront_offers` view (migration
+//! 0006), the one statement of that rule; the search index projects the same view
+//! (`search::source`), so the two cannot disagree.
 
 use chrono::{DateTime, Utc};
-use futures::stream::BoxStream;
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -78,45 +77,22 @@ const OFFER_COLUMNS: &str = "o.offer_id, o.merchant_id, o.external_id, o.name, o
      o.category, o.image_url, o.date_created, o.date_last_modified, o.content_hash, o.removed_at, \
      o.catalog_version, o.raw";
 
-/// The storefront rule, on `offers o` joined with `merchants m`.
-const ON_STOREFRONT: &str = "m.visible AND o.removed_at IS NULL AND o.visible IS NOT FALSE \
-     AND COALESCE(upper(o.status), '') NOT IN ('ARCHIVED', 'FOR_DELETION', 'DISABLED_AVAILABLE', 'DISABLED_UNAVAILABLE') \
-     AND COALESCE(upper(o.publishing_status), '') <> 'NOT_PUBLISHED'";
-
-fn storefront_sql() -> String {
-    format!(
-        "SELECT {OFFER_COLUMNS} FROM offers o JOIN merchants m ON m.merchant_id = o.merchant_id \
-         WHERE o.merchant_id = $1 AND {ON_STOREFRONT} ORDER BY o.offer_id"
-    )
-}
-
 /// The merchant's offers the storefront may show, by id.
 pub async fn storefront_offers(pool: &PgPool, merchant_id: i64) -> sqlx::Result<Vec<MirrorOffer>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(storefront_sql()))
-        .bind(merchant_id)
-        .fetch_all(pool)
-        .await
-}
-
-/// Like [`storefront_offers`], as a stream (memory stays flat for large merchants).
-pub fn storefront_offer_stream(
-    pool: &PgPool,
-    merchant_id: i64,
-) -> BoxStream<'_, sqlx::Result<MirrorOffer>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(storefront_sql()))
-        .bind(merchant_id)
-        .fetch(pool)
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {OFFER_COLUMNS} FROM storefront_offers o WHERE o.merchant_id = $1 ORDER BY o.offer_id"
+    )))
+    .bind(merchant_id)
+    .fetch_all(pool)
+    .await
 }
 
 /// Whether the storefront may show this offer now.
 pub async fn is_on_storefront(pool: &PgPool, offer_id: i64) -> sqlx::Result<bool> {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT EXISTS (SELECT 1 FROM offers o JOIN merchants m ON m.merchant_id = o.merchant_id \
-         WHERE o.offer_id = $1 AND {ON_STOREFRONT})"
-    )))
-    .bind(offer_id)
-    .fetch_one(pool)
-    .await
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM storefront_offers WHERE offer_id = $1)")
+        .bind(offer_id)
+        .fetch_one(pool)
+        .await
 }
 
 /// Every offer row of a merchant (removed ones too), by id.

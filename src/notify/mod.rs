@@ -195,9 +195,11 @@ pub async fn announce_catalogs(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
+        // `offers` is what the storefront sees (the view the index projects), not the
+        // live rows: a disabled merchant's announcement says 0, as its searches do.
         let facts: Result<Vec<(i64, i64, i64)>, _> = sqlx::query_as(
             r#"SELECT m.merchant_id, m.catalog_version,
-                      (SELECT count(*) FROM offers o WHERE o.merchant_id = m.merchant_id AND o.removed_at IS NULL)
+                      (SELECT count(*) FROM storefront_offers o WHERE o.merchant_id = m.merchant_id)
                FROM merchants m WHERE m.merchant_id = ANY($1)"#,
         )
         .bind(&merchants)

@@ -1,10 +1,9 @@
 //! Reading the mirror for the index: the change log after a number, and the indexable
 //! offers of some merchants, some offers, or everything.
 //!
-//! Which offers the storefront may see is decided here, once: an offer is indexed only
-//! when it is live (`removed_at IS NULL`), `visible` is not false, its status is not
-//! archived, disabled or marked for deletion, it is not `NOT_PUBLISHED`, and its
-//! merchant is visible (connected and enabled). Hidden offers are kept *out* of the
+//! Which offers the storefront may see is not decided here: every query reads the
+//! `storefront_offers` view (migration 0006), the one statement of that rule, which the
+//! admin counts and the tests' oracles read too. Hidden offers are kept *out* of the
 //! index rather than indexed with flags: nothing can leak through a filter that forgot
 //! a flag, the index stays as small as what is sold, and because a merchant's documents
 //! are replaced as a whole, hiding or showing a merchant is one commit like any change.
@@ -19,16 +18,9 @@ use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::document::OfferRow;
 
-/// Statuses whose offers are not shown to shoppers.
-pub const HIDDEN_STATUSES: &[&str] = &[
-    "ARCHIVED",
-    "FOR_DELETION",
-    "DISABLED_AVAILABLE",
-    "DISABLED_UNAVAILABLE",
-];
-
 /// The indexable-offer query: `$with` (CTEs or nothing), `$joins` bringing `s` (SKU
-/// identifiers) and `c` (collections) per offer, and the scope.
+/// identifiers) and `c` (collections) per offer, and the scope. The view holds the
+/// storefront rule; the planner inlines it, so the scope still uses the offer indexes.
 macro_rules! offers_sql {
     ($with:literal, $joins:expr, $scope:literal) => {
         concat!(
@@ -39,14 +31,9 @@ macro_rules! offers_sql {
                   COALESCE(c.ids, '{}') AS collection_ids, COALESCE(c.names, '{}') AS collections,
                   COALESCE(s.names, '{}') AS sku_names, COALESCE(s.gtins, '{}') AS gtins,
                   COALESCE(s.upcs, '{}') AS upcs, COALESCE(s.eans, '{}') AS eans
-               FROM offers o
-               JOIN merchants m ON m.merchant_id = o.merchant_id AND m.visible "#,
+               FROM storefront_offers o "#,
             $joins,
-            r#" WHERE o.removed_at IS NULL
-                 AND o.visible IS NOT FALSE
-                 AND COALESCE(upper(o.status), '') NOT IN ('ARCHIVED', 'FOR_DELETION', 'DISABLED_AVAILABLE', 'DISABLED_UNAVAILABLE')
-                 AND COALESCE(upper(o.publishing_status), '') <> 'NOT_PUBLISHED'
-                 AND "#,
+            " WHERE ",
             $scope
         )
     };
@@ -210,10 +197,4 @@ pub fn all_offers<'c>(
     conn: &'c mut PgConnection,
 ) -> futures::stream::BoxStream<'c, sqlx::Result<OfferRow>> {
     sqlx::query_as(ALL_OFFERS).fetch(conn)
-}
-
-/// The indexable-offer query with an arbitrary scope, for benchmarks and tests that
-/// compare against the mirror (the same visibility rules as the index).
-pub fn indexable_offers_sql() -> &'static str {
-    ALL_OFFERS
 }

@@ -482,18 +482,3 @@ pub async fn last_change(
     .await
     .unwrap()
 }
-
-/// The storefront rule as the sandbox's JSON shows it: the independent oracle the
-/// tests hold the daemon's rule (in the database) against.
-pub fn sandbox_offer_for_sale(offer: &Value) -> bool {
-    let status = offer["status"].as_str().unwrap_or("").to_ascii_uppercase();
-    offer["visible"] == true
-        && offer["publishing_status"] == "PUBLISHED"
-        && ![
-            "ARCHIVED",
-            "FOR_DELETION",
-            "DISABLED_AVAILABLE",
-            "DISABLED_UNAVAILABLE",
-        ]
-        .contains(&status.as_str())
-}

@@ -1,8 +1,13 @@
 //! Search test support: a deterministic catalog written straight into the mirror tables
 //! (the way the mirror publishes: rows, then a change-log row under the table lock),
 //! and small helpers to query the daemon's search API.
+//!
+//! Which offers the storefront may see comes from the database's `storefront_offers`
+//! view, the daemon's one statement of that rule, never from a copy here: the view
+//! itself is pinned edge case by edge case in tests/search_index.rs.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -29,6 +34,10 @@ const VENDORS: [Option<&str>; 4] = [Some("Acme"), Some("Blue Fox"), Some("Northw
 const TAGS: [&str; 4] = ["sale", "new", "eco", "limited"];
 const COLLECTIONS: [&str; 3] = ["Summer", "Winter", "Essentials"];
 
+/// The offers a storefront may see, as a SQL `FROM` clause the oracles extend with
+/// `AND (condition)`: `o` is the `storefront_offers` view.
+pub const SHOWN: &str = "FROM storefront_offers o WHERE true";
+
 /// One offer as the test writes it.
 #[derive(Debug, Clone)]
 pub struct Offer {
@@ -48,16 +57,16 @@ pub struct Offer {
     pub removed: bool,
     pub date_last_modified: i64,
     pub collection: i64,
+    /// Whether the `storefront_offers` view selected it right after [`seed`] wrote it;
+    /// `None` for an offer [`seed`] did not write.
+    pub on_storefront: Option<bool>,
 }
 
 impl Offer {
-    /// Whether the storefront may see it (computed here independently of the daemon).
+    /// Whether the storefront may see it, as the database's rule said when it was seeded.
     pub fn shown(&self) -> bool {
-        self.merchant_id != DISABLED_MERCHANT
-            && self.visible
-            && !self.removed
-            && self.status != "ARCHIVED"
-            && self.publishing_status == "PUBLISHED"
+        self.on_storefront
+            .expect("only offers returned by seed() know whether they are shown")
     }
 }
 
@@ -111,6 +120,7 @@ pub fn generic_offers(merchant: i64) -> Vec<Offer> {
                 removed: i % 19 == 7,
                 date_last_modified: 1_700_000_000 + i * 3600 * (merchant - 1000),
                 collection: merchant * 100 + i % 3,
+                on_storefront: None,
             }
         })
         .collect()
@@ -145,6 +155,7 @@ pub fn special_offers() -> Vec<Offer> {
             removed: false,
             date_last_modified: 1_700_000_000,
             collection: 100_100,
+            on_storefront: None,
         })
         .collect()
 }
@@ -160,7 +171,8 @@ pub fn catalog() -> Vec<Offer> {
     offers
 }
 
-/// Writes merchants, offers, SKUs and collections, then one change per merchant.
+/// Writes merchants, offers, SKUs and collections, then one change per merchant;
+/// returns the offers with [`Offer::on_storefront`] read from the view.
 pub async fn seed(pool: &PgPool) -> Vec<Offer> {
     for merchant in MERCHANTS.iter().chain([&DISABLED_MERCHANT]) {
         sqlx::query("INSERT INTO merchants (merchant_id, name, enabled) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
@@ -182,12 +194,26 @@ pub async fn seed(pool: &PgPool) -> Vec<Offer> {
             .unwrap();
         }
     }
-    let offers = catalog();
+    let mut offers = catalog();
     write_offers(pool, &offers).await;
     for merchant in MERCHANTS.iter().chain([&DISABLED_MERCHANT]) {
         publish(pool, *merchant, None).await;
     }
+    let shown = storefront_ids(pool).await;
+    for offer in &mut offers {
+        offer.on_storefront = Some(shown.contains(&offer.id));
+    }
     offers
+}
+
+/// Ids of the offers the storefront may see now (the `storefront_offers` view).
+pub async fn storefront_ids(pool: &PgPool) -> BTreeSet<i64> {
+    sqlx::query_scalar("SELECT offer_id FROM storefront_offers")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
 }
 
 /// Inserts or replaces offers (and their SKUs and collection membership).

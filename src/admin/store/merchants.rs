@@ -1,6 +1,7 @@
 //! Merchants as an operator sees them: per kind (products, collections) the state,
 //! the last sync, its duration, the success rate over recent runs and consecutive
-//! failures; the live offer count, the catalog version and how far the index lags.
+//! failures; the live offer count, how many of those the storefront may see, the
+//! catalog version and how far the index lags.
 
 use std::collections::HashMap;
 
@@ -26,6 +27,9 @@ pub struct MerchantSummary {
     pub health: Option<String>,
     /// Live (not removed) offers in the mirror.
     pub offer_count: i64,
+    /// Offers the storefront may see now (the `storefront_offers` view, the rule the
+    /// index applies): what a search of this merchant finds once the index caught up.
+    pub storefront_offers: i64,
     pub catalog_version: i64,
     pub last_refresh_at: Option<DateTime<Utc>>,
     pub last_refresh_ms: Option<i64>,
@@ -90,6 +94,7 @@ struct MerchantRow {
     visible: bool,
     health: Option<String>,
     offer_count: i64,
+    storefront_offers: i64,
     catalog_version: i64,
     last_refresh_at: Option<DateTime<Utc>>,
     last_refresh_ms: Option<i64>,
@@ -128,7 +133,7 @@ pub async fn merchants(
 ) -> sqlx::Result<Vec<MerchantSummary>> {
     let rows: Vec<MerchantRow> = sqlx::query_as(
         r#"SELECT m.merchant_id, m.name, m.platform, m.connected, m.enabled, m.visible, m.health,
-                  live.offers AS offer_count, m.catalog_version, m.last_refresh_at, m.last_refresh_ms,
+                  live.offers AS offer_count, shown.offers AS storefront_offers, m.catalog_version, m.last_refresh_at, m.last_refresh_ms,
                   m.offers_watermark, m.last_full_refresh_at, m.last_delta_refresh_at, m.full_refresh_due,
                   (SELECT cardinality(h.offer_ids)::bigint FROM held_removals h
                    WHERE h.merchant_id = m.merchant_id) AS held_removals,
@@ -139,6 +144,8 @@ pub async fn merchants(
            FROM merchants m
            CROSS JOIN LATERAL (SELECT count(*) AS offers FROM offers o
                                WHERE o.merchant_id = m.merchant_id AND o.removed_at IS NULL) live
+           CROSS JOIN LATERAL (SELECT count(*) AS offers FROM storefront_offers s
+                               WHERE s.merchant_id = m.merchant_id) shown
            WHERE $1::bigint IS NULL OR m.merchant_id = $1
            ORDER BY m.merchant_id"#,
     )
@@ -200,6 +207,7 @@ pub async fn merchants(
                 visible: row.visible,
                 health: row.health,
                 offer_count: row.offer_count,
+                storefront_offers: row.storefront_offers,
                 catalog_version: row.catalog_version,
                 last_refresh_at: row.last_refresh_at,
                 last_refresh_ms: row.last_refresh_ms,
