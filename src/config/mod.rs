@@ -135,6 +135,10 @@ pub struct RefreshSettings {
     pub max_removal_fraction: f64,
     /// Unseen offers a full pass checks one by one before removing them (0: none).
     pub verify_removals_max: usize,
+    /// A collection's membership is read again after this long even when its
+    /// `date_last_modified` did not move (0: every collections refresh reads every
+    /// membership).
+    pub collections_recheck_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

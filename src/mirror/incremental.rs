@@ -13,7 +13,9 @@
 //! merchant, is marked `unprocessable` and changes nothing.
 //!
 //! Collection events are not applied one by one: they schedule a full collections
-//! refresh, which folds them when it publishes.
+//! refresh, which folds them when it publishes. That refresh lists the merchant's
+//! collections (a page per 100) and reads the offer listing of only the collections
+//! the events name or whose date moved (`collection_delta`), not every collection's.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -17,12 +17,14 @@
 //! - Memory is bounded by the page buffer and `refresh.batch_size`, not by the catalog:
 //!   pages stream through, staging and publishing work in batches.
 //!
-//! Layout: `products` and `collections` (the refreshes), `incremental` and `events`
+//! Layout: `products` and `collections` (the refreshes; `collection_delta` picks the
+//! memberships a collections refresh reads again), `incremental` and `events`
 //! (offer events), `staging`, `publish` and `rows` (how rows get in), `copy` (COPY text
 //! format), `changes` (publish lock, change log, event folding), `queries` (reads),
 //! `progress` (what running refreshes have done so far, for operators).
 
 mod changes;
+mod collection_delta;
 mod collections;
 mod copy;
 mod events;
@@ -40,6 +42,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
+pub use collection_delta::forget_membership_reads;
 pub use changes::{
     CHANGES_CHANNEL, Change, MAX_LISTED_OFFERS, Reason, append as append_change, visibility_changed,
 };
@@ -66,6 +69,9 @@ pub struct MirrorSettings {
     pub max_removal_fraction: f64,
     /// At most this many unseen offers are checked one by one before a removal.
     pub verify_removals_max: usize,
+    /// A membership whose collection's date did not move is read again after this
+    /// long (zero: always read; see `collection_delta`).
+    pub collections_recheck: Duration,
 }
 
 impl MirrorSettings {
@@ -77,6 +83,7 @@ impl MirrorSettings {
             job_max_attempts: jobs.max_attempts.max(1),
             max_removal_fraction: refresh.max_removal_fraction,
             verify_removals_max: refresh.verify_removals_max,
+            collections_recheck: Duration::from_secs(refresh.collections_recheck_secs),
         }
     }
 }
