@@ -1,7 +1,8 @@
 //! Collections cost what changed, against the real sandbox and PostgreSQL through the
 //! real queue: an unchanged collections refresh reads only the collection listing; a
 //! change reads again only the collections whose date moved and converges; a
-//! COLLECTION_OFFERS_UPDATED reads only the collection it names; a membership whose
+//! COLLECTION_OFFERS_UPDATED reads only the collection it names (no listing), other
+//! collection events list and read what they name; a membership whose
 //! date did not move is repaired by a forced pass (manual resync, safe refresh, the
 //! recheck bound); a collection gone from a complete listing is removed, never by a
 //! safe refresh. Counted in API calls through the sandbox's stats.
@@ -172,56 +173,108 @@ async fn a_change_reads_again_only_the_collections_whose_date_moved_and_converge
     }
 }
 
+/// Delivers a collection event through intake and runs the jobs it leads to; returns
+/// the API calls they made.
+async fn deliver(h: &Harness, event_id: &str, topic: &str, collection: u64, body: serde_json::Value) -> u64 {
+    let before = api_calls(h);
+    h.deliver(&incoming(event_id, topic, M, Some(collection.to_string()), body))
+        .await;
+    h.run_jobs().await;
+    let status: String = sqlx::query_scalar("SELECT status FROM webhook_events WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "folded", "{event_id} is covered");
+    api_calls(h) - before
+}
+
+async fn jobs_done(h: &Harness, kind: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = $1 AND state = 'done'")
+        .bind(kind)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collection_offers_updated_reads_only_the_collection_it_names() {
-    let h = Harness::start(vec![merchant(M as u64, 2_000, 30)]).await;
+    // More than a page of collections: a listing would show in the count.
+    let h = Harness::start(vec![merchant(M as u64, 2_000, 150)]).await;
     let catalog = h.catalog();
     refresh(&h, RefreshMode::Full).await;
     let ids = catalog.collection_ids(M as u64);
-    let (named, other) = (ids[3], ids[4]);
-    // Both lose their membership in the mirror; Violet's dates do not move.
-    assert!(forget_members(&h, named).await > 0);
-    assert!(forget_members(&h, other).await > 0);
+    let (named, other, third) = (ids[3], ids[4], ids[5]);
+    // All three lose their membership in the mirror; Violet's dates do not move.
+    for c in [named, other, third] {
+        assert!(forget_members(&h, c).await > 0);
+    }
 
-    let before = api_calls(&h);
-    h.deliver(&incoming(
+    let calls = deliver(
+        &h,
         "offers-updated-1",
         "COLLECTION_OFFERS_UPDATED",
-        M,
-        Some(named.to_string()),
+        named,
         catalog.collection_json(named).unwrap(),
-    ))
+    )
     .await;
-    h.run_jobs().await;
-    let calls = api_calls(&h) - before;
     assert_eq!(
         calls,
-        listing_pages(&catalog) + membership_pages(&catalog, named),
-        "the listing and the named collection's offer pages, no other collection's"
+        membership_pages(&catalog, named),
+        "the named collection's offer pages only: no listing, no other collection"
     );
-    let status: String =
-        sqlx::query_scalar("SELECT status FROM webhook_events WHERE event_id = 'offers-updated-1'")
-            .fetch_one(&h.pool)
-            .await
-            .unwrap();
-    assert_eq!(status, "folded");
+    assert_eq!(jobs_done(&h, "collection_members").await, 1);
+    assert_eq!(jobs_done(&h, "refresh_collections").await, 1, "only onboarding's");
     assert_eq!(
         members(&h, named).await,
         catalog.collection_offer_ids(named).len(),
         "the named collection is read again"
     );
     assert_eq!(members(&h, other).await, 0, "the other one was not read");
+    let (reason, offer_ids, ..) = last_change(&h.pool, M).await.unwrap();
+    assert_eq!(reason, "collections");
+    assert_eq!(
+        offer_ids.unwrap().len(),
+        catalog.collection_offer_ids(named).len(),
+        "the index hears of the offers that came back"
+    );
 
     // The entity id alone names it too (a body that is not the collection).
-    h.deliver(&incoming(
+    let calls = deliver(
+        &h,
         "offers-updated-2",
         "COLLECTION_OFFERS_UPDATED",
-        M,
-        Some(other.to_string()),
+        other,
         serde_json::json!({"merchant_id": M}),
-    ))
+    )
     .await;
-    h.run_jobs().await;
+    assert_eq!(calls, membership_pages(&catalog, other));
+    assert_eq!(members(&h, other).await, catalog.collection_offer_ids(other).len());
+
+    // COLLECTION_UPDATED needs the collection's fields: the listing, and its members.
+    let calls = deliver(
+        &h,
+        "updated-1",
+        "COLLECTION_UPDATED",
+        third,
+        catalog.collection_json(third).unwrap(),
+    )
+    .await;
+    assert_eq!(calls, listing_pages(&catalog) + membership_pages(&catalog, third));
+    assert_collections_match(&h.pool, &catalog, M).await;
+
+    // A collection the mirror does not hold: handed over to a full refresh.
+    let unknown = M as u64 * 100_000 + 99_999;
+    let calls = deliver(
+        &h,
+        "offers-updated-3",
+        "COLLECTION_OFFERS_UPDATED",
+        unknown,
+        serde_json::json!({"id": unknown, "merchant_id": M}),
+    )
+    .await;
+    assert_eq!(calls, listing_pages(&catalog), "listed; the unknown one is not there");
+    assert_eq!(jobs_done(&h, "refresh_collections").await, 3);
     assert_collections_match(&h.pool, &catalog, M).await;
 }
 

@@ -139,7 +139,7 @@ async fn named_by_events(
 
 /// The collection an event names: the body's `id` (the collection object, assumed),
 /// else `X-Violet-Entity-Id`.
-fn named_collection(entity_id: Option<&str>, body: &[u8]) -> Option<i64> {
+pub(super) fn named_collection(entity_id: Option<&str>, body: &[u8]) -> Option<i64> {
     let from_body = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|b| match b.get("id")? {

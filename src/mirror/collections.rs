@@ -26,7 +26,7 @@ use super::staging::{self, CollectionStager, Tables};
 use super::{Mirror, RefreshReport};
 use crate::jobs::RefreshMode;
 
-const UPSERT_COLLECTIONS: &str = r#"
+pub(super) const UPSERT_COLLECTIONS: &str = r#"
 INSERT INTO collections AS c (collection_id, merchant_id, external_id, parent_id, name, handle, description,
     status, type, image_url, date_last_modified, content_hash, raw, removed_at, catalog_version, updated_at)
 SELECT DISTINCT ON (collection_id) collection_id, merchant_id, external_id, parent_id, name, handle, description,
@@ -54,7 +54,7 @@ RETURNING c.collection_id
 /// that the listing did not show, and (full refresh, $3) every pair of a collection
 /// not listed; add the new ones. The pairs of a collection listed but not read stay.
 /// Returns how many pairs changed and (up to a bound) which offers they concern.
-const REPLACE_MEMBERSHIP: &str = r#"
+pub(super) const REPLACE_MEMBERSHIP: &str = r#"
 WITH dropped AS (
     DELETE FROM collection_offers co
     WHERE co.merchant_id = $1
@@ -212,7 +212,7 @@ impl Mirror {
     }
 
     /// Reads one collection's offer listing to its end, staging member ids in batches.
-    async fn stage_membership(
+    pub(super) async fn stage_membership(
         &self,
         key: StageKey,
         collection_id: i64,

@@ -18,13 +18,15 @@
 //!   pages stream through, staging and publishing work in batches.
 //!
 //! Layout: `products` and `collections` (the refreshes; `collection_delta` picks the
-//! memberships a collections refresh reads again), `incremental` and `events`
+//! memberships a collections refresh reads again; `collection_members` reads just the
+//! collections a COLLECTION_OFFERS_UPDATED names), `incremental` and `events`
 //! (offer events), `staging`, `publish` and `rows` (how rows get in), `copy` (COPY text
 //! format), `changes` (publish lock, change log, event folding), `queries` (reads),
 //! `progress` (what running refreshes have done so far, for operators).
 
 mod changes;
 mod collection_delta;
+mod collection_members;
 mod collections;
 mod copy;
 mod events;
@@ -43,6 +45,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 pub use collection_delta::forget_membership_reads;
+pub use collection_members::MembersReport;
 pub use changes::{
     CHANGES_CHANNEL, Change, MAX_LISTED_OFFERS, Reason, append as append_change, visibility_changed,
 };
