@@ -104,7 +104,11 @@ async fn an_unchanged_collections_refresh_reads_only_the_collection_listing() {
         .iter()
         .map(|&c| membership_pages(&catalog, c))
         .sum();
-    assert_eq!(first, listing_pages(&catalog) + every, "onboarding reads all");
+    assert_eq!(
+        first,
+        listing_pages(&catalog) + every,
+        "onboarding reads all"
+    );
     assert_collections_match(&h.pool, &catalog, M).await;
     let log = changes(&h).await;
 
@@ -153,9 +157,15 @@ async fn a_change_reads_again_only_the_collections_whose_date_moved_and_converge
     );
 
     let calls = refresh(&h, RefreshMode::Full).await;
-    let expected: u64 =
-        listing_pages(&catalog) + changed.iter().map(|&c| membership_pages(&catalog, c)).sum::<u64>();
-    assert_eq!(calls, expected, "the listing and the changed collections' pages");
+    let expected: u64 = listing_pages(&catalog)
+        + changed
+            .iter()
+            .map(|&c| membership_pages(&catalog, c))
+            .sum::<u64>();
+    assert_eq!(
+        calls, expected,
+        "the listing and the changed collections' pages"
+    );
     assert_collections_match(&h.pool, &catalog, M).await;
     let (reason, offer_ids, ..) = last_change(&h.pool, M).await.expect("a change");
     assert_eq!(reason, "collections");
@@ -175,16 +185,29 @@ async fn a_change_reads_again_only_the_collections_whose_date_moved_and_converge
 
 /// Delivers a collection event through intake and runs the jobs it leads to; returns
 /// the API calls they made.
-async fn deliver(h: &Harness, event_id: &str, topic: &str, collection: u64, body: serde_json::Value) -> u64 {
+async fn deliver(
+    h: &Harness,
+    event_id: &str,
+    topic: &str,
+    collection: u64,
+    body: serde_json::Value,
+) -> u64 {
     let before = api_calls(h);
-    h.deliver(&incoming(event_id, topic, M, Some(collection.to_string()), body))
-        .await;
+    h.deliver(&incoming(
+        event_id,
+        topic,
+        M,
+        Some(collection.to_string()),
+        body,
+    ))
+    .await;
     h.run_jobs().await;
-    let status: String = sqlx::query_scalar("SELECT status FROM webhook_events WHERE event_id = $1")
-        .bind(event_id)
-        .fetch_one(&h.pool)
-        .await
-        .unwrap();
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM webhook_events WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
     assert_eq!(status, "folded", "{event_id} is covered");
     api_calls(h) - before
 }
@@ -224,7 +247,11 @@ async fn collection_offers_updated_reads_only_the_collection_it_names() {
         "the named collection's offer pages only: no listing, no other collection"
     );
     assert_eq!(jobs_done(&h, "collection_members").await, 1);
-    assert_eq!(jobs_done(&h, "refresh_collections").await, 1, "only onboarding's");
+    assert_eq!(
+        jobs_done(&h, "refresh_collections").await,
+        1,
+        "only onboarding's"
+    );
     assert_eq!(
         members(&h, named).await,
         catalog.collection_offer_ids(named).len(),
@@ -249,7 +276,10 @@ async fn collection_offers_updated_reads_only_the_collection_it_names() {
     )
     .await;
     assert_eq!(calls, membership_pages(&catalog, other));
-    assert_eq!(members(&h, other).await, catalog.collection_offer_ids(other).len());
+    assert_eq!(
+        members(&h, other).await,
+        catalog.collection_offer_ids(other).len()
+    );
 
     // COLLECTION_UPDATED needs the collection's fields: the listing, and its members.
     let calls = deliver(
@@ -260,7 +290,10 @@ async fn collection_offers_updated_reads_only_the_collection_it_names() {
         catalog.collection_json(third).unwrap(),
     )
     .await;
-    assert_eq!(calls, listing_pages(&catalog) + membership_pages(&catalog, third));
+    assert_eq!(
+        calls,
+        listing_pages(&catalog) + membership_pages(&catalog, third)
+    );
     assert_collections_match(&h.pool, &catalog, M).await;
 
     // A collection the mirror does not hold: handed over to a full refresh.
@@ -273,7 +306,11 @@ async fn collection_offers_updated_reads_only_the_collection_it_names() {
         serde_json::json!({"id": unknown, "merchant_id": M}),
     )
     .await;
-    assert_eq!(calls, listing_pages(&catalog), "listed; the unknown one is not there");
+    assert_eq!(
+        calls,
+        listing_pages(&catalog),
+        "listed; the unknown one is not there"
+    );
     assert_eq!(jobs_done(&h, "refresh_collections").await, 3);
     assert_collections_match(&h.pool, &catalog, M).await;
 }
@@ -288,8 +325,15 @@ async fn a_membership_whose_date_did_not_move_is_repaired_by_a_forced_pass() {
 
     // Violet changed a membership without moving the date (the assumption failing).
     forget_members(&h, ids[0]).await;
-    assert_eq!(refresh(&h, RefreshMode::Full).await, listing_pages(&catalog));
-    assert_eq!(members(&h, ids[0]).await, 0, "a date that did not move is trusted");
+    assert_eq!(
+        refresh(&h, RefreshMode::Full).await,
+        listing_pages(&catalog)
+    );
+    assert_eq!(
+        members(&h, ids[0]).await,
+        0,
+        "a date that did not move is trusted"
+    );
 
     // A manual resync forgets the reads: the next refresh reads every membership.
     let mut conn = h.pool.acquire().await.unwrap();
@@ -303,7 +347,10 @@ async fn a_membership_whose_date_did_not_move_is_repaired_by_a_forced_pass() {
         listing_pages(&catalog) + every
     );
     assert_collections_match(&h.pool, &catalog, M).await;
-    assert_eq!(refresh(&h, RefreshMode::Full).await, listing_pages(&catalog));
+    assert_eq!(
+        refresh(&h, RefreshMode::Full).await,
+        listing_pages(&catalog)
+    );
 
     // A safe refresh (after a failed or stalled sync) reads every membership.
     forget_members(&h, ids[1]).await;
@@ -346,18 +393,27 @@ async fn a_collection_gone_from_a_complete_listing_is_removed_by_a_full_refresh_
     .await
     .unwrap();
     let some_offer = catalog.offer_ids(M as u64).next().unwrap() as i64;
-    sqlx::query("INSERT INTO collection_offers (collection_id, offer_id, merchant_id) VALUES ($1, $2, $3)")
-        .bind(gone)
-        .bind(some_offer)
-        .bind(M)
-        .execute(&h.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO collection_offers (collection_id, offer_id, merchant_id) VALUES ($1, $2, $3)",
+    )
+    .bind(gone)
+    .bind(some_offer)
+    .bind(M)
+    .execute(&h.pool)
+    .await
+    .unwrap();
 
     refresh(&h, RefreshMode::Safe).await;
-    assert_eq!(members(&h, gone as u64).await, 1, "a safe refresh removes nothing");
+    assert_eq!(
+        members(&h, gone as u64).await,
+        1,
+        "a safe refresh removes nothing"
+    );
 
-    assert_eq!(refresh(&h, RefreshMode::Full).await, listing_pages(&catalog));
+    assert_eq!(
+        refresh(&h, RefreshMode::Full).await,
+        listing_pages(&catalog)
+    );
     let removed: Option<chrono::DateTime<chrono::Utc>> =
         sqlx::query_scalar("SELECT removed_at FROM collections WHERE collection_id = $1")
             .bind(gone)

@@ -487,7 +487,11 @@ async fn offer_events_during_a_sync_are_folded_into_the_refresh_after_completed(
     .fetch_one(&h.pool)
     .await
     .unwrap();
-    assert_eq!(Some(raw), catalog.collection_json(collection), "the row, from the body");
+    assert_eq!(
+        Some(raw),
+        catalog.collection_json(collection),
+        "the row, from the body"
+    );
     assert_eq!(
         members as usize,
         catalog.collection_offer_ids(collection).len(),

@@ -73,20 +73,21 @@ pub(super) async fn plan(
     let ids: Vec<i64> = listed.iter().map(|(id, _)| *id).collect();
     let recheck_secs = recheck.as_secs_f64();
     // (date, read recently enough) of each live stored collection.
-    let stored: HashMap<i64, (Option<DateTime<Utc>>, bool)> = sqlx::query_as::<_, (i64, Option<DateTime<Utc>>, bool)>(
-        r#"SELECT collection_id, date_last_modified,
+    let stored: HashMap<i64, (Option<DateTime<Utc>>, bool)> =
+        sqlx::query_as::<_, (i64, Option<DateTime<Utc>>, bool)>(
+            r#"SELECT collection_id, date_last_modified,
                   COALESCE(members_read_at > now() - make_interval(secs => $3), false)
            FROM collections
            WHERE merchant_id = $1 AND collection_id = ANY($2) AND removed_at IS NULL"#,
-    )
-    .bind(merchant_id)
-    .bind(&ids)
-    .bind(recheck_secs)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .map(|(id, date, fresh)| (id, (date, fresh)))
-    .collect();
+        )
+        .bind(merchant_id)
+        .bind(&ids)
+        .bind(recheck_secs)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|(id, date, fresh)| (id, (date, fresh)))
+        .collect();
     let mut plan = MembershipPlan::default();
     for (id, date) in listed {
         let keep = match stored.get(id) {

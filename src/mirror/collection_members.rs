@@ -58,9 +58,13 @@ impl Mirror {
         merchant_id: i64,
         cancel: &CancellationToken,
     ) -> anyhow::Result<MembersReport> {
-        let (started_at, key) =
-            staging::begin(&self.pool, merchant_id, Tables::Collections, self.lease.as_ref())
-                .await?;
+        let (started_at, key) = staging::begin(
+            &self.pool,
+            merchant_id,
+            Tables::Collections,
+            self.lease.as_ref(),
+        )
+        .await?;
         let outcome = self.members(key, started_at, cancel).await;
         staging::discard_quietly(&self.pool, key.refresh_id, Tables::Collections).await;
         if let Ok(report) = &outcome {
@@ -164,7 +168,13 @@ impl Mirror {
 
         let mut tx = self.pool.begin().await?;
         self.hold_lease(&mut tx).await?;
-        staging::own(&mut tx, key.refresh_id, Tables::Collections, stager.staged()).await?;
+        staging::own(
+            &mut tx,
+            key.refresh_id,
+            Tables::Collections,
+            stager.staged(),
+        )
+        .await?;
         let current = changes::lock_merchant(&mut tx, merchant_id).await?;
         let next = current + 1;
         if cancel.is_cancelled() {

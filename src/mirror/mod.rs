@@ -44,11 +44,11 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-pub use collection_delta::forget_membership_reads;
-pub use collection_members::MembersReport;
 pub use changes::{
     CHANGES_CHANNEL, Change, MAX_LISTED_OFFERS, Reason, append as append_change, visibility_changed,
 };
+pub use collection_delta::forget_membership_reads;
+pub use collection_members::MembersReport;
 pub use incremental::IncrementalReport;
 pub use progress::{ProgressKind, ProgressSnapshot, RefreshProgress};
 pub use rows::{content_hash, primary_image};

@@ -79,7 +79,10 @@ impl Generation {
     /// a collection's membership (`collection_dates`).
     fn membership_changes(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         let added = self.added.iter().enumerate().flat_map(|(at, &(first, g))| {
-            let end = self.added.get(at + 1).map_or(self.next_index, |next| next.0);
+            let end = self
+                .added
+                .get(at + 1)
+                .map_or(self.next_index, |next| next.0);
             (first..end).map(move |i| (i, g))
         });
         let removed = self.removed.iter().map(|(&i, &g)| (i, g));
@@ -310,7 +313,11 @@ impl Catalog {
             return None;
         }
         let moved = collection_dates::membership_moved(profile, state.membership_changes());
-        Some(collection_dates::collection(profile, c, moved.get(&c).copied()))
+        Some(collection_dates::collection(
+            profile,
+            c,
+            moved.get(&c).copied(),
+        ))
     }
 
     /// Ids of the offers in a collection now, ascending (a scan of the merchant).
