@@ -447,3 +447,85 @@ async fn figure_unchanged_collections_refresh_api_calls() {
     assert_eq!(after, listing_pages(&delta.catalog()));
     assert!(before > 100 * after);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_job_takes_the_row_from_a_whole_body_never_an_older_one_and_hands_over_a_404()
+{
+    let h = Harness::start(vec![merchant(M as u64, 500, 5)]).await;
+    let catalog = h.catalog();
+    refresh(&h, RefreshMode::Full).await;
+    let collection = catalog.collection_ids(M as u64)[1];
+    let raw = |h: &Harness| {
+        let pool = h.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, serde_json::Value>(
+                "SELECT raw FROM collections WHERE collection_id = $1",
+            )
+            .bind(collection as i64)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+
+    // An older copy of the collection in the body: the membership is read, the row stays.
+    let mut stale = catalog.collection_json(collection).unwrap();
+    stale["name"] = "Stale name".into();
+    stale["date_last_modified"] = "2020-01-01T00:00:00Z".into();
+    deliver(&h, "stale", "COLLECTION_OFFERS_UPDATED", collection, stale).await;
+    assert_eq!(Some(raw(&h).await), catalog.collection_json(collection));
+
+    // A newer whole copy: the row follows it.
+    let mut newer = catalog.collection_json(collection).unwrap();
+    newer["name"] = "Renamed".into();
+    newer["date_last_modified"] = "2030-01-01T00:00:00Z".into();
+    deliver(
+        &h,
+        "newer",
+        "COLLECTION_OFFERS_UPDATED",
+        collection,
+        newer.clone(),
+    )
+    .await;
+    assert_eq!(raw(&h).await, newer);
+    assert_eq!(jobs_done(&h, "collection_members").await, 2);
+
+    // A collection the mirror holds but Violet answers 404 for: only the full refresh
+    // it hands over to (a complete listing) removes it.
+    let gone = M * 100_000 + 98;
+    sqlx::query(
+        r#"INSERT INTO collections (collection_id, merchant_id, name, date_last_modified, content_hash, raw, members_read_at)
+           VALUES ($1, $2, 'Gone', now(), 'x', '{}', now())"#,
+    )
+    .bind(gone)
+    .bind(M)
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    let calls = deliver(
+        &h,
+        "gone",
+        "COLLECTION_OFFERS_UPDATED",
+        gone as u64,
+        serde_json::json!({"id": gone, "merchant_id": M}),
+    )
+    .await;
+    assert_eq!(
+        calls,
+        1 + listing_pages(&catalog) + membership_pages(&catalog, collection),
+        "the 404, then the listing and the renamed collection (its stored date is not Violet's)"
+    );
+    assert_eq!(
+        jobs_done(&h, "collection_members").await,
+        3,
+        "the 404 is no failure"
+    );
+    let removed: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT removed_at FROM collections WHERE collection_id = $1")
+            .bind(gone)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert!(removed.is_some(), "removed after the complete listing");
+    assert_collections_match(&h.pool, &catalog, M).await;
+}
