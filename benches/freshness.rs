@@ -22,6 +22,7 @@
 //! default 100000), `BENCH_MERCHANTS` (default 1; 10 gives the 1,000,000-offer index;
 //! the 1% change is always on the first merchant).
 
+#[allow(dead_code)] // the tests use the rest of it
 #[path = "../tests/common/daemon.rs"]
 mod daemon;
 

@@ -94,6 +94,10 @@ impl AppRunner {
                     self.refresh(&mirror, merchant_id, SyncKind::Collections, mode, &cancel)
                         .await
                 }
+                JobKind::CollectionMembers { merchant_id } => mirror
+                    .refresh_collection_members(merchant_id, &cancel)
+                    .await
+                    .map(drop),
                 // A retry after a failed sync: Violet's copy may be partial, remove nothing.
                 JobKind::SyncRetry { merchant_id, sync } => {
                     if let Some(full) = self.pending_full_refresh(merchant_id, sync).await? {

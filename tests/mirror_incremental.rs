@@ -464,7 +464,9 @@ async fn offer_events_during_a_sync_are_applied_after_the_delta_that_completed_q
     .unwrap();
     assert_eq!(states, vec![("applied".to_string(), offer_events as i64)]);
 
-    // A collection event outside a window schedules a collections refresh that folds it.
+    // A collection event outside a window schedules a job that reads the collection it
+    // names again and folds it; the other collections wait for their own events or the
+    // next collection sync.
     let collection = catalog.collection_ids(M as u64)[0];
     let body = catalog.collection_json(collection).unwrap();
     h.deliver(&incoming(
@@ -482,5 +484,29 @@ async fn offer_events_during_a_sync_are_applied_after_the_delta_that_completed_q
             .await
             .unwrap();
     assert_eq!(status, "folded");
+    let (raw, members): (serde_json::Value, i64) = sqlx::query_as(
+        "SELECT raw, (SELECT count(*) FROM collection_offers co WHERE co.collection_id = c.collection_id)
+         FROM collections c WHERE collection_id = $1",
+    )
+    .bind(collection as i64)
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        Some(raw),
+        catalog.collection_json(collection),
+        "the row, from the body"
+    );
+    assert_eq!(
+        members as usize,
+        catalog.collection_offer_ids(collection).len(),
+        "the named collection's membership"
+    );
+    h.enqueue(JobKind::RefreshCollections {
+        merchant_id: M,
+        mode: RefreshMode::Full,
+    })
+    .await;
+    h.run_jobs().await;
     assert_collections_match(&h.pool, &catalog, M).await;
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::store::EventRow;
 use super::{AdminError, AdminState};
 use crate::jobs::{Job, NewJob, OnConflict, Queue, RefreshMode};
-use crate::mirror::removals;
+use crate::mirror::{self, removals};
 use crate::sync::{IncomingEvent, Planner, SyncKind, Topic, refresh};
 
 /// Which refreshes a resync enqueues.
@@ -52,7 +52,8 @@ pub struct Enqueued {
 
 /// Enqueues a full refresh of `kind` for one merchant, or for every connected merchant
 /// when `merchant` is `None`. A pending refresh of the same merchant and kind is made
-/// due now and upgraded to full rather than duplicated.
+/// due now and upgraded to full rather than duplicated. A collections resync reads
+/// every membership again (`mirror::forget_membership_reads`).
 pub async fn resync(
     state: &AdminState,
     merchant: Option<i64>,
@@ -99,6 +100,11 @@ pub async fn resync(
                 },
             )
             .await?;
+            if *sync == SyncKind::Collections {
+                // An operator's doubt: the refresh reads every membership again, not
+                // only those whose collection's date moved.
+                mirror::forget_membership_reads(&mut tx, merchant_id).await?;
+            }
             enqueued.push(Enqueued {
                 job_id,
                 merchant_id,

@@ -146,6 +146,10 @@ pub struct RefreshSettings {
     /// A watermark no pass confirmed for this long is not trusted for a delta: a full
     /// pass runs.
     pub watermark_max_age_secs: u64,
+    /// A collection's membership is read again after this long even when its
+    /// `date_last_modified` did not move (0: every collections refresh reads every
+    /// membership).
+    pub collections_recheck_secs: u64,
 }
 
 /// Whether products refreshes after COMPLETED may be deltas (`refresh.mode`).

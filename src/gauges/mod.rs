@@ -119,9 +119,10 @@ impl Sampler {
 }
 
 /// Job kinds whose dead jobs the alert rules count (every kind the queue runs).
-const ALERTED_JOB_KINDS: [&str; 6] = [
+const ALERTED_JOB_KINDS: [&str; 7] = [
     "refresh_products",
     "refresh_collections",
+    "collection_members",
     "incremental",
     "sync_retry",
     "stall_check",

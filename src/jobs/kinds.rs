@@ -13,6 +13,10 @@ pub enum JobKind {
     RefreshProducts { merchant_id: i64, mode: RefreshMode },
     /// Refetch a merchant's collections and their membership.
     RefreshCollections { merchant_id: i64, mode: RefreshMode },
+    /// Read again the membership of the collections the merchant's pending
+    /// COLLECTION_OFFERS_UPDATED events name (outside a sync window), without listing
+    /// every collection; hands over to a full collections refresh when they need one.
+    CollectionMembers { merchant_id: i64 },
     /// Apply the merchant's pending offer and collection events received outside a
     /// sync window, in one batch.
     Incremental { merchant_id: i64 },
@@ -52,6 +56,7 @@ impl JobKind {
         match self {
             JobKind::RefreshProducts { .. } => "refresh_products",
             JobKind::RefreshCollections { .. } => "refresh_collections",
+            JobKind::CollectionMembers { .. } => "collection_members",
             JobKind::Incremental { .. } => "incremental",
             JobKind::SyncRetry { .. } => "sync_retry",
             JobKind::StallCheck { .. } => "stall_check",
@@ -63,6 +68,7 @@ impl JobKind {
         match self {
             JobKind::RefreshProducts { merchant_id, .. }
             | JobKind::RefreshCollections { merchant_id, .. }
+            | JobKind::CollectionMembers { merchant_id }
             | JobKind::Incremental { merchant_id }
             | JobKind::SyncRetry { merchant_id, .. }
             | JobKind::StallCheck { merchant_id, .. }
@@ -73,7 +79,7 @@ impl JobKind {
     /// The lane: jobs that write the same tables of one merchant share it, and only
     /// one job of a lane runs at a time. A products refresh, a products retry after
     /// FAILED and the incremental offer batch all write the merchant's offers; a
-    /// collections refresh and its retry write its collections. Other kinds run one
+    /// collections refresh, its retry and a membership job write its collections. Other kinds run one
     /// per dedupe key.
     pub fn lane(&self) -> String {
         let merchant = self.merchant_id();
@@ -85,6 +91,7 @@ impl JobKind {
                 ..
             } => format!("offers:{merchant}"),
             JobKind::RefreshCollections { .. }
+            | JobKind::CollectionMembers { .. }
             | JobKind::SyncRetry {
                 sync: SyncKind::Collections,
                 ..
@@ -142,6 +149,7 @@ mod tests {
                 merchant_id: m,
                 sync: SyncKind::Collections,
             },
+            JobKind::CollectionMembers { merchant_id: m },
         ];
         assert!(offers.iter().all(|j| j.lane() == "offers:7"));
         assert!(collections.iter().all(|j| j.lane() == "collections:7"));

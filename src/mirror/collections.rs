@@ -5,8 +5,10 @@
 //! It touches only `collections` and `collection_offers`, so it runs in its own lane
 //! beside the products refresh of the same merchant; the two meet only at the
 //! merchant's publish lock, catalog version and change log. A full refresh marks
-//! collections not listed as removed and drops their membership; a safe one replaces
-//! the membership of the collections it read and removes nothing else.
+//! collections not listed as removed and drops their membership; a safe one removes
+//! nothing. Either replaces the membership of the collections whose offer listing it
+//! read, and only those: every collection is listed, but a collection whose
+//! membership cannot have moved keeps its stored one (`collection_delta` says which).
 
 use std::time::Instant;
 
@@ -15,6 +17,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::changes::{self, COLLECTION_TOPICS, ChangedOffers, MAX_LISTED_OFFERS, Reason};
+use super::collection_delta;
 use super::products::{mode_name, prefetch};
 use super::progress::ProgressKind::Collections;
 use super::publish;
@@ -23,7 +26,7 @@ use super::staging::{self, CollectionStager, Tables};
 use super::{Mirror, RefreshReport};
 use crate::jobs::RefreshMode;
 
-const UPSERT_COLLECTIONS: &str = r#"
+pub(super) const UPSERT_COLLECTIONS: &str = r#"
 INSERT INTO collections AS c (collection_id, merchant_id, external_id, parent_id, name, handle, description,
     status, type, image_url, date_last_modified, content_hash, raw, removed_at, catalog_version, updated_at)
 SELECT DISTINCT ON (collection_id) collection_id, merchant_id, external_id, parent_id, name, handle, description,
@@ -47,16 +50,19 @@ WHERE c.merchant_id = $1 AND c.removed_at IS NULL
 RETURNING c.collection_id
 "#;
 
-/// Membership: drop pairs not read (of every collection in a full refresh, of the
-/// collections read in a safe one), add the new ones. Returns how many pairs changed
-/// and (up to a bound) which offers they concern.
-const REPLACE_MEMBERSHIP: &str = r#"
+/// Membership: drop the pairs of each collection whose offer listing was read ($5)
+/// that the listing did not show, and (full refresh, $3) every pair of a collection
+/// not listed; add the new ones. The pairs of a collection listed but not read stay.
+/// Returns how many pairs changed and (up to a bound) which offers they concern.
+pub(super) const REPLACE_MEMBERSHIP: &str = r#"
 WITH dropped AS (
     DELETE FROM collection_offers co
     WHERE co.merchant_id = $1
-      AND ($3 OR co.collection_id IN (SELECT collection_id FROM staged_collections WHERE refresh_id = $2))
-      AND NOT EXISTS (SELECT 1 FROM staged_collection_offers s
-                      WHERE s.refresh_id = $2 AND s.collection_id = co.collection_id AND s.offer_id = co.offer_id)
+      AND ((co.collection_id = ANY($5)
+            AND NOT EXISTS (SELECT 1 FROM staged_collection_offers s
+                            WHERE s.refresh_id = $2 AND s.collection_id = co.collection_id AND s.offer_id = co.offer_id))
+           OR ($3 AND NOT EXISTS (SELECT 1 FROM staged_collections s
+                                  WHERE s.refresh_id = $2 AND s.collection_id = co.collection_id)))
     RETURNING co.offer_id
 ), added AS (
     INSERT INTO collection_offers (collection_id, offer_id, merchant_id)
@@ -116,7 +122,7 @@ impl Mirror {
         let (started_at, key) =
             staging::begin(pool, merchant_id, Tables::Collections, self.lease.as_ref()).await?;
         let refresh_id = key.refresh_id;
-        let staged = match self.stage_collections(key, cancel).await {
+        let staged = match self.stage_collections(key, mode, started_at, cancel).await {
             Ok(staged) => staged,
             Err(err) => {
                 staging::discard_quietly(pool, refresh_id, Tables::Collections).await;
@@ -130,16 +136,20 @@ impl Mirror {
         result
     }
 
+    /// Stages the listing and the memberships read; returns how many collections were
+    /// listed and which memberships were read.
     async fn stage_collections(
         &self,
         key: StageKey,
+        mode: RefreshMode,
+        started_at: DateTime<Utc>,
         cancel: &CancellationToken,
-    ) -> anyhow::Result<u64> {
+    ) -> anyhow::Result<(u64, Vec<i64>)> {
         let depth = self.settings.prefetch_pages;
         let (mut pages, _fetcher) = prefetch(self.client.collection_pages(key.merchant_id), depth);
         let mut stager = CollectionStager::new(key);
-        // Collection ids only: a merchant has far fewer collections than offers.
-        let mut ids = Vec::new();
+        // Ids and dates only: a merchant has far fewer collections than offers.
+        let mut listed = Vec::new();
         let mut complete = false;
         let mut page_no = 0u32;
         loop {
@@ -158,7 +168,7 @@ impl Mirror {
                 .page_fetched(key.merchant_id, Collections, page.content.len(), false);
             for collection in &page.content {
                 stager.push(collection);
-                ids.push(collection.id);
+                listed.push((collection.id, collection.date_last_modified));
             }
         }
         anyhow::ensure!(
@@ -169,16 +179,40 @@ impl Mirror {
             .flush(&self.pool)
             .await
             .context("cannot write staged collections")?;
-        ids.sort_unstable();
-        ids.dedup();
-        for collection_id in ids {
+        // A collection listed twice (the listing shifted) counts with its last date.
+        listed.reverse();
+        listed.sort_by_key(|(id, _)| *id);
+        listed.dedup_by_key(|(id, _)| *id);
+        let plan = {
+            let mut conn = self.pool.acquire().await?;
+            collection_delta::plan(
+                &mut conn,
+                key.merchant_id,
+                &listed,
+                mode,
+                self.settings.collections_recheck,
+                started_at,
+            )
+            .await?
+        };
+        tracing::info!(
+            listed = listed.len(),
+            read = plan.read.len(),
+            kept = plan.kept,
+            "collection memberships to read"
+        );
+        metrics::counter!("catalog_mirror_collection_memberships_total", "outcome" => "read")
+            .increment(plan.read.len() as u64);
+        metrics::counter!("catalog_mirror_collection_memberships_total", "outcome" => "kept")
+            .increment(plan.kept as u64);
+        for &collection_id in &plan.read {
             self.stage_membership(key, collection_id, cancel).await?;
         }
-        Ok(stager.staged())
+        Ok((stager.staged(), plan.read))
     }
 
     /// Reads one collection's offer listing to its end, staging member ids in batches.
-    async fn stage_membership(
+    pub(super) async fn stage_membership(
         &self,
         key: StageKey,
         collection_id: i64,
@@ -227,7 +261,7 @@ impl Mirror {
         key: StageKey,
         mode: RefreshMode,
         started_at: DateTime<Utc>,
-        staged: u64,
+        (staged, read): (u64, Vec<i64>),
         started: Instant,
         cancel: &CancellationToken,
     ) -> anyhow::Result<RefreshReport> {
@@ -264,8 +298,19 @@ impl Mirror {
                 .bind(key.refresh_id)
                 .bind(mode == RefreshMode::Full)
                 .bind(MAX_LISTED_OFFERS as i64 + 1)
+                .bind(&read)
                 .fetch_one(&mut *tx)
                 .await?;
+        // The memberships just replaced were read after the refresh started: dated
+        // then, they are due for a recheck no later than they should be.
+        sqlx::query(
+            "UPDATE collections SET members_read_at = $3 WHERE merchant_id = $1 AND collection_id = ANY($2)",
+        )
+        .bind(merchant_id)
+        .bind(&read)
+        .bind(started_at)
+        .execute(&mut *tx)
+        .await?;
 
         // Offers to re-project: those whose membership moved, and the members of
         // collections whose own fields changed (names and the like appear on offers).

@@ -12,8 +12,12 @@
 //! whose offer the mirror holds for another merchant, or whose offer copy names another
 //! merchant, is marked `unprocessable` and changes nothing.
 //!
-//! Collection events are not applied one by one: they schedule a full collections
-//! refresh, which folds them when it publishes.
+//! Collection events are not applied here (they belong to the collections lane): when
+//! only COLLECTION_OFFERS_UPDATED are pending they schedule a membership job that reads
+//! just the collections they name (`collection_members`); otherwise a full collections
+//! refresh, which lists the merchant's collections (a page per 100), reads the offer
+//! listing of only the collections the events name or whose date moved
+//! (`collection_delta`), and folds the events when it publishes.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -33,6 +37,14 @@ use super::rows::StageKey;
 use super::staging::{self, OfferStager, Tables};
 use crate::jobs::{JobKind, NewJob, OnConflict, Queue, RefreshMode};
 use crate::violet::Offer;
+
+/// Collection events that need the collection listing (a collection's own fields, or
+/// a removal, which only a complete listing may make).
+const LISTING_TOPICS: [&str; 3] = [
+    "COLLECTION_CREATED",
+    "COLLECTION_UPDATED",
+    "COLLECTION_REMOVED",
+];
 
 /// What an incremental job did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,7 +105,9 @@ impl Mirror {
         {
             let mut conn = self.pool.acquire().await?;
             if changes::has_pending(&mut conn, merchant_id, &COLLECTION_TOPICS).await? {
-                self.schedule_collections(&mut conn, merchant_id).await?;
+                let listing = changes::has_pending(&mut conn, merchant_id, &LISTING_TOPICS).await?;
+                self.schedule_collections(&mut conn, merchant_id, listing)
+                    .await?;
                 report.collections_scheduled = true;
             }
         }
@@ -151,18 +165,25 @@ impl Mirror {
         Ok(report)
     }
 
+    /// A full collections refresh when an event needs the listing, else a membership job.
     async fn schedule_collections(
         &self,
         conn: &mut PgConnection,
         merchant_id: i64,
+        listing: bool,
     ) -> sqlx::Result<()> {
+        let kind = if listing {
+            JobKind::RefreshCollections {
+                merchant_id,
+                mode: RefreshMode::Full,
+            }
+        } else {
+            JobKind::CollectionMembers { merchant_id }
+        };
         Queue::enqueue(
             conn,
             &NewJob {
-                kind: JobKind::RefreshCollections {
-                    merchant_id,
-                    mode: RefreshMode::Full,
-                },
+                kind,
                 delay: Duration::ZERO,
                 max_attempts: self.settings.job_max_attempts,
                 on_conflict: OnConflict::KeepEarlier,

@@ -20,12 +20,16 @@
 //!   pages stream through, staging and publishing work in batches.
 //!
 //! Layout: `products` and `collections` (the refreshes), `delta` (full or delta, the
-//! watermark), `incremental` and `events`
+//! watermark), `collection_delta` (the memberships a collections refresh reads again),
+//! `collection_members` (just the collections a COLLECTION_OFFERS_UPDATED names),
+//! `incremental` and `events`
 //! (offer events), `staging`, `publish` and `rows` (how rows get in), `copy` (COPY text
 //! format), `changes` (publish lock, change log, event folding), `queries` (reads),
 //! `progress` (what running refreshes have done so far, for operators).
 
 mod changes;
+mod collection_delta;
+mod collection_members;
 mod collections;
 mod copy;
 pub mod delta;
@@ -48,6 +52,8 @@ pub use changes::{
     CHANGES_CHANNEL, Change, MAX_LISTED_OFFERS, Reason, append as append_change, visibility_changed,
 };
 pub use delta::{DeltaSettings, DeltaState};
+pub use collection_delta::forget_membership_reads;
+pub use collection_members::MembersReport;
 pub use incremental::IncrementalReport;
 pub use progress::{ProgressKind, ProgressSnapshot, RefreshProgress};
 pub use rows::{content_hash, primary_image};
@@ -73,6 +79,9 @@ pub struct MirrorSettings {
     pub verify_removals_max: usize,
     /// When a products refresh may be a delta.
     pub delta: DeltaSettings,
+    /// A membership whose collection's date did not move is read again after this
+    /// long (zero: always read; see `collection_delta`).
+    pub collections_recheck: Duration,
 }
 
 impl MirrorSettings {
@@ -90,6 +99,7 @@ impl MirrorSettings {
                 overlap: Duration::from_secs(refresh.delta_overlap_secs),
                 watermark_max_age: Duration::from_secs(refresh.watermark_max_age_secs),
             },
+            collections_recheck: Duration::from_secs(refresh.collections_recheck_secs),
         }
     }
 }

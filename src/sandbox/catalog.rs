@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::MerchantSpec;
+use super::collection_dates;
 use super::generator::{
     self, MerchantProfile, OFFER_ID_STRIDE, OfferCtx, collection_id, offer_id, split_collection_id,
     split_offer_id,
@@ -75,6 +76,20 @@ impl Generation {
             }
         }
         Some(index)
+    }
+
+    /// `(index, generation)` of every offer `advance` added or removed: what can change
+    /// a collection's membership (`collection_dates`).
+    fn membership_changes(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        let added = self.added.iter().enumerate().flat_map(|(at, &(first, g))| {
+            let end = self
+                .added
+                .get(at + 1)
+                .map_or(self.next_index, |next| next.0);
+            (first..end).map(move |i| (i, g))
+        });
+        let removed = self.removed.iter().map(|(&i, &g)| (i, g));
+        added.chain(removed)
     }
 
     /// Present indexes in order, starting at the `rank`-th.
@@ -280,12 +295,14 @@ impl Catalog {
         }
     }
 
-    /// The merchant's collections, ascending by id.
+    /// The merchant's collections, ascending by id, each dated at its last membership
+    /// change (`collection_dates`).
     pub fn collections(&self, merchant_id: u64) -> Vec<Value> {
         self.snapshot(merchant_id)
-            .map(|(p, _)| {
+            .map(|(p, state)| {
+                let moved = collection_dates::membership_moved(p, state.membership_changes());
                 (0..p.collections)
-                    .map(|c| generator::collection(p, c))
+                    .map(|c| collection_dates::collection(p, c, moved.get(&c).copied()))
                     .collect()
             })
             .unwrap_or_default()
@@ -297,8 +314,16 @@ impl Catalog {
 
     pub fn collection_json(&self, collection_id: u64) -> Option<Value> {
         let (m, c) = split_collection_id(collection_id)?;
-        let (profile, _) = self.snapshot(m)?;
-        (c < profile.collections).then(|| generator::collection(profile, c))
+        let (profile, state) = self.snapshot(m)?;
+        if c >= profile.collections {
+            return None;
+        }
+        let moved = collection_dates::membership_moved(profile, state.membership_changes());
+        Some(collection_dates::collection(
+            profile,
+            c,
+            moved.get(&c).copied(),
+        ))
     }
 
     /// Ids of the offers in a collection now, ascending (a scan of the merchant).

@@ -12,6 +12,7 @@
 mod auth;
 pub mod catalog;
 pub mod cli;
+mod collection_dates;
 mod control;
 mod error;
 mod faults;

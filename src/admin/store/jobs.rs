@@ -11,6 +11,7 @@ use crate::jobs::{Job, JobState};
 pub const JOB_KINDS: &[&str] = &[
     "refresh_products",
     "refresh_collections",
+    "collection_members",
     "incremental",
     "sync_retry",
     "stall_check",
@@ -87,6 +88,7 @@ mod tests {
                 merchant_id: 1,
                 mode: RefreshMode::Full,
             },
+            JobKind::CollectionMembers { merchant_id: 1 },
             JobKind::Incremental { merchant_id: 1 },
             JobKind::SyncRetry {
                 merchant_id: 1,
@@ -101,6 +103,6 @@ mod tests {
         for kind in kinds {
             assert!(JOB_KINDS.contains(&kind.name()), "{}", kind.name());
         }
-        assert_eq!(JOB_KINDS.len(), 5);
+        assert_eq!(JOB_KINDS.len(), 6);
     }
 }
