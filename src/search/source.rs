@@ -197,7 +197,7 @@ pub async fn some_offers(
 }
 
 /// Turns JIT compilation off for the rest of the transaction: a rebuild's one big
-/// query spends more compiling than it saves.
+/// query, or a whole merchant's, spends more compiling than it saves.
 pub async fn without_jit(conn: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::query("SET LOCAL jit = off").execute(conn).await?;
     Ok(())
