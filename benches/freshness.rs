@@ -20,7 +20,8 @@
 //! Run: `cargo bench --bench freshness`. Environment: `TEST_DATABASE_URL` (server,
 //! default postgres://postgres@127.0.0.1:5432/postgres), `BENCH_OFFERS` (per merchant,
 //! default 100000), `BENCH_MERCHANTS` (default 1; 10 gives the 1,000,000-offer index;
-//! the 1% change is always on the first merchant).
+//! the 1% change is always on the first merchant), `BENCH_DAEMON_LOG` (a file to write
+//! the daemon's JSON log to).
 
 #[allow(dead_code)] // the tests use the rest of it
 #[path = "../tests/common/daemon.rs"]
@@ -243,14 +244,14 @@ fn breakdown(daemon: &Daemon, from: usize) {
         );
     }
     let commits = log_lines(daemon, from, "index commit");
-    let documents: u64 = commits
-        .iter()
-        .filter_map(|e| e["documents"].as_u64())
-        .sum();
-    let commit_ms: u64 = commits.iter().filter_map(|e| e["elapsed_ms"].as_u64()).sum();
+    let sum = |key: &str| -> u64 { commits.iter().filter_map(|e| e[key].as_u64()).sum() };
     eprintln!(
-        "    index: {} commits, {documents} documents, {commit_ms} ms",
-        commits.len()
+        "    index: {} commits, documents added {} deleted {} unchanged {}, {} ms",
+        commits.len(),
+        sum("added"),
+        sum("deleted"),
+        sum("unchanged"),
+        sum("elapsed_ms"),
     );
 }
 
@@ -439,6 +440,10 @@ async fn main() {
     }
     println!("\ndaemon peak RSS (VmHWM): {peak_mib:.0} MiB (target under 200 MB)");
 
+    if let Ok(path) = std::env::var("BENCH_DAEMON_LOG") {
+        std::fs::write(&path, daemon.output()).expect("write the daemon's log");
+        eprintln!("the daemon's log: {path}");
+    }
     drop(daemon);
     drop(sandbox);
     let _ = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -2,21 +2,27 @@
 //! replacement is seen in one step, a crash between the mirror commit and the index
 //! commit is caught up from the stored change number, and a schema change or a
 //! `reindex` rebuilds into a new generation swapped in while search keeps answering;
-//! and the storefront rule is one: the `storefront_offers` view, the index and the
-//! admin counts agree on every edge case of it.
+//! the storefront rule is one: the `storefront_offers` view, the index and the admin
+//! counts agree on every edge case of it; and a change naming a whole merchant
+//! rewrites only the documents that differ from the mirror, leaving an index equal to
+//! a rebuild's.
 
 mod common;
 mod search_support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use catalog_mirror::config::Settings;
+use catalog_mirror::search::diff::DocumentCounts;
+use catalog_mirror::search::indexer::{self, Live};
+use catalog_mirror::search::params::SearchRequest;
 use catalog_mirror::search::schema::SCHEMA_VERSION;
 use catalog_mirror::search::store::{self, Found, Payload};
+use catalog_mirror::search::{Generation, Indexer, IndexerSettings, Relevance};
 use common::{TestApp, TestDb};
 use search_support::*;
 use serde_json::json;
@@ -565,4 +571,203 @@ async fn the_storefront_rule_is_one_the_view_the_index_and_admin_counts_agree_ed
         vec![(OPEN, 0), (DISABLED, 1), (DISCONNECTED, 0), (CLOSED, 0)]
     );
     app.stop().await;
+/// Every live document's hit JSON by offer id, asserting one document per offer.
+fn stored_documents(generation: &Generation) -> BTreeMap<i64, String> {
+    let searcher = generation.reader.searcher();
+    let mut all = BTreeMap::new();
+    for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+        for doc in 0..segment.max_doc() {
+            if segment.is_deleted(doc) {
+                continue;
+            }
+            let stored: tantivy::TantivyDocument = searcher
+                .doc(tantivy::DocAddress::new(ordinal as u32, doc))
+                .unwrap();
+            let text = stored
+                .get_first(generation.schema.source)
+                .and_then(|value| tantivy::schema::Value::as_str(&value))
+                .unwrap()
+                .to_string();
+            let id = serde_json::from_str::<serde_json::Value>(&text).unwrap()["id"]
+                .as_i64()
+                .unwrap();
+            assert!(
+                all.insert(id, text).is_none(),
+                "offer {id} has two documents"
+            );
+        }
+    }
+    all
+}
+
+/// Searches a generation in process, as the API would answer.
+fn search_in(generation: &Generation, body: serde_json::Value) -> serde_json::Value {
+    let request = SearchRequest::from_object(body.as_object().unwrap(), &[]).unwrap();
+    let response = catalog_mirror::search::execute::search(
+        generation,
+        &Relevance::embedded(),
+        &request,
+        None,
+        &catalog_mirror::search::execute::Bounds::default(),
+    )
+    .unwrap();
+    let mut value = serde_json::to_value(&response).unwrap();
+    value.as_object_mut().unwrap().remove("processingTimeMs");
+    value
+}
+
+/// An indexer driven batch by batch over a generation rebuilt from the mirror now.
+async fn indexer_over(pool: &sqlx::PgPool, dir: &Path) -> (Indexer, Live) {
+    let (live, _) = indexer::rebuild(pool, dir).await.unwrap();
+    let index = catalog_mirror::search::SearchIndex::new(Relevance::embedded());
+    index.swap(live.generation.clone());
+    let settings = IndexerSettings {
+        index_dir: dir.to_path_buf(),
+        poll_interval: Duration::from_millis(100),
+    };
+    (Indexer::new(pool.clone(), settings, index), live)
+}
+
+fn counts(added: u64, deleted: u64, unchanged: u64) -> DocumentCounts {
+    DocumentCounts {
+        added,
+        deleted,
+        unchanged,
+    }
+}
+
+#[tokio::test]
+async fn a_whole_merchant_change_rewrites_only_what_changed_and_equals_a_rebuild() {
+    let (_db, pool) = TestDb::migrated().await;
+    let offers = seed(&pool).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (indexer, mut live) = indexer_over(&pool, dir.path()).await;
+    let shown: Vec<Offer> = offers
+        .iter()
+        .filter(|offer| offer.merchant_id == 1002 && offer.shown())
+        .cloned()
+        .collect();
+    let n = shown.len() as u64;
+
+    // A whole-merchant change with nothing changed touches no document.
+    publish(&pool, 1002, None).await;
+    let report = indexer.apply_batch(&mut live).await.unwrap();
+    assert_eq!(report.changes, 1);
+    assert_eq!(report.documents, counts(0, 0, n));
+
+    // Three offers change, one is removed, one is new.
+    let mut changed: Vec<Offer> = shown[..3].to_vec();
+    for offer in &mut changed {
+        offer.name = format!("Quokka {}", offer.name);
+    }
+    let mut removed = shown[5].clone();
+    removed.removed = true;
+    let mut new = shown[6].clone();
+    new.id = 1_002_777;
+    new.name = "Wombat Lamp".into();
+    write_offers(
+        &pool,
+        &[changed.clone(), vec![removed.clone(), new]].concat(),
+    )
+    .await;
+    publish(&pool, 1002, None).await;
+    let report = indexer.apply_batch(&mut live).await.unwrap();
+    assert_eq!(
+        report.documents,
+        counts(4, 4, n - 4),
+        "3 rewritten and 1 added; 3 replaced and 1 deleted; the rest untouched"
+    );
+    assert_eq!(
+        live.change_no,
+        max_change(&pool).await,
+        "the payload moved on"
+    );
+
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let (fresh, _) = indexer::rebuild(&pool, fresh_dir.path()).await.unwrap();
+    let documents = stored_documents(&live.generation);
+    assert!(
+        !documents.contains_key(&removed.id),
+        "the removed offer is gone"
+    );
+    assert!(documents[&1_002_777].contains("Wombat Lamp"));
+    assert_eq!(documents, stored_documents(&fresh.generation));
+    let quokkas = search_in(&live.generation, json!({ "q": "quokka" }));
+    assert_eq!(ids(&quokkas).len(), 3, "{quokkas}");
+    for body in [
+        json!({ "q": "quokka" }),
+        json!({ "q": "wombat lamp" }),
+        json!({ "q": "cotton jacket", "limit": 50 }),
+        json!({ "q": "lether", "filter": "merchant_id = 1002" }),
+        json!({ "filter": "merchant_id = 1002", "limit": 1000, "sort": ["min_price:desc"] }),
+        json!({ "q": "blue", "facets": ["vendor", "tags", "category", "min_price"] }),
+    ] {
+        assert_eq!(
+            search_in(&live.generation, body.clone()),
+            search_in(&fresh.generation, body.clone()),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn hiding_and_showing_a_merchant_and_listed_changes_write_only_what_differs() {
+    let (_db, pool) = TestDb::migrated().await;
+    let offers = seed(&pool).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (indexer, mut live) = indexer_over(&pool, dir.path()).await;
+    let shown = |merchant: i64| {
+        offers
+            .iter()
+            .filter(|offer| offer.merchant_id == merchant && offer.shown())
+            .cloned()
+            .collect::<Vec<Offer>>()
+    };
+    let n = shown(1003).len() as u64;
+
+    sqlx::query("UPDATE merchants SET enabled = false WHERE merchant_id = 1003")
+        .execute(&pool)
+        .await
+        .unwrap();
+    publish(&pool, 1003, None).await;
+    let report = indexer.apply_batch(&mut live).await.unwrap();
+    assert_eq!(
+        report.documents,
+        counts(0, n, 0),
+        "hidden: every document goes"
+    );
+    sqlx::query("UPDATE merchants SET enabled = true WHERE merchant_id = 1003")
+        .execute(&pool)
+        .await
+        .unwrap();
+    publish(&pool, 1003, None).await;
+    let report = indexer.apply_batch(&mut live).await.unwrap();
+    assert_eq!(
+        report.documents,
+        counts(n, 0, 0),
+        "shown again: every document back"
+    );
+
+    // A listed change: one offer changed, one did not, one is hidden now, one is unknown.
+    let mine = shown(1001);
+    let mut renamed = mine[0].clone();
+    renamed.name = "Pangolin Scarf".into();
+    let mut hidden = mine[2].clone();
+    hidden.visible = false;
+    write_offers(&pool, &[renamed.clone(), hidden.clone()]).await;
+    publish(
+        &pool,
+        1001,
+        Some(vec![renamed.id, mine[1].id, hidden.id, 9_999_999]),
+    )
+    .await;
+    let report = indexer.apply_batch(&mut live).await.unwrap();
+    assert_eq!(report.documents, counts(1, 2, 1));
+
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let (fresh, _) = indexer::rebuild(&pool, fresh_dir.path()).await.unwrap();
+    assert_eq!(
+        stored_documents(&live.generation),
+        stored_documents(&fresh.generation)
+    );
 }

@@ -5,9 +5,14 @@
 //! (`null` or `[]` when unknown), so `EXISTS` holds for every known attribute and
 //! `IS NULL`/`IS EMPTY` are exact. Dates are Unix seconds (numbers filter and sort);
 //! prices stay integers in minor units, as Violet sends them.
+//!
+//! Every tantivy document is a function of its hit document alone, so the hash of the
+//! hit document's JSON (its [`fingerprint`], stored as a fast field) says whether a
+//! document built from the mirror now would differ from the one the index holds.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 use tantivy::TantivyDocument;
 
 use super::schema::{AttrKind, OfferSchema};
@@ -77,13 +82,55 @@ impl OfferRow {
 
     /// The tantivy document for this offer.
     pub fn to_document(&self, schema: &OfferSchema) -> TantivyDocument {
-        let source = self.to_source();
-        document_from_source(schema, &source)
+        self.project().into_document(schema)
     }
+
+    /// The hit document, serialized and fingerprinted: enough to tell whether the
+    /// index already holds this offer as it is, before paying for the tantivy document.
+    pub fn project(&self) -> Projected {
+        let source = self.to_source();
+        let text = source.to_string();
+        Projected {
+            fingerprint: fingerprint(&text),
+            source,
+            text,
+        }
+    }
+}
+
+/// An offer's hit document with its JSON text and fingerprint.
+#[derive(Debug, Clone)]
+pub struct Projected {
+    pub source: Value,
+    pub text: String,
+    pub fingerprint: u64,
+}
+
+impl Projected {
+    pub fn into_document(self, schema: &OfferSchema) -> TantivyDocument {
+        build(schema, &self.source, self.text, self.fingerprint)
+    }
+}
+
+/// The fingerprint of a hit document's JSON text: the first 8 bytes of its SHA-256,
+/// never 0 (0 is what a document without one reads as: "unknown, rewrite it"). A
+/// cryptographic hash because a collision would silently keep a stale document;
+/// `serde_json` writes object keys in order, so equal documents give equal text.
+pub fn fingerprint(text: &str) -> u64 {
+    let digest = Sha256::digest(text.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first).max(1)
 }
 
 /// Builds the tantivy document from a hit document.
 pub fn document_from_source(schema: &OfferSchema, source: &Value) -> TantivyDocument {
+    let text = source.to_string();
+    let fingerprint = fingerprint(&text);
+    build(schema, source, text, fingerprint)
+}
+
+fn build(schema: &OfferSchema, source: &Value, text: String, fingerprint: u64) -> TantivyDocument {
     let mut doc = TantivyDocument::default();
     let empty = Map::new();
     let object = source.as_object().unwrap_or(&empty);
@@ -116,7 +163,8 @@ pub fn document_from_source(schema: &OfferSchema, source: &Value) -> TantivyDocu
             }
         }
     }
-    doc.add_text(schema.source, source.to_string());
+    doc.add_text(schema.source, text);
+    doc.add_u64(schema.fingerprint, fingerprint);
     doc
 }
 

@@ -8,9 +8,11 @@
 //! - `source`: reads the mirror (change log, indexable offers) in consistent snapshots.
 //! - `store`: generations on disk, the `CURRENT` pointer, the commit payload
 //!   (schema version + last applied change number).
-//! - `indexer`: follows the change log, replaces each changed merchant's documents in
-//!   one commit, rebuilds aside and swaps when the index is missing, corrupt or of an
-//!   older schema, and serves `catalog-mirror reindex`.
+//! - `indexer`: follows the change log, brings each changed merchant's documents up to
+//!   date in one commit, rebuilds aside and swaps when the index is missing, corrupt or
+//!   of an older schema, and serves `catalog-mirror reindex`.
+//! - `diff`: how a batch writes only the documents that differ from the mirror (by
+//!   each document's fingerprint) and deletes those it no longer shows.
 //! - `filter`, `query`, `relevance`, `collect`, `execute`, `format`, `params`: the
 //!   query side (filter grammar, typo/prefix/synonym matching with field weights,
 //!   facets, sort, pagination, highlighting).
@@ -23,6 +25,7 @@
 
 pub mod auth;
 pub mod collect;
+pub mod diff;
 pub mod document;
 pub mod error;
 pub mod execute;
@@ -45,7 +48,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-pub use indexer::{Indexer, IndexerSettings, RebuildReport, Startup, reindex};
+pub use indexer::{BatchReport, Indexer, IndexerSettings, RebuildReport, Startup, reindex};
 pub use relevance::Relevance;
 pub use store::Generation;
 

@@ -10,7 +10,10 @@
 //!   as lowercased keywords (indexed by [`KEYWORD_TOKENIZER`] for case-insensitive
 //!   filters, fast with their original spelling for facet values);
 //! - `_nulls`/`_empties` (which attributes are `null` or empty in this document, for
-//!   `IS NULL`/`IS EMPTY`) and `_source`, the stored JSON returned as a hit.
+//!   `IS NULL`/`IS EMPTY`) and `_source`, the stored JSON returned as a hit;
+//! - `_fingerprint`, a fast `u64` hash of `_source`: the indexer compares it with the
+//!   fingerprint of the document the mirror yields now and rewrites only what differs
+//!   (see `diff`).
 //!
 //! Bump [`SCHEMA_VERSION`] whenever fields, tokenizers or what a document holds
 //! change: the indexer then rebuilds aside and swaps (see `store`).
@@ -23,7 +26,7 @@ use tantivy::tokenizer::{
 };
 
 /// Version of the schema and of the document projection; stored in each commit payload.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Words: split on non-alphanumerics, lowercased, accents folded.
 pub const TEXT_TOKENIZER: &str = "cm_text";
@@ -126,6 +129,8 @@ pub struct OfferSchema {
     pub nulls: Field,
     pub empties: Field,
     pub source: Field,
+    /// Fast `u64`: the fingerprint of `_source` (see `document::fingerprint`).
+    pub fingerprint: Field,
     /// Filterable attributes: name, kind, field (same order as [`FILTERABLE`]).
     pub attributes: Vec<(&'static str, AttrKind, Field)>,
 }
@@ -153,6 +158,7 @@ impl OfferSchema {
             nulls: field("_nulls")?,
             empties: field("_empties")?,
             source: field("_source")?,
+            fingerprint: field("_fingerprint")?,
             attributes,
         })
     }
@@ -238,6 +244,8 @@ pub fn build() -> Schema {
     // Stored as text, not bytes: tantivy reads a stored string in one copy, bytes one
     // at a time.
     builder.add_text_field("_source", STORED);
+    // Fast only: read by document while diffing a merchant, never searched.
+    builder.add_u64_field("_fingerprint", FAST);
     builder.build()
 }
 

@@ -5,8 +5,9 @@
 //! `storefront_offers` view (migration 0006), the one statement of that rule, which the
 //! admin counts and the tests' oracles read too. Hidden offers are kept *out* of the
 //! index rather than indexed with flags: nothing can leak through a filter that forgot
-//! a flag, the index stays as small as what is sold, and because a merchant's documents
-//! are replaced as a whole, hiding or showing a merchant is one commit like any change.
+//! a flag, the index stays as small as what is sold, and because a whole-merchant
+//! change compares all of the merchant's documents with what the mirror shows, hiding
+//! or showing a merchant is one commit like any change.
 //!
 //! Every read happens in one `REPEATABLE READ` snapshot with the change-log rows it
 //! answers for, so the documents are exactly the state those changes describe (or newer,
@@ -79,7 +80,7 @@ const ALL_OFFERS: &str = offers_sql!(
 const MERCHANT_OFFERS: &str = offers_sql!(
     "",
     lateral_joins!(),
-    "o.merchant_id = ANY($1) ORDER BY o.offer_id"
+    "o.merchant_id = $1 ORDER BY o.offer_id"
 );
 const SOME_OFFERS: &str = offers_sql!(
     "",
@@ -120,8 +121,10 @@ impl Plan {
         self.changes == 0
     }
 
+    /// The listed offers, sorted, each once (two merchants' changes may list one).
     pub fn offer_ids(&self) -> Vec<i64> {
-        self.offers.values().flatten().copied().collect()
+        let ids: BTreeSet<i64> = self.offers.values().flatten().copied().collect();
+        ids.into_iter().collect()
     }
 }
 
@@ -157,18 +160,13 @@ pub async fn pending_changes(
     Ok(plan)
 }
 
-/// The indexable offers of `merchants`.
-pub async fn merchant_offers(
-    conn: &mut PgConnection,
-    merchants: &[i64],
-) -> sqlx::Result<Vec<OfferRow>> {
-    if merchants.is_empty() {
-        return Ok(Vec::new());
-    }
-    sqlx::query_as(MERCHANT_OFFERS)
-        .bind(merchants)
-        .fetch_all(conn)
-        .await
+/// The indexable offers of `merchant`, streamed in offer id order (a merchant may
+/// hold a million offers: the indexer compares them chunk by chunk).
+pub fn merchant_offers<'c>(
+    conn: &'c mut PgConnection,
+    merchant: i64,
+) -> futures::stream::BoxStream<'c, sqlx::Result<OfferRow>> {
+    sqlx::query_as(MERCHANT_OFFERS).bind(merchant).fetch(conn)
 }
 
 /// The indexable offers among `offer_ids` (the others are hidden or gone).
@@ -186,7 +184,7 @@ pub async fn some_offers(
 }
 
 /// Turns JIT compilation off for the rest of the transaction: a rebuild's one big
-/// query spends more compiling than it saves.
+/// query, or a whole merchant's, spends more compiling than it saves.
 pub async fn without_jit(conn: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::query("SET LOCAL jit = off").execute(conn).await?;
     Ok(())

@@ -92,6 +92,14 @@ impl Generation {
     }
 }
 
+/// Commits what `writer` holds with `payload` as the commit's payload.
+pub fn commit(writer: &mut IndexWriter, payload: Payload) -> anyhow::Result<()> {
+    let mut prepared = writer.prepare_commit()?;
+    prepared.set_payload(&payload.to_json());
+    prepared.commit()?;
+    Ok(())
+}
+
 /// The state found on disk at start.
 pub enum Found {
     /// The live generation, usable and at `payload.change_no`.
