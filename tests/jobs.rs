@@ -681,3 +681,51 @@ async fn notify_wakes_an_idle_worker_long_before_the_poll_interval() {
     running.stop().await;
     assert!(done, "woken by NOTIFY, not by the 60 s poll");
 }
+
+#[tokio::test]
+async fn a_job_publishing_longer_than_a_renewal_timeout_keeps_its_lease() {
+    let (_db, pool) = TestDb::migrated().await;
+    let id = enqueue(
+        &pool,
+        incremental(1),
+        Duration::ZERO,
+        OnConflict::Debounce,
+        3,
+    )
+    .await;
+    let publishing = pool.clone();
+    // A job whose publishing transaction holds its row for 2.6 s: renewals in the
+    // meantime find the row locked. Counted as failures, they would cancel the job
+    // after about 2.3 s (a 3 s lease renews every second and gives up with time to
+    // spare); the job watches for that.
+    let runner = TestRunner::new(move |job, cancel| {
+        let pool = publishing.clone();
+        Box::pin(async move {
+            let lease = job.lease(Duration::from_secs(3));
+            let mut tx = pool.begin().await?;
+            lease.hold(&mut tx).await?;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(2_600)) => {}
+                _ = cancel.cancelled() => anyhow::bail!("cancelled while publishing"),
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    });
+    let mut settings = job_settings();
+    settings.lease_secs = 3;
+    let running = Running::start(&pool, runner, settings);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            job(&pool, id).await.state != JobState::Pending
+                && job(&pool, id).await.state != JobState::Running
+        })
+        .await
+    );
+    running.stop().await;
+    let done = job(&pool, id).await;
+    assert_eq!(
+        (done.state, done.attempts, done.last_error),
+        (JobState::Done, 1, None)
+    );
+}

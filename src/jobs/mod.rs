@@ -23,6 +23,6 @@ mod worker;
 pub use kinds::{JobKind, RefreshMode};
 pub use queue::{
     Backoff, ENQUEUE_ARGS, EnqueueArgs, Job, JobState, Lease, LeaseLost, NOTIFY_CHANNEL, NewJob,
-    OnConflict, Queue,
+    OnConflict, Queue, Renewal,
 };
 pub use worker::{JobFuture, JobRunner, WorkerPool};

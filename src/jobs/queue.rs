@@ -76,6 +76,18 @@ pub struct Lease {
     pub length: Duration,
 }
 
+/// What a renewal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// The lease now runs `Lease::length` from the renewal.
+    Renewed,
+    /// The claim still holds the job, but its row is locked (by the job's own
+    /// publishing transaction, as a rule): the committed lease has `left` to run.
+    Held { left: Duration },
+    /// Reaped, claimed again or finished.
+    Lost,
+}
+
 /// The job is no longer held by this claim: it was reaped, claimed again, or finished.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -332,18 +344,43 @@ impl Queue {
 
     /// Extends the lease of a claim that still holds its job; false when it lost it.
     pub async fn renew(&self, lease: &Lease) -> sqlx::Result<bool> {
-        let result = sqlx::query(
+        Ok(self.try_renew(lease).await? != Renewal::Lost)
+    }
+
+    /// Extends the lease without waiting on the job's row: while the job's own
+    /// publishing transaction holds it ([`Lease::hold`] locks it until commit, and
+    /// nobody can reap or claim it meanwhile) a renewal that waited would stall for the
+    /// whole publish and look like a database that stopped answering. A locked row that
+    /// this claim still holds answers [`Renewal::Held`] with the committed lease's
+    /// time left.
+    pub async fn try_renew(&self, lease: &Lease) -> sqlx::Result<Renewal> {
+        let (renewed, left_ms): (bool, Option<f64>) = sqlx::query_as(
             r#"
-            UPDATE jobs SET locked_until = now() + $3 * interval '1 millisecond', updated_at = now()
-            WHERE id = $1 AND state = 'running' AND claims = $2
+            WITH target AS (
+                SELECT id FROM jobs WHERE id = $1 AND state = 'running' AND claims = $2
+                FOR NO KEY UPDATE SKIP LOCKED
+            ), renewed AS (
+                UPDATE jobs SET locked_until = now() + $3 * interval '1 millisecond', updated_at = now()
+                FROM target WHERE jobs.id = target.id
+                RETURNING jobs.id
+            )
+            SELECT EXISTS (SELECT 1 FROM renewed),
+                   (SELECT GREATEST(EXTRACT(EPOCH FROM (locked_until - now())) * 1000, 0)::float8
+                    FROM jobs WHERE id = $1 AND state = 'running' AND claims = $2)
             "#,
         )
         .bind(lease.job_id)
         .bind(lease.token)
         .bind(lease.length.as_millis() as f64)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await?;
-        Ok(result.rows_affected() == 1)
+        Ok(match (renewed, left_ms) {
+            (true, _) => Renewal::Renewed,
+            (false, Some(ms)) => Renewal::Held {
+                left: Duration::from_millis(ms as u64),
+            },
+            (false, None) => Renewal::Lost,
+        })
     }
 
     /// Marks a job done; false when this claim no longer held it.

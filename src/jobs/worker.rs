@@ -16,7 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::queue::{Backoff, Job, JobState, Lease, NOTIFY_CHANNEL, Queue};
+use super::queue::{Backoff, Job, JobState, Lease, NOTIFY_CHANNEL, Queue, Renewal};
 use crate::config::JobSettings;
 
 pub type JobFuture = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
@@ -266,16 +266,23 @@ async fn renew_lease(queue: Queue, lease: Lease, cancel: CancellationToken) {
         tokio::time::sleep_until(next.into()).await;
         let sent = Instant::now();
         // A renewal that hangs (a database gone silent) counts as failed.
-        let renewed = match tokio::time::timeout(attempt_timeout, queue.renew(&lease)).await {
+        let renewed = match tokio::time::timeout(attempt_timeout, queue.try_renew(&lease)).await {
             Ok(result) => result.map_err(|err| err.to_string()),
             Err(_) => Err("no answer in time".to_string()),
         };
         match renewed {
-            Ok(true) => {
+            Ok(Renewal::Renewed) => {
                 deadline = sent + lease.length;
                 next = sent + every;
             }
-            Ok(false) => {
+            // The job is publishing: its transaction holds the row (and extended the
+            // lease in it), so nobody can take the job until it commits. Not a
+            // failure; look again soon.
+            Ok(Renewal::Held { left }) => {
+                deadline = deadline.max(sent + left);
+                next = Instant::now() + retry_after;
+            }
+            Ok(Renewal::Lost) => {
                 tracing::warn!(
                     job.id = lease.job_id,
                     "lease lost: another worker may run this job; stopping it"

@@ -171,7 +171,9 @@ impl RefreshProgress {
             .entries()
             .get(&(merchant_id, kind))
             .and_then(|entry| entry.last_pass);
+        // A delta reads what changed: no earlier pass says how much that is.
         let expected = match last_pass {
+            _ if mode == "delta" => None,
             Some(pass) => Some(Expected {
                 items: Some(pass.items),
                 pages: Some(pass.pages),
@@ -225,7 +227,8 @@ impl RefreshProgress {
             (None, Ok(report)) => (now - entry.started).saturating_sub(report.publish),
             (None, Err(_)) => now - entry.started,
         };
-        if let Ok(report) = outcome {
+        // Only a complete listing sizes the next one.
+        if let (Ok(report), false) = (outcome, entry.mode == "delta") {
             entry.last_pass = Some(Pass {
                 items: entry.staged,
                 pages: entry.pages,
