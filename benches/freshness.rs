@@ -105,7 +105,11 @@ impl SandboxProcess {
             .send()
             .await
             .unwrap();
-        assert!(answer.status().is_success(), "{}", answer.text().await.unwrap());
+        assert!(
+            answer.status().is_success(),
+            "{}",
+            answer.text().await.unwrap()
+        );
     }
 
     async fn advance(&self, merchant: u64) -> Value {
@@ -132,7 +136,11 @@ impl SandboxProcess {
             .send()
             .await
             .unwrap();
-        assert!(answer.status().is_success(), "{}", answer.text().await.unwrap());
+        assert!(
+            answer.status().is_success(),
+            "{}",
+            answer.text().await.unwrap()
+        );
     }
 }
 
@@ -164,7 +172,10 @@ async fn until_searchable(daemon: &Daemon, id: u64, done: impl Fn(&Value) -> boo
         if done(&m) && m["index"]["pending_changes"] == 0 {
             return m;
         }
-        assert!(Instant::now() < deadline, "merchant {id} never got there: {m}");
+        assert!(
+            Instant::now() < deadline,
+            "merchant {id} never got there: {m}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -222,8 +233,18 @@ fn field(event: &Value, key: &str) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// The daemon's peak RSS since the last call (MiB), then resets the high-water mark.
+fn phase_peak_mib(pid: u32) -> f64 {
+    let peak = vm_kib(pid, "VmHWM:") as f64 / 1024.0;
+    // "5" resets VmHWM to the current RSS (proc(5), clear_refs).
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    peak
+}
+
 /// What the daemon logged about refreshes and index commits since `from`.
-fn breakdown(daemon: &Daemon, from: usize) {
+/// Returns the daemon's peak RSS in the phase (MiB).
+fn breakdown(daemon: &Daemon, from: usize) -> f64 {
+    let peak = phase_peak_mib(daemon.child.id());
     for event in log_lines(daemon, from, "products refreshed") {
         let span = &event["span"];
         eprintln!(
@@ -253,6 +274,7 @@ fn breakdown(daemon: &Daemon, from: usize) {
         sum("unchanged"),
         sum("elapsed_ms"),
     );
+    peak
 }
 
 struct Row {
@@ -260,6 +282,8 @@ struct Row {
     seconds: f64,
     calls: u64,
     note: String,
+    /// The daemon's peak RSS during the phase.
+    peak_mib: f64,
 }
 
 #[tokio::main]
@@ -285,13 +309,15 @@ async fn main() {
 
     let sandbox = SandboxProcess::start(merchants, offers).await;
     let index_dir = tempfile::tempdir().unwrap();
-    let settings = catalog_mirror::config::Settings::load(
-        &catalog_mirror::config::ConfigSource::DefaultsOnly,
-    )
-    .unwrap();
+    let settings =
+        catalog_mirror::config::Settings::load(&catalog_mirror::config::ConfigSource::DefaultsOnly)
+            .unwrap();
     let env = [
         ("CATALOG_MIRROR_DATABASE__URL", url.to_string()),
-        ("CATALOG_MIRROR_HTTP__PUBLIC_ADDR", "127.0.0.1:0".to_string()),
+        (
+            "CATALOG_MIRROR_HTTP__PUBLIC_ADDR",
+            "127.0.0.1:0".to_string(),
+        ),
         ("CATALOG_MIRROR_HTTP__ADMIN_ADDR", "127.0.0.1:0".to_string()),
         ("CATALOG_MIRROR_VIOLET__BASE_URL", sandbox.base_url()),
         (
@@ -302,7 +328,6 @@ async fn main() {
         ("CATALOG_MIRROR_LOG__FILTER", "info".to_string()),
     ];
     let daemon = Daemon::spawn(None, &env);
-    let pid = daemon.child.id();
     let webhooks = daemon.url("/webhooks/violet");
     let rate = settings.violet.merchant_rate_limit_per_sec as f64;
     let page_size = settings.violet.page_size as f64;
@@ -336,13 +361,14 @@ async fn main() {
         what: format!("first onboarding, webhooks to searchable ({merchants} merchant(s))"),
         seconds: onboarding,
         calls: sandbox.requests().await - calls,
+        peak_mib: 0.0,
         note: format!(
             "listing alone at the configured rates: {fetch:.1} s; target at most {:.1} s",
             fetch + 15.0
         ),
     });
     eprintln!("onboarding: {onboarding:.1} s");
-    breakdown(&daemon, from);
+    rows.last_mut().unwrap().peak_mib = breakdown(&daemon, from);
 
     // 2. An unchanged scheduled sync.
     sandbox
@@ -363,8 +389,9 @@ async fn main() {
         seconds: started.elapsed().as_secs_f64(),
         calls: sandbox.requests().await - calls,
         note: "target at most 3 API calls".into(),
+        peak_mib: 0.0,
     });
-    breakdown(&daemon, from);
+    rows.last_mut().unwrap().peak_mib = breakdown(&daemon, from);
 
     // 3. A scheduled sync with 1% of the first merchant's offers updated.
     sandbox
@@ -388,12 +415,13 @@ async fn main() {
         what: "scheduled sync, 1% of offers updated: COMPLETED to searchable (delta)".into(),
         seconds: delta_seconds,
         calls: delta_calls,
+        peak_mib: 0.0,
         note: format!(
             "webhooks delivered in {delivered:.2} s; includes the {} ms debounce; target 5 s",
             settings.jobs.debounce_ms
         ),
     });
-    breakdown(&daemon, from);
+    rows.last_mut().unwrap().peak_mib = breakdown(&daemon, from);
 
     // 4. Baseline: the same kind of change picked up by a full pass.
     sandbox.advance(FIRST).await;
@@ -420,22 +448,23 @@ async fn main() {
         what: "baseline: 1% of offers updated, full pass (manual resync) to searchable".into(),
         seconds: started.elapsed().as_secs_f64(),
         calls: full_calls,
+        peak_mib: 0.0,
         note: format!(
             "the delta made {:.1}% of these calls (target at most 2%)",
             delta_calls as f64 * 100.0 / full_calls.max(1) as f64
         ),
     });
-    breakdown(&daemon, from);
+    rows.last_mut().unwrap().peak_mib = breakdown(&daemon, from);
 
-    let peak_mib = vm_kib(pid, "VmHWM:") as f64 / 1024.0;
+    let peak_mib = rows.iter().map(|row| row.peak_mib).fold(0.0, f64::max);
     println!(
-        "\n| {merchants} merchant(s) x {offers} offers, shipped defaults | seconds | API calls | |"
+        "\n| {merchants} merchant(s) x {offers} offers, shipped defaults | seconds | API calls | daemon peak RSS (MiB) | |"
     );
-    println!("|---|---:|---:|---|");
+    println!("|---|---:|---:|---:|---|");
     for row in &rows {
         println!(
-            "| {} | {:.2} | {} | {} |",
-            row.what, row.seconds, row.calls, row.note
+            "| {} | {:.2} | {} | {:.0} | {} |",
+            row.what, row.seconds, row.calls, row.peak_mib, row.note
         );
     }
     println!("\ndaemon peak RSS (VmHWM): {peak_mib:.0} MiB (target under 200 MB)");

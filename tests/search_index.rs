@@ -571,6 +571,8 @@ async fn the_storefront_rule_is_one_the_view_the_index_and_admin_counts_agree_ed
         vec![(OPEN, 0), (DISABLED, 1), (DISCONNECTED, 0), (CLOSED, 0)]
     );
     app.stop().await;
+}
+
 /// Every live document's hit JSON by offer id, asserting one document per offer.
 fn stored_documents(generation: &Generation) -> BTreeMap<i64, String> {
     let searcher = generation.reader.searcher();

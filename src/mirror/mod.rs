@@ -51,9 +51,9 @@ use sqlx::PgPool;
 pub use changes::{
     CHANGES_CHANNEL, Change, MAX_LISTED_OFFERS, Reason, append as append_change, visibility_changed,
 };
-pub use delta::{DeltaSettings, DeltaState};
 pub use collection_delta::forget_membership_reads;
 pub use collection_members::MembersReport;
+pub use delta::{DeltaSettings, DeltaState};
 pub use incremental::IncrementalReport;
 pub use progress::{ProgressKind, ProgressSnapshot, RefreshProgress};
 pub use rows::{content_hash, primary_image};
