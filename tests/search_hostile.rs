@@ -26,8 +26,11 @@ use sqlx::PgPool;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// The stated bound: the daemon's RSS under the whole flood.
-const RSS_BOUND_MIB: u64 = 256;
+/// The stated bound: the daemon's RSS under the whole flood (a debug build). Measured
+/// on 2026-12-02: 262 to 271 MiB, the same for the commit that introduced the bound
+/// (e7b73e8) and for today's code, so 256 had no margin on this machine. Without the
+/// request bounds one multi-search alone grew the daemon by 841 MiB.
+const RSS_BOUND_MIB: u64 = 320;
 const OFFERS: i64 = 5000;
 /// How long the flood lasts.
 const FLOOD: Duration = Duration::from_secs(8);
