@@ -97,6 +97,17 @@ async fn deliver_removals(h: &Harness, removed: &[u64], round: usize) {
     }
 }
 
+/// Shares of the offers an advance updates, removes and adds, and of the updates whose
+/// date does not move.
+fn mix(updated: f64, removed: f64, added: f64, undated: f64) -> ChangeMix {
+    ChangeMix {
+        updated,
+        removed,
+        added,
+        undated,
+    }
+}
+
 /// A small deterministic generator of change mixes (xorshift).
 struct Mixes(u64);
 
@@ -109,12 +120,12 @@ impl Mixes {
     }
 
     fn next(&mut self) -> ChangeMix {
-        ChangeMix {
-            updated: self.unit() * 0.08,
-            removed: self.unit() * 0.03,
-            added: self.unit() * 0.05,
-            undated: 0.0,
-        }
+        mix(
+            self.unit() * 0.08,
+            self.unit() * 0.03,
+            self.unit() * 0.05,
+            0.0,
+        )
     }
 }
 
@@ -146,15 +157,9 @@ async fn deltas_after_random_change_sets_converge_to_the_catalog_exactly() {
 async fn a_delta_never_removes_and_the_next_full_pass_does() {
     let h = Harness::start(vec![merchant(M as u64, 2_000, 4)]).await;
     onboard(&h).await;
-    let change = h.catalog().advance_with(
-        M as u64,
-        &ChangeMix {
-            updated: 0.01,
-            removed: 0.05,
-            added: 0.01,
-            undated: 0.0,
-        },
-    );
+    let change = h
+        .catalog()
+        .advance_with(M as u64, &mix(0.01, 0.05, 0.01, 0.0));
     assert_eq!(change.removed.len(), 100);
     // No OFFER_REMOVED arrives: the delta cannot know, and removes nothing.
     let (pass, _) = completed(&h).await;
@@ -180,15 +185,9 @@ async fn the_scheduled_full_pass_repairs_a_change_whose_date_did_not_move() {
     let h = Harness::start(vec![merchant(M as u64, 2_000, 4)]).await;
     onboard(&h).await;
     // Every update of this advance keeps its old date_last_modified.
-    let change = h.catalog().advance_with(
-        M as u64,
-        &ChangeMix {
-            updated: 0.02,
-            removed: 0.0,
-            added: 0.0,
-            undated: 1.0,
-        },
-    );
+    let change = h
+        .catalog()
+        .advance_with(M as u64, &mix(0.02, 0.0, 0.0, 1.0));
     assert_eq!(change.updated.len(), 40);
     let hashes = || async {
         sqlx::query_scalar::<_, String>(

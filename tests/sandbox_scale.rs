@@ -117,7 +117,7 @@ async fn a_million_offers_are_generated_lazily() {
         .collect();
     assert_eq!(
         last_ids,
-        cs.added[1_900..].to_vec(),
+        cs.added[cs.added.len() - 100..].to_vec(),
         "the newest offers are at the end"
     );
     assert_eq!(last["last"], true);
