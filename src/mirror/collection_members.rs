@@ -22,9 +22,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::Mirror;
-use super::changes::{self, COLLECTION_TOPICS, ChangedOffers, MAX_LISTED_OFFERS, Reason};
+use super::changes::{self, COLLECTION_TOPICS, Reason};
 use super::collection_delta::named_collection;
-use super::collections::{REPLACE_MEMBERSHIP, UPSERT_COLLECTIONS};
+use super::collections::{UPSERT_COLLECTIONS, replace_memberships};
 use super::publish;
 use super::rows::StageKey;
 use super::staging::{self, CollectionStager, Tables};
@@ -185,23 +185,8 @@ impl Mirror {
             .bind(next)
             .fetch_all(&mut *tx)
             .await?;
-        let (pairs, touched, touched_ids): (i64, i64, Vec<i64>) =
-            sqlx::query_as(REPLACE_MEMBERSHIP)
-                .bind(merchant_id)
-                .bind(key.refresh_id)
-                .bind(false)
-                .bind(MAX_LISTED_OFFERS as i64 + 1)
-                .bind(&named)
-                .fetch_one(&mut *tx)
-                .await?;
-        sqlx::query(
-            "UPDATE collections SET members_read_at = $3 WHERE merchant_id = $1 AND collection_id = ANY($2)",
-        )
-        .bind(merchant_id)
-        .bind(&named)
-        .bind(started_at)
-        .execute(&mut *tx)
-        .await?;
+        let (pairs, mut changed) =
+            replace_memberships(&mut tx, key, false, &named, started_at, &upserted).await?;
         sqlx::query("UPDATE webhook_events SET status = 'folded', detail = $2 WHERE id = ANY($1)")
             .bind(&event_ids)
             .bind(format!(
@@ -211,23 +196,6 @@ impl Mirror {
             .execute(&mut *tx)
             .await?;
         if pairs > 0 || !upserted.is_empty() {
-            let mut changed = ChangedOffers::default();
-            if touched as usize > touched_ids.len() {
-                changed.whole_merchant();
-            }
-            changed.add(&touched_ids);
-            // A collection's fields appear on its offers' documents.
-            let members: Vec<i64> = sqlx::query_scalar(
-                "SELECT DISTINCT offer_id FROM collection_offers WHERE collection_id = ANY($1) LIMIT $2",
-            )
-            .bind(&upserted)
-            .bind(MAX_LISTED_OFFERS as i64 + 1)
-            .fetch_all(&mut *tx)
-            .await?;
-            if members.len() > MAX_LISTED_OFFERS {
-                changed.whole_merchant();
-            }
-            changed.add(&members);
             publish::update_merchant(&mut tx, merchant_id, next, None).await?;
             let change = changes::Change {
                 merchant_id,

@@ -54,7 +54,7 @@ RETURNING c.collection_id
 /// that the listing did not show, and (full refresh, $3) every pair of a collection
 /// not listed; add the new ones. The pairs of a collection listed but not read stay.
 /// Returns how many pairs changed and (up to a bound) which offers they concern.
-pub(super) const REPLACE_MEMBERSHIP: &str = r#"
+const REPLACE_MEMBERSHIP: &str = r#"
 WITH dropped AS (
     DELETE FROM collection_offers co
     WHERE co.merchant_id = $1
@@ -76,6 +76,58 @@ SELECT (SELECT count(*) FROM dropped) + (SELECT count(*) FROM added),
        (SELECT count(*) FROM touched),
        COALESCE((SELECT array_agg(offer_id) FROM (SELECT offer_id FROM touched LIMIT $4) t), '{}')
 "#;
+
+/// Replaces the memberships of the collections in `read` (of `key`'s staging; with
+/// `sweep`, also those of collections the complete listing no longer shows), dates
+/// their reading `read_at`, and returns the membership rows changed with the offers to
+/// re-project: those whose membership moved and the members of the `upserted`
+/// collections (a collection's fields appear on its offers' documents).
+pub(super) async fn replace_memberships(
+    tx: &mut sqlx::PgConnection,
+    key: StageKey,
+    sweep: bool,
+    read: &[i64],
+    read_at: DateTime<Utc>,
+    upserted: &[i64],
+) -> sqlx::Result<(i64, ChangedOffers)> {
+    let (pairs, touched, touched_ids): (i64, i64, Vec<i64>) = sqlx::query_as(REPLACE_MEMBERSHIP)
+        .bind(key.merchant_id)
+        .bind(key.refresh_id)
+        .bind(sweep)
+        .bind(MAX_LISTED_OFFERS as i64 + 1)
+        .bind(read)
+        .fetch_one(&mut *tx)
+        .await?;
+    // The memberships just replaced were read after the refresh started: dated then,
+    // they are due for a recheck no later than they should be.
+    sqlx::query(
+        "UPDATE collections SET members_read_at = $3 WHERE merchant_id = $1 AND collection_id = ANY($2)",
+    )
+    .bind(key.merchant_id)
+    .bind(read)
+    .bind(read_at)
+    .execute(&mut *tx)
+    .await?;
+    let mut changed = ChangedOffers::default();
+    if touched as usize > touched_ids.len() {
+        changed.whole_merchant();
+    }
+    changed.add(&touched_ids);
+    if !upserted.is_empty() {
+        let members: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT offer_id FROM collection_offers WHERE collection_id = ANY($1) LIMIT $2",
+        )
+        .bind(upserted)
+        .bind(MAX_LISTED_OFFERS as i64 + 1)
+        .fetch_all(&mut *tx)
+        .await?;
+        if members.len() > MAX_LISTED_OFFERS {
+            changed.whole_merchant();
+        }
+        changed.add(&members);
+    }
+    Ok((pairs, changed))
+}
 
 impl Mirror {
     /// Refreshes a merchant's collections and their membership.
@@ -292,46 +344,15 @@ impl Mirror {
             }
             RefreshMode::Safe | RefreshMode::Delta => Vec::new(),
         };
-        let (pairs, touched, touched_ids): (i64, i64, Vec<i64>) =
-            sqlx::query_as(REPLACE_MEMBERSHIP)
-                .bind(merchant_id)
-                .bind(key.refresh_id)
-                .bind(mode == RefreshMode::Full)
-                .bind(MAX_LISTED_OFFERS as i64 + 1)
-                .bind(&read)
-                .fetch_one(&mut *tx)
-                .await?;
-        // The memberships just replaced were read after the refresh started: dated
-        // then, they are due for a recheck no later than they should be.
-        sqlx::query(
-            "UPDATE collections SET members_read_at = $3 WHERE merchant_id = $1 AND collection_id = ANY($2)",
+        let (pairs, mut changed) = replace_memberships(
+            &mut tx,
+            key,
+            mode == RefreshMode::Full,
+            &read,
+            started_at,
+            &upserted,
         )
-        .bind(merchant_id)
-        .bind(&read)
-        .bind(started_at)
-        .execute(&mut *tx)
         .await?;
-
-        // Offers to re-project: those whose membership moved, and the members of
-        // collections whose own fields changed (names and the like appear on offers).
-        let mut changed = ChangedOffers::default();
-        if touched as usize > touched_ids.len() {
-            changed.whole_merchant();
-        }
-        changed.add(&touched_ids);
-        if !upserted.is_empty() {
-            let members: Vec<i64> = sqlx::query_scalar(
-                "SELECT DISTINCT offer_id FROM collection_offers WHERE collection_id = ANY($1) LIMIT $2",
-            )
-            .bind(&upserted)
-            .bind(MAX_LISTED_OFFERS as i64 + 1)
-            .fetch_all(&mut *tx)
-            .await?;
-            if members.len() > MAX_LISTED_OFFERS {
-                changed.whole_merchant();
-            }
-            changed.add(&members);
-        }
 
         let any = !upserted.is_empty() || !removed.is_empty() || pairs > 0;
         let version = if any { next } else { current };
