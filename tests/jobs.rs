@@ -9,7 +9,7 @@ use std::time::Duration;
 use catalog_mirror::config::JobSettings;
 use catalog_mirror::jobs::{
     Backoff, Job, JobFuture, JobKind, JobRunner, JobState, Lease, NewJob, OnConflict, Queue,
-    RefreshMode, WorkerPool,
+    RefreshMode, Renewal, WorkerPool,
 };
 use catalog_mirror::sync::SyncKind;
 use common::{TestDb, eventually};
@@ -346,7 +346,11 @@ async fn a_claim_whose_lease_was_taken_over_can_neither_finish_nor_publish() {
     assert_ne!(second.claims, first.claims, "each claim has its own token");
     let current = second.lease(Duration::from_secs(30));
 
-    assert!(!queue.renew(&stale).await.unwrap(), "stale renew");
+    assert_eq!(
+        queue.renew(&stale).await.unwrap(),
+        Renewal::Lost,
+        "stale renew"
+    );
     let mut tx = pool.begin().await.unwrap();
     let refused = stale.hold(&mut tx).await.unwrap_err();
     assert!(refused.to_string().contains("no longer held"), "{refused}");
@@ -370,7 +374,7 @@ async fn a_claim_whose_lease_was_taken_over_can_neither_finish_nor_publish() {
         .await
         .expect("the current claim holds the job");
     tx.commit().await.unwrap();
-    assert!(queue.renew(&current).await.unwrap());
+    assert_eq!(queue.renew(&current).await.unwrap(), Renewal::Renewed);
     assert!(queue.complete(&current).await.unwrap());
     assert_eq!(job(&pool, id).await.state, JobState::Done);
 }

@@ -381,3 +381,61 @@ async fn a_delta_queued_while_a_full_pass_runs_waits_for_it() {
     // It ran as a delta from the watermark the full pass left.
     assert!(passes(&h).await.1.is_some());
 }
+
+#[tokio::test]
+async fn the_watermark_is_never_later_than_the_listing_began_and_a_delta_only_moves_it_on() {
+    use catalog_mirror::mirror::delta::{self, Newest, Pass};
+    let (_db, pool) = common::TestDb::migrated().await;
+    sqlx::query("INSERT INTO merchants (merchant_id) VALUES ($1)")
+        .bind(M)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let watermark = || async {
+        sqlx::query_scalar::<_, Option<DateTime<Utc>>>(
+            "SELECT offers_watermark FROM merchants WHERE merchant_id = $1",
+        )
+        .bind(M)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let record = |pass: Pass, newest: Option<DateTime<Utc>>, started_at: DateTime<Utc>| {
+        let pool = pool.clone();
+        async move {
+            let mut seen = Newest::default();
+            seen.see(newest);
+            let mut conn = pool.acquire().await.unwrap();
+            delta::record(&mut conn, M, &pass, seen, started_at)
+                .await
+                .unwrap();
+        }
+    };
+    let full = || Pass::Full { why: "test".into() };
+    let delta = || Pass::Delta { since: Utc::now() };
+    let began = Utc::now() - chrono::Duration::minutes(10);
+    // Violet's clock ahead of ours: an offer dated after the listing began is capped.
+    record(full(), Some(began + chrono::Duration::hours(1)), began).await;
+    let capped = watermark().await.unwrap();
+    assert!(
+        (capped - began).num_milliseconds().abs() < 1,
+        "{capped} vs {began}"
+    );
+    // A delta that saw only older offers keeps it; a safe pass leaves it alone.
+    record(
+        delta(),
+        Some(began - chrono::Duration::hours(2)),
+        Utc::now(),
+    )
+    .await;
+    assert_eq!(watermark().await, Some(capped));
+    record(Pass::Safe, Some(Utc::now()), Utc::now()).await;
+    assert_eq!(watermark().await, Some(capped));
+    // A full pass sets it outright, even backwards.
+    let older = began - chrono::Duration::days(3);
+    record(full(), Some(older), Utc::now()).await;
+    assert_eq!(
+        watermark().await.map(|w| w.timestamp_micros()),
+        Some(older.timestamp_micros())
+    );
+}

@@ -388,6 +388,16 @@ async fn a_sync_with_no_end_is_marked_stalled_and_a_safe_refresh_is_scheduled() 
         refresh.1["mode"], "safe",
         "a stalled sync never removes offers"
     );
+    let due: Option<String> =
+        sqlx::query_scalar("SELECT full_refresh_due FROM merchants WHERE merchant_id = 14")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        due.as_deref(),
+        Some("a products sync stalled"),
+        "the next products refresh after a stall is a full pass"
+    );
 
     // A late COMPLETED still closes the sync normally.
     feed.sync(

@@ -342,18 +342,13 @@ impl Queue {
         }
     }
 
-    /// Extends the lease of a claim that still holds its job; false when it lost it.
-    pub async fn renew(&self, lease: &Lease) -> sqlx::Result<bool> {
-        Ok(self.try_renew(lease).await? != Renewal::Lost)
-    }
-
-    /// Extends the lease without waiting on the job's row: while the job's own
-    /// publishing transaction holds it ([`Lease::hold`] locks it until commit, and
-    /// nobody can reap or claim it meanwhile) a renewal that waited would stall for the
-    /// whole publish and look like a database that stopped answering. A locked row that
-    /// this claim still holds answers [`Renewal::Held`] with the committed lease's
-    /// time left.
-    pub async fn try_renew(&self, lease: &Lease) -> sqlx::Result<Renewal> {
+    /// Extends the lease of a claim that still holds its job, without waiting on the
+    /// job's row: while the job's own publishing transaction holds it ([`Lease::hold`]
+    /// locks it until commit, and nobody can reap or claim it meanwhile) a renewal that
+    /// waited would stall for the whole publish and look like a database that stopped
+    /// answering. A locked row that this claim still holds answers [`Renewal::Held`]
+    /// with the committed lease's time left.
+    pub async fn renew(&self, lease: &Lease) -> sqlx::Result<Renewal> {
         let (renewed, left_ms): (bool, Option<f64>) = sqlx::query_as(
             r#"
             WITH target AS (

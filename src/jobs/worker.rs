@@ -266,7 +266,7 @@ async fn renew_lease(queue: Queue, lease: Lease, cancel: CancellationToken) {
         tokio::time::sleep_until(next.into()).await;
         let sent = Instant::now();
         // A renewal that hangs (a database gone silent) counts as failed.
-        let renewed = match tokio::time::timeout(attempt_timeout, queue.try_renew(&lease)).await {
+        let renewed = match tokio::time::timeout(attempt_timeout, queue.renew(&lease)).await {
             Ok(result) => result.map_err(|err| err.to_string()),
             Err(_) => Err("no answer in time".to_string()),
         };

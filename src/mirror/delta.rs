@@ -33,17 +33,6 @@ pub struct DeltaSettings {
     pub watermark_max_age: Duration,
 }
 
-impl Default for DeltaSettings {
-    fn default() -> Self {
-        Self {
-            policy: RefreshPolicy::Delta,
-            full_every: Duration::from_secs(86_400),
-            overlap: Duration::from_secs(300),
-            watermark_max_age: Duration::from_secs(3 * 86_400),
-        }
-    }
-}
-
 /// The pass a products refresh makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pass {
@@ -198,6 +187,14 @@ pub async fn require_full_pass(
 mod tests {
     use super::*;
 
+    /// The shipped `[refresh]` defaults (300 s overlap, a day between full passes, a
+    /// watermark trusted for three days).
+    fn shipped() -> DeltaSettings {
+        let settings =
+            crate::config::Settings::load(&crate::config::ConfigSource::DefaultsOnly).unwrap();
+        crate::mirror::MirrorSettings::new(&settings.refresh, &settings.jobs).delta
+    }
+
     fn at(hours_ago: i64) -> DateTime<Utc> {
         Utc::now() - chrono::Duration::hours(hours_ago)
     }
@@ -212,7 +209,7 @@ mod tests {
 
     #[test]
     fn an_old_watermark_is_fine_when_a_pass_confirmed_it_lately() {
-        let mut s = DeltaSettings::default();
+        let mut s = shipped();
         let now = Utc::now();
         // A catalog quiet for a year: its newest date is old, and still right.
         let quiet = state(Some(1), Some(24 * 365));
@@ -237,7 +234,7 @@ mod tests {
 
     #[test]
     fn a_delta_needs_a_recent_full_pass_and_a_watermark() {
-        let s = DeltaSettings::default();
+        let s = shipped();
         let now = Utc::now();
         assert!(is_full(&state(None, Some(1)).pass(
             RefreshMode::Delta,
@@ -264,7 +261,7 @@ mod tests {
 
     #[test]
     fn a_due_reason_or_the_full_policy_forces_a_full_pass_and_other_modes_stay() {
-        let mut s = DeltaSettings::default();
+        let mut s = shipped();
         let now = Utc::now();
         let mut due = state(Some(1), Some(1));
         due.full_refresh_due = Some("sync failed".into());

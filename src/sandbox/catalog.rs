@@ -358,8 +358,7 @@ impl Catalog {
     /// Moves the merchant to its next generation with the catalog's [`ChangeMix`] (by
     /// default about 2 % of its offers updated, 1 % removed and 1 % added).
     pub fn advance(&self, merchant_id: u64) -> ChangeSet {
-        let mix = *self.change_mix.read().unwrap_or_else(|e| e.into_inner());
-        self.advance_with(merchant_id, &mix)
+        self.advance_with(merchant_id, &self.change_mix())
     }
 
     /// What [`advance`](Self::advance) changes from now on.
