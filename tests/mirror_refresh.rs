@@ -616,38 +616,48 @@ async fn a_failed_sync_retry_waits_for_the_running_full_refresh_and_a_pending_on
     assert_offers_match(&h.pool, &catalog, M).await;
     assert_eq!(staged_rows(&h.pool).await, 0);
 
-    // A retry due while a full refresh is still pending is absorbed by it.
-    let pages_before = h.sandbox.stats().pages_served;
-    let mut conn = h.pool.acquire().await.unwrap();
-    let full = catalog_mirror::jobs::Queue::enqueue(
-        &mut conn,
-        &catalog_mirror::jobs::NewJob {
-            kind: products(RefreshMode::Full),
-            delay: Duration::from_millis(500),
-            max_attempts: 3,
-            on_conflict: catalog_mirror::jobs::OnConflict::KeepEarlier,
-        },
-    )
-    .await
-    .unwrap();
-    drop(conn);
-    let retry = h
-        .enqueue(JobKind::SyncRetry {
-            merchant_id: M,
-            sync: SyncKind::Products,
-        })
-        .await;
-    assert_eq!(h.run_jobs().await, 1, "only the retry is due");
-    assert_eq!(h.job(retry).await.0, "done");
-    assert_eq!(
-        h.sandbox.stats().pages_served,
-        pages_before,
-        "absorbed: no fetch"
-    );
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(h.run_jobs().await, 1);
-    assert_eq!(h.job(full).await.0, "done");
-    assert_eq!(h.sandbox.stats().pages_served - pages_before, pages);
+    // A retry due while a full refresh is still pending is absorbed by it; so it is by
+    // a pending delta, which the FAILED that queued the retry made a full pass.
+    for mode in [RefreshMode::Full, RefreshMode::Delta] {
+        let pages_before = h.sandbox.stats().pages_served;
+        let mut conn = h.pool.acquire().await.unwrap();
+        catalog_mirror::mirror::delta::require_full_pass(&mut conn, M, "a products sync failed")
+            .await
+            .unwrap();
+        let pending = catalog_mirror::jobs::Queue::enqueue(
+            &mut conn,
+            &catalog_mirror::jobs::NewJob {
+                kind: products(mode),
+                delay: Duration::from_millis(500),
+                max_attempts: 3,
+                on_conflict: catalog_mirror::jobs::OnConflict::KeepEarlier,
+            },
+        )
+        .await
+        .unwrap();
+        drop(conn);
+        let retry = h
+            .enqueue(JobKind::SyncRetry {
+                merchant_id: M,
+                sync: SyncKind::Products,
+            })
+            .await;
+        assert_eq!(h.run_jobs().await, 1, "{mode:?}: only the retry is due");
+        assert_eq!(h.job(retry).await.0, "done");
+        assert_eq!(
+            h.sandbox.stats().pages_served,
+            pages_before,
+            "{mode:?}: absorbed, no fetch"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(h.run_jobs().await, 1);
+        assert_eq!(h.job(pending).await.0, "done");
+        assert_eq!(
+            h.sandbox.stats().pages_served - pages_before,
+            pages,
+            "{mode:?}: a full pass"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
