@@ -91,6 +91,11 @@ fn incremental(merchant_id: i64) -> JobKind {
     JobKind::Incremental { merchant_id }
 }
 
+/// A job due now, debounced, with three attempts: what most tests need.
+async fn enqueue_due(pool: &PgPool, kind: JobKind) -> i64 {
+    enqueue(pool, kind, Duration::ZERO, OnConflict::Debounce, 3).await
+}
+
 async fn enqueue(
     pool: &PgPool,
     kind: JobKind,
@@ -146,14 +151,7 @@ async fn enqueueing_again_debounces_into_one_pending_job() {
         job(&pool, first).await.run_at > before,
         "run_at moved later"
     );
-    let other = enqueue(
-        &pool,
-        incremental(2),
-        Duration::ZERO,
-        OnConflict::Debounce,
-        3,
-    )
-    .await;
+    let other = enqueue_due(&pool, incremental(2)).await;
     assert_ne!(first, other, "another merchant gets its own job");
 }
 
@@ -226,14 +224,7 @@ async fn concurrent_claims_never_share_a_job_and_one_key_runs_once_at_a_time() {
     assert_eq!(ids.len(), 20, "no job claimed twice");
 
     // A new pending job for merchant 0 waits while merchant 0's job is running.
-    enqueue(
-        &pool,
-        incremental(0),
-        Duration::ZERO,
-        OnConflict::Debounce,
-        3,
-    )
-    .await;
+    enqueue_due(&pool, incremental(0)).await;
     assert!(
         queue
             .claim("w", Duration::from_secs(30))
@@ -319,14 +310,7 @@ async fn jobs_writing_one_merchants_offers_never_run_at_once() {
 #[tokio::test]
 async fn a_claim_whose_lease_was_taken_over_can_neither_finish_nor_publish() {
     let (_db, pool) = TestDb::migrated().await;
-    let id = enqueue(
-        &pool,
-        incremental(1),
-        Duration::ZERO,
-        OnConflict::Debounce,
-        3,
-    )
-    .await;
+    let id = enqueue_due(&pool, incremental(1)).await;
     let queue = Queue::new(pool.clone());
     // The same worker id both times: fencing must not rely on who claimed.
     let first = queue
@@ -389,14 +373,7 @@ async fn a_job_that_cannot_renew_its_lease_stops_before_the_lease_ends() {
         .connect(&db.url.replace("127.0.0.1:5432", &proxy.addr().to_string()))
         .await
         .unwrap();
-    let id = enqueue(
-        &pool,
-        incremental(1),
-        Duration::ZERO,
-        OnConflict::Debounce,
-        3,
-    )
-    .await;
+    let id = enqueue_due(&pool, incremental(1)).await;
     let started = Arc::new(std::sync::Mutex::new(None));
     let stopped = Arc::new(std::sync::Mutex::new(None));
     let (started_at, stopped_at) = (started.clone(), stopped.clone());
@@ -442,14 +419,7 @@ async fn a_job_that_cannot_renew_its_lease_stops_before_the_lease_ends() {
 #[tokio::test]
 async fn a_lost_worker_loses_its_lease_and_another_worker_completes_the_job() {
     let (_db, pool) = TestDb::migrated().await;
-    let id = enqueue(
-        &pool,
-        incremental(1),
-        Duration::ZERO,
-        OnConflict::Debounce,
-        3,
-    )
-    .await;
+    let id = enqueue_due(&pool, incremental(1)).await;
     // A worker claims the job with a 1 s lease, then disappears without renewing it.
     let queue = Queue::new(pool.clone());
     let claimed = queue
@@ -484,14 +454,7 @@ async fn a_lost_worker_loses_its_lease_and_another_worker_completes_the_job() {
 #[tokio::test]
 async fn a_job_that_always_fails_ends_dead_with_its_last_error() {
     let (_db, pool) = TestDb::migrated().await;
-    let id = enqueue(
-        &pool,
-        incremental(1),
-        Duration::ZERO,
-        OnConflict::Debounce,
-        3,
-    )
-    .await;
+    let id = enqueue_due(&pool, incremental(1)).await;
     let attempts = Arc::new(AtomicUsize::new(0));
     let counter = attempts.clone();
     let runner = TestRunner::new(move |_, _| {
@@ -602,14 +565,7 @@ async fn concurrency_is_bounded_by_the_worker_count() {
 #[tokio::test]
 async fn shutdown_releases_a_job_that_outlives_the_drain() {
     let (_db, pool) = TestDb::migrated().await;
-    let id = enqueue(
-        &pool,
-        incremental(1),
-        Duration::ZERO,
-        OnConflict::Debounce,
-        3,
-    )
-    .await;
+    let id = enqueue_due(&pool, incremental(1)).await;
     let runner = TestRunner::new(|_, _| {
         Box::pin(async { std::future::pending::<anyhow::Result<()>>().await })
     });
@@ -634,14 +590,7 @@ async fn shutdown_releases_a_job_that_outlives_the_drain() {
 #[tokio::test]
 async fn a_running_job_finishes_within_the_drain() {
     let (_db, pool) = TestDb::migrated().await;
-    let id = enqueue(
-        &pool,
-        incremental(1),
-        Duration::ZERO,
-        OnConflict::Debounce,
-        3,
-    )
-    .await;
+    let id = enqueue_due(&pool, incremental(1)).await;
     let runner = TestRunner::new(|_, _| {
         Box::pin(async {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -670,14 +619,7 @@ async fn notify_wakes_an_idle_worker_long_before_the_poll_interval() {
     let running = Running::start(&pool, runner, settings);
     // Let the worker find the queue empty and start waiting.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let id = enqueue(
-        &pool,
-        incremental(1),
-        Duration::ZERO,
-        OnConflict::Debounce,
-        3,
-    )
-    .await;
+    let id = enqueue_due(&pool, incremental(1)).await;
     let done = eventually(Duration::from_secs(5), || async {
         job(&pool, id).await.state == JobState::Done
     })
@@ -689,14 +631,7 @@ async fn notify_wakes_an_idle_worker_long_before_the_poll_interval() {
 #[tokio::test]
 async fn a_job_publishing_longer_than_a_renewal_timeout_keeps_its_lease() {
     let (_db, pool) = TestDb::migrated().await;
-    let id = enqueue(
-        &pool,
-        incremental(1),
-        Duration::ZERO,
-        OnConflict::Debounce,
-        3,
-    )
-    .await;
+    let id = enqueue_due(&pool, incremental(1)).await;
     let publishing = pool.clone();
     // A job whose publishing transaction holds its row for 2.6 s: renewals in the
     // meantime find the row locked. Counted as failures, they would cancel the job
