@@ -164,6 +164,17 @@ async fn malformed_requests_get_meilisearch_errors_with_the_right_status() {
         search_case(json!({ "sort": ["price"] }), "invalid_search_sort"),
         search_case(json!({ "sort": ["name:asc"] }), "invalid_search_sort"),
         search_case(json!({ "sort": "price:asc" }), "invalid_search_sort"),
+        // Five valid criteria: one more than a search may sort by.
+        search_case(
+            json!({ "sort": ["price:asc", "max_price:desc", "date_last_modified:desc",
+                             "merchant_id:asc", "id:asc"] }),
+            "invalid_search_sort",
+        ),
+        // A valid filter one byte over the 64 KiB a filter may take.
+        search_case(
+            json!({ "filter": format!("vendor = \"{}\"", "a".repeat(64 * 1024 - 10)) }),
+            "invalid_search_filter",
+        ),
         search_case(
             json!({ "facets": ["description"] }),
             "invalid_search_facets",

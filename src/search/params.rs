@@ -72,6 +72,9 @@ impl Pagination {
     /// The window cut at `max_total_hits`, as Meilisearch cuts it: the offset is capped
     /// at `max_total_hits`, then the limit at what is left, so no hit ranked past
     /// `max_total_hits` is ever returned (`limit: 1e9` returns at most that many).
+    /// Meilisearch's `perform_search` (crates/meilisearch/src/search/mod.rs) does the
+    /// same: `offset = min(offset, max_total_hits)`, then
+    /// `limit = min(limit, max_total_hits - offset)`.
     pub fn capped(self, max_total_hits: usize) -> (usize, usize) {
         let (skip, take) = self.window();
         let skip = skip.min(max_total_hits);
