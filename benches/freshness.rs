@@ -21,7 +21,9 @@
 //! default postgres://postgres@127.0.0.1:5432/postgres), `BENCH_OFFERS` (per merchant,
 //! default 100000), `BENCH_MERCHANTS` (default 1; 10 gives the 1,000,000-offer index;
 //! the 1% change is always on the first merchant), `BENCH_DAEMON_LOG` (a file to write
-//! the daemon's JSON log to).
+//! the daemon's JSON log to), `BENCH_KEEP_DB` (set: keep the database afterwards, to
+//! study its plans in psql), `BENCH_RSS_TRACE` (a file for the daemon's resident
+//! memory every 20 ms).
 
 #[allow(dead_code)] // the tests use the rest of it
 #[path = "../tests/common/daemon.rs"]
@@ -241,10 +243,81 @@ fn phase_peak_mib(pid: u32) -> f64 {
     peak
 }
 
+/// Samples the daemon's resident memory every 20 ms, split as the kernel counts it:
+/// anonymous (heap, stacks) and file-backed (mostly the index's memory-mapped files),
+/// so a phase's peak can be attributed. VmHWM alone does not say which it was.
+#[derive(Default)]
+struct RssSampler {
+    anon_kib: std::sync::atomic::AtomicU64,
+    file_kib: std::sync::atomic::AtomicU64,
+    /// Milliseconds from the phase's start to its anonymous peak.
+    anon_peak_at_ms: std::sync::atomic::AtomicU64,
+    phase_started: std::sync::Mutex<Option<Instant>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> std::sync::Arc<RssSampler> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let sampler = std::sync::Arc::new(RssSampler::default());
+        sampler.reset();
+        let shared = sampler.clone();
+        // BENCH_RSS_TRACE=FILE: every sample as "unix_ms anon_kib file_kib", to line up
+        // with the daemon's log.
+        let mut trace = std::env::var("BENCH_RSS_TRACE")
+            .ok()
+            .map(|path| std::fs::File::create(path).expect("create the RSS trace"));
+        std::thread::spawn(move || {
+            loop {
+                let anon = vm_kib(pid, "RssAnon:");
+                if anon == 0 {
+                    return; // the daemon is gone
+                }
+                if let Some(file) = trace.as_mut() {
+                    use std::io::Write;
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_millis();
+                    let _ = writeln!(file, "{now} {anon} {}", vm_kib(pid, "RssFile:"));
+                }
+                if anon > shared.anon_kib.fetch_max(anon, Relaxed) {
+                    let since = shared.phase_started.lock().unwrap().map(|at| at.elapsed());
+                    let at = since.unwrap_or_default().as_millis() as u64;
+                    shared.anon_peak_at_ms.store(at, Relaxed);
+                }
+                shared.file_kib.fetch_max(vm_kib(pid, "RssFile:"), Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        sampler
+    }
+
+    fn reset(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.anon_kib.store(0, Relaxed);
+        self.file_kib.store(0, Relaxed);
+        *self.phase_started.lock().unwrap() = Some(Instant::now());
+    }
+
+    /// "anon A MiB at +T s, file F MiB" for the phase, then starts the next one.
+    fn phase(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let line = format!(
+            "anonymous {:.0} MiB (at +{:.1} s), file-backed {:.0} MiB",
+            self.anon_kib.load(Relaxed) as f64 / 1024.0,
+            self.anon_peak_at_ms.load(Relaxed) as f64 / 1000.0,
+            self.file_kib.load(Relaxed) as f64 / 1024.0,
+        );
+        self.reset();
+        line
+    }
+}
+
 /// What the daemon logged about refreshes and index commits since `from`.
 /// Returns the daemon's peak RSS in the phase (MiB).
-fn breakdown(daemon: &Daemon, from: usize) -> f64 {
+fn breakdown(daemon: &Daemon, rss: &RssSampler, from: usize) -> f64 {
     let peak = phase_peak_mib(daemon.child.id());
+    eprintln!("    peak RSS {peak:.0} MiB; sampled peaks: {}", rss.phase());
     for event in log_lines(daemon, from, "products refreshed") {
         let span = &event["span"];
         eprintln!(
@@ -328,6 +401,7 @@ async fn main() {
         ("CATALOG_MIRROR_LOG__FILTER", "info".to_string()),
     ];
     let daemon = Daemon::spawn(None, &env);
+    let rss = RssSampler::start(daemon.child.id());
     let webhooks = daemon.url("/webhooks/violet");
     let rate = settings.violet.merchant_rate_limit_per_sec as f64;
     let page_size = settings.violet.page_size as f64;
@@ -368,7 +442,7 @@ async fn main() {
         ),
     });
     eprintln!("onboarding: {onboarding:.1} s");
-    rows.last_mut().unwrap().peak_mib = breakdown(&daemon, from);
+    rows.last_mut().unwrap().peak_mib = breakdown(&daemon, &rss, from);
 
     // 2. An unchanged scheduled sync.
     sandbox
@@ -391,7 +465,7 @@ async fn main() {
         note: "target at most 3 API calls".into(),
         peak_mib: 0.0,
     });
-    rows.last_mut().unwrap().peak_mib = breakdown(&daemon, from);
+    rows.last_mut().unwrap().peak_mib = breakdown(&daemon, &rss, from);
 
     // 3. A scheduled sync with 1% of the first merchant's offers updated.
     sandbox
@@ -421,7 +495,7 @@ async fn main() {
             settings.jobs.debounce_ms
         ),
     });
-    rows.last_mut().unwrap().peak_mib = breakdown(&daemon, from);
+    rows.last_mut().unwrap().peak_mib = breakdown(&daemon, &rss, from);
 
     // 4. Baseline: the same kind of change picked up by a full pass.
     sandbox.advance(FIRST).await;
@@ -454,7 +528,7 @@ async fn main() {
             delta_calls as f64 * 100.0 / full_calls.max(1) as f64
         ),
     });
-    rows.last_mut().unwrap().peak_mib = breakdown(&daemon, from);
+    rows.last_mut().unwrap().peak_mib = breakdown(&daemon, &rss, from);
 
     let peak_mib = rows.iter().map(|row| row.peak_mib).fold(0.0, f64::max);
     println!(
@@ -475,6 +549,10 @@ async fn main() {
     }
     drop(daemon);
     drop(sandbox);
+    if std::env::var_os("BENCH_KEEP_DB").is_some() {
+        eprintln!("kept the database {name} (BENCH_KEEP_DB)");
+        return;
+    }
     let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
     )))
