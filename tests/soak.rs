@@ -34,7 +34,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use catalog_mirror::mirror::queries;
-use catalog_mirror::sandbox::{Catalog, MerchantSpec, RateLimit, Sandbox, SandboxConfig};
+use catalog_mirror::sandbox::{
+    Catalog, ChangeSet, MerchantSpec, RateLimit, Sandbox, SandboxConfig,
+};
 use common::daemon::Daemon;
 use common::webhook::Delivery;
 use common::{TestDb, eventually};
@@ -73,6 +75,8 @@ struct Tally {
     /// Live offers the sandbox had removed without an event, still in the mirror
     /// after the last syncs (deltas) and removed by the final full pass.
     left_for_a_full_pass: u64,
+    /// Pauses of daemon 0 holding a job whose expired lease nobody took over.
+    not_taken_over: Vec<String>,
 }
 
 /// Every fault kind, by the name the tally counts it under. A schedule of at least
@@ -124,6 +128,8 @@ struct World {
     tally: Tally,
     /// The merchants' connection as the events sent so far have it (the reader's).
     merchants: Merchants,
+    /// Hidden copies the sandbox served (the reader's).
+    hidden: HiddenCopies,
 }
 
 fn daemon_env(db: &TestDb, sandbox: &Sandbox, index_dir: &Path) -> Vec<(&'static str, String)> {
@@ -202,11 +208,29 @@ impl World {
             next_event: 0,
             tally: Tally::default(),
             merchants: Merchants::default(),
+            hidden: HiddenCopies::default(),
         }
     }
 
     fn catalog(&self) -> Arc<Catalog> {
         self.sandbox.catalog()
+    }
+
+    /// Moves the merchant's sandbox catalog to its next generation, and records the
+    /// copies it now serves that the storefront does not show.
+    fn advance(&self, merchant: u64) -> ChangeSet {
+        let catalog = self.catalog();
+        let change = catalog.advance(merchant);
+        let mut hidden = self.hidden.lock().unwrap();
+        for &id in change.updated.iter().chain(&change.added) {
+            if let Some(copy) = catalog.offer_json_bare(id)
+                && !sandbox_storefront_shows(&copy)
+                && let Some(date) = sandbox_date(&copy)
+            {
+                hidden.entry(id).or_default().push(date);
+            }
+        }
+        change
     }
 
     /// Delivers to a random daemon that is up, and to the other if that fails (as
@@ -286,7 +310,7 @@ impl World {
             .or_default() += 1;
         *self.tally.syncs.entry(label).or_default() += 1;
         if products {
-            let change = self.catalog().advance(merchant);
+            let change = self.advance(merchant);
             let catalog = self.catalog();
             for &id in change.updated.iter().take(rng.random_range(0..4)) {
                 if let Some(body) = catalog.offer_json(id) {
@@ -323,7 +347,7 @@ impl World {
             }
         }
         if rng.random_bool(0.5) {
-            let change = catalog.advance(merchant);
+            let change = self.advance(merchant);
             for &id in change.removed.iter().take(2) {
                 if let Some(body) = catalog.removed_offer_json(id) {
                     events.push(self.event("OFFER_REMOVED", merchant, &id.to_string(), &body));
@@ -396,8 +420,44 @@ impl World {
     /// To give it something to hold, every merchant's products sync completes (one
     /// refresh job per merchant, claimed by either daemon) and pages are slowed down
     /// while it looks for one (bounded). Returns the tally's name: skipped when daemon
-    /// 0 held no job in time.
+    /// 0 held no job in time. A pause that lands while the job's publishing
+    /// transaction is open cannot lapse (the transaction locks the job's row, so
+    /// nobody can reap it until it commits, by design): it is tried once more. Any
+    /// other pause whose claim is not taken over is recorded as a failure.
     async fn lapse_a_lease(&mut self, rng: &mut StdRng) -> &'static str {
+        for _attempt in 0..2 {
+            let Some((job, claim)) = self.pause_holding_a_job(rng).await else {
+                return LAPSED_LEASE_SKIPPED;
+            };
+            // Until the claim no longer holds the job: its lease runs out (at most
+            // LEASE_SECS after its last renewal) and the other daemon's reaper (every
+            // lease / 4) requeues it.
+            let pool = &self.pool;
+            let taken = eventually(Duration::from_secs(3 * LEASE_SECS), || async move {
+                !still_holds(pool, job, claim).await
+            })
+            .await;
+            let publishing = !taken && row_locked(&self.pool, job).await;
+            let unreaped = (!taken && !publishing).then(|| format!("{job}"));
+            signal(self.daemons[0].as_ref().unwrap(), "-CONT");
+            if taken {
+                self.tally.takeovers += 1;
+                return FAULTS[7];
+            }
+            if let Some(job) = unreaped {
+                self.tally.not_taken_over.push(format!(
+                    "job {job} (claim {claim}): daemon 0 was paused for {}s holding it, and its \
+                     expired lease was not taken over",
+                    3 * LEASE_SECS
+                ));
+                return FAULTS[7];
+            }
+        }
+        LAPSED_LEASE_SKIPPED
+    }
+
+    /// Stops daemon 0 once it holds a running job (bounded): the job and its claim.
+    async fn pause_holding_a_job(&mut self, rng: &mut StdRng) -> Option<(i64, i32)> {
         let latency_before = self.sandbox.knobs().latency;
         self.sandbox
             .set_knobs(|k| k.latency = k.latency.max(Duration::from_millis(150)));
@@ -436,24 +496,7 @@ impl World {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.sandbox.set_knobs(|k| k.latency = latency_before);
-        let Some((job, claim)) = held else {
-            return LAPSED_LEASE_SKIPPED;
-        };
-        // Until the claim no longer holds the job: its lease runs out (at most
-        // LEASE_SECS after its last renewal) and the other daemon's reaper (every
-        // lease / 4) requeues it. Bounded: a job whose publishing transaction was open
-        // when the daemon stopped keeps its row locked, and nobody can reap it until
-        // it commits.
-        let pool = &self.pool;
-        let taken = eventually(Duration::from_secs(3 * LEASE_SECS), || async move {
-            !still_holds(pool, job, claim).await
-        })
-        .await;
-        if taken {
-            self.tally.takeovers += 1;
-        }
-        signal(self.daemons[0].as_ref().unwrap(), "-CONT");
-        FAULTS[7]
+        held
     }
 
     /// STARTED and COMPLETED of one sync of `prefix` (`PRODUCT` or `COLLECTION`).
@@ -479,6 +522,19 @@ impl World {
     }
 }
 
+/// Whether an open transaction locks the job's row (its publishing transaction).
+async fn row_locked(pool: &PgPool, job: i64) -> bool {
+    let mut tx = pool.begin().await.unwrap();
+    let free: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM jobs WHERE id = $1 FOR UPDATE SKIP LOCKED")
+            .bind(job)
+            .fetch_optional(&mut *tx)
+            .await
+            .unwrap();
+    tx.rollback().await.unwrap();
+    free.is_none()
+}
+
 /// Whether claim `claim` of `job` still holds it (running under that claim).
 async fn still_holds(pool: &PgPool, job: i64, claim: i32) -> bool {
     sqlx::query_scalar(
@@ -499,19 +555,20 @@ fn signal(daemon: &Daemon, which: &str) {
     assert!(status.success(), "kill {which}");
 }
 
-/// Ids of the merchant's offers one daemon's search shows (`None`: no answer).
+/// The merchant's offers one daemon's search shows, with the `date_last_modified`
+/// (Unix seconds) of the copy it shows (`None`: no answer).
 async fn searched(
     http: &reqwest::Client,
     daemon_url: &str,
     merchant: u64,
-) -> Option<BTreeSet<u64>> {
+) -> Option<BTreeMap<u64, Option<i64>>> {
     let response = http
         .post(format!("{daemon_url}/indexes/offers/search"))
         .json(&json!({
             "q": "",
             "filter": format!("merchant_id = {merchant}"),
             "limit": 1000,
-            "attributesToRetrieve": ["id"],
+            "attributesToRetrieve": ["id", "date_last_modified"],
         }))
         .send()
         .await
@@ -524,10 +581,23 @@ async fn searched(
         body["hits"]
             .as_array()?
             .iter()
-            .filter_map(|hit| hit["id"].as_u64())
+            .filter_map(|hit| Some((hit["id"].as_u64()?, hit["date_last_modified"].as_i64())))
             .collect(),
     )
 }
+
+/// An offer's `date_last_modified` as the sandbox serves it, in Unix seconds.
+fn sandbox_date(offer: &Value) -> Option<i64> {
+    let raw = offer["date_last_modified"].as_str()?;
+    chrono::DateTime::parse_from_str(raw, "%Y-%m-%dT%H:%M:%S%z")
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(raw))
+        .ok()
+        .map(|date| date.timestamp())
+}
+
+/// Per offer, the dates of the copies the sandbox served that the storefront does not
+/// show, recorded by the schedule right after each catalog change.
+type HiddenCopies = Arc<Mutex<HashMap<u64, Vec<i64>>>>;
 
 /// What the schedule has told the daemons about a merchant's connection: the
 /// storefront sells a merchant's offers only while it is connected and enabled.
@@ -582,6 +652,8 @@ struct Shown {
     generation: u32,
     /// The merchant model's epoch then.
     epoch: u64,
+    /// The `date_last_modified` of the copy search showed.
+    shown_date: Option<i64>,
 }
 
 /// Searches the second daemon (never paused or killed) until stopped, and judges by
@@ -591,23 +663,32 @@ struct Shown {
 /// `storefront_offers`, on the sandbox's copy), and its merchant is connected and
 /// enabled with no connection event sent meanwhile.
 ///
-/// Legitimate transitions are kept out by construction: the sandbox removed or
-/// changed the offer (a change may hide it, and a mirror that has not read it yet may
-/// still show the old copy: only the copy after the last sighting is compared), or
-/// the merchant's connection changed. No other window is allowed: the design's
-/// promises (a partial pass changes nothing, removals only after a complete pass that
-/// saw the catalog, with a second look by id at what it missed, one index commit per
-/// merchant) leave an offer the sandbox sells unchanged no reason to leave search.
-/// Lag is no excuse either, as it can only delay a change, not remove an offer.
+/// Legitimate transitions are kept out: the sandbox removed or changed the offer (a
+/// change may hide it), or the merchant's connection changed. One window the design
+/// allows is kept out too: the mirror lags. A refresh publishes the copy it read, which
+/// may have been replaced upstream since; so when the sandbox served a hidden copy
+/// newer than the one search showed (say ARCHIVED, then AVAILABLE again), a refresh that
+/// read the hidden copy may publish it after the sandbox moved on, and the offer leaves
+/// search until the next pass (the soak saw it: seed 46, a full pass that read offer
+/// 71010000301 ARCHIVED published after the sandbox had made it AVAILABLE again). No
+/// copy older than the one shown can be published (the mirror never writes an older
+/// `date_last_modified` than it holds), so only hidden copies dated after the shown one
+/// excuse a miss. No other window is allowed: a partial pass changes nothing, removals
+/// come only after a complete pass with a second look by id at what it missed, one
+/// index commit per merchant.
 ///
 /// Races with the schedule cannot raise a false alarm: the sandbox's copy is read
 /// after each search, and copies only move forward, so equal copies before the
-/// sighting and after the miss mean it was that copy all along in between.
+/// sighting and after the miss mean it was that copy all along in between; the
+/// schedule records a hidden copy right after the change that made it, before any
+/// later change, and the reader reads the current copy before those records.
 fn spawn_reader(
     http: reqwest::Client,
     url: String,
     catalog: Arc<Catalog>,
     merchants: Merchants,
+    hidden: HiddenCopies,
+    pool: PgPool,
     stop: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<(u64, Vec<String>)> {
     tokio::spawn(async move {
@@ -626,32 +707,80 @@ fn spawn_reader(
                     .get(&merchant)
                     .copied()
                     .unwrap_or_default();
+                let mut gone = Vec::new();
                 shown_before.retain(|&id, before| {
                     if id / catalog_mirror::sandbox::OFFER_ID_STRIDE != merchant
-                        || shown.contains(&id)
+                        || shown.contains_key(&id)
                     {
                         return true;
                     }
                     let now = catalog.offer_json_bare(id);
+                    // Read after the copy: a hidden copy it replaced is recorded by now.
+                    let hidden_since_shown = hidden.lock().unwrap().get(&id).is_some_and(|dates| {
+                        dates
+                            .iter()
+                            .any(|&date| before.shown_date.is_none_or(|shown| date > shown))
+                    });
                     if let Some(now) = &now
                         && before.upstream.as_ref() == Some(now)
                         && sandbox_storefront_shows(now)
+                        && !hidden_since_shown
                         && model.connected
                         && model.enabled
                         && model.epoch == before.epoch
                     {
-                        violations.push(format!(
-                            "offer {id} of merchant {merchant} left search while the sandbox sells it unchanged \
-                             and the merchant is connected and enabled: {now}"
-                        ));
+                        gone.push((id, now["date_last_modified"].clone()));
                     }
                     false
                 });
+                // The mirror's side, for the report only (never for the judgement).
+                for (id, modified) in gone.drain(..) {
+                    let row: Option<(Option<String>, Option<String>, Option<String>, i64, String)> =
+                        sqlx::query_as(
+                            "SELECT removed_at::text, date_last_modified::text, updated_at::text, catalog_version, \
+                             COALESCE((SELECT string_agg(state || ' ' || kind || ' ' || merchant_id, ', ') FROM jobs WHERE state = 'running'), '') \
+                             || ' visible=' || COALESCE(visible::text, '-') || ' status=' || COALESCE(status, '-') \
+                             || ' publishing=' || COALESCE(publishing_status, '-') \
+                             FROM offers WHERE offer_id = $1",
+                        )
+                        .bind(id as i64)
+                        .fetch_optional(&pool)
+                        .await
+                        .ok()
+                        .flatten();
+                    let changes: Vec<(i64, i64, String, i32, i32, bool, String)> = sqlx::query_as(
+                        "SELECT change_no, catalog_version, reason, upserted, removed, \
+                         COALESCE($2 = ANY(offer_ids), true), created_at::text FROM change_log \
+                         WHERE merchant_id = $1 ORDER BY change_no DESC LIMIT 4",
+                    )
+                    .bind(merchant as i64)
+                    .bind(id as i64)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap_or_default();
+                    let storefront: Option<(i64, String)> = sqlx::query_as(
+                        "SELECT count(*), now()::text FROM storefront_offers WHERE merchant_id = $1",
+                    )
+                    .bind(merchant as i64)
+                    .fetch_optional(&pool)
+                    .await
+                    .ok()
+                    .flatten();
+                    violations.push(format!(
+                        "offer {id} of merchant {merchant} left search ({} shown now) while the sandbox sells \
+                         it unchanged (date_last_modified {modified}) and the merchant is connected and enabled; \
+                         the mirror's row (removed_at, date_last_modified, updated_at, catalog_version, running jobs): {row:?}; \
+                         storefront rows and now: {storefront:?}; last changes (no, version, reason, upserted, removed, \
+                         names it, at): {changes:?}",
+                        shown.len()
+                    ));
+                }
                 let generation = catalog.generation(merchant);
-                for &id in &shown {
+                for (&id, &shown_date) in &shown {
                     match shown_before.get_mut(&id) {
                         Some(before) if before.generation == generation => {
-                            before.epoch = model.epoch
+                            before.epoch = model.epoch;
+                            before.shown_date = shown_date;
                         }
                         _ => {
                             shown_before.insert(
@@ -660,6 +789,7 @@ fn spawn_reader(
                                     upstream: catalog.offer_json_bare(id),
                                     generation,
                                     epoch: model.epoch,
+                                    shown_date,
                                 },
                             );
                         }
@@ -766,6 +896,8 @@ async fn schedule(seed: u64, steps: u64) -> Tally {
         reader_url.clone(),
         world.catalog(),
         world.merchants.clone(),
+        world.hidden.clone(),
+        world.pool.clone(),
         stop.clone(),
     );
 
@@ -934,6 +1066,15 @@ async fn schedule(seed: u64, steps: u64) -> Tally {
     stop.cancel();
     let (reads, violations) = reader.await.unwrap();
     assert!(reads > 0, "the reader searched");
+    if !violations.is_empty() {
+        for (n, daemon) in world.daemons.iter().enumerate() {
+            if let Some(daemon) = daemon {
+                let path = std::env::temp_dir().join(format!("soak-{seed}-daemon-{n}.log"));
+                let _ = std::fs::write(&path, daemon.output());
+                eprintln!("soak: daemon {n}'s log is in {}", path.display());
+            }
+        }
+    }
     assert!(violations.is_empty(), "seed {seed}: {violations:#?}");
     if steps >= FAULTS.len() as u64 {
         let missing: Vec<&str> = FAULTS
@@ -947,6 +1088,11 @@ async fn schedule(seed: u64, steps: u64) -> Tally {
             world.tally.faults
         );
     }
+    assert!(
+        world.tally.not_taken_over.is_empty(),
+        "seed {seed}: {:#?}",
+        world.tally.not_taken_over
+    );
     if world.tally.faults.contains_key(FAULTS[7]) {
         assert!(
             world.tally.takeovers > 0,
