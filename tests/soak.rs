@@ -735,7 +735,8 @@ fn spawn_reader(
                 });
                 // The mirror's side, for the report only (never for the judgement).
                 for (id, modified) in gone.drain(..) {
-                    let row: Option<(Option<String>, Option<String>, Option<String>, i64, String)> =
+                    type Row = (Option<String>, Option<String>, Option<String>, i64, String);
+                    let row: Option<Row> =
                         sqlx::query_as(
                             "SELECT removed_at::text, date_last_modified::text, updated_at::text, catalog_version, \
                              COALESCE((SELECT string_agg(state || ' ' || kind || ' ' || merchant_id, ', ') FROM jobs WHERE state = 'running'), '') \
