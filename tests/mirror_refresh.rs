@@ -8,6 +8,8 @@ mod common;
 mod mirror_common;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use catalog_mirror::jobs::{JobKind, RefreshMode};
@@ -453,6 +455,142 @@ async fn a_200_that_is_not_a_page_is_retried_and_never_ends_a_pass() {
     assert_eq!(snapshot(&h.pool, M).await, before, "nothing live changed");
 
     // Once upstream answers pages again, the retry converges.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(h.run_jobs().await, 1);
+    assert_eq!(h.job(job).await.0, "done");
+    assert_offers_match(&h.pool, &h.catalog(), M).await;
+}
+
+/// An HTTP proxy in front of the sandbox that answers page `page` of the offers
+/// listing with `200 {"status":"ok","message":"maintenance window"}` (what a proxy or
+/// a maintenance page answers) while `odd_left` is above zero, and forwards everything
+/// else. (The sandbox's `odd_ok_next` corrupts whichever page comes next: the first.)
+struct OddPageProxy {
+    url: String,
+    upstream: Arc<OnceLock<String>>,
+    odd_left: Arc<AtomicU32>,
+}
+
+impl OddPageProxy {
+    async fn start(page: u32) -> OddPageProxy {
+        use axum::body::Body;
+        use axum::extract::{Request, State};
+        use axum::http::{StatusCode, header};
+        use axum::response::{IntoResponse, Response};
+
+        #[derive(Clone)]
+        struct Shared {
+            upstream: Arc<OnceLock<String>>,
+            odd_left: Arc<AtomicU32>,
+            page: String,
+            http: reqwest::Client,
+        }
+        async fn forward(State(shared): State<Shared>, request: Request) -> Response {
+            let uri = request.uri().clone();
+            let asked = uri.path().contains("/catalog/offers/merchants/")
+                && uri
+                    .query()
+                    .is_some_and(|q| q.split('&').any(|pair| pair == shared.page));
+            if asked
+                && shared
+                    .odd_left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                return (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    r#"{"status":"ok","message":"maintenance window"}"#,
+                )
+                    .into_response();
+            }
+            let upstream = shared.upstream.get().expect("upstream set");
+            let target = format!(
+                "{upstream}{}",
+                uri.path_and_query().map_or("/", |p| p.as_str())
+            );
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            let mut call = shared.http.request(parts.method, target).body(body);
+            for (name, value) in &parts.headers {
+                if name != header::HOST {
+                    call = call.header(name, value);
+                }
+            }
+            let answer = call.send().await.unwrap();
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = answer.status();
+            for (name, value) in answer.headers() {
+                if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+                    response.headers_mut().insert(name, value.clone());
+                }
+            }
+            *response.body_mut() = Body::from(answer.bytes().await.unwrap());
+            response
+        }
+
+        let shared = Shared {
+            upstream: Arc::new(OnceLock::new()),
+            odd_left: Arc::new(AtomicU32::new(0)),
+            page: format!("page={page}"),
+            http: reqwest::Client::new(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(shared.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        OddPageProxy {
+            url: format!("http://{addr}/v1"),
+            upstream: shared.upstream,
+            odd_left: shared.odd_left,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_that_is_not_a_page_on_page_2_is_retried_and_never_ends_a_pass() {
+    // Issue 11's case: page 2 (not page 1) of a full refresh answers a 200 that is no
+    // page. Read as an empty last page, it would end the pass after page 1 and sweep
+    // the other 900 offers.
+    let proxy = OddPageProxy::start(2).await;
+    let h = Harness::start_with(vec![merchant(M as u64, 1_000, 2)], |s| {
+        s.violet.base_url = proxy.url.clone()
+    })
+    .await;
+    let sandbox = format!("http://{}", h.sandbox.addr());
+    proxy.upstream.set(sandbox).unwrap();
+    onboard(&h).await;
+    let before = snapshot(&h.pool, M).await;
+
+    // Every attempt of page 2 (1 + violet.max_retries = 3).
+    proxy.odd_left.store(3, Ordering::SeqCst);
+    let job = h.enqueue(products(RefreshMode::Full)).await;
+    let ran = h.run_jobs().await;
+    assert_eq!(
+        proxy.odd_left.load(Ordering::SeqCst),
+        0,
+        "odd answers left: page 2 was asked for on every attempt (a pass that took the \
+         answer for its last page asks once)"
+    );
+    let (state, _, error) = h.job(job).await;
+    let removals = catalog_mirror::mirror::removals::held(&h.pool, M)
+        .await
+        .unwrap()
+        .map(|held| held.offers);
+    assert_eq!(
+        (state.as_str(), removals),
+        ("pending", None),
+        "the attempt failed and is retried later; no removal is held ({error:?})"
+    );
+    assert_eq!(ran, 1);
+    let error = error.unwrap();
+    assert!(error.contains("not a catalog page"), "{error}");
+    assert_eq!(snapshot(&h.pool, M).await, before, "nothing live changed");
+    assert_eq!(live_offers(&h).await, 1_000);
+
+    // Once page 2 is a page again, the retry converges.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(h.run_jobs().await, 1);
     assert_eq!(h.job(job).await.0, "done");
