@@ -385,7 +385,13 @@ async fn filters_facets_sort_and_pagination_match_a_brute_force_evaluation_of_th
 }
 
 async fn post_json(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let response = app.http.post(app.url(path)).json(&body).send().await.unwrap();
+    let response = app
+        .http
+        .post(app.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -426,7 +432,11 @@ async fn facet_search_reads_meilisearch_parameters_and_ignores_instantsearch_ext
     // q, filter and facetQuery together; the ignored fields change nothing.
     let condition = format!("o.merchant_id = 1002 AND {wool} AND o.vendor ~* '\\mno'");
     let expected = facet_hits(sql_counts(pool, &condition, "o.vendor").await);
-    assert_eq!(expected.as_array().unwrap().len(), 1, "only Northwind: {expected}");
+    assert_eq!(
+        expected.as_array().unwrap().len(),
+        1,
+        "only Northwind: {expected}"
+    );
     let (status, body) = facet_search(with_extras(json!({
         "facetName": "vendor", "facetQuery": "no", "q": "wool", "filter": "merchant_id = 1002",
     })))
@@ -441,7 +451,10 @@ async fn facet_search_reads_meilisearch_parameters_and_ignores_instantsearch_ext
             "filter": "merchant_id = 1002", "exhaustiveFacetCount": exhaustive,
         }))
         .await;
-        assert_eq!(again["facetHits"], expected, "exhaustiveFacetCount {exhaustive}");
+        assert_eq!(
+            again["facetHits"], expected,
+            "exhaustiveFacetCount {exhaustive}"
+        );
     }
     // No facetQuery: every vendor of the matching offers.
     let (_, body) = facet_search(with_extras(json!({ "facetName": "vendor", "q": "wool" }))).await;
@@ -460,12 +473,18 @@ async fn facet_search_reads_meilisearch_parameters_and_ignores_instantsearch_ext
         "facetName": "vendor", "q": "northwind", "attributesToSearchOn": ["name"],
     }))
     .await;
-    assert_eq!(in_names["facetHits"], json!([{ "value": "Specials", "count": 1 }]));
+    assert_eq!(
+        in_names["facetHits"],
+        json!([{ "value": "Specials", "count": 1 }])
+    );
     let (_, in_descriptions) = facet_search(json!({
         "facetName": "category", "q": "parka", "attributesToSearchOn": ["description"],
     }))
     .await;
-    assert_eq!(in_descriptions["facetHits"], json!([{ "value": "Featured", "count": 1 }]));
+    assert_eq!(
+        in_descriptions["facetHits"],
+        json!([{ "value": "Featured", "count": 1 }])
+    );
     let (_, in_codes) = facet_search(json!({
         "facetName": "category", "q": "parka", "attributesToSearchOn": ["gtins", "eans"],
     }))
@@ -477,7 +496,10 @@ async fn facet_search_reads_meilisearch_parameters_and_ignores_instantsearch_ext
         "facetName": "category", "q": "parka", "attributesToSearchOn": ["tags"],
     }))
     .await;
-    assert_eq!(in_tags["facetHits"], json!([{ "value": "Featured", "count": 1 }]));
+    assert_eq!(
+        in_tags["facetHits"],
+        json!([{ "value": "Featured", "count": 1 }])
+    );
 
     // matchingStrategy: `all` needs both words, `last` drops the last one.
     let (_, all) = facet_search(json!({
@@ -486,7 +508,10 @@ async fn facet_search_reads_meilisearch_parameters_and_ignores_instantsearch_ext
     .await;
     assert_eq!(all["facetHits"], json!([]));
     let (_, last) = facet_search(json!({ "facetName": "vendor", "q": "merino zephyr" })).await;
-    assert_eq!(last["facetHits"], json!([{ "value": "Specials", "count": 1 }]));
+    assert_eq!(
+        last["facetHits"],
+        json!([{ "value": "Specials", "count": 1 }])
+    );
     app.stop().await;
 }
 
@@ -505,10 +530,17 @@ async fn documents_settings_stats_and_version_answer_like_meilisearch() {
     };
 
     // A page, in offer id order, with only the fields asked for.
-    let (status, body) = get_json(&app, "/indexes/offers/documents?limit=5&offset=3&fields=id,name").await;
+    let (status, body) = get_json(
+        &app,
+        "/indexes/offers/documents?limit=5&offset=3&fields=id,name",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(result_ids(&body), all_ids[3..8]);
-    assert_eq!((&body["offset"], &body["limit"], &body["total"]), (&json!(3), &json!(5), &json!(all_ids.len())));
+    assert_eq!(
+        (&body["offset"], &body["limit"], &body["total"]),
+        (&json!(3), &json!(5), &json!(all_ids.len()))
+    );
     for document in body["results"].as_array().unwrap() {
         let keys: Vec<&String> = document.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["id", "name"], "{document}");
@@ -519,7 +551,12 @@ async fn documents_settings_stats_and_version_answer_like_meilisearch() {
         "/indexes/offers/documents?filter=merchant_id%20%3D%201002%20AND%20tags%20%3D%20eco&limit=5000",
     )
     .await;
-    let expected = sql_ids(pool, "o.merchant_id = 1002 AND 'eco' = ANY(o.tags)", "o.offer_id").await;
+    let expected = sql_ids(
+        pool,
+        "o.merchant_id = 1002 AND 'eco' = ANY(o.tags)",
+        "o.offer_id",
+    )
+    .await;
     assert_eq!(result_ids(&body), expected);
     assert_eq!(body["total"], json!(expected.len()));
     assert_eq!(body["limit"], 1000);
@@ -557,8 +594,12 @@ async fn documents_settings_stats_and_version_answer_like_meilisearch() {
     assert_eq!(status, 200);
     let (_, hit) = search(&app.http, &app.url(""), json!({ "filter": "id = 1001900" })).await;
     assert_eq!(document, hit["hits"][0]);
-    let (_, document) = get_json(&app, "/indexes/offers/documents/1001900?fields=name,vendor").await;
-    assert_eq!(document, json!({ "name": "Merino Wool Sweater", "vendor": "Specials" }));
+    let (_, document) =
+        get_json(&app, "/indexes/offers/documents/1001900?fields=name,vendor").await;
+    assert_eq!(
+        document,
+        json!({ "name": "Merino Wool Sweater", "vendor": "Specials" })
+    );
     for id in [hidden.to_string(), "abc".into(), "99999999".into()] {
         let (status, body) = get_json(&app, &format!("/indexes/offers/documents/{id}")).await;
         assert_eq!(status, 404, "{id}");
@@ -569,23 +610,61 @@ async fn documents_settings_stats_and_version_answer_like_meilisearch() {
     // Settings: what the daemon uses (index/ and config/default.toml).
     let (status, settings) = get_json(&app, "/indexes/offers/settings").await;
     assert_eq!(status, 200);
-    assert_eq!(settings["rankingRules"], json!(["words", "typo", "attribute", "sort"]));
+    assert_eq!(
+        settings["rankingRules"],
+        json!(["words", "typo", "attribute", "sort"])
+    );
     assert_eq!(settings["searchableAttributes"][0], "name");
-    assert_eq!(settings["searchableAttributes"].as_array().unwrap().last().unwrap(), "description");
+    assert_eq!(
+        settings["searchableAttributes"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap(),
+        "description"
+    );
     assert_eq!(settings["synonyms"]["jumper"], json!(["sweater"]));
-    assert!(settings["stopWords"].as_array().unwrap().contains(&json!("the")));
-    assert_eq!(settings["typoTolerance"]["minWordSizeForTypos"], json!({ "oneTypo": 5, "twoTypos": 9 }));
+    assert!(
+        settings["stopWords"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("the"))
+    );
+    assert_eq!(
+        settings["typoTolerance"]["minWordSizeForTypos"],
+        json!({ "oneTypo": 5, "twoTypos": 9 })
+    );
     assert_eq!(settings["pagination"], json!({ "maxTotalHits": 1000 }));
     assert_eq!(settings["faceting"]["maxValuesPerFacet"], 100);
-    assert!(settings["sortableAttributes"].as_array().unwrap().contains(&json!("min_price")));
-    assert!(settings["filterableAttributes"].as_array().unwrap().contains(&json!("vendor")));
-    for (route, field) in [("pagination", "pagination"), ("ranking-rules", "rankingRules"), ("typo-tolerance", "typoTolerance"), ("synonyms", "synonyms"), ("displayed-attributes", "displayedAttributes"), ("distinct-attribute", "distinctAttribute")] {
+    assert!(
+        settings["sortableAttributes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("min_price"))
+    );
+    assert!(
+        settings["filterableAttributes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("vendor"))
+    );
+    for (route, field) in [
+        ("pagination", "pagination"),
+        ("ranking-rules", "rankingRules"),
+        ("typo-tolerance", "typoTolerance"),
+        ("synonyms", "synonyms"),
+        ("displayed-attributes", "displayedAttributes"),
+        ("distinct-attribute", "distinctAttribute"),
+    ] {
         let (status, value) = get_json(&app, &format!("/indexes/offers/settings/{route}")).await;
         assert_eq!(status, 200, "{route}");
         assert_eq!(value, settings[field], "{route}");
     }
     let (status, body) = get_json(&app, "/indexes/offers/settings/bogus").await;
-    assert_eq!((status, &body["code"]), (404, &json!("unrecognized_request_url")));
+    assert_eq!(
+        (status, &body["code"]),
+        (404, &json!("unrecognized_request_url"))
+    );
 
     // The one index, everywhere it is listed.
     let shown = shown_count(&offers);
@@ -593,7 +672,10 @@ async fn documents_settings_stats_and_version_answer_like_meilisearch() {
     assert_eq!(version["pkgVersion"], "1.16.0");
     assert_eq!(version["catalogMirrorVersion"], env!("CARGO_PKG_VERSION"));
     let (_, stats) = get_json(&app, "/stats").await;
-    assert_eq!(stats["indexes"]["offers"]["numberOfDocuments"], json!(shown));
+    assert_eq!(
+        stats["indexes"]["offers"]["numberOfDocuments"],
+        json!(shown)
+    );
     assert_eq!(stats["indexes"].as_object().unwrap().len(), 1);
     assert!(stats["databaseSize"].as_u64().unwrap() > 0);
     let (_, indexes) = get_json(&app, "/indexes").await;

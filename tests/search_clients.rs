@@ -188,7 +188,10 @@ async fn the_official_javascript_client_searches_multi_searches_and_facet_search
         json!({ "rankingRules": ["words", "typo", "attribute", "sort"], "firstSearchable": "name", "maxTotalHits": 1000 })
     );
     assert_eq!(summary["version"], "1.16.0");
-    assert_eq!(summary["write"], "invalid_api_key", "the mirror is read-only");
+    assert_eq!(
+        summary["write"], "invalid_api_key",
+        "the mirror is read-only"
+    );
     app.stop().await;
 }
 
@@ -267,7 +270,10 @@ async fn the_official_python_client_searches_multi_searches_facet_searches_and_s
     assert_eq!(summary["settings"]["stop_words"], true);
     assert_eq!(summary["synonyms"], json!(["jumper"]));
     assert_eq!(summary["version"], "1.16.0");
-    assert_eq!(summary["write"], "invalid_api_key", "the mirror is read-only");
+    assert_eq!(
+        summary["write"], "invalid_api_key",
+        "the mirror is read-only"
+    );
     app.stop().await;
 }
 
@@ -382,8 +388,11 @@ async fn an_instantsearch_page_renders_hits_and_facet_counts_in_headless_chromiu
     tab.goto(&page_url).await;
     let list = "#vendor .ais-RefinementList-labelText";
     assert!(
-        tab.wait_until(&format!("document.querySelectorAll('{list}').length > 1"), Duration::from_secs(20))
-            .await,
+        tab.wait_until(
+            &format!("document.querySelectorAll('{list}').length > 1"),
+            Duration::from_secs(20)
+        )
+        .await,
         "the vendor list never rendered"
     );
     tab.type_into("#vendor .ais-SearchBox-input", "nor").await;
@@ -391,11 +400,18 @@ async fn an_instantsearch_page_renders_hits_and_facet_counts_in_headless_chromiu
         "(() => {{ const labels = [...document.querySelectorAll('{list}')].map(el => el.textContent.trim()); \
          return labels.length === 1 && labels[0] === 'Northwind'; }})()"
     );
-    let narrowed = tab.wait_until(&only_northwind, Duration::from_secs(20)).await;
-    let labels = tab
-        .eval(&format!("[...document.querySelectorAll('{list}')].map(el => el.textContent.trim())"))
+    let narrowed = tab
+        .wait_until(&only_northwind, Duration::from_secs(20))
         .await;
-    assert!(narrowed, "the facet search did not narrow the list: {labels}");
+    let labels = tab
+        .eval(&format!(
+            "[...document.querySelectorAll('{list}')].map(el => el.textContent.trim())"
+        ))
+        .await;
+    assert!(
+        narrowed,
+        "the facet search did not narrow the list: {labels}"
+    );
     let count: i64 = tab
         .text("#vendor .ais-RefinementList-count")
         .await

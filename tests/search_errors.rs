@@ -286,61 +286,197 @@ async fn malformed_requests_get_meilisearch_errors_with_the_right_status() {
         status: 404,
         code: "index_not_found",
     });
-    let bodiless = |method: &'static str, path: &'static str, status: u16, code: &'static str| Case {
-        method,
-        path,
-        content_type: None,
-        body: Vec::new(),
-        status,
-        code,
-    };
+    let bodiless =
+        |method: &'static str, path: &'static str, status: u16, code: &'static str| Case {
+            method,
+            path,
+            content_type: None,
+            body: Vec::new(),
+            status,
+            code,
+        };
     cases.extend([
         // Documents: Meilisearch's codes for each parameter.
-        bodiless("GET", "/indexes/offers/documents?limit=x", 400, "invalid_document_limit"),
-        bodiless("GET", "/indexes/offers/documents?offset=-2", 400, "invalid_document_offset"),
-        bodiless("GET", "/indexes/offers/documents?filter=price%20%3E", 400, "invalid_document_filter"),
-        bodiless("GET", "/indexes/offers/documents?filter=description%20%3D%20x", 400, "invalid_document_filter"),
-        bodiless("GET", "/indexes/offers/documents?sort=price:asc", 400, "invalid_document_sort"),
-        bodiless("GET", "/indexes/offers/documents?q=wool", 400, "bad_request"),
-        bodiless("GET", "/indexes/offers/documents/1?limit=1", 400, "bad_request"),
-        bodiless("GET", "/indexes/offers/documents/77", 404, "document_not_found"),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents?limit=x",
+            400,
+            "invalid_document_limit",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents?offset=-2",
+            400,
+            "invalid_document_offset",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents?filter=price%20%3E",
+            400,
+            "invalid_document_filter",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents?filter=description%20%3D%20x",
+            400,
+            "invalid_document_filter",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents?sort=price:asc",
+            400,
+            "invalid_document_sort",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents?q=wool",
+            400,
+            "bad_request",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents/1?limit=1",
+            400,
+            "bad_request",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents/77",
+            404,
+            "document_not_found",
+        ),
         bodiless("GET", "/indexes/movies/documents", 404, "index_not_found"),
         bodiless("GET", "/indexes/movies/documents/1", 404, "index_not_found"),
-        post("/indexes/offers/documents/fetch", json!({ "limit": "x" }), 400, "invalid_document_limit"),
-        post("/indexes/offers/documents/fetch", json!({ "fields": "id" }), 400, "invalid_document_fields"),
-        post("/indexes/offers/documents/fetch", json!({ "ids": [[1]] }), 400, "invalid_document_ids"),
-        post("/indexes/offers/documents/fetch", json!({ "filter": "(" }), 400, "invalid_document_filter"),
-        post("/indexes/offers/documents/fetch", json!({ "q": "x" }), 400, "bad_request"),
+        post(
+            "/indexes/offers/documents/fetch",
+            json!({ "limit": "x" }),
+            400,
+            "invalid_document_limit",
+        ),
+        post(
+            "/indexes/offers/documents/fetch",
+            json!({ "fields": "id" }),
+            400,
+            "invalid_document_fields",
+        ),
+        post(
+            "/indexes/offers/documents/fetch",
+            json!({ "ids": [[1]] }),
+            400,
+            "invalid_document_ids",
+        ),
+        post(
+            "/indexes/offers/documents/fetch",
+            json!({ "filter": "(" }),
+            400,
+            "invalid_document_filter",
+        ),
+        post(
+            "/indexes/offers/documents/fetch",
+            json!({ "q": "x" }),
+            400,
+            "bad_request",
+        ),
         Case {
             body: b"{".to_vec(),
-            ..post("/indexes/offers/documents/fetch", json!({}), 400, "malformed_payload")
+            ..post(
+                "/indexes/offers/documents/fetch",
+                json!({}),
+                400,
+                "malformed_payload",
+            )
         },
         // Settings and the other read-only routes.
         bodiless("GET", "/indexes/movies/settings", 404, "index_not_found"),
-        bodiless("GET", "/indexes/movies/settings/synonyms", 404, "index_not_found"),
-        bodiless("GET", "/indexes/offers/settings/bogus", 404, "unrecognized_request_url"),
+        bodiless(
+            "GET",
+            "/indexes/movies/settings/synonyms",
+            404,
+            "index_not_found",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/settings/bogus",
+            404,
+            "unrecognized_request_url",
+        ),
         bodiless("GET", "/indexes?limit=x", 400, "invalid_index_limit"),
         // Writes: the mirror is read-only (403, as for a search key in Meilisearch).
-        post("/indexes/offers/documents", json!([{ "id": 1 }]), 403, "invalid_api_key"),
+        post(
+            "/indexes/offers/documents",
+            json!([{ "id": 1 }]),
+            403,
+            "invalid_api_key",
+        ),
         bodiless("PUT", "/indexes/offers/documents", 403, "invalid_api_key"),
-        bodiless("DELETE", "/indexes/offers/documents", 403, "invalid_api_key"),
-        bodiless("DELETE", "/indexes/offers/documents/1001900", 403, "invalid_api_key"),
-        post("/indexes/offers/documents/delete-batch", json!([1]), 403, "invalid_api_key"),
-        post("/indexes/offers/documents/delete", json!({ "filter": "id = 1" }), 403, "invalid_api_key"),
+        bodiless(
+            "DELETE",
+            "/indexes/offers/documents",
+            403,
+            "invalid_api_key",
+        ),
+        bodiless(
+            "DELETE",
+            "/indexes/offers/documents/1001900",
+            403,
+            "invalid_api_key",
+        ),
+        post(
+            "/indexes/offers/documents/delete-batch",
+            json!([1]),
+            403,
+            "invalid_api_key",
+        ),
+        post(
+            "/indexes/offers/documents/delete",
+            json!({ "filter": "id = 1" }),
+            403,
+            "invalid_api_key",
+        ),
         bodiless("PATCH", "/indexes/offers/settings", 403, "invalid_api_key"),
         bodiless("DELETE", "/indexes/offers/settings", 403, "invalid_api_key"),
-        bodiless("PUT", "/indexes/offers/settings/synonyms", 403, "invalid_api_key"),
-        bodiless("DELETE", "/indexes/offers/settings/stop-words", 403, "invalid_api_key"),
-        post("/indexes", json!({ "uid": "movies" }), 403, "invalid_api_key"),
+        bodiless(
+            "PUT",
+            "/indexes/offers/settings/synonyms",
+            403,
+            "invalid_api_key",
+        ),
+        bodiless(
+            "DELETE",
+            "/indexes/offers/settings/stop-words",
+            403,
+            "invalid_api_key",
+        ),
+        post(
+            "/indexes",
+            json!({ "uid": "movies" }),
+            403,
+            "invalid_api_key",
+        ),
         bodiless("DELETE", "/indexes/offers", 403, "invalid_api_key"),
         bodiless("PATCH", "/indexes/offers", 403, "invalid_api_key"),
         // Unknown routes and wrong methods.
         bodiless("GET", "/nope", 404, "unrecognized_request_url"),
-        bodiless("GET", "/indexes/offers/nope", 404, "unrecognized_request_url"),
+        bodiless(
+            "GET",
+            "/indexes/offers/nope",
+            404,
+            "unrecognized_request_url",
+        ),
         bodiless("POST", "/keys", 404, "unrecognized_request_url"),
-        bodiless("DELETE", "/indexes/offers/search", 405, "method_not_allowed"),
+        bodiless(
+            "DELETE",
+            "/indexes/offers/search",
+            405,
+            "method_not_allowed",
+        ),
         bodiless("GET", "/multi-search", 405, "method_not_allowed"),
-        bodiless("GET", "/indexes/offers/facet-search", 405, "method_not_allowed"),
+        bodiless(
+            "GET",
+            "/indexes/offers/facet-search",
+            405,
+            "method_not_allowed",
+        ),
         bodiless("PUT", "/version", 405, "method_not_allowed"),
         bodiless("POST", "/stats", 405, "method_not_allowed"),
         // Facet search checks the fields Meilisearch reads (the others are ignored).
@@ -659,7 +795,11 @@ async fn search_keys_restricted_keys_and_tenant_tokens_limit_what_each_caller_se
             "{algorithm:?} {rules}"
         );
     }
-    let (status, _) = ask(Some(signed(Hs::Hs384, json!(["offers_eu*"]))), everything.clone()).await;
+    let (status, _) = ask(
+        Some(signed(Hs::Hs384, json!(["offers_eu*"]))),
+        everything.clone(),
+    )
+    .await;
     assert_eq!(status, 403, "a pattern that does not match offers");
 
     // Documents follow the same rules: a restricted key and a tenant token read only
@@ -681,11 +821,19 @@ async fn search_keys_restricted_keys_and_tenant_tokens_limit_what_each_caller_se
             .filter(|offer| offer.shown() && offer.merchant_id == merchant)
             .count()
     };
-    let (status, body) = get("merchant-1002-key".into(), "/indexes/offers/documents?limit=0".into()).await;
+    let (status, body) = get(
+        "merchant-1002-key".into(),
+        "/indexes/offers/documents?limit=0".into(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["total"], json!(shown_of(1002)));
     let (status, body) = get(tenant.clone(), "/indexes/offers/documents?limit=0".into()).await;
-    assert_eq!((status, &body["total"]), (200, &json!(shown_of(1003))), "{body}");
+    assert_eq!(
+        (status, &body["total"]),
+        (200, &json!(shown_of(1003))),
+        "{body}"
+    );
     let other = offers
         .iter()
         .find(|offer| offer.shown() && offer.merchant_id == 1001)
@@ -696,15 +844,27 @@ async fn search_keys_restricted_keys_and_tenant_tokens_limit_what_each_caller_se
         .find(|offer| offer.shown() && offer.merchant_id == 1002)
         .unwrap()
         .id;
-    let (status, body) = get("merchant-1002-key".into(), format!("/indexes/offers/documents/{other}")).await;
+    let (status, body) = get(
+        "merchant-1002-key".into(),
+        format!("/indexes/offers/documents/{other}"),
+    )
+    .await;
     assert_eq!(status, 404, "{body}");
     assert_meilisearch_error(&body, "document_not_found", "another merchant's offer");
-    let (status, body) = get("merchant-1002-key".into(), format!("/indexes/offers/documents/{own}")).await;
+    let (status, body) = get(
+        "merchant-1002-key".into(),
+        format!("/indexes/offers/documents/{own}"),
+    )
+    .await;
     assert_eq!((status, &body["id"]), (200, &json!(own)));
     let (status, body) = get("wrong".into(), format!("/indexes/offers/documents/{own}")).await;
     assert_eq!(status, 403);
     assert_meilisearch_error(&body, "invalid_api_key", "documents with a wrong key");
-    let (status, body) = get("search-key".into(), "/indexes/offers/settings/pagination".into()).await;
+    let (status, body) = get(
+        "search-key".into(),
+        "/indexes/offers/settings/pagination".into(),
+    )
+    .await;
     assert_eq!((status, body), (200, json!({ "maxTotalHits": 1000 })));
 
     let forged = sign_tenant_token(

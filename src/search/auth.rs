@@ -289,7 +289,8 @@ pub fn sign_tenant_token(search_key: &str, claims: &Value) -> String {
 pub fn sign_tenant_token_with(algorithm: Hs, search_key: &str, claims: &Value) -> String {
     let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{}","typ":"JWT"}}"#, algorithm.name()));
     let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
-    let signature = URL_SAFE_NO_PAD.encode(algorithm.sign(search_key, format!("{header}.{claims}").as_bytes()));
+    let signature =
+        URL_SAFE_NO_PAD.encode(algorithm.sign(search_key, format!("{header}.{claims}").as_bytes()));
     format!("{header}.{claims}.{signature}")
 }
 
@@ -367,8 +368,11 @@ mod tests {
         let access = access();
         let grant = |token: String| access.authorize(Some(&format!("Bearer {token}")));
         for algorithm in [Hs::Hs256, Hs::Hs384, Hs::Hs512] {
-            let token =
-                sign_tenant_token_with(algorithm, "search-key", &json!({"searchRules": ["offers*"]}));
+            let token = sign_tenant_token_with(
+                algorithm,
+                "search-key",
+                &json!({"searchRules": ["offers*"]}),
+            );
             assert_eq!(grant(token).unwrap(), Grant::All, "{algorithm:?}");
             let forged =
                 sign_tenant_token_with(algorithm, "other-key", &json!({"searchRules": ["*"]}));
@@ -390,14 +394,21 @@ mod tests {
         assert_eq!(grant(none).unwrap_err().status, 403);
 
         let filter_of = |rules: Value| {
-            grant(sign_tenant_token("search-key", &json!({ "searchRules": rules })))
-                .map(|grant| grant.filter().map(ToString::to_string))
+            grant(sign_tenant_token(
+                "search-key",
+                &json!({ "searchRules": rules }),
+            ))
+            .map(|grant| grant.filter().map(ToString::to_string))
         };
         for pattern in ["*", "offers", "offers*", "off*", "o*"] {
             assert_eq!(filter_of(json!([pattern])).unwrap(), None, "{pattern}");
         }
         for pattern in ["movies", "offers_eu*", "offers2", "Offers"] {
-            assert_eq!(filter_of(json!([pattern])).unwrap_err().status, 403, "{pattern}");
+            assert_eq!(
+                filter_of(json!([pattern])).unwrap_err().status,
+                403,
+                "{pattern}"
+            );
         }
         // The most specific pattern gives the rule: exact, then the longest prefix, `*` last.
         let rules = json!({
@@ -411,13 +422,20 @@ mod tests {
         );
         let mut exact = rules;
         exact["offers"] = json!(null);
-        assert_eq!(filter_of(exact).unwrap(), None, "an exact uid with a null rule");
+        assert_eq!(
+            filter_of(exact).unwrap(),
+            None,
+            "an exact uid with a null rule"
+        );
         assert_eq!(
             filter_of(json!({ "*": { "filter": "merchant_id = 1" }, "movies": null }))
                 .unwrap()
                 .as_deref(),
             Some("\"merchant_id\" = \"1\"")
         );
-        assert_eq!(filter_of(json!({ "movies*": null })).unwrap_err().status, 403);
+        assert_eq!(
+            filter_of(json!({ "movies*": null })).unwrap_err().status,
+            403
+        );
     }
 }

@@ -34,7 +34,15 @@ pub const MAX_DOCUMENTS_LIMIT: usize = 1000;
 /// Most `ids` one request may name.
 pub const MAX_DOCUMENT_IDS: usize = 1000;
 
-const BODY_FIELDS: &[&str] = &["offset", "limit", "fields", "filter", "ids", "retrieveVectors", "sort"];
+const BODY_FIELDS: &[&str] = &[
+    "offset",
+    "limit",
+    "fields",
+    "filter",
+    "ids",
+    "retrieveVectors",
+    "sort",
+];
 
 /// A checked documents request.
 #[derive(Debug, Clone, Default)]
@@ -58,7 +66,12 @@ impl DocumentsQuery {
             Some(Value::Number(number)) if number.as_u64().is_some() => {
                 Ok(number.as_u64().map(|n| n.min(usize::MAX as u64) as usize))
             }
-            Some(other) => Err(invalid_type(code, &format!(".{name}"), "a positive integer", other)),
+            Some(other) => Err(invalid_type(
+                code,
+                &format!(".{name}"),
+                "a positive integer",
+                other,
+            )),
         };
         let fields = match object.get("fields") {
             None | Some(Value::Null) => None,
@@ -78,7 +91,12 @@ impl DocumentsQuery {
                     .collect::<Result<Vec<_>, _>>()?,
             ),
             Some(other) => {
-                return Err(invalid_type("invalid_document_fields", ".fields", "an array", other));
+                return Err(invalid_type(
+                    "invalid_document_fields",
+                    ".fields",
+                    "an array",
+                    other,
+                ));
             }
         };
         let ids = match object.get("ids") {
@@ -99,7 +117,12 @@ impl DocumentsQuery {
                     .collect::<Result<Vec<_>, _>>()?,
             ),
             Some(other) => {
-                return Err(invalid_type("invalid_document_ids", ".ids", "an array", other));
+                return Err(invalid_type(
+                    "invalid_document_ids",
+                    ".ids",
+                    "an array",
+                    other,
+                ));
             }
         };
         match object.get("retrieveVectors") {
@@ -180,15 +203,21 @@ impl DocumentsQuery {
         for (key, value) in pairs {
             match key.as_str() {
                 "fields" => {
-                    let names: Vec<String> =
-                        value.split(',').map(str::trim).filter(|name| !name.is_empty()).map(String::from).collect();
+                    let names: Vec<String> = value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|name| !name.is_empty())
+                        .map(String::from)
+                        .collect();
                     fields = Some(names).filter(|names| !names.iter().any(|name| name == "*"));
                 }
                 "retrieveVectors" if value == "true" || value == "false" => {}
                 "retrieveVectors" => {
                     return Err(ApiError::invalid(
                         "invalid_document_retrieve_vectors",
-                        format!("Invalid value in parameter `retrieveVectors`: could not parse `{value}` as a boolean, expected either `true` or `false`"),
+                        format!(
+                            "Invalid value in parameter `retrieveVectors`: could not parse `{value}` as a boolean, expected either `true` or `false`"
+                        ),
                     ));
                 }
                 _ => {
@@ -259,8 +288,7 @@ pub fn fetch(
         Some(ids) if ids.is_empty() => return Ok((0, Vec::new())),
         Some(ids) => {
             let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-            filter::parse(&format!("id IN [{}]", list.join(", ")))
-                .map_err(ApiError::internal)?
+            filter::parse(&format!("id IN [{}]", list.join(", "))).map_err(ApiError::internal)?
         }
     };
     let filters: Vec<&Filter> = request
@@ -293,7 +321,9 @@ pub fn fetch(
         ids: generation.ids.clone(),
         deadline: deadline.map(|deadline| deadline.at),
     };
-    let collected = searcher.search(&query, &collector).map_err(ApiError::internal)?;
+    let collected = searcher
+        .search(&query, &collector)
+        .map_err(ApiError::internal)?;
     if collected.stopped {
         execute::check(deadline)?;
     }
@@ -305,7 +335,8 @@ pub fn fetch(
             execute::check(deadline)?;
             let StoredSource(text) = searcher.doc(ranked.address).map_err(ApiError::internal)?;
             let text = text.ok_or_else(|| ApiError::internal("a document has no _source"))?;
-            let source: Map<String, Value> = serde_json::from_str(&text).map_err(ApiError::internal)?;
+            let source: Map<String, Value> =
+                serde_json::from_str(&text).map_err(ApiError::internal)?;
             Ok(Value::Object(match &request.fields {
                 None => source,
                 Some(names) => source
@@ -337,19 +368,31 @@ mod tests {
     }
 
     fn pairs(query: &str) -> Vec<(String, String)> {
-        url::form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+        url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect()
     }
 
     #[test]
     fn bodies_and_query_strings_read_like_meilisearch() {
         let query = body(json!({ "offset": 5, "limit": 3, "fields": ["id", "name"], "ids": [7, "8", "x"], "filter": "vendor = Acme" })).unwrap();
         assert_eq!((query.offset, query.limit), (5, 3));
-        assert_eq!(query.fields, Some(vec!["id".to_string(), "name".to_string()]));
-        assert_eq!(query.ids, Some(vec![7, 8]), "an id that is no offer id names nothing");
+        assert_eq!(
+            query.fields,
+            Some(vec!["id".to_string(), "name".to_string()])
+        );
+        assert_eq!(
+            query.ids,
+            Some(vec![7, 8]),
+            "an id that is no offer id names nothing"
+        );
         assert!(query.filter.is_some());
         let query = body(json!({ "fields": ["*"], "limit": 1_000_000 })).unwrap();
         assert_eq!(query.fields, None);
-        assert_eq!(query.limit, MAX_DOCUMENTS_LIMIT, "limit is cut at the bound");
+        assert_eq!(
+            query.limit, MAX_DOCUMENTS_LIMIT,
+            "limit is cut at the bound"
+        );
         assert_eq!(body(json!({})).unwrap().limit, DEFAULT_DOCUMENTS_LIMIT);
 
         let query = DocumentsQuery::from_query_pairs(&pairs(
@@ -374,7 +417,9 @@ mod tests {
             ("q=wool", "bad_request"),
         ] {
             assert_eq!(
-                DocumentsQuery::from_query_pairs(&pairs(query)).unwrap_err().code,
+                DocumentsQuery::from_query_pairs(&pairs(query))
+                    .unwrap_err()
+                    .code,
                 code,
                 "{query}"
             );
@@ -382,7 +427,10 @@ mod tests {
         for (value, code) in [
             (json!({ "fields": "id" }), "invalid_document_fields"),
             (json!({ "ids": [true] }), "invalid_document_ids"),
-            (json!({ "ids": vec![1; MAX_DOCUMENT_IDS + 1] }), "invalid_document_ids"),
+            (
+                json!({ "ids": vec![1; MAX_DOCUMENT_IDS + 1] }),
+                "invalid_document_ids",
+            ),
             (json!({ "limit": -1 }), "invalid_document_limit"),
             (json!({ "filter": 3 }), "invalid_document_filter"),
             (json!({ "q": "x" }), "bad_request"),
@@ -390,9 +438,16 @@ mod tests {
             assert_eq!(body(value.clone()).unwrap_err().code, code, "{value}");
         }
         assert!(DocumentsQuery::one("abc", &[]).unwrap().is_none());
-        let one = DocumentsQuery::one("42", &pairs("fields=name")).unwrap().unwrap();
+        let one = DocumentsQuery::one("42", &pairs("fields=name"))
+            .unwrap()
+            .unwrap();
         assert_eq!(one.ids, Some(vec![42]));
         assert_eq!(one.fields, Some(vec!["name".to_string()]));
-        assert_eq!(DocumentsQuery::one("42", &pairs("limit=1")).unwrap_err().code, "bad_request");
+        assert_eq!(
+            DocumentsQuery::one("42", &pairs("limit=1"))
+                .unwrap_err()
+                .code,
+            "bad_request"
+        );
     }
 }

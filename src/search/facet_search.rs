@@ -163,14 +163,38 @@ mod tests {
         assert_eq!(request.search_on, super::super::query::ALL_TEXT_FIELDS);
 
         for (body, code) in [
-            (json!({ "facetName": "vendor", "facetQuery": 1 }), "invalid_facet_search_query"),
-            (json!({ "facetName": "vendor", "q": [] }), "invalid_search_q"),
-            (json!({ "facetName": "vendor", "exhaustiveFacetCount": "yes" }), "invalid_facet_search_exhaustive_facet_count"),
-            (json!({ "facetName": "vendor", "attributesToSearchOn": "name" }), "invalid_search_attributes_to_search_on"),
-            (json!({ "facetName": "vendor", "attributesToSearchOn": ["min_price"] }), "invalid_search_attributes_to_search_on"),
-            (json!({ "facetName": "vendor", "matchingStrategy": "most" }), "invalid_search_matching_strategy"),
-            (json!({ "facetName": "vendor", "filter": "price >" }), "invalid_search_filter"),
-            (json!({ "facetName": "name" }), "invalid_facet_search_facet_name"),
+            (
+                json!({ "facetName": "vendor", "facetQuery": 1 }),
+                "invalid_facet_search_query",
+            ),
+            (
+                json!({ "facetName": "vendor", "q": [] }),
+                "invalid_search_q",
+            ),
+            (
+                json!({ "facetName": "vendor", "exhaustiveFacetCount": "yes" }),
+                "invalid_facet_search_exhaustive_facet_count",
+            ),
+            (
+                json!({ "facetName": "vendor", "attributesToSearchOn": "name" }),
+                "invalid_search_attributes_to_search_on",
+            ),
+            (
+                json!({ "facetName": "vendor", "attributesToSearchOn": ["min_price"] }),
+                "invalid_search_attributes_to_search_on",
+            ),
+            (
+                json!({ "facetName": "vendor", "matchingStrategy": "most" }),
+                "invalid_search_matching_strategy",
+            ),
+            (
+                json!({ "facetName": "vendor", "filter": "price >" }),
+                "invalid_search_filter",
+            ),
+            (
+                json!({ "facetName": "name" }),
+                "invalid_facet_search_facet_name",
+            ),
             (json!({ "q": "x" }), "missing_facet_search_facet_name"),
         ] {
             assert_eq!(parse(body.clone()).unwrap_err().code, code, "{body}");
@@ -186,7 +210,13 @@ mod tests {
             [TextField::Description, TextField::Secondary]
         );
         assert_eq!(on(json!(["gtins"])), [TextField::Codes]);
-        assert_eq!(on(json!(["name", "*"])), super::super::query::ALL_TEXT_FIELDS);
-        assert!(on(json!([])).is_empty(), "nothing to search on: only an empty q matches");
+        assert_eq!(
+            on(json!(["name", "*"])),
+            super::super::query::ALL_TEXT_FIELDS
+        );
+        assert!(
+            on(json!([])).is_empty(),
+            "nothing to search on: only an empty q matches"
+        );
     }
 }

@@ -157,7 +157,10 @@ pub fn router(api: SearchApi) -> Router {
                 .put(read::documents_write)
                 .delete(read::documents_write),
         )
-        .route("/indexes/{uid}/documents/fetch", post(read::documents_fetch))
+        .route(
+            "/indexes/{uid}/documents/fetch",
+            post(read::documents_fetch),
+        )
         .route(
             "/indexes/{uid}/documents/{id}",
             get(read::document).delete(read::documents_write),
@@ -169,7 +172,10 @@ pub fn router(api: SearchApi) -> Router {
             "/indexes/{uid}/documents/delete-batch",
             post(read::documents_write),
         )
-        .route("/indexes/{uid}/documents/delete", post(read::documents_write))
+        .route(
+            "/indexes/{uid}/documents/delete",
+            post(read::documents_write),
+        )
         .route("/indexes/{uid}/documents/edit", post(read::documents_write))
         .route(
             "/indexes/{uid}/settings",

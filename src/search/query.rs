@@ -411,21 +411,22 @@ mod tests {
             .enumerate()
             .map(|(i, word)| {
                 let rank = word_rank(i, count, strategy);
-                let variants: Vec<Box<dyn Query>> = word_variants(word, schema, relevance, &ALL_TEXT_FIELDS)
-                    .into_iter()
-                    .map(|(variant, score)| -> Box<dyn Query> {
-                        let query: Box<dyn Query> = match variant {
-                            Variant::Term(term) => {
-                                Box::new(TermQuery::new(term, IndexRecordOption::Basic))
-                            }
-                            Variant::Terms { field, automaton } => {
-                                Box::new(LooseTermQuery { field, automaton })
-                            }
-                            Variant::Query(query) => query,
-                        };
-                        Box::new(tantivy::query::ConstScoreQuery::new(query, rank + score))
-                    })
-                    .collect();
+                let variants: Vec<Box<dyn Query>> =
+                    word_variants(word, schema, relevance, &ALL_TEXT_FIELDS)
+                        .into_iter()
+                        .map(|(variant, score)| -> Box<dyn Query> {
+                            let query: Box<dyn Query> = match variant {
+                                Variant::Term(term) => {
+                                    Box::new(TermQuery::new(term, IndexRecordOption::Basic))
+                                }
+                                Variant::Terms { field, automaton } => {
+                                    Box::new(LooseTermQuery { field, automaton })
+                                }
+                                Variant::Query(query) => query,
+                            };
+                            Box::new(tantivy::query::ConstScoreQuery::new(query, rank + score))
+                        })
+                        .collect();
                 let occur = if i == 0 || strategy == MatchingStrategy::All {
                     Occur::Must
                 } else {

@@ -40,8 +40,14 @@ async fn read_documents(
     let generation = api.index.current();
     let relevance = api.index.relevance();
     api.computed(deadline, move || {
-        documents::fetch(&generation, &relevance, &request, grant.filter(), Some(deadline))
-            .map(|(total, results)| (total, results, request))
+        documents::fetch(
+            &generation,
+            &relevance,
+            &request,
+            grant.filter(),
+            Some(deadline),
+        )
+        .map(|(total, results)| (total, results, request))
     })
     .await?
 }
@@ -219,7 +225,10 @@ pub async fn indexes(
         .skip(offset)
         .take(limit)
         .collect();
-    Ok(Json(json!({ "results": results, "offset": offset, "limit": limit, "total": 1 })).into_response())
+    Ok(
+        Json(json!({ "results": results, "offset": offset, "limit": limit, "total": 1 }))
+            .into_response(),
+    )
 }
 
 /// The index's statistics (Meilisearch's `IndexStats`).

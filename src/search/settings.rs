@@ -74,7 +74,10 @@ pub fn all(relevance: &Relevance, bounds: Bounds) -> Map<String, Value> {
         .synonyms
         .iter()
         .map(|(word, alternatives)| {
-            (word, alternatives.iter().map(|words| words.join(" ")).collect())
+            (
+                word,
+                alternatives.iter().map(|words| words.join(" ")).collect(),
+            )
         })
         .collect();
     let exact_only: Vec<&str> = SEARCHABLE
@@ -143,20 +146,48 @@ mod tests {
     #[test]
     fn settings_follow_the_shipped_relevance_files_and_bounds() {
         let relevance = Relevance::embedded();
-        let bounds = Bounds { max_total_hits: 1000, max_values_per_facet: 100, timeout_ms: 2000 };
+        let bounds = Bounds {
+            max_total_hits: 1000,
+            max_values_per_facet: 100,
+            timeout_ms: 2000,
+        };
         let settings = Value::Object(all(&relevance, bounds));
         assert_eq!(
             settings["searchableAttributes"],
-            json!(["name", "vendor", "seller", "tags", "category", "collections", "sku_names",
-                   "gtins", "upcs", "eans", "description"]),
+            json!([
+                "name",
+                "vendor",
+                "seller",
+                "tags",
+                "category",
+                "collections",
+                "sku_names",
+                "gtins",
+                "upcs",
+                "eans",
+                "description"
+            ]),
             "index/relevance.toml weighs name 3, the secondary fields and codes 2, description 1"
         );
         assert_eq!(
             settings["sortableAttributes"],
-            json!(["collection_ids", "date_last_modified", "id", "max_price", "merchant_id", "min_price"])
+            json!([
+                "collection_ids",
+                "date_last_modified",
+                "id",
+                "max_price",
+                "merchant_id",
+                "min_price"
+            ])
         );
-        assert_eq!(settings["filterableAttributes"].as_array().unwrap().len(), FILTERABLE.len());
-        assert_eq!(settings["typoTolerance"]["minWordSizeForTypos"], json!({ "oneTypo": 5, "twoTypos": 9 }));
+        assert_eq!(
+            settings["filterableAttributes"].as_array().unwrap().len(),
+            FILTERABLE.len()
+        );
+        assert_eq!(
+            settings["typoTolerance"]["minWordSizeForTypos"],
+            json!({ "oneTypo": 5, "twoTypos": 9 })
+        );
         assert_eq!(settings["synonyms"]["jumper"], json!(["sweater"]));
         assert_eq!(settings["stopWords"][0], "a");
         assert_eq!(settings["pagination"]["maxTotalHits"], 1000);
