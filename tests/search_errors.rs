@@ -522,6 +522,57 @@ async fn malformed_requests_get_meilisearch_errors_with_the_right_status() {
         body["message"],
         "Unrecognized request URL (GET: /nope/x). See https://www.meilisearch.com/docs/reference/api/overview"
     );
+    // A browser's preflight: any origin, the asked method and headers (Authorization
+    // included, which a `*` would not cover), for a day.
+    for path in [
+        "/indexes/offers/search",
+        "/indexes/offers/documents/1",
+        "/nope",
+    ] {
+        let response = app
+            .http
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", "https://shop.example")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,x-meilisearch-client",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|value| value.to_str().unwrap().to_string())
+        };
+        assert_eq!(
+            header("access-control-allow-origin").as_deref(),
+            Some("*"),
+            "{path}"
+        );
+        assert_eq!(
+            header("access-control-allow-methods").as_deref(),
+            Some("POST"),
+            "{path}"
+        );
+        assert_eq!(
+            header("access-control-allow-headers").as_deref(),
+            Some("authorization,content-type,x-meilisearch-client"),
+            "{path}"
+        );
+        assert_eq!(
+            header("access-control-max-age").as_deref(),
+            Some("86400"),
+            "{path}"
+        );
+    }
     // A facet search with InstantSearch's extra fields is no error.
     let (status, body) = send(
         &app,

@@ -125,7 +125,8 @@ impl Access {
         let header: Value =
             decode(header).ok_or_else(|| invalid("The tenant token is malformed."))?;
         // Meilisearch accepts the three HMAC algorithms
-        // (crates/meilisearch/src/extractors/authentication/mod.rs, its JWT validation).
+        // (crates/meilisearch/src/extractors/authentication/mod.rs,
+        // `tenant_token_validation`).
         let algorithm = header
             .get("alg")
             .and_then(Value::as_str)

@@ -42,6 +42,7 @@ use axum::routing::{get, post};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 use super::auth::{Access, Grant};
 use super::error::{ApiError, invalid_type};
@@ -209,7 +210,7 @@ pub fn router(api: SearchApi) -> Router {
         .route("/version", get(read::version))
         .method_not_allowed_fallback(read::wrong_method)
         .fallback(read::unknown_route)
-        .layer(axum::middleware::from_fn(cors))
+        .layer(cors())
         .with_state(api)
 }
 
@@ -253,41 +254,18 @@ async fn held_until_sent(response: Response, place: OwnedSemaphorePermit) -> Res
     Response::from_parts(parts, Body::from_stream(pieces))
 }
 
-/// CORS as Meilisearch does it: any origin may search (a storefront page calls the API
-/// from the browser); preflights are answered here.
-async fn cors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    use axum::http::{HeaderValue, Method, StatusCode};
-    let requested_headers = request
-        .headers()
-        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-        .cloned();
-    let mut response = if request.method() == Method::OPTIONS {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            // Every method, as Meilisearch's `Cors::default().allow_any_method()`
-            // (crates/meilisearch/src/lib.rs), so a page's write gets the JSON error.
-            HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            requested_headers
-                .unwrap_or_else(|| HeaderValue::from_static("content-type, authorization")),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("86400"),
-        );
-        response
-    } else {
-        next.run(request).await
-    };
-    response.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    response
+/// CORS as Meilisearch sets it (crates/meilisearch/src/lib.rs: `Cors::default()
+/// .send_wildcard().allow_any_header().allow_any_origin().allow_any_method()
+/// .max_age(86_400)`): any origin may call the API (a storefront page calls it from the
+/// browser), preflights are answered here. Methods and headers are mirrored from the
+/// preflight rather than answered `*`: browsers never let a wildcard cover
+/// `Authorization`, which every keyed storefront sends.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request())
+        .max_age(Duration::from_secs(86_400))
 }
 
 type ApiResult = Result<Response, ApiError>;
