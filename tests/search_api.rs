@@ -383,3 +383,306 @@ async fn filters_facets_sort_and_pagination_match_a_brute_force_evaluation_of_th
     }
     app.stop().await;
 }
+
+async fn post_json(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .http
+        .post(app.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// `facetHits` as Meilisearch writes them, from (value, count) pairs: most frequent
+/// first, then by value.
+fn facet_hits(counts: BTreeMap<String, i64>) -> Value {
+    let mut hits: Vec<(String, i64)> = counts.into_iter().collect();
+    hits.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Value::Array(
+        hits.into_iter()
+            .map(|(value, count)| json!({ "value": value, "count": count }))
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn facet_search_reads_meilisearch_parameters_and_ignores_instantsearch_extras() {
+    let (_db, app, _) = spawn_seeded().await;
+    let pool = &app.pool;
+    let wool = "(o.name ~* '\\mwool' OR o.html_description ~* '\\mwool')";
+    // What InstantSearch's searchable refinementList sends besides the facet search's
+    // own fields (instant-meilisearch 0.31): the page's search parameters.
+    let instantsearch = json!({
+        "attributesToHighlight": ["*"], "highlightPreTag": "__ais-highlight__",
+        "highlightPostTag": "__/ais-highlight__", "limit": 10, "offset": 0,
+        "attributesToSnippet": [], "facets": ["vendor"], "sort": [],
+    });
+    let with_extras = |fields: Value| {
+        let mut body = instantsearch.clone();
+        for (key, value) in fields.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        body
+    };
+    let facet_search = |body: Value| post_json(&app, "/indexes/offers/facet-search", body);
+
+    // q, filter and facetQuery together; the ignored fields change nothing.
+    let condition = format!("o.merchant_id = 1002 AND {wool} AND o.vendor ~* '\\mno'");
+    let expected = facet_hits(sql_counts(pool, &condition, "o.vendor").await);
+    assert_eq!(
+        expected.as_array().unwrap().len(),
+        1,
+        "only Northwind: {expected}"
+    );
+    let (status, body) = facet_search(with_extras(json!({
+        "facetName": "vendor", "facetQuery": "no", "q": "wool", "filter": "merchant_id = 1002",
+    })))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["facetHits"], expected, "{body}");
+    assert_eq!(body["facetQuery"], "no");
+    // exhaustiveFacetCount: the counts are exact either way.
+    for exhaustive in [true, false] {
+        let (_, again) = facet_search(json!({
+            "facetName": "vendor", "facetQuery": "no", "q": "wool",
+            "filter": "merchant_id = 1002", "exhaustiveFacetCount": exhaustive,
+        }))
+        .await;
+        assert_eq!(
+            again["facetHits"], expected,
+            "exhaustiveFacetCount {exhaustive}"
+        );
+    }
+    // No facetQuery: every vendor of the matching offers.
+    let (_, body) = facet_search(with_extras(json!({ "facetName": "vendor", "q": "wool" }))).await;
+    assert_eq!(
+        body["facetHits"],
+        facet_hits(sql_counts(pool, wool, "o.vendor").await),
+        "{body}"
+    );
+
+    // attributesToSearchOn: "northwind" is a vendor and one offer's name.
+    let (_, everywhere) = facet_search(json!({ "facetName": "vendor", "q": "northwind" })).await;
+    let mut counts = sql_counts(pool, "o.vendor = 'Northwind'", "o.vendor").await;
+    counts.insert("Specials".into(), 1);
+    assert_eq!(everywhere["facetHits"], facet_hits(counts), "{everywhere}");
+    let (_, in_names) = facet_search(json!({
+        "facetName": "vendor", "q": "northwind", "attributesToSearchOn": ["name"],
+    }))
+    .await;
+    assert_eq!(
+        in_names["facetHits"],
+        json!([{ "value": "Specials", "count": 1 }])
+    );
+    let (_, in_descriptions) = facet_search(json!({
+        "facetName": "category", "q": "parka", "attributesToSearchOn": ["description"],
+    }))
+    .await;
+    assert_eq!(
+        in_descriptions["facetHits"],
+        json!([{ "value": "Featured", "count": 1 }])
+    );
+    let (_, in_codes) = facet_search(json!({
+        "facetName": "category", "q": "parka", "attributesToSearchOn": ["gtins", "eans"],
+    }))
+    .await;
+    assert_eq!(in_codes["facetHits"], json!([]), "{in_codes}");
+    // Attributes that share a text field are searched together (README): the SKU
+    // names ("Northwind Parka size S") are in the field that also holds the tags.
+    let (_, in_tags) = facet_search(json!({
+        "facetName": "category", "q": "parka", "attributesToSearchOn": ["tags"],
+    }))
+    .await;
+    assert_eq!(
+        in_tags["facetHits"],
+        json!([{ "value": "Featured", "count": 1 }])
+    );
+
+    // matchingStrategy: `all` needs both words, `last` drops the last one.
+    let (_, all) = facet_search(json!({
+        "facetName": "vendor", "q": "merino zephyr", "matchingStrategy": "all",
+    }))
+    .await;
+    assert_eq!(all["facetHits"], json!([]));
+    let (_, last) = facet_search(json!({ "facetName": "vendor", "q": "merino zephyr" })).await;
+    assert_eq!(
+        last["facetHits"],
+        json!([{ "value": "Specials", "count": 1 }])
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn documents_settings_stats_and_version_answer_like_meilisearch() {
+    let (_db, app, offers) = spawn_seeded().await;
+    let pool = &app.pool;
+    let all_ids = sql_ids(pool, "true", "o.offer_id").await;
+    let result_ids = |body: &Value| -> Vec<i64> {
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|document| document["id"].as_i64().unwrap())
+            .collect()
+    };
+
+    // A page, in offer id order, with only the fields asked for.
+    let (status, body) = get_json(
+        &app,
+        "/indexes/offers/documents?limit=5&offset=3&fields=id,name",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(result_ids(&body), all_ids[3..8]);
+    assert_eq!(
+        (&body["offset"], &body["limit"], &body["total"]),
+        (&json!(3), &json!(5), &json!(all_ids.len()))
+    );
+    for document in body["results"].as_array().unwrap() {
+        let keys: Vec<&String> = document.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["id", "name"], "{document}");
+    }
+    // A filter, and a limit beyond the bound (cut, and the answer says so).
+    let (_, body) = get_json(
+        &app,
+        "/indexes/offers/documents?filter=merchant_id%20%3D%201002%20AND%20tags%20%3D%20eco&limit=5000",
+    )
+    .await;
+    let expected = sql_ids(
+        pool,
+        "o.merchant_id = 1002 AND 'eco' = ANY(o.tags)",
+        "o.offer_id",
+    )
+    .await;
+    assert_eq!(result_ids(&body), expected);
+    assert_eq!(body["total"], json!(expected.len()));
+    assert_eq!(body["limit"], 1000);
+    // POST fetch: filter array, ids (a hidden offer and a non-id among them), fields.
+    let hidden = offers.iter().find(|offer| !offer.shown()).unwrap().id;
+    let asked: Vec<Value> = all_ids
+        .iter()
+        .step_by(7)
+        .map(|id| json!(id))
+        .chain([json!(hidden), json!("not-an-id")])
+        .collect();
+    let (status, body) = post_json(
+        &app,
+        "/indexes/offers/documents/fetch",
+        json!({ "filter": [["vendor = Acme", "vendor = Northwind"], "available = true"], "ids": asked, "fields": ["id", "vendor"], "limit": 100 }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let step_ids: Vec<String> = all_ids.iter().step_by(7).map(i64::to_string).collect();
+    let expected = sql_ids(
+        pool,
+        &format!(
+            "o.vendor IN ('Acme', 'Northwind') AND o.available AND o.offer_id IN ({})",
+            step_ids.join(", ")
+        ),
+        "o.offer_id",
+    )
+    .await;
+    assert!(!expected.is_empty());
+    assert_eq!(result_ids(&body), expected);
+    assert_eq!(body["total"], json!(expected.len()));
+
+    // One document: the stored offer, as search returns it; fields; 404s.
+    let (status, document) = get_json(&app, "/indexes/offers/documents/1001900").await;
+    assert_eq!(status, 200);
+    let (_, hit) = search(&app.http, &app.url(""), json!({ "filter": "id = 1001900" })).await;
+    assert_eq!(document, hit["hits"][0]);
+    let (_, document) =
+        get_json(&app, "/indexes/offers/documents/1001900?fields=name,vendor").await;
+    assert_eq!(
+        document,
+        json!({ "name": "Merino Wool Sweater", "vendor": "Specials" })
+    );
+    for id in [hidden.to_string(), "abc".into(), "99999999".into()] {
+        let (status, body) = get_json(&app, &format!("/indexes/offers/documents/{id}")).await;
+        assert_eq!(status, 404, "{id}");
+        assert_eq!(body["code"], "document_not_found", "{id}: {body}");
+        assert_eq!(body["message"], format!("Document `{id}` not found."));
+    }
+
+    // Settings: what the daemon uses (index/ and config/default.toml).
+    let (status, settings) = get_json(&app, "/indexes/offers/settings").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        settings["rankingRules"],
+        json!(["words", "typo", "attribute", "sort"])
+    );
+    assert_eq!(settings["searchableAttributes"][0], "name");
+    assert_eq!(
+        settings["searchableAttributes"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap(),
+        "description"
+    );
+    assert_eq!(settings["synonyms"]["jumper"], json!(["sweater"]));
+    assert!(
+        settings["stopWords"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("the"))
+    );
+    assert_eq!(
+        settings["typoTolerance"]["minWordSizeForTypos"],
+        json!({ "oneTypo": 5, "twoTypos": 9 })
+    );
+    assert_eq!(settings["pagination"], json!({ "maxTotalHits": 1000 }));
+    assert_eq!(settings["faceting"]["maxValuesPerFacet"], 100);
+    assert!(
+        settings["sortableAttributes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("min_price"))
+    );
+    assert!(
+        settings["filterableAttributes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("vendor"))
+    );
+    for (route, field) in [
+        ("pagination", "pagination"),
+        ("ranking-rules", "rankingRules"),
+        ("typo-tolerance", "typoTolerance"),
+        ("synonyms", "synonyms"),
+        ("displayed-attributes", "displayedAttributes"),
+        ("distinct-attribute", "distinctAttribute"),
+    ] {
+        let (status, value) = get_json(&app, &format!("/indexes/offers/settings/{route}")).await;
+        assert_eq!(status, 200, "{route}");
+        assert_eq!(value, settings[field], "{route}");
+    }
+    let (status, body) = get_json(&app, "/indexes/offers/settings/bogus").await;
+    assert_eq!(
+        (status, &body["code"]),
+        (404, &json!("unrecognized_request_url"))
+    );
+
+    // The one index, everywhere it is listed.
+    let shown = shown_count(&offers);
+    let (_, version) = get_json(&app, "/version").await;
+    assert_eq!(version["pkgVersion"], "1.16.0");
+    assert_eq!(version["catalogMirrorVersion"], env!("CARGO_PKG_VERSION"));
+    let (_, stats) = get_json(&app, "/stats").await;
+    assert_eq!(
+        stats["indexes"]["offers"]["numberOfDocuments"],
+        json!(shown)
+    );
+    assert_eq!(stats["indexes"].as_object().unwrap().len(), 1);
+    assert!(stats["databaseSize"].as_u64().unwrap() > 0);
+    let (_, indexes) = get_json(&app, "/indexes").await;
+    assert_eq!(indexes["total"], 1);
+    assert_eq!(indexes["results"][0]["uid"], "offers");
+    assert_eq!(indexes["results"][0]["numberOfDocuments"], json!(shown));
+    let (_, none) = get_json(&app, "/indexes?offset=1").await;
+    assert_eq!(none["results"], json!([]));
+    app.stop().await;
+}

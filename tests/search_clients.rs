@@ -7,6 +7,10 @@
 
 mod common;
 mod search_support;
+// Only the typing, waiting and reading helpers are used here.
+#[allow(dead_code)]
+#[path = "admin_support/cdp.rs"]
+mod cdp;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -159,8 +163,35 @@ async fn the_official_javascript_client_searches_multi_searches_and_facet_search
         summary["facetSearch"],
         json!([{ "value": "Northwind", "count": sql_count(pool, "o.vendor = 'Northwind'").await }])
     );
+    assert_eq!(summary["facetSearchWithExtras"], summary["facetSearch"]);
     assert_eq!(summary["error"], "invalid_search_filter");
     assert_eq!(summary["tenant"], json!(["1003"]));
+
+    // The product page: getDocument, getDocuments, getSettings, getVersion.
+    assert_eq!(
+        summary["product"],
+        json!({ "id": 1_001_900, "name": "Merino Wool Sweater", "vendor": "Specials" })
+    );
+    assert_eq!(summary["missingProduct"], "document_not_found");
+    let merchant = sql_ids(pool, "o.merchant_id = 1002", "o.offer_id").await;
+    assert_eq!(
+        summary["documents"]["filtered"],
+        json!({ "ids": merchant[2..5], "total": merchant.len(), "limit": 3, "offset": 2 })
+    );
+    let all = sql_ids(pool, "true", "o.offer_id").await;
+    assert_eq!(
+        summary["documents"]["browsed"],
+        json!({ "ids": all[..4], "total": all.len() })
+    );
+    assert_eq!(
+        summary["settings"],
+        json!({ "rankingRules": ["words", "typo", "attribute", "sort"], "firstSearchable": "name", "maxTotalHits": 1000 })
+    );
+    assert_eq!(summary["version"], "1.16.0");
+    assert_eq!(
+        summary["write"], "invalid_api_key",
+        "the mirror is read-only"
+    );
     app.stop().await;
 }
 
@@ -213,6 +244,36 @@ async fn the_official_python_client_searches_multi_searches_facet_searches_and_s
     );
     assert_eq!(summary["error"], "invalid_search_sort");
     assert_eq!(summary["tenant"], json!(["1002"]));
+
+    // The product page: get_document, get_documents, get_settings, get_version.
+    assert_eq!(
+        summary["product"],
+        json!({ "id": 1_001_900, "name": "Merino Wool Sweater", "min_price": 9900 })
+    );
+    assert_eq!(summary["missing_product"], "document_not_found");
+    let condition = "o.merchant_id = 1003 AND o.available";
+    let expected = sql_ids(pool, condition, "o.offer_id").await;
+    assert_eq!(
+        summary["documents"],
+        json!({ "ids": expected[..5], "total": expected.len() })
+    );
+    assert!(
+        summary["settings"]["filterable"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("vendor"))
+    );
+    assert_eq!(
+        summary["settings"]["typo"],
+        json!({ "oneTypo": 5, "twoTypos": 9 })
+    );
+    assert_eq!(summary["settings"]["stop_words"], true);
+    assert_eq!(summary["synonyms"], json!(["jumper"]));
+    assert_eq!(summary["version"], "1.16.0");
+    assert_eq!(
+        summary["write"], "invalid_api_key",
+        "the mirror is read-only"
+    );
     app.stop().await;
 }
 
@@ -265,6 +326,7 @@ async fn an_instantsearch_page_renders_hits_and_facet_counts_in_headless_chromiu
 
     let profile = tempfile::tempdir().unwrap();
     let url = format!("file://{}", page_path.display());
+    let page_url = url.clone();
     let profile_arg = format!("--user-data-dir={}", profile.path().display());
     let dom = tokio::task::spawn_blocking(move || {
         run(
@@ -317,5 +379,51 @@ async fn an_instantsearch_page_renders_hits_and_facet_counts_in_headless_chromiu
         sql_groups(pool, wool, "o.vendor").await,
         "vendor facet counts shown"
     );
+
+    // Typing into the searchable vendor list, in a browser driven over the DevTools
+    // protocol: InstantSearch sends a facet search carrying the page's search
+    // parameters, and the list shows the matching vendors of the "wool" offers.
+    let browser = cdp::Browser::launch().await;
+    let mut tab = browser.page().await;
+    tab.goto(&page_url).await;
+    let list = "#vendor .ais-RefinementList-labelText";
+    assert!(
+        tab.wait_until(
+            &format!("document.querySelectorAll('{list}').length > 1"),
+            Duration::from_secs(20)
+        )
+        .await,
+        "the vendor list never rendered"
+    );
+    tab.type_into("#vendor .ais-SearchBox-input", "nor").await;
+    let only_northwind = format!(
+        "(() => {{ const labels = [...document.querySelectorAll('{list}')].map(el => el.textContent.trim()); \
+         return labels.length === 1 && labels[0] === 'Northwind'; }})()"
+    );
+    let narrowed = tab
+        .wait_until(&only_northwind, Duration::from_secs(20))
+        .await;
+    let labels = tab
+        .eval(&format!(
+            "[...document.querySelectorAll('{list}')].map(el => el.textContent.trim())"
+        ))
+        .await;
+    assert!(
+        narrowed,
+        "the facet search did not narrow the list: {labels}"
+    );
+    let count: i64 = tab
+        .text("#vendor .ais-RefinementList-count")
+        .await
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        count,
+        sql_count(pool, &format!("({wool}) AND o.vendor = 'Northwind'")).await,
+        "Northwind's count among the wool offers"
+    );
+    browser.close().await;
     app.stop().await;
 }

@@ -6,7 +6,7 @@ mod search_support;
 
 use catalog_mirror::config::RestrictedKeySettings;
 use catalog_mirror::config::Secret;
-use catalog_mirror::search::auth::sign_tenant_token;
+use catalog_mirror::search::auth::{Hs, sign_tenant_token, sign_tenant_token_with};
 use common::{TestApp, TestDb};
 use rand::Rng;
 use search_support::*;
@@ -55,15 +55,25 @@ async fn send(
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> (u16, Value) {
-    let mut request = match method {
-        "GET" => app.http.get(app.url(path)),
-        _ => app.http.post(app.url(path)).body(body),
-    };
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = app.http.request(method.clone(), app.url(path));
+    if method != reqwest::Method::GET {
+        request = request.body(body);
+    }
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
+    // Errors too carry the CORS headers: a storefront page must be able to read them.
+    assert_eq!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|value| value.to_str().unwrap()),
+        Some("*"),
+        "{method} {path} answered {status} without CORS headers"
+    );
     let text = response.text().await.unwrap();
     (
         status,
@@ -276,6 +286,225 @@ async fn malformed_requests_get_meilisearch_errors_with_the_right_status() {
         status: 404,
         code: "index_not_found",
     });
+    let bodiless =
+        |method: &'static str, path: &'static str, status: u16, code: &'static str| Case {
+            method,
+            path,
+            content_type: None,
+            body: Vec::new(),
+            status,
+            code,
+        };
+    cases.extend([
+        // Documents: Meilisearch's codes for each parameter.
+        bodiless(
+            "GET",
+            "/indexes/offers/documents?limit=x",
+            400,
+            "invalid_document_limit",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents?offset=-2",
+            400,
+            "invalid_document_offset",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents?filter=price%20%3E",
+            400,
+            "invalid_document_filter",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents?filter=description%20%3D%20x",
+            400,
+            "invalid_document_filter",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents?sort=price:asc",
+            400,
+            "invalid_document_sort",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents?q=wool",
+            400,
+            "bad_request",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents/1?limit=1",
+            400,
+            "bad_request",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/documents/77",
+            404,
+            "document_not_found",
+        ),
+        bodiless("GET", "/indexes/movies/documents", 404, "index_not_found"),
+        bodiless("GET", "/indexes/movies/documents/1", 404, "index_not_found"),
+        post(
+            "/indexes/offers/documents/fetch",
+            json!({ "limit": "x" }),
+            400,
+            "invalid_document_limit",
+        ),
+        post(
+            "/indexes/offers/documents/fetch",
+            json!({ "fields": "id" }),
+            400,
+            "invalid_document_fields",
+        ),
+        post(
+            "/indexes/offers/documents/fetch",
+            json!({ "ids": [[1]] }),
+            400,
+            "invalid_document_ids",
+        ),
+        post(
+            "/indexes/offers/documents/fetch",
+            json!({ "filter": "(" }),
+            400,
+            "invalid_document_filter",
+        ),
+        post(
+            "/indexes/offers/documents/fetch",
+            json!({ "q": "x" }),
+            400,
+            "bad_request",
+        ),
+        Case {
+            body: b"{".to_vec(),
+            ..post(
+                "/indexes/offers/documents/fetch",
+                json!({}),
+                400,
+                "malformed_payload",
+            )
+        },
+        // Settings and the other read-only routes.
+        bodiless("GET", "/indexes/movies/settings", 404, "index_not_found"),
+        bodiless(
+            "GET",
+            "/indexes/movies/settings/synonyms",
+            404,
+            "index_not_found",
+        ),
+        bodiless(
+            "GET",
+            "/indexes/offers/settings/bogus",
+            404,
+            "unrecognized_request_url",
+        ),
+        bodiless("GET", "/indexes?limit=x", 400, "invalid_index_limit"),
+        // Writes: the mirror is read-only (403, as for a search key in Meilisearch).
+        post(
+            "/indexes/offers/documents",
+            json!([{ "id": 1 }]),
+            403,
+            "invalid_api_key",
+        ),
+        bodiless("PUT", "/indexes/offers/documents", 403, "invalid_api_key"),
+        bodiless(
+            "DELETE",
+            "/indexes/offers/documents",
+            403,
+            "invalid_api_key",
+        ),
+        bodiless(
+            "DELETE",
+            "/indexes/offers/documents/1001900",
+            403,
+            "invalid_api_key",
+        ),
+        post(
+            "/indexes/offers/documents/delete-batch",
+            json!([1]),
+            403,
+            "invalid_api_key",
+        ),
+        post(
+            "/indexes/offers/documents/delete",
+            json!({ "filter": "id = 1" }),
+            403,
+            "invalid_api_key",
+        ),
+        bodiless("PATCH", "/indexes/offers/settings", 403, "invalid_api_key"),
+        bodiless("DELETE", "/indexes/offers/settings", 403, "invalid_api_key"),
+        bodiless(
+            "PUT",
+            "/indexes/offers/settings/synonyms",
+            403,
+            "invalid_api_key",
+        ),
+        bodiless(
+            "DELETE",
+            "/indexes/offers/settings/stop-words",
+            403,
+            "invalid_api_key",
+        ),
+        post(
+            "/indexes",
+            json!({ "uid": "movies" }),
+            403,
+            "invalid_api_key",
+        ),
+        bodiless("DELETE", "/indexes/offers", 403, "invalid_api_key"),
+        bodiless("PATCH", "/indexes/offers", 403, "invalid_api_key"),
+        // Unknown routes and wrong methods.
+        bodiless("GET", "/nope", 404, "unrecognized_request_url"),
+        bodiless(
+            "GET",
+            "/indexes/offers/nope",
+            404,
+            "unrecognized_request_url",
+        ),
+        bodiless("POST", "/keys", 404, "unrecognized_request_url"),
+        bodiless(
+            "DELETE",
+            "/indexes/offers/search",
+            405,
+            "method_not_allowed",
+        ),
+        bodiless("GET", "/multi-search", 405, "method_not_allowed"),
+        bodiless(
+            "GET",
+            "/indexes/offers/facet-search",
+            405,
+            "method_not_allowed",
+        ),
+        bodiless("PUT", "/version", 405, "method_not_allowed"),
+        bodiless("POST", "/stats", 405, "method_not_allowed"),
+        // Facet search checks the fields Meilisearch reads (the others are ignored).
+        post(
+            "/indexes/offers/facet-search",
+            json!({ "facetName": "vendor", "facetQuery": 1 }),
+            400,
+            "invalid_facet_search_query",
+        ),
+        post(
+            "/indexes/offers/facet-search",
+            json!({ "facetName": "vendor", "exhaustiveFacetCount": "yes" }),
+            400,
+            "invalid_facet_search_exhaustive_facet_count",
+        ),
+        post(
+            "/indexes/offers/facet-search",
+            json!({ "facetName": "vendor", "attributesToSearchOn": ["price"] }),
+            400,
+            "invalid_search_attributes_to_search_on",
+        ),
+        post(
+            "/indexes/offers/facet-search",
+            json!({ "facetName": "vendor", "matchingStrategy": 3 }),
+            400,
+            "invalid_search_matching_strategy",
+        ),
+    ]);
 
     for case in cases {
         let context = format!(
@@ -288,6 +517,74 @@ async fn malformed_requests_get_meilisearch_errors_with_the_right_status() {
         assert_eq!(status, case.status, "{context}: {body}");
         assert_meilisearch_error(&body, case.code, &context);
     }
+    let (_, body) = send(&app, "GET", "/nope/x?y=1", None, Vec::new()).await;
+    assert_eq!(
+        body["message"],
+        "Unrecognized request URL (GET: /nope/x). See https://www.meilisearch.com/docs/reference/api/overview"
+    );
+    // A browser's preflight: any origin, the asked method and headers (Authorization
+    // included, which a `*` would not cover), for a day.
+    for path in [
+        "/indexes/offers/search",
+        "/indexes/offers/documents/1",
+        "/nope",
+    ] {
+        let response = app
+            .http
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", "https://shop.example")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,x-meilisearch-client",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|value| value.to_str().unwrap().to_string())
+        };
+        assert_eq!(
+            header("access-control-allow-origin").as_deref(),
+            Some("*"),
+            "{path}"
+        );
+        assert_eq!(
+            header("access-control-allow-methods").as_deref(),
+            Some("POST"),
+            "{path}"
+        );
+        assert_eq!(
+            header("access-control-allow-headers").as_deref(),
+            Some("authorization,content-type,x-meilisearch-client"),
+            "{path}"
+        );
+        assert_eq!(
+            header("access-control-max-age").as_deref(),
+            Some("86400"),
+            "{path}"
+        );
+    }
+    // A facet search with InstantSearch's extra fields is no error.
+    let (status, body) = send(
+        &app,
+        "POST",
+        "/indexes/offers/facet-search",
+        Some("application/json"),
+        json!({ "facetName": "vendor", "attributesToHighlight": ["*"], "highlightPreTag": "<b>", "limit": 10, "anything": {} })
+            .to_string()
+            .into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     let (_, body) = send(
         &app,
         "POST",
@@ -518,6 +815,109 @@ async fn search_keys_restricted_keys_and_tenant_tokens_limit_what_each_caller_se
         assert_eq!(status, 403, "{why}");
         assert_meilisearch_error(&body, "invalid_api_key", why);
     }
+    // HS384 and HS512 too, and index patterns as Meilisearch reads them: the most
+    // specific pattern matching `offers` gives the rule.
+    let signed = |algorithm: Hs, rules: Value| {
+        sign_tenant_token_with(
+            algorithm,
+            "search-key",
+            &json!({ "searchRules": rules, "apiKeyUid": KEY_UID }),
+        )
+    };
+    for (algorithm, rules, merchants) in [
+        (
+            Hs::Hs384,
+            json!({ "offers*": { "filter": "merchant_id = 1002" }, "*": { "filter": "merchant_id = 1001" } }),
+            vec![1002],
+        ),
+        (Hs::Hs512, json!(["*"]), MERCHANTS.to_vec()),
+        (Hs::Hs512, json!({ "off*": null }), MERCHANTS.to_vec()),
+        (
+            Hs::Hs256,
+            json!({ "movies": null, "*": { "filter": "merchant_id IN [1001, 1003]" } }),
+            vec![1001, 1003],
+        ),
+    ] {
+        let (status, body) = ask(Some(signed(algorithm, rules.clone())), everything.clone()).await;
+        assert_eq!(status, 200, "{algorithm:?} {rules}: {body}");
+        assert_eq!(
+            merchant_ids(&body),
+            merchants.into_iter().collect(),
+            "{algorithm:?} {rules}"
+        );
+    }
+    let (status, _) = ask(
+        Some(signed(Hs::Hs384, json!(["offers_eu*"]))),
+        everything.clone(),
+    )
+    .await;
+    assert_eq!(status, 403, "a pattern that does not match offers");
+
+    // Documents follow the same rules: a restricted key and a tenant token read only
+    // what they may search, and an offer outside it is not found.
+    let get = |key: String, path: String| {
+        let http = app.http.clone();
+        let url = app.url(&path);
+        async move {
+            let response = http.get(url).bearer_auth(key).send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let shown_of = |merchant: i64| {
+        offers
+            .iter()
+            .filter(|offer| offer.shown() && offer.merchant_id == merchant)
+            .count()
+    };
+    let (status, body) = get(
+        "merchant-1002-key".into(),
+        "/indexes/offers/documents?limit=0".into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total"], json!(shown_of(1002)));
+    let (status, body) = get(tenant.clone(), "/indexes/offers/documents?limit=0".into()).await;
+    assert_eq!(
+        (status, &body["total"]),
+        (200, &json!(shown_of(1003))),
+        "{body}"
+    );
+    let other = offers
+        .iter()
+        .find(|offer| offer.shown() && offer.merchant_id == 1001)
+        .unwrap()
+        .id;
+    let own = offers
+        .iter()
+        .find(|offer| offer.shown() && offer.merchant_id == 1002)
+        .unwrap()
+        .id;
+    let (status, body) = get(
+        "merchant-1002-key".into(),
+        format!("/indexes/offers/documents/{other}"),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    assert_meilisearch_error(&body, "document_not_found", "another merchant's offer");
+    let (status, body) = get(
+        "merchant-1002-key".into(),
+        format!("/indexes/offers/documents/{own}"),
+    )
+    .await;
+    assert_eq!((status, &body["id"]), (200, &json!(own)));
+    let (status, body) = get("wrong".into(), format!("/indexes/offers/documents/{own}")).await;
+    assert_eq!(status, 403);
+    assert_meilisearch_error(&body, "invalid_api_key", "documents with a wrong key");
+    let (status, body) = get(
+        "search-key".into(),
+        "/indexes/offers/settings/pagination".into(),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({ "maxTotalHits": 1000 })));
+
     let forged = sign_tenant_token(
         "not-the-key",
         &json!({ "searchRules": ["*"], "apiKeyUid": KEY_UID }),

@@ -3,10 +3,13 @@
 //! - No key configured (`search.api_key` empty and no `search.restricted_keys`): open.
 //! - `Authorization: Bearer <search.api_key>`: everything.
 //! - `Authorization: Bearer <restricted key>`: only offers matching that key's filter.
-//! - `Authorization: Bearer <tenant token>`: a Meilisearch tenant token (a JWT, HS256,
-//!   signed with `search.api_key`, claims `searchRules`, `apiKeyUid`, optional `exp`),
-//!   as the official SDKs' `generateTenantToken` makes them; its rule for `offers` (or
-//!   `*`) may carry a filter that is ANDed with every search.
+//! - `Authorization: Bearer <tenant token>`: a Meilisearch tenant token (a JWT signed
+//!   HS256, HS384 or HS512 with `search.api_key`, claims `searchRules`, `apiKeyUid`,
+//!   optional `exp`), as the official SDKs' `generateTenantToken` makes them. Its
+//!   `searchRules` name index patterns (`offers`, `offers*`, `*`, ...) as Meilisearch
+//!   reads them (crates/meilisearch-auth/src/lib.rs, `SearchRules`); the most specific
+//!   pattern matching `offers` gives the rule, whose filter is ANDed with every search
+//!   and every documents read.
 //!
 //! Keys are compared in constant time and never logged.
 
@@ -14,7 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
-use sha2::Sha256;
+use sha2::{Sha256, Sha384, Sha512};
 use subtle::ConstantTimeEq;
 
 use super::INDEX_UID;
@@ -121,9 +124,14 @@ impl Access {
         };
         let header: Value =
             decode(header).ok_or_else(|| invalid("The tenant token is malformed."))?;
-        if header.get("alg").and_then(Value::as_str) != Some("HS256") {
-            return Err(invalid("Tenant tokens must be signed with HS256."));
-        }
+        // Meilisearch accepts the three HMAC algorithms
+        // (crates/meilisearch/src/extractors/authentication/mod.rs,
+        // `tenant_token_validation`).
+        let algorithm = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .and_then(Hs::from_name)
+            .ok_or_else(|| invalid("Tenant tokens must be signed with HS256, HS384 or HS512."))?;
         let signature = URL_SAFE_NO_PAD
             .decode(
                 signature
@@ -132,18 +140,12 @@ impl Access {
                     .replace('/', "_"),
             )
             .map_err(|_| invalid("The tenant token is malformed."))?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.search_key.expose().as_bytes())
-            .expect("any key length");
-        mac.update(
-            format!(
-                "{}.{}",
-                token.split('.').next().unwrap_or(""),
-                token.split('.').nth(1).unwrap_or("")
-            )
-            .as_bytes(),
-        );
-        mac.verify_slice(&signature)
-            .map_err(|_| invalid("The tenant token's signature does not match the search key."))?;
+        let signed = &token[..token.rfind('.').unwrap_or(0)];
+        if !algorithm.verify(self.search_key.expose(), signed.as_bytes(), &signature) {
+            return Err(invalid(
+                "The tenant token's signature does not match the search key.",
+            ));
+        }
         let claims: Value =
             decode(claims).ok_or_else(|| invalid("The tenant token is malformed."))?;
         if let Some(exp) = claims.get("exp").filter(|exp| !exp.is_null()) {
@@ -174,18 +176,22 @@ impl Access {
     }
 }
 
-/// The grant a `searchRules` claim gives on `offers`: `None` when it gives none.
+/// The grant a `searchRules` claim gives on `offers`: `None` when it gives none. As
+/// Meilisearch's `SearchRules` (crates/meilisearch-auth/src/lib.rs): a list authorizes
+/// `offers` when one of its patterns matches it, with no filter; a map takes the rule of
+/// the most specific matching pattern (an exact uid before any `prefix*`, a longer
+/// prefix before a shorter one, `*` last), and a `null` rule has no filter.
 fn rule_for_offers(rules: &Value) -> Option<Result<Grant, ApiError>> {
     match rules {
-        Value::Array(indexes) => indexes
+        Value::Array(patterns) => patterns
             .iter()
-            .any(|uid| {
-                uid.as_str()
-                    .is_some_and(|uid| uid == INDEX_UID || uid == "*")
-            })
+            .any(|pattern| pattern.as_str().is_some_and(pattern_matches))
             .then_some(Ok(Grant::All)),
         Value::Object(map) => {
-            let rule = map.get(INDEX_UID).or_else(|| map.get("*"))?;
+            let (_, rule) = map
+                .iter()
+                .filter(|(pattern, _)| pattern_matches(pattern))
+                .max_by_key(|(pattern, _)| (!pattern.ends_with('*'), pattern.len()))?;
             let filter = match rule {
                 Value::Null => return Some(Ok(Grant::All)),
                 Value::Object(rule) => rule.get("filter").cloned().unwrap_or(Value::Null),
@@ -207,6 +213,60 @@ fn rule_for_offers(rules: &Value) -> Option<Result<Grant, ApiError>> {
     }
 }
 
+/// Whether an index uid pattern (Meilisearch's `IndexUidPattern`: a uid, or a prefix
+/// ending in `*`) matches `offers`.
+fn pattern_matches(pattern: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => INDEX_UID.starts_with(prefix),
+        None => pattern == INDEX_UID,
+    }
+}
+
+/// The HMAC algorithms a tenant token may be signed with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hs {
+    Hs256,
+    Hs384,
+    Hs512,
+}
+
+impl Hs {
+    fn from_name(name: &str) -> Option<Hs> {
+        match name {
+            "HS256" => Some(Hs::Hs256),
+            "HS384" => Some(Hs::Hs384),
+            "HS512" => Some(Hs::Hs512),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Hs::Hs256 => "HS256",
+            Hs::Hs384 => "HS384",
+            Hs::Hs512 => "HS512",
+        }
+    }
+
+    fn sign(self, key: &str, message: &[u8]) -> Vec<u8> {
+        fn mac<M: Mac + hmac::digest::KeyInit>(key: &str, message: &[u8]) -> Vec<u8> {
+            let mut mac = <M as Mac>::new_from_slice(key.as_bytes()).expect("any key length");
+            mac.update(message);
+            mac.finalize().into_bytes().to_vec()
+        }
+        match self {
+            Hs::Hs256 => mac::<Hmac<Sha256>>(key, message),
+            Hs::Hs384 => mac::<Hmac<Sha384>>(key, message),
+            Hs::Hs512 => mac::<Hmac<Sha512>>(key, message),
+        }
+    }
+
+    /// Checks `signature` in constant time.
+    fn verify(self, key: &str, message: &[u8], signature: &[u8]) -> bool {
+        bool::from(self.sign(key, message).as_slice().ct_eq(signature))
+    }
+}
+
 /// A JWT part; some SDKs write standard base64 (`+`, `/`) where JWT says URL-safe.
 fn decode(part: &str) -> Option<Value> {
     let normalized = part
@@ -221,13 +281,17 @@ fn equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-/// Signs a tenant token (tests and tools; the SDKs do the same).
+/// Signs a tenant token with HS256 (tests and tools; the SDKs do the same).
 pub fn sign_tenant_token(search_key: &str, claims: &Value) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    sign_tenant_token_with(Hs::Hs256, search_key, claims)
+}
+
+/// Signs a tenant token with `algorithm`.
+pub fn sign_tenant_token_with(algorithm: Hs, search_key: &str, claims: &Value) -> String {
+    let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{}","typ":"JWT"}}"#, algorithm.name()));
     let claims = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
-    let mut mac = Hmac::<Sha256>::new_from_slice(search_key.as_bytes()).expect("any key length");
-    mac.update(format!("{header}.{claims}").as_bytes());
-    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    let signature =
+        URL_SAFE_NO_PAD.encode(algorithm.sign(search_key, format!("{header}.{claims}").as_bytes()));
     format!("{header}.{claims}.{signature}")
 }
 
@@ -296,6 +360,82 @@ mod tests {
                 .authorize(Some(&format!("Bearer {other_index}")))
                 .unwrap_err()
                 .status,
+            403
+        );
+    }
+
+    #[test]
+    fn every_hmac_algorithm_and_index_pattern_is_read_like_meilisearch() {
+        let access = access();
+        let grant = |token: String| access.authorize(Some(&format!("Bearer {token}")));
+        for algorithm in [Hs::Hs256, Hs::Hs384, Hs::Hs512] {
+            let token = sign_tenant_token_with(
+                algorithm,
+                "search-key",
+                &json!({"searchRules": ["offers*"]}),
+            );
+            assert_eq!(grant(token).unwrap(), Grant::All, "{algorithm:?}");
+            let forged =
+                sign_tenant_token_with(algorithm, "other-key", &json!({"searchRules": ["*"]}));
+            assert_eq!(grant(forged).unwrap_err().status, 403, "{algorithm:?}");
+        }
+        // A token whose header names another algorithm than the one it was signed with.
+        let hs512 = sign_tenant_token_with(Hs::Hs512, "search-key", &json!({"searchRules": ["*"]}));
+        let relabelled = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+            hs512.split_once('.').unwrap().1
+        );
+        assert_eq!(grant(relabelled).unwrap_err().status, 403);
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(br#"{"searchRules":["*"]}"#)
+        );
+        assert_eq!(grant(none).unwrap_err().status, 403);
+
+        let filter_of = |rules: Value| {
+            grant(sign_tenant_token(
+                "search-key",
+                &json!({ "searchRules": rules }),
+            ))
+            .map(|grant| grant.filter().map(ToString::to_string))
+        };
+        for pattern in ["*", "offers", "offers*", "off*", "o*"] {
+            assert_eq!(filter_of(json!([pattern])).unwrap(), None, "{pattern}");
+        }
+        for pattern in ["movies", "offers_eu*", "offers2", "Offers"] {
+            assert_eq!(
+                filter_of(json!([pattern])).unwrap_err().status,
+                403,
+                "{pattern}"
+            );
+        }
+        // The most specific pattern gives the rule: exact, then the longest prefix, `*` last.
+        let rules = json!({
+            "*": { "filter": "merchant_id = 1" },
+            "off*": { "filter": "merchant_id = 2" },
+            "offers*": { "filter": "merchant_id = 3" },
+        });
+        assert_eq!(
+            filter_of(rules.clone()).unwrap().as_deref(),
+            Some("\"merchant_id\" = \"3\"")
+        );
+        let mut exact = rules;
+        exact["offers"] = json!(null);
+        assert_eq!(
+            filter_of(exact).unwrap(),
+            None,
+            "an exact uid with a null rule"
+        );
+        assert_eq!(
+            filter_of(json!({ "*": { "filter": "merchant_id = 1" }, "movies": null }))
+                .unwrap()
+                .as_deref(),
+            Some("\"merchant_id\" = \"1\"")
+        );
+        assert_eq!(
+            filter_of(json!({ "movies*": null })).unwrap_err().status,
             403
         );
     }

@@ -60,6 +60,62 @@ impl ApiError {
         }
     }
 
+    /// `GET /indexes/offers/documents/{id}` for an offer that is not served (or that
+    /// the caller's key may not see: the answer does not tell the two apart).
+    pub fn document_not_found(id: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "document_not_found",
+            kind: ErrorType::InvalidRequest,
+            message: format!("Document `{id}` not found."),
+        }
+    }
+
+    /// A path no route serves. Meilisearch's specification of 404s
+    /// (meilisearch/specifications text/0046-404-405-http-error-code.md) names this
+    /// code and message; the server itself lets actix answer with an empty 404, which
+    /// SDKs then report as a bare HTTP error, so the specified body is sent instead.
+    pub fn unrecognized_url(method: &str, path: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "unrecognized_request_url",
+            kind: ErrorType::InvalidRequest,
+            message: format!(
+                "Unrecognized request URL ({method}: {path}). See https://www.meilisearch.com/docs/reference/api/overview"
+            ),
+        }
+    }
+
+    /// A route that exists, asked with a method it does not serve (same specification).
+    pub fn method_not_allowed(method: &str, path: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            kind: ErrorType::InvalidRequest,
+            message: format!(
+                "Method {method} is not allowed on {path}. See https://www.meilisearch.com/docs/reference/api/overview"
+            ),
+        }
+    }
+
+    /// A write (documents, settings, indexes) to this read-only mirror. Every key the
+    /// daemon accepts is, in Meilisearch's terms, a search key (actions `search`,
+    /// `documents.get`, `settings.get`, `indexes.get`, `stats.get`, `version`), and
+    /// Meilisearch answers a write made with such a key `403 invalid_api_key`
+    /// (crates/meilisearch/src/extractors/authentication/mod.rs: the key lacks the
+    /// action); no closer code exists, since Meilisearch itself has no read-only mode.
+    /// The message says why, so nobody hunts for a better key.
+    pub fn read_only(what: &str) -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "invalid_api_key",
+            kind: ErrorType::Auth,
+            message: format!(
+                "The provided API key is invalid. This server is a read-only mirror of the Violet catalog: {what} cannot be changed through its search API; they follow the catalog and the files in index/."
+            ),
+        }
+    }
+
     pub fn missing_authorization() -> ApiError {
         ApiError {
             status: StatusCode::UNAUTHORIZED,

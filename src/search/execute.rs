@@ -23,7 +23,7 @@ use super::format;
 use super::params::{Pagination, SearchRequest};
 use super::query::{self, MatchingStrategy, Word};
 use super::relevance::Relevance;
-use super::schema::AttrKind;
+use super::schema::{AttrKind, TextField};
 use super::store::Generation;
 
 /// Facet-search hits returned (Meilisearch's `maxFacetHits` default).
@@ -69,23 +69,25 @@ impl Deadline {
     }
 }
 
-fn check(deadline: Option<Deadline>) -> Result<(), ApiError> {
+pub(super) fn check(deadline: Option<Deadline>) -> Result<(), ApiError> {
     match deadline {
         Some(deadline) if deadline.passed() => Err(deadline.error()),
         _ => Ok(()),
     }
 }
 
-/// The query for `q`, the request's filter and the key's filter, plus the analyzed words.
-fn prepare(
+/// The query for `q` (its words matching in the text fields `on`), the request's
+/// filter and the key's filter, plus the analyzed words.
+pub(super) fn prepare(
     generation: &Generation,
     relevance: &Relevance,
     q: &str,
     strategy: MatchingStrategy,
+    on: &[TextField],
     filters: &[&Filter],
 ) -> Result<(Box<dyn Query>, Vec<Word>), ApiError> {
     let words = query::analyze(q, relevance);
-    let text = query::build(&words, strategy, &generation.schema, relevance);
+    let text = query::build_on(&words, strategy, &generation.schema, relevance, on);
     if filters.is_empty() {
         return Ok((text, words));
     }
@@ -134,6 +136,7 @@ pub fn search(
         relevance,
         &request.q,
         request.matching_strategy,
+        &query::ALL_TEXT_FIELDS,
         &filters,
     )?;
     let searcher = generation.reader.searcher();
@@ -265,7 +268,7 @@ fn hits(
 
 /// A stored document read for its `_source` alone (the only stored field), without
 /// building a general document first.
-struct StoredSource(Option<String>);
+pub(super) struct StoredSource(pub(super) Option<String>);
 
 impl DocumentDeserialize for StoredSource {
     fn deserialize<'de, D: DocumentDeserializer<'de>>(
@@ -317,7 +320,7 @@ fn number(value: f64) -> Value {
     serde_json::from_str(&format_number(value)).unwrap_or(Value::Null)
 }
 
-/// A checked facet-search request.
+/// A checked facet-search request (read by `facet_search`).
 #[derive(Debug, Clone)]
 pub struct FacetSearchRequest {
     pub facet: (&'static str, AttrKind),
@@ -325,6 +328,8 @@ pub struct FacetSearchRequest {
     pub q: String,
     pub filter: Option<Filter>,
     pub matching_strategy: MatchingStrategy,
+    /// The text fields `q` matches in (`attributesToSearchOn`).
+    pub search_on: Vec<TextField>,
 }
 
 /// `POST /indexes/offers/facet-search`: the facet's values among the offers matching
@@ -345,6 +350,7 @@ pub fn facet_search(
         relevance,
         &request.q,
         request.matching_strategy,
+        &request.search_on,
         &filters,
     )?;
     let searcher = generation.reader.searcher();

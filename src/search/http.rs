@@ -4,9 +4,16 @@
 //! |---|---|
 //! | `POST`/`GET /indexes/offers/search` | hits, pagination, facets |
 //! | `POST /multi-search` | `{"results": [...]}`, one per query (no federation) |
-//! | `POST /indexes/offers/facet-search` | `facetHits` |
-//! | `GET /indexes/offers`, `GET /indexes/offers/stats` | index information and document count |
+//! | `POST /indexes/offers/facet-search` | `facetHits` (parameters: `facet_search`) |
+//! | `GET /indexes/offers/documents/{id}`, `GET /indexes/offers/documents`, `POST /indexes/offers/documents/fetch` | documents (`documents`) |
+//! | `GET /indexes/offers/settings`, `GET /indexes/offers/settings/{name}` | the settings in use (`settings`) |
+//! | `GET /indexes`, `GET /indexes/offers`, `GET /indexes/offers/stats`, `GET /stats` | the one index |
 //! | `GET /health`, `GET /version` | what SDKs ask before anything else |
+//! | writes to documents, settings, indexes | `403 invalid_api_key`: the mirror is read-only |
+//! | any other path, or a wrong method | `404 unrecognized_request_url`, `405 method_not_allowed` |
+//!
+//! Every answer, errors and preflights included, carries the CORS headers (`cors`).
+//! The handlers besides searches are in `read_routes`.
 //!
 //! Bodies are read by hand (size limit, content type, JSON) so that every failure is a
 //! Meilisearch-shaped 4xx. Searches run against one snapshot on the search threads
@@ -35,13 +42,13 @@ use axum::routing::{get, post};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 
 use super::auth::{Access, Grant};
 use super::error::{ApiError, invalid_type};
 use super::execute::{self, Bounds, Deadline, FacetSearchRequest};
 use super::params::{self, SearchRequest};
 use super::pool::{PoolError, SearchPool};
-use super::schema::{self, FILTERABLE};
 use super::{INDEX_UID, SearchIndex};
 
 /// Largest accepted request body.
@@ -113,9 +120,13 @@ impl SearchApi {
         })
     }
 
+    pub(super) fn limits(&self) -> &SearchLimits {
+        &self.limits
+    }
+
     /// Runs `work` on a search thread, after the searches that arrived before it,
     /// unless the queue is full or `deadline` passes first.
-    async fn computed<T: Send + 'static>(
+    pub(super) async fn computed<T: Send + 'static>(
         &self,
         deadline: Deadline,
         work: impl FnOnce() -> T + Send + 'static,
@@ -131,23 +142,75 @@ impl SearchApi {
     }
 }
 
-/// The routes, to merge into the public router.
+/// The routes, to merge into the public router. Its fallbacks (Meilisearch's errors
+/// for unknown routes and wrong methods) become the public listener's.
 pub fn router(api: SearchApi) -> Router {
+    use super::read_routes as read;
+    // Routes computed on the search threads: admitted, with a deadline.
     let searches = Router::new()
         .route("/indexes/{uid}/search", post(search_post).get(search_get))
         .route("/indexes/{uid}/facet-search", post(facet_search))
         .route("/multi-search", post(multi_search))
+        .route(
+            "/indexes/{uid}/documents",
+            get(read::documents_get)
+                .post(read::documents_write)
+                .put(read::documents_write)
+                .delete(read::documents_write),
+        )
+        .route(
+            "/indexes/{uid}/documents/fetch",
+            post(read::documents_fetch),
+        )
+        .route(
+            "/indexes/{uid}/documents/{id}",
+            get(read::document).delete(read::documents_write),
+        )
         .route_layer(axum::middleware::from_fn_with_state(api.clone(), admit));
     Router::new()
         .merge(searches)
-        .route("/indexes/{uid}", get(index_info))
-        .route("/indexes/{uid}/stats", get(index_stats))
+        .route(
+            "/indexes/{uid}/documents/delete-batch",
+            post(read::documents_write),
+        )
+        .route(
+            "/indexes/{uid}/documents/delete",
+            post(read::documents_write),
+        )
+        .route("/indexes/{uid}/documents/edit", post(read::documents_write))
+        .route(
+            "/indexes/{uid}/settings",
+            get(read::settings_all)
+                .patch(read::settings_write)
+                .put(read::settings_write)
+                .delete(read::settings_write),
+        )
+        .route(
+            "/indexes/{uid}/settings/{name}",
+            get(read::settings_one)
+                .patch(read::settings_write)
+                .put(read::settings_write)
+                .post(read::settings_write)
+                .delete(read::settings_write),
+        )
+        .route("/indexes", get(read::indexes).post(read::indexes_write))
+        .route(
+            "/indexes/{uid}",
+            get(read::index_info)
+                .patch(read::indexes_write)
+                .delete(read::indexes_write),
+        )
+        .route("/swap-indexes", post(read::indexes_write))
+        .route("/indexes/{uid}/stats", get(read::index_stats))
+        .route("/stats", get(read::stats))
         .route(
             "/health",
             get(|| async { Json(json!({ "status": "available" })) }),
         )
-        .route("/version", get(version))
-        .layer(axum::middleware::from_fn(cors))
+        .route("/version", get(read::version))
+        .method_not_allowed_fallback(read::wrong_method)
+        .fallback(read::unknown_route)
+        .layer(cors())
         .with_state(api)
 }
 
@@ -191,51 +254,30 @@ async fn held_until_sent(response: Response, place: OwnedSemaphorePermit) -> Res
     Response::from_parts(parts, Body::from_stream(pieces))
 }
 
-/// CORS as Meilisearch does it: any origin may search (a storefront page calls the API
-/// from the browser); preflights are answered here.
-async fn cors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    use axum::http::{HeaderValue, Method, StatusCode};
-    let requested_headers = request
-        .headers()
-        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
-        .cloned();
-    let mut response = if request.method() == Method::OPTIONS {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, OPTIONS"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            requested_headers
-                .unwrap_or_else(|| HeaderValue::from_static("content-type, authorization")),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("86400"),
-        );
-        response
-    } else {
-        next.run(request).await
-    };
-    response.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    response
+/// CORS as Meilisearch sets it (crates/meilisearch/src/lib.rs: `Cors::default()
+/// .send_wildcard().allow_any_header().allow_any_origin().allow_any_method()
+/// .max_age(86_400)`): any origin may call the API (a storefront page calls it from the
+/// browser), preflights are answered here. Methods and headers are mirrored from the
+/// preflight rather than answered `*`: browsers never let a wildcard cover
+/// `Authorization`, which every keyed storefront sends.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods(AllowMethods::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request())
+        .max_age(Duration::from_secs(86_400))
 }
 
 type ApiResult = Result<Response, ApiError>;
 
-fn authorize(api: &SearchApi, headers: &HeaderMap) -> Result<Grant, ApiError> {
+pub(super) fn authorize(api: &SearchApi, headers: &HeaderMap) -> Result<Grant, ApiError> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     api.access.authorize(header)
 }
 
-fn check_uid(uid: &str) -> Result<(), ApiError> {
+pub(super) fn check_uid(uid: &str) -> Result<(), ApiError> {
     if uid == INDEX_UID {
         Ok(())
     } else {
@@ -245,7 +287,7 @@ fn check_uid(uid: &str) -> Result<(), ApiError> {
 
 /// Reads a JSON object body with Meilisearch's errors for each way it can be wrong; a
 /// body still arriving at `deadline` is refused.
-async fn json_object(
+pub(super) async fn json_object(
     headers: &HeaderMap,
     body: Body,
     deadline: Deadline,
@@ -447,67 +489,7 @@ async fn facet_search(
     let grant = authorize(&api, &headers)?;
     check_uid(&uid)?;
     let object = json_object(&headers, body, deadline).await?;
-    params::reject_unknown(
-        &object,
-        &[
-            "facetName",
-            "facetQuery",
-            "q",
-            "filter",
-            "matchingStrategy",
-            "attributesToSearchOn",
-            "exhaustiveFacetCount",
-            "vector",
-            "hybrid",
-            "locales",
-            "rankingScoreThreshold",
-        ],
-        &[],
-    )?;
-    let name = match object.get("facetName") {
-        Some(Value::String(name)) => name.clone(),
-        None | Some(Value::Null) => {
-            return Err(ApiError::invalid(
-                "missing_facet_search_facet_name",
-                "Missing field `facetName`",
-            ));
-        }
-        Some(other) => {
-            return Err(invalid_type(
-                "invalid_facet_search_facet_name",
-                ".facetName",
-                "a string",
-                other,
-            ));
-        }
-    };
-    let canonical = schema::canonical(&name);
-    let Some(&facet) = FILTERABLE
-        .iter()
-        .find(|(attribute, _)| *attribute == canonical)
-    else {
-        return Err(ApiError::invalid(
-            "invalid_facet_search_facet_name",
-            format!(
-                "Attribute `{name}` is not facet-searchable. Available facet-searchable attributes are: `{}`.",
-                schema::filterable_names().join(", ")
-            ),
-        ));
-    };
-    let request = FacetSearchRequest {
-        facet,
-        facet_query: params::string(&object, "facetQuery", "invalid_facet_search_facet_query")?,
-        q: params::string(&object, "q", "invalid_search_q")?.unwrap_or_default(),
-        filter: match object.get("filter") {
-            None => None,
-            Some(value) => super::filter::from_json(value)
-                .map_err(|err| ApiError::invalid("invalid_search_filter", err.0))?,
-        },
-        matching_strategy: params::matching_strategy(
-            object.get("matchingStrategy"),
-            "invalid_search_matching_strategy",
-        )?,
-    };
+    let request = FacetSearchRequest::from_object(&object)?;
     let generation = api.index.current();
     let relevance = api.index.relevance();
     let value = api
@@ -522,55 +504,4 @@ async fn facet_search(
         })
         .await??;
     Ok(Json(value).into_response())
-}
-
-async fn index_info(
-    State(api): State<SearchApi>,
-    Path(uid): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult {
-    authorize(&api, &headers)?;
-    check_uid(&uid)?;
-    let updated = api
-        .index
-        .updated_at()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    Ok(Json(json!({
-        "uid": INDEX_UID,
-        "primaryKey": "id",
-        "createdAt": updated,
-        "updatedAt": updated,
-        "numberOfDocuments": api.index.current().reader.searcher().num_docs(),
-    }))
-    .into_response())
-}
-
-async fn index_stats(
-    State(api): State<SearchApi>,
-    Path(uid): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult {
-    authorize(&api, &headers)?;
-    check_uid(&uid)?;
-    let documents = api.index.current().reader.searcher().num_docs();
-    let field_distribution: Map<String, Value> = schema::DISPLAYED
-        .iter()
-        .map(|name| (name.to_string(), json!(documents)))
-        .collect();
-    Ok(Json(json!({
-        "numberOfDocuments": documents,
-        "isIndexing": api.index.is_indexing(),
-        "fieldDistribution": field_distribution,
-    }))
-    .into_response())
-}
-
-async fn version(State(api): State<SearchApi>, headers: HeaderMap) -> ApiResult {
-    authorize(&api, &headers)?;
-    Ok(Json(json!({
-        "pkgVersion": env!("CARGO_PKG_VERSION"),
-        "commitSha": "unknown",
-        "commitDate": "unknown",
-    }))
-    .into_response())
 }

@@ -18,7 +18,10 @@
 //!   facets, sort, pagination, highlighting).
 //!   `word_scorer` scores the words of `q` in one pass over their postings.
 //! - `http`, `auth`, `error`: the routes, keys and tenant tokens, Meilisearch errors;
-//!   `pool`: the threads that compute searches.
+//!   `pool`: the threads that compute searches. `read_routes` serves the rest of the
+//!   API (documents, settings, index information, errors for writes and unknown
+//!   routes), from `documents` (offers read as documents) and `settings` (the settings
+//!   in use); `facet_search` reads facet-search parameters.
 //!
 //! [`SearchIndex`] is what the two sides share: the generation being served, swapped
 //! atomically; a request takes one searcher (one commit) and keeps it to the end.
@@ -27,8 +30,10 @@ pub mod auth;
 pub mod collect;
 pub mod diff;
 pub mod document;
+pub mod documents;
 pub mod error;
 pub mod execute;
+pub mod facet_search;
 pub mod filter;
 pub mod format;
 pub mod http;
@@ -36,8 +41,10 @@ pub mod indexer;
 pub mod params;
 pub mod pool;
 pub mod query;
+mod read_routes;
 pub mod relevance;
 pub mod schema;
+pub mod settings;
 pub mod source;
 pub mod store;
 mod word_scorer;

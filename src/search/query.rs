@@ -30,6 +30,10 @@ use super::relevance::Relevance;
 use super::schema::{OfferSchema, TextField};
 use super::word_scorer::{Variant, WordClause, WordsQuery};
 
+/// The ranking rules above, in Meilisearch's names, as the settings API reports them:
+/// the score orders by words, then typo, then attribute; `sort` breaks its ties.
+pub const RANKING_RULES: &[&str] = &["words", "typo", "attribute", "sort"];
+
 /// Most query words considered (Meilisearch's limit).
 pub const MAX_WORDS: usize = 10;
 /// Most tokens of `q` looked at (Meilisearch's `MAX_TOKEN_COUNT`).
@@ -108,6 +112,25 @@ pub fn build(
     schema: &OfferSchema,
     relevance: &Relevance,
 ) -> Box<dyn Query> {
+    build_on(words, strategy, schema, relevance, &ALL_TEXT_FIELDS)
+}
+
+/// Every text field, from most to least important.
+pub const ALL_TEXT_FIELDS: [TextField; 4] = [
+    TextField::Name,
+    TextField::Secondary,
+    TextField::Description,
+    TextField::Codes,
+];
+
+/// [`build`], the words matching only in the text fields `on` (`attributesToSearchOn`).
+pub fn build_on(
+    words: &[Word],
+    strategy: MatchingStrategy,
+    schema: &OfferSchema,
+    relevance: &Relevance,
+    on: &[TextField],
+) -> Box<dyn Query> {
     if words.is_empty() {
         return Box::new(AllQuery);
     }
@@ -117,7 +140,7 @@ pub fn build(
         .enumerate()
         .map(|(i, word)| WordClause {
             rank: word_rank(i, count, strategy),
-            variants: word_variants(word, schema, relevance),
+            variants: word_variants(word, schema, relevance, on),
         })
         .collect();
     Box::new(WordsQuery {
@@ -140,14 +163,21 @@ fn word_rank(i: usize, count: usize, strategy: MatchingStrategy) -> f32 {
 
 /// A word's variants in every text field, each with the score a match through it adds
 /// to the word's rank (typo bucket plus attribute weight); the word scores its best.
-fn word_variants(word: &Word, schema: &OfferSchema, relevance: &Relevance) -> Vec<(Variant, f32)> {
+fn word_variants(
+    word: &Word,
+    schema: &OfferSchema,
+    relevance: &Relevance,
+    on: &[TextField],
+) -> Vec<(Variant, f32)> {
     let weights = relevance.weights;
     let fields = [
         (TextField::Name, weights.name),
         (TextField::Secondary, weights.secondary),
         (TextField::Description, weights.description),
         (TextField::Codes, weights.codes),
-    ];
+    ]
+    .into_iter()
+    .filter(|(which, _)| on.contains(which));
     let mut variants: Vec<(Variant, f32)> = Vec::new();
     // The word's prefix-and-typo automaton, built once and walked in each field.
     let loose = (word.prefix || word.typos > 0)
@@ -381,21 +411,22 @@ mod tests {
             .enumerate()
             .map(|(i, word)| {
                 let rank = word_rank(i, count, strategy);
-                let variants: Vec<Box<dyn Query>> = word_variants(word, schema, relevance)
-                    .into_iter()
-                    .map(|(variant, score)| -> Box<dyn Query> {
-                        let query: Box<dyn Query> = match variant {
-                            Variant::Term(term) => {
-                                Box::new(TermQuery::new(term, IndexRecordOption::Basic))
-                            }
-                            Variant::Terms { field, automaton } => {
-                                Box::new(LooseTermQuery { field, automaton })
-                            }
-                            Variant::Query(query) => query,
-                        };
-                        Box::new(tantivy::query::ConstScoreQuery::new(query, rank + score))
-                    })
-                    .collect();
+                let variants: Vec<Box<dyn Query>> =
+                    word_variants(word, schema, relevance, &ALL_TEXT_FIELDS)
+                        .into_iter()
+                        .map(|(variant, score)| -> Box<dyn Query> {
+                            let query: Box<dyn Query> = match variant {
+                                Variant::Term(term) => {
+                                    Box::new(TermQuery::new(term, IndexRecordOption::Basic))
+                                }
+                                Variant::Terms { field, automaton } => {
+                                    Box::new(LooseTermQuery { field, automaton })
+                                }
+                                Variant::Query(query) => query,
+                            };
+                            Box::new(tantivy::query::ConstScoreQuery::new(query, rank + score))
+                        })
+                        .collect();
                 let occur = if i == 0 || strategy == MatchingStrategy::All {
                     Occur::Must
                 } else {

@@ -45,6 +45,39 @@ summary.multi = {
 
 const facets = await index.searchForFacetValues({ facetName: "vendor", facetQuery: "nor" });
 summary.facetSearch = facets.facetHits;
+// What a searchable refinementList adds to its facet search: ignored, as Meilisearch does.
+const facetsWithExtras = await index.searchForFacetValues({
+  facetName: "vendor", facetQuery: "nor", attributesToHighlight: ["*"], highlightPreTag: "<mark>", limit: 10,
+});
+summary.facetSearchWithExtras = facetsWithExtras.facetHits;
+
+// A product page: one document by id, some fields only, and a missing one.
+summary.product = await index.getDocument(1001900, { fields: ["id", "name", "vendor"] });
+try {
+  await index.getDocument(999999999);
+  summary.missingProduct = "no error";
+} catch (error) {
+  summary.missingProduct = error instanceof MeilisearchApiError ? error.cause?.code : String(error);
+}
+const listed = await index.getDocuments({ filter: "merchant_id = 1002", fields: ["id"], limit: 3, offset: 2 });
+const browsed = await index.getDocuments({ fields: ["id"], limit: 4 });
+summary.documents = {
+  filtered: { ids: listed.results.map((document) => document.id), total: listed.total, limit: listed.limit, offset: listed.offset },
+  browsed: { ids: browsed.results.map((document) => document.id), total: browsed.total },
+};
+const settings = await index.getSettings();
+summary.settings = {
+  rankingRules: settings.rankingRules,
+  firstSearchable: settings.searchableAttributes?.[0],
+  maxTotalHits: settings.pagination?.maxTotalHits,
+};
+summary.version = (await client.getVersion()).pkgVersion;
+try {
+  await index.addDocuments([{ id: 1, name: "nope" }]);
+  summary.write = "no error";
+} catch (error) {
+  summary.write = error instanceof MeilisearchApiError ? error.cause?.code : String(error);
+}
 
 try {
   await index.search("", { filter: "price >" });

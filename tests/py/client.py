@@ -33,6 +33,30 @@ summary["multi"] = {
 facets = index.facet_search("tags", "lim")
 summary["facet_search"] = facets["facetHits"]
 
+# A product page: one document, the settings it reads, a missing document.
+product = index.get_document(1001900, {"fields": ["id", "name", "min_price"]})
+summary["product"] = dict(product)
+try:
+    index.get_document(999999999)
+    summary["missing_product"] = "no error"
+except MeilisearchApiError as error:
+    summary["missing_product"] = error.code
+documents = index.get_documents({"filter": "merchant_id = 1003 AND available = true", "fields": ["id"], "limit": 5})
+summary["documents"] = {"ids": [document.id for document in documents.results], "total": documents.total}
+settings = index.get_settings()
+summary["settings"] = {
+    "filterable": settings["filterableAttributes"],
+    "typo": settings["typoTolerance"]["minWordSizeForTypos"],
+    "stop_words": "the" in settings["stopWords"],
+}
+summary["synonyms"] = index.get_synonyms()["sweater"]
+summary["version"] = client.get_version()["pkgVersion"]
+try:
+    index.update_settings({"synonyms": {}})
+    summary["write"] = "no error"
+except MeilisearchApiError as error:
+    summary["write"] = error.code
+
 try:
     index.search("", {"sort": ["name:asc"]})
     summary["error"] = "no error"

@@ -21,7 +21,8 @@ search.addWidgets([
       item: (hit, { html }) => html`<span class="hit-name">${hit.name}</span> <span class="hit-id">${hit.id}</span>`,
     },
   }),
-  refinementList({ container: "#vendor", attribute: "vendor", limit: 20 }),
+  // Searchable: typing into its box sends a facet search with the page's search parameters.
+  refinementList({ container: "#vendor", attribute: "vendor", limit: 20, searchable: true }),
 ]);
 
 search.start();
