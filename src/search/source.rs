@@ -23,7 +23,7 @@ use super::document::OfferRow;
 /// identifiers) and `c` (collections) per offer, and the scope. The view holds the
 /// storefront rule; the planner inlines it, so the scope still uses the offer indexes.
 macro_rules! offers_sql {
-    ($with:literal, $joins:expr, $scope:literal) => {
+    ($with:expr, $joins:expr, $scope:literal) => {
         concat!(
             $with,
             r#" SELECT o.offer_id, o.merchant_id, o.name, o.description, o.html_description,
@@ -58,47 +58,61 @@ macro_rules! lateral_joins {
     };
 }
 
+/// One hash aggregation per table, as a `WITH` clause: `$skus` is the `FROM ... WHERE`
+/// that brings the SKUs (`k`), `$members` the one that brings the memberships (`co`).
+macro_rules! aggregated {
+    ($skus:literal, $members:literal) => {
+        concat!(
+            r#"WITH s AS (
+           SELECT k.offer_id,
+                  array_agg(k.name ORDER BY k.sku_id) FILTER (WHERE k.name <> '') AS names,
+                  array_agg(k.gtin ORDER BY k.sku_id) FILTER (WHERE k.gtin <> '') AS gtins,
+                  array_agg(k.upc ORDER BY k.sku_id) FILTER (WHERE k.upc <> '') AS upcs,
+                  array_agg(k.ean ORDER BY k.sku_id) FILTER (WHERE k.ean <> '') AS eans
+           "#,
+            $skus,
+            r#" GROUP BY k.offer_id),
+       c AS (
+           SELECT co.offer_id, array_agg(cl.collection_id ORDER BY cl.collection_id) AS ids,
+                  array_agg(cl.name ORDER BY cl.collection_id) AS names
+           "#,
+            $members,
+            r#" GROUP BY co.offer_id)"#
+        )
+    };
+}
+
+/// Joins the aggregations of [`aggregated`] to the offers.
+macro_rules! aggregated_joins {
+    () => {
+        "LEFT JOIN s ON s.offer_id = o.offer_id LEFT JOIN c ON c.offer_id = o.offer_id"
+    };
+}
+
 /// Everything: one hash aggregation per table (six times faster than per-offer
 /// lookups over 100,000 offers).
 const ALL_OFFERS: &str = offers_sql!(
-    r#"WITH s AS (
-           SELECT k.offer_id,
-                  array_agg(k.name ORDER BY k.sku_id) FILTER (WHERE k.name <> '') AS names,
-                  array_agg(k.gtin ORDER BY k.sku_id) FILTER (WHERE k.gtin <> '') AS gtins,
-                  array_agg(k.upc ORDER BY k.sku_id) FILTER (WHERE k.upc <> '') AS upcs,
-                  array_agg(k.ean ORDER BY k.sku_id) FILTER (WHERE k.ean <> '') AS eans
-           FROM skus k GROUP BY k.offer_id),
-       c AS (
-           SELECT co.offer_id, array_agg(cl.collection_id ORDER BY cl.collection_id) AS ids,
-                  array_agg(cl.name ORDER BY cl.collection_id) AS names
-           FROM collection_offers co
-           JOIN collections cl ON cl.collection_id = co.collection_id AND cl.removed_at IS NULL
-           GROUP BY co.offer_id)"#,
-    "LEFT JOIN s ON s.offer_id = o.offer_id LEFT JOIN c ON c.offer_id = o.offer_id",
+    aggregated!(
+        "FROM skus k",
+        "FROM collection_offers co
+           JOIN collections cl ON cl.collection_id = co.collection_id AND cl.removed_at IS NULL"
+    ),
+    aggregated_joins!(),
     "true ORDER BY o.offer_id"
 );
-/// A whole merchant: the same aggregations, over the merchant's SKUs and memberships
-/// only (both reached through its offers, exactly as the lateral lookups, so the planner picks index probes or a scan by
-/// what the tables hold). Per-offer lateral lookups took 4.0 s over 100,000 offers, this
-/// 1.3 s (EXPLAIN ANALYZE on a database the freshness benchmark kept).
+/// A whole merchant: the same aggregations over the merchant's SKUs and memberships
+/// only, both reached through its offers exactly as the lateral lookups reach them, so
+/// the planner picks index probes or a scan by what the tables hold. Per-offer lateral
+/// lookups took 4.0 s over 100,000 offers, this 1.3 s (EXPLAIN ANALYZE on a database the
+/// freshness benchmark kept; the same rows).
 const MERCHANT_OFFERS: &str = offers_sql!(
-    r#"WITH s AS (
-           SELECT k.offer_id,
-                  array_agg(k.name ORDER BY k.sku_id) FILTER (WHERE k.name <> '') AS names,
-                  array_agg(k.gtin ORDER BY k.sku_id) FILTER (WHERE k.gtin <> '') AS gtins,
-                  array_agg(k.upc ORDER BY k.sku_id) FILTER (WHERE k.upc <> '') AS upcs,
-                  array_agg(k.ean ORDER BY k.sku_id) FILTER (WHERE k.ean <> '') AS eans
-           FROM offers mo JOIN skus k ON k.offer_id = mo.offer_id
-           WHERE mo.merchant_id = $1
-           GROUP BY k.offer_id),
-       c AS (
-           SELECT co.offer_id, array_agg(cl.collection_id ORDER BY cl.collection_id) AS ids,
-                  array_agg(cl.name ORDER BY cl.collection_id) AS names
-           FROM offers mo JOIN collection_offers co ON co.offer_id = mo.offer_id
+    aggregated!(
+        "FROM offers mo JOIN skus k ON k.offer_id = mo.offer_id WHERE mo.merchant_id = $1",
+        "FROM offers mo JOIN collection_offers co ON co.offer_id = mo.offer_id
            JOIN collections cl ON cl.collection_id = co.collection_id AND cl.removed_at IS NULL
-           WHERE mo.merchant_id = $1
-           GROUP BY co.offer_id)"#,
-    "LEFT JOIN s ON s.offer_id = o.offer_id LEFT JOIN c ON c.offer_id = o.offer_id",
+           WHERE mo.merchant_id = $1"
+    ),
+    aggregated_joins!(),
     "o.merchant_id = $1 ORDER BY o.offer_id"
 );
 const SOME_OFFERS: &str = offers_sql!(
