@@ -221,6 +221,7 @@ async fn slow_statements_are_named_not_printed() {
 /// the shipped slow-statement threshold. Its publishes and index reads take long enough
 /// to cross that threshold, and each must show as a named line, never as SQL.
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "slow: 227 s in a quiet debug run, timed out at 900 s in CI; run with --ignored"]
 async fn a_demo_of_a_hundred_thousand_offers_prints_no_sql() {
     let lines = demo_output(&["--merchants", "3", "--offers", "33334"], &[]).await;
     assert_no_sql(&lines);
