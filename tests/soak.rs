@@ -562,14 +562,39 @@ async fn searched(
     daemon_url: &str,
     merchant: u64,
 ) -> Option<BTreeMap<u64, Option<i64>>> {
+    let hits = search_merchant(
+        http,
+        daemon_url,
+        merchant,
+        Some(&["id", "date_last_modified"]),
+    )
+    .await?;
+    Some(
+        hits.into_iter()
+            .map(|(id, hit)| (id, hit["date_last_modified"].as_i64()))
+            .collect(),
+    )
+}
+
+/// The merchant's hits on one daemon, by id, with `fields` only (`None`: every
+/// attribute); `None` when the daemon does not answer.
+async fn search_merchant(
+    http: &reqwest::Client,
+    daemon_url: &str,
+    merchant: u64,
+    fields: Option<&[&str]>,
+) -> Option<BTreeMap<u64, Value>> {
+    let mut body = json!({
+        "q": "",
+        "filter": format!("merchant_id = {merchant}"),
+        "limit": 1000,
+    });
+    if let Some(fields) = fields {
+        body["attributesToRetrieve"] = json!(fields);
+    }
     let response = http
         .post(format!("{daemon_url}/indexes/offers/search"))
-        .json(&json!({
-            "q": "",
-            "filter": format!("merchant_id = {merchant}"),
-            "limit": 1000,
-            "attributesToRetrieve": ["id", "date_last_modified"],
-        }))
+        .json(&body)
         .send()
         .await
         .ok()?;
@@ -581,7 +606,7 @@ async fn searched(
         body["hits"]
             .as_array()?
             .iter()
-            .filter_map(|hit| Some((hit["id"].as_u64()?, hit["date_last_modified"].as_i64())))
+            .filter_map(|hit| Some((hit["id"].as_u64()?, hit.clone())))
             .collect(),
     )
 }
@@ -803,36 +828,6 @@ fn spawn_reader(
     })
 }
 
-/// The merchant's documents as one daemon's search returns them, by id (`None`: no
-/// answer).
-async fn searched_documents(
-    http: &reqwest::Client,
-    daemon_url: &str,
-    merchant: u64,
-) -> Option<BTreeMap<u64, Value>> {
-    let response = http
-        .post(format!("{daemon_url}/indexes/offers/search"))
-        .json(&json!({
-            "q": "",
-            "filter": format!("merchant_id = {merchant}"),
-            "limit": 1000,
-        }))
-        .send()
-        .await
-        .ok()?;
-    if !response.status().is_success() {
-        return None;
-    }
-    let body: Value = response.json().await.ok()?;
-    Some(
-        body["hits"]
-            .as_array()?
-            .iter()
-            .filter_map(|hit| Some((hit["id"].as_u64()?, hit.clone())))
-            .collect(),
-    )
-}
-
 /// Waits until no job is pending or running (bounded), or fails the schedule.
 async fn settle(pool: &PgPool, seed: u64) {
     let settled = eventually(Duration::from_secs(120), || async {
@@ -1041,7 +1036,7 @@ async fn schedule(seed: u64, steps: u64) -> Tally {
             let url = daemon.url("");
             let deadline = Instant::now() + Duration::from_secs(30);
             let (same, last) = loop {
-                let docs = searched_documents(&world.http, &url, merchant).await;
+                let docs = search_merchant(&world.http, &url, merchant, None).await;
                 if docs.as_ref() == Some(&expected) {
                     break (true, docs);
                 }

@@ -61,44 +61,7 @@ impl DocumentsQuery {
     /// Meilisearch's `BrowseQuery` denies them).
     pub fn from_object(object: &Map<String, Value>) -> Result<DocumentsQuery, ApiError> {
         super::params::reject_unknown(object, BODY_FIELDS, &[])?;
-        let count = |name: &str, code: &'static str| match object.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(number)) if number.as_u64().is_some() => {
-                Ok(number.as_u64().map(|n| n.min(usize::MAX as u64) as usize))
-            }
-            Some(other) => Err(invalid_type(
-                code,
-                &format!(".{name}"),
-                "a positive integer",
-                other,
-            )),
-        };
-        let fields = match object.get("fields") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(items)) => Some(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| match item {
-                        Value::String(name) => Ok(name.clone()),
-                        other => Err(invalid_type(
-                            "invalid_document_fields",
-                            &format!(".fields[{i}]"),
-                            "a string",
-                            other,
-                        )),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            Some(other) => {
-                return Err(invalid_type(
-                    "invalid_document_fields",
-                    ".fields",
-                    "an array",
-                    other,
-                ));
-            }
-        };
+        let fields = super::params::string_list(object, "fields", "invalid_document_fields")?;
         let ids = match object.get("ids") {
             None | Some(Value::Null) => None,
             Some(Value::Array(items)) => Some(
@@ -140,8 +103,8 @@ impl DocumentsQuery {
             return Err(sort_unsupported());
         }
         Ok(DocumentsQuery {
-            offset: count("offset", "invalid_document_offset")?.unwrap_or(0),
-            limit: count("limit", "invalid_document_limit")?
+            offset: super::params::count(object, "offset", "invalid_document_offset")?.unwrap_or(0),
+            limit: super::params::count(object, "limit", "invalid_document_limit")?
                 .unwrap_or(DEFAULT_DOCUMENTS_LIMIT)
                 .min(MAX_DOCUMENTS_LIMIT),
             fields: fields.filter(|names| !names.iter().any(|name| name == "*")),

@@ -117,24 +117,10 @@ impl SearchRequest {
             Some(Value::String(q)) => q.clone(),
             Some(other) => return Err(invalid_type("invalid_search_q", ".q", "a string", other)),
         };
-        let count = |name: &str, code: &'static str| -> Result<Option<usize>, ApiError> {
-            match object.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::Number(number)) if number.as_u64().is_some() => Ok(Some(
-                    number.as_u64().unwrap_or_default().min(usize::MAX as u64) as usize,
-                )),
-                Some(other) => Err(invalid_type(
-                    code,
-                    &format!(".{name}"),
-                    "a positive integer",
-                    other,
-                )),
-            }
-        };
-        let offset = count("offset", "invalid_search_offset")?;
-        let limit = count("limit", "invalid_search_limit")?;
-        let page = count("page", "invalid_search_page")?;
-        let hits_per_page = count("hitsPerPage", "invalid_search_hits_per_page")?;
+        let offset = count(object, "offset", "invalid_search_offset")?;
+        let limit = count(object, "limit", "invalid_search_limit")?;
+        let page = count(object, "page", "invalid_search_page")?;
+        let hits_per_page = count(object, "hitsPerPage", "invalid_search_hits_per_page")?;
         let pagination = if page.is_some() || hits_per_page.is_some() {
             Pagination::Page {
                 page: page.unwrap_or(1),
@@ -197,8 +183,8 @@ impl SearchRequest {
                 None => attributes_to_crop.push((entry, None)),
             }
         }
-        let crop_length =
-            count("cropLength", "invalid_search_crop_length")?.unwrap_or(DEFAULT_CROP_LENGTH);
+        let crop_length = count(object, "cropLength", "invalid_search_crop_length")?
+            .unwrap_or(DEFAULT_CROP_LENGTH);
         let crop_marker = marker(object, "cropMarker", "invalid_search_crop_marker")?
             .unwrap_or_else(|| "…".into());
         let matching_strategy = matching_strategy(
@@ -324,6 +310,26 @@ pub fn matching_strategy(
     }
 }
 
+/// An optional non-negative integer (larger than `usize` saturates).
+pub(super) fn count(
+    object: &Map<String, Value>,
+    name: &str,
+    code: &'static str,
+) -> Result<Option<usize>, ApiError> {
+    match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) if number.as_u64().is_some() => Ok(Some(
+            number.as_u64().unwrap_or_default().min(usize::MAX as u64) as usize,
+        )),
+        Some(other) => Err(invalid_type(
+            code,
+            &format!(".{name}"),
+            "a positive integer",
+            other,
+        )),
+    }
+}
+
 pub fn string(
     object: &Map<String, Value>,
     name: &str,
@@ -355,7 +361,8 @@ fn marker(
     }
 }
 
-fn string_list(
+/// An optional array of strings, each checked, with `code` naming the bad element.
+pub(super) fn string_list(
     object: &Map<String, Value>,
     name: &str,
     code: &'static str,
