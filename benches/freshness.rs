@@ -246,20 +246,23 @@ fn phase_peak_mib(pid: u32) -> f64 {
 /// Samples the daemon's resident memory every 20 ms, split as the kernel counts it:
 /// anonymous (heap, stacks) and file-backed (mostly the index's memory-mapped files),
 /// so a phase's peak can be attributed. VmHWM alone does not say which it was.
-#[derive(Default)]
 struct RssSampler {
     anon_kib: std::sync::atomic::AtomicU64,
     file_kib: std::sync::atomic::AtomicU64,
     /// Milliseconds from the phase's start to its anonymous peak.
     anon_peak_at_ms: std::sync::atomic::AtomicU64,
-    phase_started: std::sync::Mutex<Option<Instant>>,
+    phase_started: std::sync::Mutex<Instant>,
 }
 
 impl RssSampler {
     fn start(pid: u32) -> std::sync::Arc<RssSampler> {
         use std::sync::atomic::Ordering::Relaxed;
-        let sampler = std::sync::Arc::new(RssSampler::default());
-        sampler.reset();
+        let sampler = std::sync::Arc::new(RssSampler {
+            anon_kib: Default::default(),
+            file_kib: Default::default(),
+            anon_peak_at_ms: Default::default(),
+            phase_started: std::sync::Mutex::new(Instant::now()),
+        });
         let shared = sampler.clone();
         // BENCH_RSS_TRACE=FILE: every sample as "unix_ms anon_kib file_kib", to line up
         // with the daemon's log.
@@ -281,8 +284,7 @@ impl RssSampler {
                     let _ = writeln!(file, "{now} {anon} {}", vm_kib(pid, "RssFile:"));
                 }
                 if anon > shared.anon_kib.fetch_max(anon, Relaxed) {
-                    let since = shared.phase_started.lock().unwrap().map(|at| at.elapsed());
-                    let at = since.unwrap_or_default().as_millis() as u64;
+                    let at = shared.phase_started.lock().unwrap().elapsed().as_millis() as u64;
                     shared.anon_peak_at_ms.store(at, Relaxed);
                 }
                 shared.file_kib.fetch_max(vm_kib(pid, "RssFile:"), Relaxed);
@@ -296,7 +298,7 @@ impl RssSampler {
         use std::sync::atomic::Ordering::Relaxed;
         self.anon_kib.store(0, Relaxed);
         self.file_kib.store(0, Relaxed);
-        *self.phase_started.lock().unwrap() = Some(Instant::now());
+        *self.phase_started.lock().unwrap() = Instant::now();
     }
 
     /// "anon A MiB at +T s, file F MiB" for the phase, then starts the next one.

@@ -103,7 +103,7 @@ const ALL_OFFERS: &str = offers_sql!(
 /// A whole merchant: the same aggregations over the merchant's SKUs and memberships
 /// only, both reached through its offers exactly as the lateral lookups reach them, so
 /// the planner picks index probes or a scan by what the tables hold. Per-offer lateral
-/// lookups took 4.0 s over 100,000 offers, this 1.3 s (EXPLAIN ANALYZE on a database the
+/// lookups took 4.0 to 4.2 s over 100,000 offers, this 1.5 to 1.7 s (EXPLAIN ANALYZE on a database the
 /// freshness benchmark kept; the same rows).
 const MERCHANT_OFFERS: &str = offers_sql!(
     aggregated!(
