@@ -219,9 +219,10 @@ async fn slow_statements_are_named_not_printed() {
 
 /// The run the operations issue reported SQL from: three merchants of 33,334 offers at
 /// the shipped slow-statement threshold. Its publishes and index reads take long enough
-/// to cross that threshold, and each must show as a named line, never as SQL.
+/// to cross that threshold, and each must show as a named line, never as SQL. (Its
+/// 900 s bound was once crossed by the indexer's read of the third merchant, planned on
+/// statistics that predate its offers: tests/search_index.rs pins that plan.)
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "slow: 227 s in a quiet debug run, timed out at 900 s in CI; run with --ignored"]
 async fn a_demo_of_a_hundred_thousand_offers_prints_no_sql() {
     let lines = demo_output(&["--merchants", "3", "--offers", "33334"], &[]).await;
     assert_no_sql(&lines);
