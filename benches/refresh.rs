@@ -30,10 +30,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use catalog_mirror::config::{ConfigSource, Settings};
-use catalog_mirror::jobs::RefreshMode;
 use catalog_mirror::mirror::{Mirror, MirrorSettings};
 use catalog_mirror::sandbox::{MerchantSpec, Sandbox, SandboxConfig};
 use catalog_mirror::violet::VioletClient;
+use catalog_mirror::work::RefreshMode;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::Value;

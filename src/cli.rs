@@ -130,7 +130,10 @@ pub fn run() -> ExitCode {
 }
 
 fn check_config(source: &ConfigSource) -> ExitCode {
-    match Settings::load(source) {
+    let checked = Settings::load(source).and_then(|settings| {
+        crate::search::auth::Access::from_settings(&settings.search).map(|_| settings)
+    });
+    match checked {
         Ok(settings) => {
             print!("{}", settings.to_redacted_toml());
             ExitCode::SUCCESS

@@ -11,6 +11,8 @@ pub mod gauges;
 pub mod http;
 pub mod intake;
 pub mod jobs;
+#[cfg(test)]
+mod layering;
 pub mod mirror;
 pub mod notify;
 pub mod runner;
@@ -20,6 +22,8 @@ pub mod sync;
 pub mod systemd;
 pub mod telemetry;
 pub mod violet;
+pub mod web;
+pub mod work;
 
 /// mimalloc for the daemon and everything built on this library (tests, benchmarks):
 /// decoding and encoding catalog JSON allocates a small object per field, and glibc's

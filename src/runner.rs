@@ -19,12 +19,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{NotificationSettings, Settings};
-use crate::jobs::{
-    Backoff, Job, JobFuture, JobKind, JobRunner, Lease, NewJob, OnConflict, Queue, RefreshMode,
-};
+use crate::jobs::{Backoff, Job, JobFuture, JobRunner, Lease, NewJob, OnConflict, Queue};
 use crate::mirror::{Mirror, MirrorSettings};
 use crate::sync::{self, PlanningSettings, SyncKind};
 use crate::violet::VioletClient;
+use crate::work::{JobKind, RefreshMode};
 
 #[derive(Clone)]
 pub struct AppRunner {
@@ -139,7 +138,10 @@ impl AppRunner {
             .pending(&full.dedupe_key())
             .await?;
         Ok(pending
-            .filter(|job| job.kind().is_ok_and(|kind| kind == full || kind == delta))
+            .filter(|job| {
+                job.kind::<JobKind>()
+                    .is_ok_and(|kind| kind == full || kind == delta)
+            })
             .map(|job| job.id))
     }
 

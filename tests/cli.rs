@@ -132,3 +132,38 @@ fn every_command_explains_itself() {
     let out = run(&["frobnicate"], &[]);
     assert_eq!(out.status.code(), Some(2), "clap refuses unknown commands");
 }
+
+#[test]
+fn check_config_names_a_restricted_key_whose_filter_does_not_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog-mirror.toml");
+    std::fs::write(
+        &path,
+        r#"
+[[search.restricted_keys]]
+key = "shop-a"
+filter = "merchant_id = 1001"
+
+[[search.restricted_keys]]
+key = "shop-b"
+filter = "merchant_id ="
+
+[[search.restricted_keys]]
+key = "shop-c"
+filter = "  "
+"#,
+    )
+    .unwrap();
+    let out = run(&["--config", path.to_str().unwrap(), "check-config"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("search.restricted_keys[1].filter: is not a valid filter"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("search.restricted_keys[2].filter: must not be empty"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("restricted_keys[0]"), "{stderr}");
+}

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use catalog_mirror::config::JobSettings;
 use catalog_mirror::jobs::{
-    Backoff, Job, JobFuture, JobKind, JobRunner, JobState, Lease, NewJob, OnConflict, Queue,
-    RefreshMode, Renewal, WorkerPool,
+    Backoff, Job, JobFuture, JobRunner, JobState, Lease, NewJob, OnConflict, Queue, Renewal,
+    WorkerPool,
 };
 use catalog_mirror::sync::SyncKind;
+use catalog_mirror::work::{JobKind, RefreshMode};
 use common::{TestDb, eventually};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -157,7 +158,7 @@ async fn enqueueing_again_debounces_into_one_pending_job() {
 
 #[tokio::test]
 async fn a_full_refresh_absorbs_a_pending_safe_one() {
-    use catalog_mirror::jobs::RefreshMode;
+    use catalog_mirror::work::RefreshMode;
     let (_db, pool) = TestDb::migrated().await;
     let kind = |mode| JobKind::RefreshProducts {
         merchant_id: 5,
@@ -188,7 +189,7 @@ async fn a_full_refresh_absorbs_a_pending_safe_one() {
     )
     .await;
     assert_eq!(
-        job(&pool, id).await.kind().unwrap(),
+        job(&pool, id).await.kind::<JobKind>().unwrap(),
         kind(RefreshMode::Full)
     );
 }

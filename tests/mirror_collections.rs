@@ -12,9 +12,9 @@ mod mirror_common;
 
 use std::collections::BTreeMap;
 
-use catalog_mirror::jobs::{JobKind, RefreshMode};
 use catalog_mirror::mirror::{forget_membership_reads, queries};
 use catalog_mirror::sandbox::Catalog;
+use catalog_mirror::work::{JobKind, RefreshMode};
 use mirror_common::{Harness, assert_collections_match, incoming, last_change, merchant};
 
 const M: i64 = 1001;

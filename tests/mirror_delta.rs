@@ -13,9 +13,9 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 
 use catalog_mirror::config::RefreshPolicy;
-use catalog_mirror::jobs::{JobKind, RefreshMode};
 use catalog_mirror::runner::AppRunner;
 use catalog_mirror::sandbox::{ChangeMix, Scenario, ScenarioOptions};
+use catalog_mirror::work::{JobKind, RefreshMode};
 use mirror_common::{Harness, assert_offers_match, from_sandbox, incoming, last_change, merchant};
 use serde_json::json;
 

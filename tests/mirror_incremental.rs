@@ -7,9 +7,9 @@ mod mirror_common;
 
 use std::collections::BTreeSet;
 
-use catalog_mirror::jobs::{JobKind, RefreshMode};
 use catalog_mirror::mirror::queries;
 use catalog_mirror::sandbox::{Scenario, ScenarioOptions};
+use catalog_mirror::work::{JobKind, RefreshMode};
 use chrono::Duration as ChronoDuration;
 use mirror_common::{
     Harness, assert_collections_match, assert_offers_match, assert_same_ids, from_sandbox,

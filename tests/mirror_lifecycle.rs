@@ -10,9 +10,9 @@ mod mirror_common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use catalog_mirror::jobs::{JobKind, RefreshMode};
 use catalog_mirror::mirror::queries;
 use catalog_mirror::sandbox::{DeliveryFaults, Scenario, ScenarioOptions};
+use catalog_mirror::work::{JobKind, RefreshMode};
 use common::{TestApp, TestDb, eventually};
 use mirror_common::{Harness, assert_collections_match, assert_offers_match, merchant};
 use sqlx::PgPool;

@@ -629,7 +629,8 @@ impl catalog_mirror::jobs::JobRunner for StopsWhenCancelled {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_that_errors_because_the_drain_cancelled_it_is_released_not_failed() {
-    use catalog_mirror::jobs::{JobKind, NewJob, OnConflict, Queue, WorkerPool};
+    use catalog_mirror::jobs::{NewJob, OnConflict, Queue, WorkerPool};
+    use catalog_mirror::work::JobKind;
 
     let (_db, pool) = TestDb::migrated().await;
     let settings = catalog_mirror::config::JobSettings {

@@ -9,9 +9,10 @@ use serde::Serialize;
 
 use super::store::EventRow;
 use super::{AdminError, AdminState};
-use crate::jobs::{Job, NewJob, OnConflict, Queue, RefreshMode};
+use crate::jobs::{Job, NewJob, OnConflict, Queue};
 use crate::mirror::{self, removals};
 use crate::sync::{IncomingEvent, Planner, SyncKind, Topic, refresh};
+use crate::work::RefreshMode;
 
 /// Which refreshes a resync enqueues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

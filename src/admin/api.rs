@@ -191,7 +191,7 @@ async fn resync(State(state): State<AdminState>, body: Result<Bytes, BytesReject
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
-            return Ok(crate::http::last_on_connection(
+            return Ok(crate::web::last_on_connection(
                 AdminError::bad_request(format!("cannot read the body: {rejection}"))
                     .into_response(),
             ));

@@ -1,4 +1,6 @@
-//! The durable job queue in PostgreSQL and the worker pool that runs it.
+//! The durable job queue in PostgreSQL and the worker pool that runs it. The queue
+//! knows no job kinds: a kind tells it its name, merchant, lane and dedupe key through
+//! [`JobSpec`] (the daemon's kinds are in `crate::work`).
 //!
 //! One `jobs` table. A job is claimed with `FOR UPDATE SKIP LOCKED` and a lease
 //! (`locked_until`) that the worker renews while the job runs, so no transaction is
@@ -16,13 +18,11 @@
 //!   and publishing match on it, so a copy whose lease lapsed and whose job was claimed
 //!   again can neither publish ([`Lease::hold`]) nor record an outcome.
 
-mod kinds;
 mod queue;
 mod worker;
 
-pub use kinds::{JobKind, RefreshMode};
 pub use queue::{
-    Backoff, ENQUEUE_ARGS, EnqueueArgs, Job, JobState, Lease, LeaseLost, NOTIFY_CHANNEL, NewJob,
-    OnConflict, Queue, Renewal,
+    Backoff, ENQUEUE_ARGS, EnqueueArgs, Job, JobSpec, JobState, Lease, LeaseLost, NOTIFY_CHANNEL,
+    NewJob, OnConflict, Queue, Renewal,
 };
 pub use worker::{JobFuture, JobRunner, WorkerPool};

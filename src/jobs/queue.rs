@@ -6,9 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sqlx::{PgConnection, PgPool};
-
-use super::JobKind;
 
 /// Channel a trigger on `jobs` NOTIFYs when a job becomes pending (see the migration).
 pub const NOTIFY_CHANNEL: &str = "catalog_mirror_jobs";
@@ -50,7 +49,7 @@ pub struct Job {
 
 impl Job {
     /// The typed kind, from the payload.
-    pub fn kind(&self) -> Result<JobKind, serde_json::Error> {
+    pub fn kind<K: DeserializeOwned>(&self) -> Result<K, serde_json::Error> {
         serde_json::from_value(self.payload.clone())
     }
 
@@ -152,10 +151,22 @@ impl Backoff {
     }
 }
 
+/// What the queue asks of a job's kind. The payload is the kind itself, serialized
+/// (it must carry its own tag, so that [`Job::kind`] reads it back).
+pub trait JobSpec: Serialize {
+    /// The `kind` column.
+    fn name(&self) -> &'static str;
+    fn merchant_id(&self) -> i64;
+    /// Jobs of one lane never run at the same time (see the module doc).
+    fn lane(&self) -> String;
+    /// One pending job per key.
+    fn dedupe_key(&self) -> String;
+}
+
 /// A job to enqueue.
 #[derive(Debug, Clone)]
-pub struct NewJob {
-    pub kind: JobKind,
+pub struct NewJob<K> {
+    pub kind: K,
     /// Delay from now until it may run.
     pub delay: Duration,
     pub max_attempts: i32,
@@ -205,7 +216,7 @@ pub const ENQUEUE_ARGS: usize = 10;
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 impl EnqueueArgs {
-    pub fn new(job: &NewJob) -> Self {
+    pub fn new<K: JobSpec>(job: &NewJob<K>) -> Self {
         let delay_ms = job.delay.as_millis() as f64;
         Self {
             kind: job.kind.name(),
@@ -258,7 +269,10 @@ impl Queue {
 
     /// Inserts or merges a pending job inside the caller's transaction (the
     /// `enqueue_job` SQL function); the table's trigger NOTIFYs workers on commit. Returns the id of the pending job.
-    pub async fn enqueue(conn: &mut PgConnection, job: &NewJob) -> sqlx::Result<i64> {
+    pub async fn enqueue<K: JobSpec>(
+        conn: &mut PgConnection,
+        job: &NewJob<K>,
+    ) -> sqlx::Result<i64> {
         match Self::enqueue_quietly(conn, job).await? {
             Some(id) => Ok(id),
             // The pending job already covers this; it is locked by us until commit.
@@ -275,9 +289,9 @@ impl Queue {
 
     /// [`Queue::enqueue`] without looking up the id when a pending job already covered
     /// the work unchanged (`None`): one round trip, for the intake's hot path.
-    pub async fn enqueue_quietly(
+    pub async fn enqueue_quietly<K: JobSpec>(
         conn: &mut PgConnection,
-        job: &NewJob,
+        job: &NewJob<K>,
     ) -> sqlx::Result<Option<i64>> {
         let query = sqlx::query("SELECT enqueue_job($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
         let row = EnqueueArgs::new(job)

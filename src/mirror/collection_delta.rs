@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use crate::jobs::RefreshMode;
+use crate::work::RefreshMode;
 
 /// Collection events that name one collection whose membership may have moved.
 const NAMING_TOPICS: [&str; 3] = [

@@ -28,8 +28,9 @@ use super::collections::{UPSERT_COLLECTIONS, replace_memberships};
 use super::publish;
 use super::rows::StageKey;
 use super::staging::{self, CollectionStager, Tables};
-use crate::jobs::{JobKind, NewJob, OnConflict, Queue, RefreshMode};
+use crate::jobs::{NewJob, OnConflict, Queue};
 use crate::violet::{Collection, FromJson, VioletError};
+use crate::work::{JobKind, RefreshMode};
 
 const OFFERS_UPDATED: &str = "COLLECTION_OFFERS_UPDATED";
 

@@ -24,7 +24,7 @@ use super::publish;
 use super::rows::StageKey;
 use super::staging::{self, CollectionStager, Tables};
 use super::{Mirror, RefreshReport};
-use crate::jobs::RefreshMode;
+use crate::work::RefreshMode;
 
 pub(super) const UPSERT_COLLECTIONS: &str = r#"
 INSERT INTO collections AS c (collection_id, merchant_id, external_id, parent_id, name, handle, description,

@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use crate::config::RefreshPolicy;
-use crate::jobs::RefreshMode;
+use crate::work::RefreshMode;
 
 /// What `refresh.*` says about deltas.
 #[derive(Debug, Clone, Copy)]

@@ -35,8 +35,9 @@ use super::events::{Action, PendingEvent, Plan, plan};
 use super::publish;
 use super::rows::StageKey;
 use super::staging::{self, OfferStager, Tables};
-use crate::jobs::{JobKind, NewJob, OnConflict, Queue, RefreshMode};
+use crate::jobs::{NewJob, OnConflict, Queue};
 use crate::violet::Offer;
+use crate::work::{JobKind, RefreshMode};
 
 /// Collection events that need the collection listing (a collection's own fields, or
 /// a removal, which only a complete listing may make).

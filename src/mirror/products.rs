@@ -31,8 +31,9 @@ use super::removals::{self, Removals};
 use super::rows::StageKey;
 use super::staging::{self, BatchWriter, OfferStager, Tables};
 use super::{Fetcher, Mirror, RefreshReport};
-use crate::jobs::{JobKind, NewJob, OnConflict, Queue, RefreshMode};
+use crate::jobs::{NewJob, OnConflict, Queue};
 use crate::violet::{Page, VioletError};
+use crate::work::{JobKind, RefreshMode};
 
 pub(super) fn mode_name(mode: RefreshMode) -> &'static str {
     match mode {

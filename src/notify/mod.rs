@@ -25,8 +25,9 @@ pub use deliver::{SIGNATURE_HEADER, deliver};
 pub use stream::router;
 
 use crate::config::{NotificationSettings, Secret};
-use crate::jobs::{JobKind, NewJob, OnConflict, Queue};
-use crate::sync::SyncKind;
+use crate::jobs::{NewJob, OnConflict, Queue};
+use crate::work::JobKind;
+use crate::work::SyncKind;
 
 /// The PostgreSQL channel sync state changes travel on.
 pub const CHANNEL: &str = "catalog_mirror_notifications";

@@ -23,7 +23,7 @@ use subtle::ConstantTimeEq;
 use super::INDEX_UID;
 use super::error::ApiError;
 use super::filter::{self, Filter};
-use crate::config::{SearchSettings, Secret};
+use crate::config::{ConfigError, ConfigErrors, SearchSettings, Secret};
 
 /// What a request may see.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,19 +55,28 @@ pub struct Access {
 }
 
 impl Access {
-    /// From settings; filters were checked when the settings were validated.
-    pub fn from_settings(settings: &SearchSettings) -> anyhow::Result<Access> {
+    /// From settings. The settings checked that each restricted key has a filter; its
+    /// syntax is the search layer's to judge, here, for `serve` and `check-config`
+    /// alike (every bad filter named, as the settings name their bad keys).
+    pub fn from_settings(settings: &SearchSettings) -> Result<Access, ConfigErrors> {
         let mut restricted = Vec::new();
+        let mut problems = Vec::new();
         for (i, key) in settings.restricted_keys.iter().enumerate() {
-            let filter = filter::parse(&key.filter)
-                .map_err(|err| anyhow::anyhow!("search.restricted_keys[{i}].filter: {err}"))?
-                .ok_or_else(|| {
-                    anyhow::anyhow!("search.restricted_keys[{i}].filter must not be empty")
-                })?;
-            restricted.push(RestrictedKey {
-                key: key.key.clone(),
-                filter,
-            });
+            let problem = |reason: String| ConfigError {
+                key: format!("search.restricted_keys[{i}].filter"),
+                reason,
+            };
+            match filter::parse(&key.filter) {
+                Ok(Some(filter)) => restricted.push(RestrictedKey {
+                    key: key.key.clone(),
+                    filter,
+                }),
+                Ok(None) => problems.push(problem("must not be empty".into())),
+                Err(err) => problems.push(problem(format!("is not a valid filter: {err}"))),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigErrors(problems));
         }
         Ok(Access {
             search_key: settings.api_key.clone(),

@@ -241,7 +241,7 @@ impl IntoResponse for ApiError {
         match self.status {
             // The body was refused unread (or not all of it arrived).
             StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT => {
-                crate::http::last_on_connection(response)
+                crate::web::last_on_connection(response)
             }
             StatusCode::SERVICE_UNAVAILABLE => {
                 response.headers_mut().insert(

@@ -11,21 +11,5 @@ pub use event::{EventClass, IncomingEvent, Topic};
 pub use planner::{EventStatus, Planner, PlanningSettings, batch_unless_syncing, refresh};
 pub use state::{SyncState, mark_needs_attention, mark_stalled};
 
-use serde::{Deserialize, Serialize};
-
-/// The two independent syncs Violet runs per merchant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SyncKind {
-    Products,
-    Collections,
-}
-
-impl SyncKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            SyncKind::Products => "products",
-            SyncKind::Collections => "collections",
-        }
-    }
-}
+/// Defined with the job kinds, which name it; re-exported where syncs are tracked.
+pub use crate::work::SyncKind;

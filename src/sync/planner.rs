@@ -20,10 +20,9 @@ use sqlx::PgConnection;
 use super::state::{self, SyncEvent};
 use super::{EventClass, IncomingEvent, SyncKind, Topic, merchants};
 use crate::config::{JobSettings, SyncSettings};
-use crate::jobs::{
-    Backoff, ENQUEUE_ARGS, EnqueueArgs, JobKind, NewJob, OnConflict, Queue, RefreshMode,
-};
+use crate::jobs::{Backoff, ENQUEUE_ARGS, EnqueueArgs, NewJob, OnConflict, Queue};
 use crate::mirror::delta;
+use crate::work::{JobKind, RefreshMode};
 
 /// The settings planning needs, copied out of the configuration.
 #[derive(Debug, Clone)]
@@ -325,7 +324,7 @@ impl Planner {
     }
 
     /// The job an offer or collection event outside a sync window joins.
-    pub fn batched_job(&self, merchant_id: i64) -> NewJob {
+    pub fn batched_job(&self, merchant_id: i64) -> NewJob<JobKind> {
         NewJob {
             kind: JobKind::Incremental { merchant_id },
             delay: self.settings.debounce,

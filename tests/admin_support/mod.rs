@@ -144,7 +144,7 @@ pub async fn insert_job(
 /// The lane the daemon gives a job with this payload (its dedupe key for kinds whose
 /// payload this does not describe fully).
 fn lane(payload: &Value) -> String {
-    serde_json::from_value::<catalog_mirror::jobs::JobKind>(payload.clone())
+    serde_json::from_value::<catalog_mirror::work::JobKind>(payload.clone())
         .map(|kind| kind.lane())
         .unwrap_or_else(|_| {
             format!(

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use crate::jobs::{Job, JobState};
 
-/// The `kind` column of every job kind ([`crate::jobs::JobKind::name`]).
+/// The `kind` column of every job kind ([`crate::work::JobKind::name`]).
 pub const JOB_KINDS: &[&str] = &[
     "refresh_products",
     "refresh_collections",
@@ -74,8 +74,8 @@ pub fn state_name(state: JobState) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::{JobKind, RefreshMode};
     use crate::sync::SyncKind;
+    use crate::work::{JobKind, RefreshMode};
 
     #[test]
     fn every_job_kind_is_listed() {

@@ -1,8 +1,31 @@
-//! The typed job kinds and the dedupe key each one uses.
+//! The daemon's kinds of work: the two syncs Violet runs per merchant, the ways a
+//! refresh reads a catalog, and the typed job kinds with the lane and dedupe key each
+//! one uses.
+//!
+//! The queue (`crate::jobs`) stores and leases jobs without knowing any of these kinds:
+//! it asks a kind only what [`JobSpec`] asks. They live here, above the queue and below
+//! everything that enqueues or runs them (mirror, notify, sync, admin, runner).
 
 use serde::{Deserialize, Serialize};
 
-use crate::sync::SyncKind;
+use crate::jobs::JobSpec;
+
+/// The two independent syncs Violet runs per merchant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncKind {
+    Products,
+    Collections,
+}
+
+impl SyncKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SyncKind::Products => "products",
+            SyncKind::Collections => "collections",
+        }
+    }
+}
 
 /// What a job does. Stored as its `kind` column plus a JSON payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +142,22 @@ impl JobKind {
             }
             _ => format!("{}:{merchant}", self.name()),
         }
+    }
+}
+
+/// The queue's view of a kind: its own methods.
+impl JobSpec for JobKind {
+    fn name(&self) -> &'static str {
+        JobKind::name(self)
+    }
+    fn merchant_id(&self) -> i64 {
+        JobKind::merchant_id(self)
+    }
+    fn lane(&self) -> String {
+        JobKind::lane(self)
+    }
+    fn dedupe_key(&self) -> String {
+        JobKind::dedupe_key(self)
     }
 }
 
