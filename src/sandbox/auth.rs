@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
 use super::SandboxConfig;
-use super::error::{self, ApiError};
+use super::error::{self, SandboxError};
 use super::hash::{mix, tag};
 
 pub const APP_ID_HEADER: &str = "x-violet-app-id";
@@ -74,14 +74,14 @@ impl Auth {
     }
 
     /// `X-Violet-App-Id` and `X-Violet-App-Secret` must match (403 otherwise).
-    pub fn check_app(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    pub fn check_app(&self, headers: &HeaderMap) -> Result<(), SandboxError> {
         let id_ok = header(headers, APP_ID_HEADER).and_then(|v| v.trim().parse::<u64>().ok())
             == Some(self.app_id);
         let secret_ok = header(headers, APP_SECRET_HEADER) == Some(self.app_secret.as_str());
         if id_ok && secret_ok {
             Ok(())
         } else {
-            Err(ApiError::new(
+            Err(SandboxError::new(
                 StatusCode::FORBIDDEN,
                 error::APP_CREDENTIALS,
                 "Invalid app id or app secret",
@@ -90,9 +90,9 @@ impl Auth {
     }
 
     /// `X-Violet-Token` must be a live access token.
-    pub fn check_token(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+    pub fn check_token(&self, headers: &HeaderMap) -> Result<(), SandboxError> {
         let Some(token) = header(headers, TOKEN_HEADER) else {
-            return Err(ApiError::new(
+            return Err(SandboxError::new(
                 StatusCode::UNAUTHORIZED,
                 error::TOKEN_MISSING,
                 "Missing X-Violet-Token",
@@ -101,10 +101,10 @@ impl Auth {
         let tokens = self.tokens();
         match tokens.access.get(token) {
             Some(&expires) if Instant::now() < expires => Ok(()),
-            Some(_) => Err(ApiError::expired()),
+            Some(_) => Err(SandboxError::expired()),
             // A JWT from an earlier run of the sandbox: it expired as far as we know.
-            None if token.split('.').count() == 3 => Err(ApiError::expired()),
-            None => Err(ApiError::new(
+            None if token.split('.').count() == 3 => Err(SandboxError::expired()),
+            None => Err(SandboxError::new(
                 StatusCode::UNAUTHORIZED,
                 error::TOKEN_INVALID,
                 "Invalid token",
@@ -113,11 +113,11 @@ impl Auth {
     }
 
     /// `POST /login`: the user object with `token` and `refresh_token`.
-    pub fn login(&self, body: &Value) -> Result<Value, ApiError> {
+    pub fn login(&self, body: &Value) -> Result<Value, SandboxError> {
         let user = body.get("username").and_then(Value::as_str);
         let pass = body.get("password").and_then(Value::as_str);
         if user != Some(self.username.as_str()) || pass != Some(self.password.as_str()) {
-            return Err(ApiError::new(
+            return Err(SandboxError::new(
                 StatusCode::UNAUTHORIZED,
                 error::LOGIN_FAILED,
                 "Invalid username or password",
@@ -147,11 +147,11 @@ impl Auth {
     }
 
     /// `GET /auth/token` with a refresh token in `X-Violet-Token`: `{"token": ...}`.
-    pub fn refresh(&self, headers: &HeaderMap) -> Result<Value, ApiError> {
+    pub fn refresh(&self, headers: &HeaderMap) -> Result<Value, SandboxError> {
         let given = header(headers, TOKEN_HEADER).unwrap_or_default();
         let mut tokens = self.tokens();
         if !tokens.refresh.contains(given) {
-            return Err(ApiError::new(
+            return Err(SandboxError::new(
                 StatusCode::UNAUTHORIZED,
                 error::REFRESH_INVALID,
                 "Invalid refresh token",

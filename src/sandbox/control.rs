@@ -16,12 +16,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::catalog::ChangeMix;
-use super::error::ApiError;
+use super::error::SandboxError;
 use super::hash::mix;
-use super::server::AppState;
+use super::server::SandboxState;
 use super::{DeliveryFaults, Emitter, Knobs, Scenario, ScenarioOptions};
 
-pub fn router() -> Router<Arc<AppState>> {
+pub fn router() -> Router<Arc<SandboxState>> {
     Router::new()
         .route("/", get(info))
         .route(
@@ -38,11 +38,11 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/change-mix", get(get_change_mix).put(put_change_mix))
         .route("/play", post(play))
         .fallback(|| async {
-            ApiError::not_found("Unknown control endpoint; GET /_sandbox/ lists them")
+            SandboxError::not_found("Unknown control endpoint; GET /_sandbox/ lists them")
         })
 }
 
-pub async fn info(State(s): State<Arc<AppState>>) -> Json<Value> {
+pub async fn info(State(s): State<Arc<SandboxState>>) -> Json<Value> {
     Json(json!({
         "base_url": s.base_url,
         "app_id": s.auth.app_id(),
@@ -61,16 +61,16 @@ pub async fn info(State(s): State<Arc<AppState>>) -> Json<Value> {
     }))
 }
 
-async fn get_knobs(State(s): State<Arc<AppState>>) -> Json<Knobs> {
+async fn get_knobs(State(s): State<Arc<SandboxState>>) -> Json<Knobs> {
     Json(s.faults.knobs())
 }
 
 /// Parses knobs from raw bytes so a bad body gets a JSON 400, not a text rejection.
-fn knobs_from(value: Value) -> Result<Knobs, ApiError> {
+fn knobs_from(value: Value) -> Result<Knobs, SandboxError> {
     let knobs: Knobs = serde_json::from_value(value)
-        .map_err(|e| ApiError::bad_request(format!("bad knobs: {e}")))?;
+        .map_err(|e| SandboxError::bad_request(format!("bad knobs: {e}")))?;
     if !(0.0..=1.0).contains(&knobs.error_rate_5xx) {
-        return Err(ApiError::bad_request(
+        return Err(SandboxError::bad_request(
             "error_rate_5xx must be between 0 and 1",
         ));
     }
@@ -79,23 +79,23 @@ fn knobs_from(value: Value) -> Result<Knobs, ApiError> {
         .as_ref()
         .is_some_and(|r| r.requests_per_sec == 0)
     {
-        return Err(ApiError::bad_request(
+        return Err(SandboxError::bad_request(
             "rate_limit.requests_per_sec must be at least 1",
         ));
     }
     Ok(knobs)
 }
 
-fn json_body(body: &[u8]) -> Result<Value, ApiError> {
+fn json_body(body: &[u8]) -> Result<Value, SandboxError> {
     if body.is_empty() {
         return Ok(json!({}));
     }
     serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("body is not JSON: {e}")))
+        .map_err(|e| SandboxError::bad_request(format!("body is not JSON: {e}")))
 }
 
 /// Replaces all knobs; omitted fields are off.
-async fn put_knobs(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+async fn put_knobs(State(s): State<Arc<SandboxState>>, body: axum::body::Bytes) -> Response {
     match json_body(&body).and_then(knobs_from) {
         Ok(knobs) => {
             s.faults.update(|k| *k = knobs.clone());
@@ -106,10 +106,12 @@ async fn put_knobs(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> R
 }
 
 /// Changes only the fields given (`null` clears an optional knob).
-async fn patch_knobs(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+async fn patch_knobs(State(s): State<Arc<SandboxState>>, body: axum::body::Bytes) -> Response {
     let patch = match json_body(&body) {
         Ok(Value::Object(p)) => p,
-        Ok(_) => return ApiError::bad_request("knobs patch must be a JSON object").into_response(),
+        Ok(_) => {
+            return SandboxError::bad_request("knobs patch must be a JSON object").into_response();
+        }
         Err(e) => return e.into_response(),
     };
     let mut current = serde_json::to_value(s.faults.knobs()).unwrap_or_else(|_| json!({}));
@@ -125,21 +127,21 @@ async fn patch_knobs(State(s): State<Arc<AppState>>, body: axum::body::Bytes) ->
     }
 }
 
-async fn reset_knobs(State(s): State<Arc<AppState>>) -> Json<Knobs> {
+async fn reset_knobs(State(s): State<Arc<SandboxState>>) -> Json<Knobs> {
     s.faults.update(|k| *k = Knobs::default());
     Json(Knobs::default())
 }
 
-async fn stats(State(s): State<Arc<AppState>>) -> Response {
+async fn stats(State(s): State<Arc<SandboxState>>) -> Response {
     Json(s.stats.snapshot()).into_response()
 }
 
-async fn expire_tokens(State(s): State<Arc<AppState>>) -> Json<Value> {
+async fn expire_tokens(State(s): State<Arc<SandboxState>>) -> Json<Value> {
     s.auth.expire_all();
     Json(json!({"expired": true}))
 }
 
-async fn merchants(State(s): State<Arc<AppState>>) -> Json<Vec<Value>> {
+async fn merchants(State(s): State<Arc<SandboxState>>) -> Json<Vec<Value>> {
     let c = &s.catalog;
     Json(
         c.merchant_ids()
@@ -160,14 +162,14 @@ async fn merchants(State(s): State<Arc<AppState>>) -> Json<Vec<Value>> {
 /// (`{"updated": 0.01, "removed": 0, "added": 0, "undated": 0.5}`, missing fields at
 /// their defaults) for this one advance.
 async fn advance(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<SandboxState>>,
     Path(raw): Path<String>,
     body: Option<Json<ChangeMix>>,
 ) -> Response {
     let m = match raw.parse::<u64>() {
         Ok(m) if s.catalog.has_merchant(m) => m,
         _ => {
-            return ApiError::not_found(format!("unknown sandbox merchant {raw:?}"))
+            return SandboxError::not_found(format!("unknown sandbox merchant {raw:?}"))
                 .into_response();
         }
     };
@@ -175,20 +177,23 @@ async fn advance(
         None => Json(s.catalog.advance(m)).into_response(),
         Some(Json(mix)) => match mix.check() {
             Ok(()) => Json(s.catalog.advance_with(m, &mix)).into_response(),
-            Err(err) => ApiError::bad_request(err).into_response(),
+            Err(err) => SandboxError::bad_request(err).into_response(),
         },
     }
 }
 
 /// What `advance` (and the scheduled-sync scenario) changes from now on.
-async fn get_change_mix(State(s): State<Arc<AppState>>) -> Json<ChangeMix> {
+async fn get_change_mix(State(s): State<Arc<SandboxState>>) -> Json<ChangeMix> {
     Json(s.catalog.change_mix())
 }
 
-async fn put_change_mix(State(s): State<Arc<AppState>>, Json(mix): Json<ChangeMix>) -> Response {
+async fn put_change_mix(
+    State(s): State<Arc<SandboxState>>,
+    Json(mix): Json<ChangeMix>,
+) -> Response {
     match s.catalog.set_change_mix(mix) {
         Ok(()) => Json(mix).into_response(),
-        Err(err) => ApiError::bad_request(err).into_response(),
+        Err(err) => SandboxError::bad_request(err).into_response(),
     }
 }
 
@@ -211,10 +216,12 @@ struct PlayRequest {
 }
 
 /// Plays a scenario synchronously and answers one delivery report per merchant.
-async fn play(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> Response {
+async fn play(State(s): State<Arc<SandboxState>>, body: axum::body::Bytes) -> Response {
     let request: PlayRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return ApiError::bad_request(format!("bad play request: {e}")).into_response(),
+        Err(e) => {
+            return SandboxError::bad_request(format!("bad play request: {e}")).into_response();
+        }
     };
     match run_play(&s, request).await {
         Ok(reports) => Json(reports).into_response(),
@@ -222,21 +229,27 @@ async fn play(State(s): State<Arc<AppState>>, body: axum::body::Bytes) -> Respon
     }
 }
 
-async fn run_play(s: &AppState, r: PlayRequest) -> Result<Value, ApiError> {
-    let scenario: Scenario = r.scenario.parse().map_err(ApiError::bad_request)?;
+async fn run_play(s: &SandboxState, r: PlayRequest) -> Result<Value, SandboxError> {
+    let scenario: Scenario = r.scenario.parse().map_err(SandboxError::bad_request)?;
     let url = url::Url::parse(&r.target)
-        .map_err(|e| ApiError::bad_request(format!("bad target URL: {e}")))?;
+        .map_err(|e| SandboxError::bad_request(format!("bad target URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ApiError::bad_request("target must be an http or https URL"));
+        return Err(SandboxError::bad_request(
+            "target must be an http or https URL",
+        ));
     }
     let merchants = match r.merchant_id {
         Some(m) if s.catalog.has_merchant(m) => vec![m],
-        Some(m) => return Err(ApiError::not_found(format!("unknown sandbox merchant {m}"))),
+        Some(m) => {
+            return Err(SandboxError::not_found(format!(
+                "unknown sandbox merchant {m}"
+            )));
+        }
         None => s.catalog.merchant_ids(),
     };
     let faults = r.faults.unwrap_or_default();
     if !(0.0..=1.0).contains(&faults.duplicate_rate) {
-        return Err(ApiError::bad_request(
+        return Err(SandboxError::bad_request(
             "duplicate_rate must be between 0 and 1",
         ));
     }
@@ -249,9 +262,9 @@ async fn run_play(s: &AppState, r: PlayRequest) -> Result<Value, ApiError> {
             seed: mix(&[s.seed, play]),
             max_offer_events: r.max_offer_events,
         };
-        let events = scenario
-            .events(&s.catalog, m, &options)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, 500, e.to_string()))?;
+        let events = scenario.events(&s.catalog, m, &options).map_err(|e| {
+            SandboxError::new(StatusCode::INTERNAL_SERVER_ERROR, 500, e.to_string())
+        })?;
         let report = emitter.play(&events).await;
         reports.push(json!({"merchant_id": m, "scenario": scenario.name(), "report": report}));
     }

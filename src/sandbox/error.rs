@@ -22,16 +22,16 @@ pub const TOKEN_INVALID: u32 = 2004;
 pub const REFRESH_INVALID: u32 = 2005;
 
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct SandboxError {
     pub status: StatusCode,
     pub message: String,
     pub error_code: u32,
     pub retry_after: Option<u64>,
 }
 
-impl ApiError {
-    pub fn new(status: StatusCode, error_code: u32, message: impl Into<String>) -> ApiError {
-        ApiError {
+impl SandboxError {
+    pub fn new(status: StatusCode, error_code: u32, message: impl Into<String>) -> SandboxError {
+        SandboxError {
             status,
             message: message.into(),
             error_code,
@@ -39,20 +39,20 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, 400, message)
+    pub fn bad_request(message: impl Into<String>) -> SandboxError {
+        SandboxError::new(StatusCode::BAD_REQUEST, 400, message)
     }
 
-    pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, 404, message)
+    pub fn not_found(message: impl Into<String>) -> SandboxError {
+        SandboxError::new(StatusCode::NOT_FOUND, 404, message)
     }
 
-    pub fn expired() -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, TOKEN_EXPIRED, "Token has expired")
+    pub fn expired() -> SandboxError {
+        SandboxError::new(StatusCode::UNAUTHORIZED, TOKEN_EXPIRED, "Token has expired")
     }
 }
 
-impl IntoResponse for ApiError {
+impl IntoResponse for SandboxError {
     fn into_response(self) -> Response {
         let body = json!({
             "status": self.status.as_u16(),

@@ -178,7 +178,7 @@ pub struct SandboxStats {
 /// waits for it.
 pub struct Sandbox {
     addr: SocketAddr,
-    state: Arc<server::AppState>,
+    state: Arc<server::SandboxState>,
     cancel: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -193,7 +193,12 @@ impl Sandbox {
             .map_err(|e| anyhow::anyhow!("sandbox: cannot listen on {addr}: {e}"))?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
-        let state = Arc::new(server::AppState::new(config, catalog, addr, cancel.clone()));
+        let state = Arc::new(server::SandboxState::new(
+            config,
+            catalog,
+            addr,
+            cancel.clone(),
+        ));
         let router = server::router(Arc::clone(&state));
         let stop = cancel.clone();
         let task = tokio::spawn(async move {

@@ -9,26 +9,26 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use super::catalog::DateRange;
-use super::error::ApiError;
+use super::error::SandboxError;
 
 /// Violet's page size default and (assumed) maximum.
 pub const DEFAULT_SIZE: u64 = 20;
 pub const MAX_SIZE: u64 = 100;
 
-pub fn parse_id(raw: &str, what: &str) -> Result<u64, ApiError> {
+pub fn parse_id(raw: &str, what: &str) -> Result<u64, SandboxError> {
     raw.parse::<u64>().map_err(|_| {
-        ApiError::bad_request(format!("{what} must be a positive integer, got {raw:?}"))
+        SandboxError::bad_request(format!("{what} must be a positive integer, got {raw:?}"))
     })
 }
 
 /// `page` (1-based, default 1) and `size` (default 20, clamped to 1..=100).
-pub fn paging(q: &HashMap<String, String>) -> Result<(u64, u64), ApiError> {
+pub fn paging(q: &HashMap<String, String>) -> Result<(u64, u64), SandboxError> {
     let page = match q.get("page") {
         None => 1,
         Some(p) => match p.trim().parse::<u64>() {
             Ok(p) if p >= 1 => p,
             _ => {
-                return Err(ApiError::bad_request(format!(
+                return Err(SandboxError::bad_request(format!(
                     "page must be an integer >= 1, got {p:?}"
                 )));
             }
@@ -39,7 +39,7 @@ pub fn paging(q: &HashMap<String, String>) -> Result<(u64, u64), ApiError> {
         Some(s) => match s.trim().parse::<u64>() {
             Ok(s) => s.clamp(1, MAX_SIZE),
             Err(_) => {
-                return Err(ApiError::bad_request(format!(
+                return Err(SandboxError::bad_request(format!(
                     "size must be an integer, got {s:?}"
                 )));
             }
@@ -56,8 +56,8 @@ pub fn include_collections(q: &HashMap<String, String>) -> bool {
 }
 
 /// `date_last_modified:min` / `:max`, both spellings of Violet dates and RFC 3339.
-pub fn date_filter(q: &HashMap<String, String>) -> Result<Option<DateRange>, ApiError> {
-    let parse = |key: &str| -> Result<Option<i64>, ApiError> {
+pub fn date_filter(q: &HashMap<String, String>) -> Result<Option<DateRange>, SandboxError> {
+    let parse = |key: &str| -> Result<Option<i64>, SandboxError> {
         let Some(raw) = q.get(key) else {
             return Ok(None);
         };
@@ -65,7 +65,7 @@ pub fn date_filter(q: &HashMap<String, String>) -> Result<Option<DateRange>, Api
             .or_else(|_| chrono::DateTime::parse_from_rfc3339(raw.trim()))
             .map(|d| Some(d.timestamp()))
             .map_err(|_| {
-                ApiError::bad_request(format!("{key} must be an ISO 8601 date, got {raw:?}"))
+                SandboxError::bad_request(format!("{key} must be an ISO 8601 date, got {raw:?}"))
             })
     };
     let (min, max) = (

@@ -1,8 +1,8 @@
 //! The simulated Violet HTTP API under `/v1`, exactly as VIOLET.md describes it.
 //!
-//! Every API handler goes through [`AppState::admit`] (latency, hang, 5xx knobs, app
+//! Every API handler goes through [`SandboxState::admit`] (latency, hang, 5xx knobs, app
 //! credentials, token, per merchant rate limit) and page handlers answer through
-//! [`AppState::page_response`] (truncated and malformed bodies). Bodies come from the
+//! [`SandboxState::page_response`] (truncated and malformed bodies). Bodies come from the
 //! [`Catalog`], so what the API serves and what tests read from the catalog agree.
 
 use std::collections::HashMap;
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::Auth;
 use super::catalog::Catalog;
-use super::error::{ApiError, TOKEN_EXPIRED};
+use super::error::{SandboxError, TOKEN_EXPIRED};
 use super::faults::{Corruption, Faults, ServerError};
 use super::generator::{split_collection_id, split_offer_id};
 use super::paging::{date_filter, include_collections, paging, parse_id, spring_page};
@@ -31,7 +31,7 @@ use super::{SandboxConfig, control};
 /// How long a "hanging" request sleeps: far beyond any sane client timeout.
 const HANG: Duration = Duration::from_secs(600);
 
-pub struct AppState {
+pub struct SandboxState {
     pub catalog: Arc<Catalog>,
     pub auth: Auth,
     pub faults: Faults,
@@ -43,13 +43,13 @@ pub struct AppState {
     pub cancel: CancellationToken,
 }
 
-impl AppState {
+impl SandboxState {
     pub fn new(
         config: SandboxConfig,
         catalog: Arc<Catalog>,
         addr: SocketAddr,
         cancel: CancellationToken,
-    ) -> AppState {
+    ) -> SandboxState {
         let host = if addr.ip().is_unspecified() {
             "127.0.0.1".to_string()
         } else {
@@ -60,7 +60,7 @@ impl AppState {
         } else {
             host
         };
-        AppState {
+        SandboxState {
             catalog,
             auth: Auth::new(&config),
             faults: Faults::new(config.seed),
@@ -111,7 +111,7 @@ impl AppState {
         self.auth.check_app(headers).map_err(|e| self.error(e))?;
         self.auth.check_token(headers).map_err(|e| self.error(e))?;
         if let Some(retry_after) = self.faults.rate_limited(merchant) {
-            let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, 429, "Too many requests");
+            let mut e = SandboxError::new(StatusCode::TOO_MANY_REQUESTS, 429, "Too many requests");
             e.retry_after = Some(retry_after);
             return Err(self.error(e));
         }
@@ -119,11 +119,15 @@ impl AppState {
     }
 
     fn server_error(&self, status: StatusCode, message: &str) -> Response {
-        self.error(ApiError::new(status, u32::from(status.as_u16()), message))
+        self.error(SandboxError::new(
+            status,
+            u32::from(status.as_u16()),
+            message,
+        ))
     }
 
     /// Counts the error, then renders it.
-    pub fn error(&self, e: ApiError) -> Response {
+    pub fn error(&self, e: SandboxError) -> Response {
         let counter = match e.status.as_u16() {
             401 | 403 => {
                 if e.error_code == TOKEN_EXPIRED {
@@ -195,7 +199,7 @@ fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
     response
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<SandboxState>) -> Router {
     let api = Router::new()
         .route("/login", post(login))
         .route("/auth/token", get(refresh))
@@ -225,7 +229,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 type Params = Query<HashMap<String, String>>;
 
 async fn login(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<SandboxState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -235,7 +239,7 @@ async fn login(
         return s.error(e);
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
-        return s.error(ApiError::bad_request(
+        return s.error(SandboxError::bad_request(
             "Body must be JSON: {\"username\":...,\"password\":...}",
         ));
     };
@@ -248,7 +252,7 @@ async fn login(
     }
 }
 
-async fn refresh(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+async fn refresh(State(s): State<Arc<SandboxState>>, headers: HeaderMap) -> Response {
     bump(&s.stats.requests);
     s.delay().await;
     if let Err(e) = s.auth.check_app(&headers) {
@@ -264,7 +268,7 @@ async fn refresh(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response
 }
 
 async fn merchant_offers(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<SandboxState>>,
     headers: HeaderMap,
     Path(raw): Path<String>,
     Query(q): Params,
@@ -278,7 +282,7 @@ async fn merchant_offers(
         let (page, size) = paging(&q)?;
         let filter = date_filter(&q)?;
         if !s.catalog.has_merchant(merchant_id) {
-            return Err(ApiError::not_found(format!(
+            return Err(SandboxError::not_found(format!(
                 "Merchant {merchant_id} not found"
             )));
         }
@@ -298,7 +302,7 @@ async fn merchant_offers(
 }
 
 async fn one_offer(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<SandboxState>>,
     headers: HeaderMap,
     Path(raw): Path<String>,
     Query(q): Params,
@@ -320,12 +324,12 @@ async fn one_offer(
             bump(&s.stats.offers_served);
             axum::Json(offer).into_response()
         }
-        None => s.error(ApiError::not_found(format!("Offer {id} not found"))),
+        None => s.error(SandboxError::not_found(format!("Offer {id} not found"))),
     }
 }
 
 async fn merchant_collections(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<SandboxState>>,
     headers: HeaderMap,
     Path(raw): Path<String>,
     Query(q): Params,
@@ -334,12 +338,13 @@ async fn merchant_collections(
     if let Err(r) = s.admit(&headers, merchant_id).await {
         return r;
     }
-    let (merchant_id, page, size) =
-        match parse_id(&raw, "merchant_id").and_then(|m| Ok((m, paging(&q)?))) {
-            Ok((m, (p, z))) if s.catalog.has_merchant(m) => (m, p, z),
-            Ok((m, _)) => return s.error(ApiError::not_found(format!("Merchant {m} not found"))),
-            Err(e) => return s.error(e),
-        };
+    let (merchant_id, page, size) = match parse_id(&raw, "merchant_id")
+        .and_then(|m| Ok((m, paging(&q)?)))
+    {
+        Ok((m, (p, z))) if s.catalog.has_merchant(m) => (m, p, z),
+        Ok((m, _)) => return s.error(SandboxError::not_found(format!("Merchant {m} not found"))),
+        Err(e) => return s.error(e),
+    };
     let all = s.catalog.collections(merchant_id);
     let total = all.len() as u64;
     let content: Vec<Value> = all
@@ -357,7 +362,7 @@ async fn merchant_collections(
 }
 
 async fn collection_offers(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<SandboxState>>,
     headers: HeaderMap,
     Path(raw): Path<String>,
     Query(q): Params,
@@ -373,7 +378,7 @@ async fn collection_offers(
     let (id, page, size) = match parse_id(&raw, "collection_id").and_then(|c| Ok((c, paging(&q)?)))
     {
         Ok((c, (p, z))) if s.catalog.collection_json(c).is_some() => (c, p, z),
-        Ok((c, _)) => return s.error(ApiError::not_found(format!("Collection {c} not found"))),
+        Ok((c, _)) => return s.error(SandboxError::not_found(format!("Collection {c} not found"))),
         Err(e) => return s.error(e),
     };
     let ids = s.catalog.collection_offer_ids(id);
@@ -395,7 +400,7 @@ async fn collection_offers(
 }
 
 async fn merchant(
-    State(s): State<Arc<AppState>>,
+    State(s): State<Arc<SandboxState>>,
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> Response {
@@ -406,14 +411,14 @@ async fn merchant(
     match parse_id(&raw, "merchant_id") {
         Ok(m) => match s.catalog.merchant_json(m) {
             Some(body) => axum::Json(body).into_response(),
-            None => s.error(ApiError::not_found(format!("Merchant {m} not found"))),
+            None => s.error(SandboxError::not_found(format!("Merchant {m} not found"))),
         },
         Err(e) => s.error(e),
     }
 }
 
-async fn unknown_endpoint(State(s): State<Arc<AppState>>, uri: axum::http::Uri) -> Response {
-    s.error(ApiError::not_found(format!(
+async fn unknown_endpoint(State(s): State<Arc<SandboxState>>, uri: axum::http::Uri) -> Response {
+    s.error(SandboxError::not_found(format!(
         "No sandbox endpoint at {}",
         uri.path()
     )))

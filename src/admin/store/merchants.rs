@@ -40,7 +40,7 @@ pub struct MerchantSummary {
     pub freshness: DeltaState,
     pub products: KindSummary,
     pub collections: KindSummary,
-    pub index: IndexLag,
+    pub index: MerchantIndexLag,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,7 +78,7 @@ pub struct LastSync {
 /// row; `applied_change_no` the index's watermark, `None` while the search side does
 /// not report it (then `pending_changes` is `None` too).
 #[derive(Debug, Clone, Serialize)]
-pub struct IndexLag {
+pub struct MerchantIndexLag {
     pub latest_change_no: Option<i64>,
     pub applied_change_no: Option<i64>,
     pub pending_changes: Option<i64>,
@@ -215,7 +215,7 @@ pub async fn merchants(
                 freshness: row.freshness,
                 products,
                 collections,
-                index: IndexLag {
+                index: MerchantIndexLag {
                     latest_change_no: row.latest_change_no,
                     applied_change_no,
                     pending_changes: row.pending_changes,

@@ -9,6 +9,6 @@ mod merchants;
 pub use events::{EventFilter, EventRow, StoredEvent, event, events};
 pub use jobs::{JOB_KINDS, JOB_STATES, JobFilter, job_counts, jobs, state_name};
 pub use merchants::{
-    IndexLag, KindSummary, LastSync, MerchantSummary, RECENT_RUNS_WINDOW, SyncRun, merchants,
-    recent_runs, runs_of_merchant,
+    KindSummary, LastSync, MerchantIndexLag, MerchantSummary, RECENT_RUNS_WINDOW, SyncRun,
+    merchants, recent_runs, runs_of_merchant,
 };
