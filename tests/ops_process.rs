@@ -300,6 +300,17 @@ async fn a_whole_run_logs_no_secrets() {
     ] {
         assert!(output.contains(expected), "no {expected} in the logs");
     }
+    // What a handler logs carries its request's span: listener, method and path.
+    let refused = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["message"] == "webhook refused: bad signature")
+        .expect("the forged delivery is logged");
+    assert_eq!(
+        refused["span"],
+        json!({"name": "request", "listener": "public", "method": "POST", "path": "/webhooks/violet"}),
+        "{refused}"
+    );
     let secrets = [
         ("violet.app_secret", APP_SECRET),
         ("violet.password", VIOLET_PASSWORD),

@@ -133,6 +133,7 @@ pub fn router(state: AdminState) -> Router {
         .nest("/api", api::router(state.clone()))
         .merge(page::router(state.clone()))
         .route("/metrics", get(metrics).with_state(state))
+        .layer(crate::web::request_spans("admin"))
 }
 
 async fn metrics(

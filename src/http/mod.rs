@@ -61,4 +61,5 @@ pub fn public_router(state: AppState, webhook_body_limit: usize, search: Router)
         .route("/readyz", get(health::readyz))
         .with_state(state)
         .merge(search.layer(axum::middleware::from_fn(observe::search_latency)))
+        .layer(crate::web::request_spans("public"))
 }
