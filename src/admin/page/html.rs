@@ -1,8 +1,8 @@
-//! The page's HTML, written out by hand: every dynamic value goes through [`escape`].
-
-use std::fmt::Write;
+//! The page's HTML, as maud templates: every dynamic value is escaped by maud unless
+//! it is an already rendered [`Markup`].
 
 use chrono::{DateTime, Utc};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::View;
 use super::chart;
@@ -46,49 +46,42 @@ select, input { font:inherit; padding:3px 6px; border:1px solid #b9c2cc; border-
 svg text { font:11px system-ui,sans-serif; fill:var(--muted); }
 "#;
 
-/// HTML-escapes text for element content and quoted attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn layout(title: &str, body: &str) -> String {
+fn layout(title: &str, body: Markup) -> String {
     layout_reloading(title, None, body)
 }
 
 /// A page that reloads itself every `reload_secs` (a meta refresh: no script), onto
 /// `/ui` so a notice from a redirect is not shown again.
-fn layout_reloading(title: &str, reload_secs: Option<u32>, body: &str) -> String {
-    let reload = reload_secs
-        .map(|secs| format!("<meta http-equiv=\"refresh\" content=\"{secs}; url=/ui\">"))
-        .unwrap_or_default();
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{reload}\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-<meta name=\"robots\" content=\"noindex\"><title>{} · catalog-mirror admin</title>\
-<style>{STYLE}</style></head><body>{body}</body></html>\n",
-        escape(title)
-    )
+fn layout_reloading(title: &str, reload_secs: Option<u32>, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                @if let Some(secs) = reload_secs {
+                    meta http-equiv="refresh" content={ (secs) "; url=/ui" };
+                }
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="robots" content="noindex";
+                title { (title) " · catalog-mirror admin" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { (body) }
+        }
+    }
+    .into_string()
 }
 
 pub fn message(title: &str, text: &str) -> String {
     layout(
         title,
-        &format!(
-            "<main class=\"login\"><section><h2>{}</h2><p>{}</p><p><a href=\"/ui\">Back to the admin page</a></p></section></main>",
-            escape(title),
-            escape(text)
-        ),
+        html! {
+            main.login { section {
+                h2 { (title) }
+                p { (text) }
+                p { a href="/ui" { "Back to the admin page" } }
+            } }
+        },
     )
 }
 
@@ -101,168 +94,171 @@ pub fn disabled() -> String {
 }
 
 pub fn login(error: Option<&str>) -> String {
-    let error = error
-        .map(|text| format!("<p class=\"error\" id=\"error\">{}</p>", escape(text)))
-        .unwrap_or_default();
     layout(
         "Sign in",
-        &format!(
-            "<main class=\"login\"><section><h2>catalog-mirror admin</h2>{error}\
-<form id=\"login\" method=\"post\" action=\"/ui/login\">\
-<label for=\"token\">Admin token</label>\
-<input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required autofocus>\
-<button type=\"submit\">Sign in</button></form>\
-<p class=\"muted\">The token is <code>admin.token</code> from the daemon's configuration.</p></section></main>"
-        ),
+        html! {
+            main.login { section {
+                h2 { "catalog-mirror admin" }
+                @if let Some(text) = error {
+                    p.error #error { (text) }
+                }
+                form #login method="post" action="/ui/login" {
+                    label for="token" { "Admin token" }
+                    input #token name="token" type="password" autocomplete="current-password" required autofocus;
+                    button type="submit" { "Sign in" }
+                }
+                p.muted { "The token is " code { "admin.token" } " from the daemon's configuration." }
+            } }
+        },
     )
 }
 
 pub fn dashboard(view: &View, notice: Option<&str>, error: Option<&str>) -> String {
-    let mut body = String::new();
-    let reload = match view.reload_secs {
-        Some(secs) => format!(
-            "<span id=\"reload\" data-secs=\"{secs}\">reloads every {secs} s</span> · <a href=\"/ui?reload=off\">pause</a>"
-        ),
-        None => {
-            "<span id=\"reload\">reload paused</span> · <a href=\"/ui\">reload now and resume</a>"
-                .into()
+    let body = html! {
+        header {
+            h1 { "catalog-mirror admin" }
+            div.meta {
+                "generated " (time(Some(view.generated_at))) " · "
+                @match view.reload_secs {
+                    Some(secs) => {
+                        span #reload data-secs=(secs) { "reloads every " (secs) " s" }
+                        " · " a href="/ui?reload=off" { "pause" }
+                    }
+                    None => {
+                        span #reload { "reload paused" }
+                        " · " a href="/ui" { "reload now and resume" }
+                    }
+                }
+                " · "
+                form.inline method="post" action="/ui/logout" {
+                    button type="submit" #logout { "Sign out" }
+                }
+            }
+        }
+        main {
+            @if let Some(text) = notice { p.notice #notice { (text) } }
+            @if let Some(text) = error { p.error #error { (text) } }
+            (job_tiles(view))
+            (refreshes(&view.refreshes))
+            (merchants(view))
+            section {
+                h2 { "Sync durations and failures" }
+                (chart::render(&view.runs))
+            }
+            (dead_jobs(&view.dead))
+            (recent_jobs(&view.recent))
         }
     };
-    let _ = write!(
-        body,
-        "<header><h1>catalog-mirror admin</h1><div class=\"meta\">generated {} · {reload} · \
-<form class=\"inline\" method=\"post\" action=\"/ui/logout\"><button type=\"submit\" id=\"logout\">Sign out</button></form></div></header><main>",
-        time(Some(view.generated_at))
-    );
-    if let Some(text) = notice {
-        let _ = write!(
-            body,
-            "<p class=\"notice\" id=\"notice\">{}</p>",
-            escape(text)
-        );
-    }
-    if let Some(text) = error {
-        let _ = write!(body, "<p class=\"error\" id=\"error\">{}</p>", escape(text));
-    }
-    job_tiles(&mut body, view);
-    refreshes(&mut body, &view.refreshes);
-    merchants(&mut body, view);
-    let _ = write!(
-        body,
-        "<section><h2>Sync durations and failures</h2>{}</section>",
-        chart::render(&view.runs)
-    );
-    dead_jobs(&mut body, &view.dead);
-    recent_jobs(&mut body, &view.recent);
-    body.push_str("</main>");
-    layout_reloading("Dashboard", view.reload_secs, &body)
+    layout_reloading("Dashboard", view.reload_secs, body)
 }
 
 /// The refreshes running in this daemon and the latest finished ones. Each number
 /// cell carries its raw value in `data-value` (milliseconds for times).
-fn refreshes(body: &mut String, refreshes: &[ProgressSnapshot]) {
-    body.push_str("<section><h2>Refreshes</h2>");
-    if refreshes.is_empty() {
-        body.push_str(
-            "<p class=\"muted\" id=\"refreshes-empty\">No refresh has run in this daemon since it started.</p></section>",
-        );
-        return;
-    }
-    body.push_str(
-        "<table id=\"refreshes\"><thead><tr><th class=\"num\">Merchant</th><th>Kind</th><th>Phase</th>\
-<th class=\"num\">Pages fetched</th><th class=\"num\">Staged</th><th class=\"num\">Expected</th>\
-<th class=\"num\">Done</th><th class=\"num\">Rate-limit wait</th><th class=\"num\">Elapsed</th>\
-<th class=\"num\">Estimated left</th><th>Started</th></tr></thead><tbody>",
-    );
-    for p in refreshes {
-        let optional = |value: Option<u64>, show: &dyn Fn(u64) -> String| match value {
-            Some(v) => (v.to_string(), show(v)),
-            None => (String::new(), "–".into()),
-        };
-        let (expected_value, expected) = optional(p.expected, &|n| format!("{n} {}", p.unit));
-        let (left_value, left) = optional(p.estimated_remaining_ms, &|ms| millis(ms as i64));
-        let percent = p
-            .percent
-            .map(|pc| format!("{pc:.0}%"))
-            .unwrap_or_else(|| "–".into());
-        let basis = p
-            .estimate_basis
-            .map(|basis| format!("sized from the {basis}"))
-            .unwrap_or_else(|| "size unknown: no earlier pass and nothing in the mirror".into());
-        let _ = write!(
-            body,
-            "<tr data-merchant=\"{merchant}\" data-kind=\"{kind}\" data-running=\"{running}\">\
-<td class=\"num\">{merchant}</td><td>{kind} <span class=\"muted\">{mode}</span></td>\
-<td><span class=\"badge s-{phase}\">{phase}</span></td>\
-<td class=\"num pages\" data-value=\"{pages}\">{pages}</td>\
-<td class=\"num staged\" data-value=\"{staged}\">{staged} {unit}</td>\
-<td class=\"num expected\" data-value=\"{expected_value}\" title=\"{basis}\">{expected}</td>\
-<td class=\"num percent\">{percent}</td>\
-<td class=\"num waited\" data-value=\"{waited_ms}\">{waited}</td>\
-<td class=\"num elapsed\" data-value=\"{elapsed_ms}\">{elapsed}</td>\
-<td class=\"num remaining\" data-value=\"{left_value}\" title=\"{basis}\">{left}</td>\
-<td>{started}</td></tr>",
-            merchant = p.merchant_id,
-            kind = escape(p.kind),
-            mode = escape(p.mode),
-            running = p.running,
-            phase = escape(p.phase),
-            pages = p.pages_fetched,
-            staged = p.staged,
-            unit = escape(p.unit),
-            basis = escape(&basis),
-            waited_ms = p.rate_limit_wait_ms,
-            waited = millis(p.rate_limit_wait_ms as i64),
-            elapsed_ms = p.elapsed_ms,
-            elapsed = millis(p.elapsed_ms as i64),
-            started = time(Some(p.started_at)),
-        );
-    }
-    body.push_str("</tbody></table><p class=\"muted\">Estimates scale the time spent by what is left of the pass, sized from the last complete pass (or the mirror's counts), plus the last publish time. Violet's listing gives no totals.</p></section>");
+fn refreshes(refreshes: &[ProgressSnapshot]) -> Markup {
+    html! { section {
+        h2 { "Refreshes" }
+        @if refreshes.is_empty() {
+            p.muted #refreshes-empty { "No refresh has run in this daemon since it started." }
+        } @else {
+            table #refreshes {
+                thead { tr {
+                    th.num { "Merchant" } th { "Kind" } th { "Phase" }
+                    th.num { "Pages fetched" } th.num { "Staged" } th.num { "Expected" }
+                    th.num { "Done" } th.num { "Rate-limit wait" } th.num { "Elapsed" }
+                    th.num { "Estimated left" } th { "Started" }
+                } }
+                tbody { @for p in refreshes { (refresh_row(p)) } }
+            }
+            p.muted { "Estimates scale the time spent by what is left of the pass, sized from the last complete pass (or the mirror's counts), plus the last publish time. Violet's listing gives no totals." }
+        }
+    } }
 }
 
-fn job_tiles(body: &mut String, view: &View) {
-    body.push_str("<section><h2>Jobs</h2><div class=\"tiles\" id=\"job-counts\">");
-    for (state, count) in &view.counts {
-        let _ = write!(
-            body,
-            "<div class=\"tile\" data-state=\"{0}\"><b>{count}</b><span class=\"badge s-{0}\">{0}</span></div>",
-            escape(state)
-        );
+fn refresh_row(p: &ProgressSnapshot) -> Markup {
+    let basis = p
+        .estimate_basis
+        .map(|basis| format!("sized from the {basis}"))
+        .unwrap_or_else(|| "size unknown: no earlier pass and nothing in the mirror".into());
+    let percent = p
+        .percent
+        .map(|pc| format!("{pc:.0}%"))
+        .unwrap_or_else(|| "–".into());
+    html! {
+        tr data-merchant=(p.merchant_id) data-kind=(p.kind) data-running=(p.running) {
+            td.num { (p.merchant_id) }
+            td { (p.kind) " " span.muted { (p.mode) } }
+            td { span class={ "badge s-" (p.phase) } { (p.phase) } }
+            td.num.pages data-value=(p.pages_fetched) { (p.pages_fetched) }
+            td.num.staged data-value=(p.staged) { (p.staged) " " (p.unit) }
+            td.num.expected data-value=[p.expected] title=(basis) {
+                @match p.expected { Some(n) => { (n) " " (p.unit) } None => "–" }
+            }
+            td.num.percent { (percent) }
+            td.num.waited data-value=(p.rate_limit_wait_ms) { (millis(p.rate_limit_wait_ms as i64)) }
+            td.num.elapsed data-value=(p.elapsed_ms) { (millis(p.elapsed_ms as i64)) }
+            td.num.remaining data-value=[p.estimated_remaining_ms] title=(basis) {
+                @match p.estimated_remaining_ms { Some(ms) => (millis(ms as i64)), None => "–" }
+            }
+            td { (time(Some(p.started_at))) }
+        }
     }
-    body.push_str("</div></section>");
 }
 
-fn merchants(body: &mut String, view: &View) {
-    body.push_str(
-        "<section><h2>Merchants</h2>\
-<form class=\"inline\" method=\"post\" action=\"/ui/resync\" id=\"resync-all\"><input type=\"hidden\" name=\"all\" value=\"1\">\
-<select name=\"kind\" aria-label=\"what to resync\"><option value=\"both\">products and collections</option>\
-<option value=\"products\">products</option><option value=\"collections\">collections</option></select>\
-<button type=\"submit\">Resync all merchants</button></form>",
-    );
-    if view.merchants.is_empty() {
-        body.push_str("<p class=\"muted\" id=\"merchants-empty\">No merchant yet: they appear with their first webhook.</p></section>");
-        return;
-    }
-    body.push_str(
-        "<table id=\"merchants\"><thead><tr><th class=\"num\">ID</th><th>Name</th><th>Visible</th>\
-<th>Products</th><th>Collections</th><th>Last sync</th><th>Last full pass / delta</th><th class=\"num\">Last duration</th>\
-<th class=\"num\">Success</th><th class=\"num\">Failures in a row</th><th class=\"num\">Offers</th>\
-<th class=\"num\">Catalog version</th><th class=\"num\">Index lag</th><th></th></tr></thead><tbody>",
-    );
-    for merchant in &view.merchants {
-        merchant_row(body, merchant, view.index_reported);
-    }
-    body.push_str("</tbody></table></section>");
+fn job_tiles(view: &View) -> Markup {
+    html! { section {
+        h2 { "Jobs" }
+        div.tiles #job-counts {
+            @for (state, count) in &view.counts {
+                div.tile data-state=(state) {
+                    b { (count) }
+                    span class={ "badge s-" (state) } { (state) }
+                }
+            }
+        }
+    } }
 }
 
-fn merchant_row(body: &mut String, m: &MerchantSummary, index_reported: bool) {
+/// The kind chooser of a resync form.
+fn resync_kinds(both: &str) -> Markup {
+    html! {
+        select name="kind" aria-label="what to resync" {
+            option value="both" { (both) }
+            option value="products" { "products" }
+            option value="collections" { "collections" }
+        }
+    }
+}
+
+fn merchants(view: &View) -> Markup {
+    html! { section {
+        h2 { "Merchants" }
+        form.inline method="post" action="/ui/resync" #resync-all {
+            input type="hidden" name="all" value="1";
+            (resync_kinds("products and collections"))
+            button type="submit" { "Resync all merchants" }
+        }
+        @if view.merchants.is_empty() {
+            p.muted #merchants-empty { "No merchant yet: they appear with their first webhook." }
+        } @else {
+            table #merchants {
+                thead { tr {
+                    th.num { "ID" } th { "Name" } th { "Visible" } th { "Products" } th { "Collections" }
+                    th { "Last sync" } th { "Last full pass / delta" } th.num { "Last duration" }
+                    th.num { "Success" } th.num { "Failures in a row" } th.num { "Offers" }
+                    th.num { "Catalog version" } th.num { "Index lag" } th {}
+                } }
+                tbody { @for merchant in &view.merchants { (merchant_row(merchant, view.index_reported)) } }
+            }
+        }
+    } }
+}
+
+fn merchant_row(m: &MerchantSummary, index_reported: bool) -> Markup {
     let id = m.merchant_id;
     let visible = match (m.connected, m.enabled) {
-        (true, true) => "yes".to_string(),
-        (false, _) => "disconnected".to_string(),
-        (true, false) => "disabled".to_string(),
+        (true, true) => "yes",
+        (false, _) => "disconnected",
+        (true, false) => "disabled",
     };
     let latest = [&m.products, &m.collections]
         .into_iter()
@@ -280,38 +276,41 @@ fn merchant_row(body: &mut String, m: &MerchantSummary, index_reported: bool) {
         .map(rate)
         .collect::<Vec<_>>()
         .join(" / ");
-    let failures = format!(
-        "{} / {}",
-        m.products.consecutive_failures, m.collections.consecutive_failures
-    );
-    let lag = match (m.index.pending_changes, index_reported) {
-        (Some(pending), _) => pending.to_string(),
-        (None, true) => "–".into(),
-        (None, false) => "<span class=\"muted\" title=\"the search index does not report its progress yet\">n/a</span>".into(),
-    };
-    let _ = write!(
-        body,
-        "<tr data-merchant=\"{id}\"><td class=\"num\">{id}</td><td>{name}</td><td>{visible}</td>\
-<td class=\"products\">{products}</td><td class=\"collections\">{collections}</td><td>{latest}</td>\
-<td class=\"freshness\" title=\"{freshness_title}\">{full} / {delta}</td>\
-<td class=\"num\" title=\"products / collections\">{duration}</td><td class=\"num\" title=\"products / collections\">{success}</td>\
-<td class=\"num\" title=\"products / collections\">{failures}</td><td class=\"num\">{offers}</td><td class=\"num\">{version}</td>\
-<td class=\"num\">{lag}</td><td><form class=\"inline resync\" method=\"post\" action=\"/ui/resync\">\
-<input type=\"hidden\" name=\"merchant_id\" value=\"{id}\"><select name=\"kind\" aria-label=\"what to resync\">\
-<option value=\"both\">both</option><option value=\"products\">products</option><option value=\"collections\">collections</option></select>\
-<button type=\"submit\" class=\"resync-button\">Resync</button></form>{held}</td></tr>",
-        held = held_removals(m),
-        name = escape(m.name.as_deref().unwrap_or("")),
-        visible = escape(&visible),
-        products = state_badge(&m.products),
-        collections = state_badge(&m.collections),
-        latest = time(latest),
-        full = time(m.freshness.last_full_refresh_at),
-        delta = time(m.freshness.last_delta_refresh_at),
-        freshness_title = escape(&freshness_title(m)),
-        offers = m.offer_count,
-        version = m.catalog_version,
-    );
+    html! {
+        tr data-merchant=(id) {
+            td.num { (id) }
+            td { (m.name.as_deref().unwrap_or("")) }
+            td { (visible) }
+            td.products { (state_badge(&m.products)) }
+            td.collections { (state_badge(&m.collections)) }
+            td { (time(latest)) }
+            td.freshness title=(freshness_title(m)) {
+                (time(m.freshness.last_full_refresh_at)) " / " (time(m.freshness.last_delta_refresh_at))
+            }
+            td.num title="products / collections" { (duration) }
+            td.num title="products / collections" { (success) }
+            td.num title="products / collections" {
+                (m.products.consecutive_failures) " / " (m.collections.consecutive_failures)
+            }
+            td.num { (m.offer_count) }
+            td.num { (m.catalog_version) }
+            td.num {
+                @match (m.index.pending_changes, index_reported) {
+                    (Some(pending), _) => (pending),
+                    (None, true) => "–",
+                    (None, false) => span.muted title="the search index does not report its progress yet" { "n/a" },
+                }
+            }
+            td {
+                form.inline.resync method="post" action="/ui/resync" {
+                    input type="hidden" name="merchant_id" value=(id);
+                    (resync_kinds("both"))
+                    button type="submit" .resync-button { "Resync" }
+                }
+                (held_removals(m))
+            }
+        }
+    }
 }
 
 /// The watermark deltas read from, and why the next products pass is full if it is.
@@ -324,25 +323,28 @@ fn freshness_title(m: &MerchantSummary) -> String {
 }
 
 /// Held removals of a merchant, with the buttons that confirm or discard them.
-fn held_removals(m: &MerchantSummary) -> String {
+fn held_removals(m: &MerchantSummary) -> Markup {
     let Some(held) = m.held_removals else {
-        return String::new();
+        return html! {};
     };
     let id = m.merchant_id;
-    let reason = m.products.attention_reason.as_deref().unwrap_or("");
-    format!(
-        "<div class=\"held-removals\" title=\"{reason}\"><span class=\"s-needs_attention\">{held} removals held</span> \
-<form class=\"inline\" method=\"post\" action=\"/ui/merchants/{id}/removals/confirm\"><button type=\"submit\">Confirm removals</button></form> \
-<form class=\"inline\" method=\"post\" action=\"/ui/merchants/{id}/removals/discard\"><button type=\"submit\">Discard</button></form></div>",
-        reason = escape(reason),
-    )
+    html! {
+        div.held-removals title=(m.products.attention_reason.as_deref().unwrap_or("")) {
+            span.s-needs_attention { (held) " removals held" }
+            " "
+            form.inline method="post" action={ "/ui/merchants/" (id) "/removals/confirm" } {
+                button type="submit" { "Confirm removals" }
+            }
+            " "
+            form.inline method="post" action={ "/ui/merchants/" (id) "/removals/discard" } {
+                button type="submit" { "Discard" }
+            }
+        }
+    }
 }
 
-fn state_badge(kind: &KindSummary) -> String {
-    format!(
-        "<span class=\"badge s-{0}\">{0}</span>",
-        escape(&kind.state)
-    )
+fn state_badge(kind: &KindSummary) -> Markup {
+    html! { span class={ "badge s-" (kind.state) } { (kind.state) } }
 }
 
 fn rate(kind: &KindSummary) -> String {
@@ -352,62 +354,63 @@ fn rate(kind: &KindSummary) -> String {
     }
 }
 
-fn dead_jobs(body: &mut String, jobs: &[Job]) {
-    body.push_str("<section><h2>Dead jobs</h2>");
-    if jobs.is_empty() {
-        body.push_str("<p class=\"muted\" id=\"dead-jobs-empty\">No dead job.</p></section>");
-        return;
-    }
-    body.push_str(
-        "<table id=\"dead-jobs\"><thead><tr><th class=\"num\">Job</th><th>Kind</th><th class=\"num\">Merchant</th>\
-<th class=\"num\">Attempts</th><th>Last error</th><th>Died</th><th></th></tr></thead><tbody>",
-    );
-    for job in jobs {
-        let _ = write!(
-            body,
-            "<tr data-job=\"{id}\"><td class=\"num\">{id}</td><td>{kind}</td><td class=\"num\">{merchant}</td>\
-<td class=\"num\">{attempts}/{max}</td><td class=\"err\">{error}</td><td>{died}</td>\
-<td><form class=\"inline\" method=\"post\" action=\"/ui/jobs/{id}/retry\"><button type=\"submit\" class=\"retry-button\">Retry</button></form></td></tr>",
-            id = job.id,
-            kind = escape(&job.kind),
-            merchant = job.merchant_id.map(|id| id.to_string()).unwrap_or_default(),
-            attempts = job.attempts,
-            max = job.max_attempts,
-            error = escape(job.last_error.as_deref().unwrap_or("")),
-            died = time(job.finished_at),
-        );
-    }
-    body.push_str("</tbody></table></section>");
+fn dead_jobs(jobs: &[Job]) -> Markup {
+    html! { section {
+        h2 { "Dead jobs" }
+        @if jobs.is_empty() {
+            p.muted #dead-jobs-empty { "No dead job." }
+        } @else {
+            table #dead-jobs {
+                thead { tr {
+                    th.num { "Job" } th { "Kind" } th.num { "Merchant" } th.num { "Attempts" }
+                    th { "Last error" } th { "Died" } th {}
+                } }
+                tbody { @for job in jobs {
+                    tr data-job=(job.id) {
+                        td.num { (job.id) }
+                        td { (job.kind) }
+                        td.num { @if let Some(merchant) = job.merchant_id { (merchant) } }
+                        td.num { (job.attempts) "/" (job.max_attempts) }
+                        td.err { (job.last_error.as_deref().unwrap_or("")) }
+                        td { (time(job.finished_at)) }
+                        td { form.inline method="post" action={ "/ui/jobs/" (job.id) "/retry" } {
+                            button type="submit" .retry-button { "Retry" }
+                        } }
+                    }
+                } }
+            }
+        }
+    } }
 }
 
-fn recent_jobs(body: &mut String, jobs: &[Job]) {
-    body.push_str("<section><h2>Recent jobs</h2>");
-    if jobs.is_empty() {
-        body.push_str("<p class=\"muted\" id=\"recent-jobs-empty\">No job yet.</p></section>");
-        return;
-    }
-    body.push_str(
-        "<table id=\"recent-jobs\"><thead><tr><th class=\"num\">Job</th><th>Kind</th><th class=\"num\">Merchant</th>\
-<th>State</th><th class=\"num\">Attempts</th><th>Run at</th><th>Updated</th><th>Last error</th></tr></thead><tbody>",
-    );
-    for job in jobs {
-        let state = state_name(job.state);
-        let _ = write!(
-            body,
-            "<tr data-job=\"{id}\" data-kind=\"{kind}\" data-merchant=\"{merchant}\" data-state=\"{state}\"><td class=\"num\">{id}</td>\
-<td>{kind}</td><td class=\"num\">{merchant}</td><td><span class=\"badge s-{state}\">{state}</span></td>\
-<td class=\"num\">{attempts}/{max}</td><td>{run_at}</td><td>{updated}</td><td class=\"err\">{error}</td></tr>",
-            id = job.id,
-            kind = escape(&job.kind),
-            merchant = job.merchant_id.map(|id| id.to_string()).unwrap_or_default(),
-            attempts = job.attempts,
-            max = job.max_attempts,
-            run_at = time(Some(job.run_at)),
-            updated = time(Some(job.updated_at)),
-            error = escape(job.last_error.as_deref().unwrap_or("")),
-        );
-    }
-    body.push_str("</tbody></table></section>");
+fn recent_jobs(jobs: &[Job]) -> Markup {
+    html! { section {
+        h2 { "Recent jobs" }
+        @if jobs.is_empty() {
+            p.muted #recent-jobs-empty { "No job yet." }
+        } @else {
+            table #recent-jobs {
+                thead { tr {
+                    th.num { "Job" } th { "Kind" } th.num { "Merchant" } th { "State" }
+                    th.num { "Attempts" } th { "Run at" } th { "Updated" } th { "Last error" }
+                } }
+                tbody { @for job in jobs {
+                    @let state = state_name(job.state);
+                    @let merchant = job.merchant_id.map(|id| id.to_string()).unwrap_or_default();
+                    tr data-job=(job.id) data-kind=(job.kind) data-merchant=(merchant) data-state=(state) {
+                        td.num { (job.id) }
+                        td { (job.kind) }
+                        td.num { (merchant) }
+                        td { span class={ "badge s-" (state) } { (state) } }
+                        td.num { (job.attempts) "/" (job.max_attempts) }
+                        td { (time(Some(job.run_at))) }
+                        td { (time(Some(job.updated_at))) }
+                        td.err { (job.last_error.as_deref().unwrap_or("")) }
+                    }
+                } }
+            }
+        }
+    } }
 }
 
 /// `2025-01-31 12:00:05` (UTC), or a dash.
@@ -432,11 +435,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_markup() {
-        assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
+    fn text_is_escaped() {
+        let page = message("<b>x</b>", "'&' \"y\"");
+        assert!(page.contains("<h2>&lt;b&gt;x&lt;/b&gt;</h2>"), "{page}");
+        assert!(page.contains("<p>'&amp;' &quot;y&quot;</p>"), "{page}");
+        let page = login(Some("<script>alert(1)</script>"));
+        assert!(!page.contains("<script>"), "{page}");
     }
 
     #[test]
