@@ -9,16 +9,19 @@ use anyhow::Context;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::jobs::{Queue, WorkerPool};
 use crate::notify::Notifier;
 use crate::runner::AppRunner;
+use crate::search::{Indexer, SearchIndex, SearchParts, Startup};
 use crate::sync::{Planner, PlanningSettings};
 use crate::violet::VioletClient;
 
-/// A built daemon: listeners bound (port 0 gives a free port in tests), not yet serving.
+/// A built daemon: every component constructed and the listeners bound (port 0 gives a
+/// free port in tests); nothing runs until [`Application::run_until_stopped`].
 pub struct Application {
     settings: Settings,
     pool: PgPool,
@@ -26,87 +29,53 @@ pub struct Application {
     public_addr: SocketAddr,
     admin: TcpListener,
     admin_addr: SocketAddr,
+    public_router: axum::Router,
+    admin_router: axum::Router,
+    indexer: Indexer,
+    index_startup: Startup,
+    search_index: Arc<SearchIndex>,
+    notifier: Notifier,
+    workers: Arc<WorkerPool>,
+    /// Cancelled when the listeners stop: the admin page's index reads and the
+    /// notification stream end with them.
+    listeners: CancellationToken,
 }
 
+/// How long the drain waits for the background tasks (workers, indexer, notifications)
+/// once intake has stopped, before it stops waiting and says which did not finish.
+const DRAIN_BOUND: Duration = Duration::from_secs(60);
+
 impl Application {
-    /// Prepares the database (create if allowed, migrate) and binds the listeners.
+    /// Prepares the database (create if allowed, migrate), builds every component from
+    /// `settings` and binds the listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         // Loading validated this already; settings built in code must not skip it.
         settings.refuse_published_secrets()?;
         crate::telemetry::install_metrics();
         let pool = prepare_database(&settings).await?;
-        let public = TcpListener::bind(settings.http.public_addr)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on http.public_addr {}",
-                    settings.http.public_addr
-                )
-            })?;
+        let public = bind(settings.http.public_addr, "http.public_addr").await?;
         let public_addr = public.local_addr()?;
-        let admin = TcpListener::bind(settings.http.admin_addr)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot listen on http.admin_addr {}",
-                    settings.http.admin_addr
-                )
-            })?;
+        let admin = bind(settings.http.admin_addr, "http.admin_addr").await?;
         let admin_addr = admin.local_addr()?;
-        Ok(Application {
-            settings,
-            pool,
-            public,
-            public_addr,
-            admin,
-            admin_addr,
-        })
-    }
 
-    pub fn public_addr(&self) -> SocketAddr {
-        self.public_addr
-    }
-
-    /// The admin listener: admin API, admin page, `/metrics`.
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_addr
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Serves until `shutdown` is cancelled: intake stops first, then jobs drain.
-    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let settings = &self.settings;
+        let listeners = CancellationToken::new();
         let planner = Arc::new(Planner::new(PlanningSettings::new(
             &settings.jobs,
             &settings.sync,
         )));
-        let admin_index = crate::admin::IndexDir::new(
-            self.pool.clone(),
-            settings.search.index_dir.clone(),
-            shutdown.clone(),
-        );
-        let indexer_shutdown = CancellationToken::new();
-        let (search_routes, indexer_task, search_index) =
-            crate::search::start(settings, self.pool.clone(), indexer_shutdown.clone()).await?;
+        let SearchParts {
+            routes: search_routes,
+            index: search_index,
+            indexer,
+            startup: index_startup,
+        } = crate::search::build(&settings, pool.clone()).await?;
         let notifier = Notifier::new(
-            self.pool.clone(),
+            pool.clone(),
             settings.notifications.clone(),
             settings.search.api_key.clone(),
         );
-        tokio::spawn(crate::notify::forward_sync_changes(
-            notifier.clone(),
-            indexer_shutdown.clone(),
-        ));
-        tokio::spawn(crate::notify::announce_catalogs(
-            notifier.clone(),
-            search_index.subscribe_commits(),
-            indexer_shutdown.clone(),
-        ));
         let state = AppState {
-            pool: self.pool.clone(),
+            pool: pool.clone(),
             planner: planner.clone(),
             webhook_secrets: settings.webhooks.accepted_secrets(&settings.violet).into(),
             intake_timeout: settings.database.acquire_timeout() + Duration::from_millis(150),
@@ -124,68 +93,166 @@ impl Application {
                 settings.webhooks.max_bodies_in_flight,
             )),
         };
-        crate::gauges::spawn(
-            self.pool.clone(),
-            search_index.clone(),
-            Duration::from_millis(settings.admin.metrics_sample_ms),
-            shutdown.clone(),
-        );
-        let router = http::public_router(state, settings.webhooks.body_limit_bytes, search_routes)
-            .merge(crate::notify::router(notifier, shutdown.clone()));
+        let public_router =
+            http::public_router(state, settings.webhooks.body_limit_bytes, search_routes)
+                .merge(crate::notify::router(notifier.clone(), listeners.clone()));
 
         let violet =
             VioletClient::new(&settings.violet).context("cannot build the Violet client")?;
-        let runner = AppRunner::with_client(self.pool.clone(), settings, violet);
+        let runner = AppRunner::with_client(pool.clone(), &settings, violet);
         // The admin side reads the progress of the refreshes this runner's mirror runs.
+        let admin_index = crate::admin::IndexDir::new(
+            pool.clone(),
+            settings.search.index_dir.clone(),
+            listeners.clone(),
+        );
         let admin_router = crate::admin::router(
-            crate::admin::AdminState::new(self.pool.clone(), planner.clone(), settings)
+            crate::admin::AdminState::new(pool.clone(), planner, &settings)
                 .with_index(Arc::new(admin_index))
                 .with_progress(runner.mirror().progress().clone()),
         );
         let workers = Arc::new(WorkerPool::new(
-            Queue::new(self.pool.clone()),
+            Queue::new(pool.clone()),
             runner,
             settings.jobs.clone(),
         ));
-        let jobs_shutdown = CancellationToken::new();
-        let worker_task = tokio::spawn(workers.run(jobs_shutdown.clone()));
+        Ok(Application {
+            settings,
+            pool,
+            public,
+            public_addr,
+            admin,
+            admin_addr,
+            public_router,
+            admin_router,
+            indexer,
+            index_startup,
+            search_index,
+            notifier,
+            workers,
+            listeners,
+        })
+    }
 
-        let admin_shutdown = shutdown.clone();
-        let admin_task = tokio::spawn(
-            axum::serve(self.admin, admin_router)
-                .with_graceful_shutdown(async move { admin_shutdown.cancelled().await })
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public_addr
+    }
+
+    /// The admin listener: admin API, admin page, `/metrics`.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Serves until `shutdown` is cancelled: intake stops first, then jobs drain.
+    ///
+    /// One root token owns every task's: the listeners' (cancelled by `shutdown`) and
+    /// the background's (workers, indexer, notifications, gauges, watchdog; cancelled
+    /// once the public listener has stopped, so work accepted before the stop is still
+    /// done). Every task is tracked, and the drain waits for them at most
+    /// [`DRAIN_BOUND`].
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Application {
+            settings,
+            public,
+            admin,
+            public_addr,
+            admin_addr,
+            public_router,
+            admin_router,
+            indexer,
+            index_startup,
+            search_index,
+            notifier,
+            workers,
+            listeners,
+            pool,
+        } = self;
+        let root = CancellationToken::new();
+        let background = root.child_token();
+        let tasks = TaskTracker::new();
+
+        tasks.spawn(indexer.run(Some(index_startup), background.clone()));
+        tasks.spawn(crate::notify::forward_sync_changes(
+            notifier.clone(),
+            background.clone(),
+        ));
+        tasks.spawn(crate::notify::announce_catalogs(
+            notifier,
+            search_index.subscribe_commits(),
+            background.clone(),
+        ));
+        tasks.spawn(crate::gauges::run(
+            pool,
+            search_index,
+            Duration::from_millis(settings.admin.metrics_sample_ms),
+            background.clone(),
+        ));
+        tasks.spawn(crate::systemd::watchdog(background.clone()));
+        tasks.spawn(workers.run(background.clone()));
+
+        // The listeners stop on `shutdown`; so do the tasks that only serve them.
+        let stop_listeners = listeners.clone();
+        let forward = shutdown.clone();
+        tasks.spawn(async move {
+            forward.cancelled().await;
+            stop_listeners.cancel();
+        });
+        let admin_stop = listeners.clone();
+        let admin_task = tasks.spawn(
+            axum::serve(admin, admin_router)
+                .with_graceful_shutdown(async move { admin_stop.cancelled().await })
                 .into_future(),
         );
-        tracing::info!(addr = %self.admin_addr, enabled = !settings.admin.token.is_empty(), "admin listener ready");
-        tracing::info!(addr = %self.public_addr, "public listener ready");
+        tracing::info!(addr = %admin_addr, enabled = !settings.admin.token.is_empty(), "admin listener ready");
+        tracing::info!(addr = %public_addr, "public listener ready");
         crate::systemd::ready();
-        crate::systemd::spawn_watchdog(shutdown.clone());
-        let intake_shutdown = shutdown.clone();
         let public = http::GuardedListener::new(
-            self.public,
+            public,
             settings.http.write_stall_timeout(),
             settings.http.idle_timeout(),
         );
-        axum::serve(public, router)
+        let public_stop = listeners.clone();
+        let served = axum::serve(public, public_router)
             .with_graceful_shutdown(async move {
-                intake_shutdown.cancelled().await;
+                public_stop.cancelled().await;
                 crate::systemd::stopping();
             })
             .await
-            .context("public listener failed")?;
+            .context("public listener failed");
+        // An error of the public listener stops the rest as a shutdown would.
+        listeners.cancel();
         match admin_task.await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!(error = %err, "admin listener failed"),
             Err(err) => tracing::warn!(error = %err, "admin listener task failed"),
         }
         tracing::info!("intake stopped; draining jobs");
-        jobs_shutdown.cancel();
-        indexer_shutdown.cancel();
-        let _ = worker_task.await;
-        let _ = indexer_task.await;
+        root.cancel();
+        tasks.close();
+        if tokio::time::timeout(DRAIN_BOUND, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                still_running = tasks.len(),
+                bound_secs = DRAIN_BOUND.as_secs(),
+                "tasks did not finish within the drain bound; stopping without them"
+            );
+        }
+        served?;
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {key} {addr}"))
 }
 
 /// Retries until the database answers, so a daemon started before PostgreSQL waits for it
@@ -209,12 +276,13 @@ async fn prepare_database(settings: &Settings) -> anyhow::Result<PgPool> {
     }
 }
 
+/// Whether starting should wait for the database rather than fail. A TLS failure is
+/// fatal here: at startup it is a configuration error, not an outage to wait out.
 fn is_unreachable(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<sqlx::Error>(),
-            Some(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed)
-        )
+        cause.downcast_ref::<sqlx::Error>().is_some_and(|err| {
+            !matches!(err, sqlx::Error::Tls(_)) && crate::db::Failure::of(err).is_connectivity()
+        })
     })
 }
 

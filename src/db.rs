@@ -49,6 +49,47 @@ pub fn server_address(settings: &DatabaseSettings) -> Option<String> {
     Some(format!("{host}:{}", url.port().unwrap_or(5432)))
 }
 
+/// What a database error means to a caller choosing its answer. One classification
+/// for every surface (the webhook intake, the admin API, startup); each keeps its own
+/// answer and wire shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The server cannot be reached: the connection or TLS failed, or the pool closed.
+    Unreachable,
+    /// No connection became free in time: the server is down, or only saturated by a
+    /// burst. [`server_answers`] tells the two apart where it matters.
+    PoolTimedOut,
+    /// A statement failed on a live connection.
+    Statement,
+}
+
+impl Failure {
+    pub fn of(err: &sqlx::Error) -> Failure {
+        match err {
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => {
+                Failure::Unreachable
+            }
+            sqlx::Error::PoolTimedOut => Failure::PoolTimedOut,
+            _ => Failure::Statement,
+        }
+    }
+
+    /// Whether the database may be unreachable (anything but a failed statement).
+    pub fn is_connectivity(self) -> bool {
+        self != Failure::Statement
+    }
+}
+
+/// Whether the server at `addr` (`host:port`, from [`server_address`]) accepts a TCP
+/// connection within 200 ms: settles a [`Failure::PoolTimedOut`].
+pub async fn server_answers(addr: &str) -> bool {
+    let probe = tokio::net::TcpStream::connect(addr);
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_millis(200), probe).await,
+        Ok(Ok(_))
+    )
+}
+
 /// Creates the database named in `url` when it does not exist. Two processes doing
 /// this at once is fine: losing the race to `CREATE DATABASE` is not an error.
 pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {

@@ -22,8 +22,9 @@ fn notify(state: &[NotifyState]) {
     }
 }
 
-/// Pings the watchdog at half its interval until `shutdown`, when `WatchdogSec=` is set.
-pub fn spawn_watchdog(shutdown: CancellationToken) {
+/// Pings the watchdog at half its interval until `shutdown`, when `WatchdogSec=` is set
+/// (at once done otherwise).
+pub async fn watchdog(shutdown: CancellationToken) {
     let mut usec = 0;
     if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
         return;
@@ -33,13 +34,11 @@ pub fn spawn_watchdog(shutdown: CancellationToken) {
         interval_ms = every.as_millis() as u64,
         "systemd watchdog enabled"
     );
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = ticks.tick() => notify(&[NotifyState::Watchdog]),
-            }
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => notify(&[NotifyState::Watchdog]),
         }
-    });
+    }
 }

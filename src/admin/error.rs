@@ -97,11 +97,5 @@ impl IntoResponse for AdminError {
 }
 
 fn is_connectivity(err: &sqlx::Error) -> bool {
-    matches!(
-        err,
-        sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-    )
+    crate::db::Failure::of(err).is_connectivity()
 }

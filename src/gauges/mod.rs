@@ -41,31 +41,29 @@ const SYNC_STATES: [&str; 6] = [
     "needs_attention",
 ];
 
-/// Starts the sampler; it ends when `shutdown` is cancelled.
-pub fn spawn(
+/// Samples until `shutdown` is cancelled.
+pub async fn run(
     pool: PgPool,
     index: Arc<SearchIndex>,
     interval: Duration,
     shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
+) {
     describe();
     zero_alerted_counters();
-    tokio::spawn(async move {
-        let mut sampler = Sampler {
-            pool,
-            index,
-            job_kinds: BTreeSet::new(),
-        };
-        loop {
-            if let Err(err) = sampler.sample().await {
-                tracing::debug!(error = %err, "cannot sample gauges; keeping the last values");
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(interval) => {}
-            }
+    let mut sampler = Sampler {
+        pool,
+        index,
+        job_kinds: BTreeSet::new(),
+    };
+    loop {
+        if let Err(err) = sampler.sample().await {
+            tracing::debug!(error = %err, "cannot sample gauges; keeping the last values");
         }
-    })
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
 }
 
 struct Sampler {

@@ -145,19 +145,13 @@ async fn store(state: &AppState, event: &IncomingEvent) -> (StatusCode, &'static
 /// failing or the pool being saturated by a burst. A pool timeout alone cannot tell
 /// those apart, so it is settled by trying a TCP connection to the server.
 async fn database_unreachable(state: &AppState, err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => true,
-        sqlx::Error::PoolTimedOut => match &state.database_addr {
-            Some(addr) => {
-                let probe = tokio::net::TcpStream::connect(addr.as_str());
-                !matches!(
-                    tokio::time::timeout(std::time::Duration::from_millis(200), probe).await,
-                    Ok(Ok(_))
-                )
-            }
+    match crate::db::Failure::of(err) {
+        crate::db::Failure::Unreachable => true,
+        crate::db::Failure::PoolTimedOut => match &state.database_addr {
+            Some(addr) => !crate::db::server_answers(addr).await,
             None => true,
         },
-        _ => false,
+        crate::db::Failure::Statement => false,
     }
 }
 

@@ -145,14 +145,22 @@ impl SearchIndex {
     }
 }
 
-/// Wires search into a daemon: opens the index (served at once when usable), and
-/// returns the routes to mount on the public listener, the indexer task (which stops
-/// when `shutdown` is cancelled) and the served index.
-pub async fn start(
+/// Search as a daemon mounts it, built and not yet running: the routes for the public
+/// listener, the served index, and the indexer (already opened: the index is served at
+/// once when usable) to run with [`Indexer::run`].
+pub struct SearchParts {
+    pub routes: axum::Router,
+    pub index: Arc<SearchIndex>,
+    pub indexer: Indexer,
+    pub startup: Startup,
+}
+
+/// Builds search for a daemon: relevance settings, keys, the search threads, and the
+/// opened index.
+pub async fn build(
     settings: &crate::config::Settings,
     pool: sqlx::PgPool,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<(axum::Router, tokio::task::JoinHandle<()>, Arc<SearchIndex>)> {
+) -> anyhow::Result<SearchParts> {
     let search = &settings.search;
     let settings_dir =
         (!search.settings_dir.as_os_str().is_empty()).then_some(search.settings_dir.as_path());
@@ -172,6 +180,10 @@ pub async fn start(
         index.clone(),
     );
     let startup = indexer.open().await?;
-    let task = tokio::spawn(indexer.run(Some(startup), shutdown));
-    Ok((http::router(api), task, index))
+    Ok(SearchParts {
+        routes: http::router(api),
+        index,
+        indexer,
+        startup,
+    })
 }
