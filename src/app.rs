@@ -104,6 +104,7 @@ impl Application {
         let admin_index = crate::admin::IndexDir::new(
             pool.clone(),
             settings.search.index_dir.clone(),
+            search_index.clone(),
             listeners.clone(),
         );
         let admin_router = crate::admin::router(
@@ -145,6 +146,11 @@ impl Application {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The index searches read (its change number is what `/readyz` and admin report).
+    pub fn search_index(&self) -> &Arc<SearchIndex> {
+        &self.search_index
     }
 
     /// Serves until `shutdown` is cancelled: intake stops first, then jobs drain.

@@ -79,6 +79,7 @@ pub async fn run(
     println!("  sandbox (simulated Violet API): {}", sandbox.base_url());
     let app = Application::build(settings).await?;
     let (public, admin, pool) = (app.public_addr(), app.admin_addr(), app.pool().clone());
+    let served = app.search_index().clone();
     println!("  daemon: webhooks and search on http://{public}, admin on http://{admin}");
     let app_shutdown = CancellationToken::new();
     let daemon = tokio::spawn(app.run_until_stopped(app_shutdown.clone()));
@@ -120,7 +121,7 @@ pub async fn run(
         });
     }
 
-    let index = IndexDir::new(pool.clone(), index_dir, app_shutdown.clone());
+    let index = IndexDir::new(pool.clone(), index_dir, served, app_shutdown.clone());
     let ready = tokio::select! {
         ready = wait_until_searchable(&pool, &index, &sandbox, &merchants, Duration::from_secs(args.timeout_secs)) => ready,
         _ = shutdown.cancelled() => Ok(false),
@@ -194,7 +195,7 @@ async fn wait_until_searchable(
         .collect();
     let started = Instant::now();
     loop {
-        let applied = tokio::task::block_in_place(|| index.applied_change_no()).unwrap_or(0);
+        let applied = index.applied_change_no().unwrap_or(0);
         let mut all_ready = true;
         for (merchant, bar) in merchants.iter().zip(&progress) {
             let now = match progress_of(pool, merchant.id as i64).await {

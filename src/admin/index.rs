@@ -4,7 +4,8 @@
 //! (`applied_change_no`/`pending_changes` are `null`) and `reindex` answers 503.
 //!
 //! [`IndexDir`] implements it over the search side's public API: the watermark is the
-//! commit payload of the generation `CURRENT` names, and a rebuild is
+//! served index's (the change number of the generation searches read, the same fact
+//! `/readyz` judges lag by), and a rebuild is
 //! [`crate::search::reindex`] (built aside, published; the running indexer adopts it and
 //! catches up), one at a time, in the background.
 
@@ -15,10 +16,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::search::SearchIndex;
+
 /// The index as the admin API sees it.
 pub trait IndexControl: Send + Sync + 'static {
-    /// The last change-log number the live index has applied (its commit payload), or
-    /// `None` while that is not known (no index yet). May read the disk: call it off
+    /// The last change-log number the served index has applied (its commit payload),
+    /// or `None` while that is not known (no index yet). May block briefly: call it off
     /// the async threads.
     fn applied_change_no(&self) -> Option<i64>;
 
@@ -31,6 +34,7 @@ pub trait IndexControl: Send + Sync + 'static {
 pub struct IndexDir {
     pool: PgPool,
     root: PathBuf,
+    served: Arc<SearchIndex>,
     rebuilding: Arc<AtomicBool>,
     shutdown: CancellationToken,
 }
@@ -38,10 +42,16 @@ pub struct IndexDir {
 impl IndexDir {
     /// A rebuild in progress is abandoned when `shutdown` is cancelled (its half-built
     /// generation is never published and is removed by the indexer later).
-    pub fn new(pool: PgPool, root: PathBuf, shutdown: CancellationToken) -> IndexDir {
+    pub fn new(
+        pool: PgPool,
+        root: PathBuf,
+        served: Arc<SearchIndex>,
+        shutdown: CancellationToken,
+    ) -> IndexDir {
         IndexDir {
             pool,
             root,
+            served,
             rebuilding: Arc::new(AtomicBool::new(false)),
             shutdown,
         }
@@ -50,10 +60,7 @@ impl IndexDir {
 
 impl IndexControl for IndexDir {
     fn applied_change_no(&self) -> Option<i64> {
-        match crate::search::store::open_current(&self.root) {
-            crate::search::store::Found::Ready(_, payload) => Some(payload.change_no),
-            crate::search::store::Found::Rebuild { .. } => None,
-        }
+        self.served.change_no()
     }
 
     fn request_rebuild(&self) -> Result<String, String> {
