@@ -36,8 +36,10 @@ pub struct Application {
     search_index: Arc<SearchIndex>,
     notifier: Notifier,
     workers: Arc<WorkerPool>,
-    /// Cancelled when the listeners stop: the admin page's index reads and the
-    /// notification stream end with them.
+    /// Every task's token descends from it (see [`Application::run_until_stopped`]).
+    root: CancellationToken,
+    /// The listeners' child of `root`: cancelled by the shutdown signal, it also ends
+    /// the notification streams and an admin-requested rebuild.
     listeners: CancellationToken,
 }
 
@@ -58,7 +60,8 @@ impl Application {
         let admin = bind(settings.http.admin_addr, "http.admin_addr").await?;
         let admin_addr = admin.local_addr()?;
 
-        let listeners = CancellationToken::new();
+        let root = CancellationToken::new();
+        let listeners = root.child_token();
         let planner = Arc::new(Planner::new(PlanningSettings::new(
             &settings.jobs,
             &settings.sync,
@@ -131,6 +134,7 @@ impl Application {
             search_index,
             notifier,
             workers,
+            root,
             listeners,
         })
     }
@@ -155,10 +159,10 @@ impl Application {
 
     /// Serves until `shutdown` is cancelled: intake stops first, then jobs drain.
     ///
-    /// One root token owns every task's: the listeners' (cancelled by `shutdown`) and
-    /// the background's (workers, indexer, notifications, gauges, watchdog; cancelled
-    /// once the public listener has stopped, so work accepted before the stop is still
-    /// done). Every task is tracked, and the drain waits for them at most
+    /// One root token has two children: the listeners' (cancelled by `shutdown`) and
+    /// the background's (workers, indexer, notifications, gauges, watchdog), cancelled
+    /// with the root once the public listener has stopped, so work accepted before the
+    /// stop is still done. Every task is tracked, and the drain waits for them at most
     /// [`DRAIN_BOUND`].
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Application {
@@ -174,10 +178,10 @@ impl Application {
             search_index,
             notifier,
             workers,
+            root,
             listeners,
             pool,
         } = self;
-        let root = CancellationToken::new();
         let background = root.child_token();
         let tasks = TaskTracker::new();
 
