@@ -14,10 +14,10 @@ use tokio_util::task::TaskTracker;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::jobs::{Queue, WorkerPool};
+use crate::lifecycle::{Planner, PlanningSettings};
 use crate::notify::Notifier;
 use crate::runner::AppRunner;
 use crate::search::{Indexer, SearchIndex, SearchParts, Startup};
-use crate::sync::{Planner, PlanningSettings};
 use crate::violet::VioletClient;
 
 /// A built daemon: every component constructed and the listeners bound (port 0 gives a

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use sqlx::{PgConnection, PgPool};
 
 use crate::jobs::EnqueueArgs;
-use crate::sync::{
+use crate::lifecycle::{
     EventClass, EventStatus, IncomingEvent, Planner, SyncKind, batch_unless_syncing,
 };
 

@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["mirror"],
     &["search"],
     &["gauges", "notify"],
-    &["sync"],
+    &["lifecycle"],
     &["intake"],
     &["http", "admin"],
     &["runner"],

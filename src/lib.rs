@@ -13,12 +13,12 @@ pub mod intake;
 pub mod jobs;
 #[cfg(test)]
 mod layering;
+pub mod lifecycle;
 pub mod mirror;
 pub mod notify;
 pub mod runner;
 pub mod sandbox;
 pub mod search;
-pub mod sync;
 pub mod systemd;
 pub mod telemetry;
 pub mod violet;

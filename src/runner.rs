@@ -20,8 +20,8 @@ use tracing::Instrument;
 
 use crate::config::{NotificationSettings, Settings};
 use crate::jobs::{Backoff, Job, JobFuture, JobRunner, Lease, NewJob, OnConflict, Queue};
+use crate::lifecycle::{self, PlanningSettings, SyncKind};
 use crate::mirror::{Mirror, MirrorSettings};
-use crate::sync::{self, PlanningSettings, SyncKind};
 use crate::violet::VioletClient;
 use crate::work::{JobKind, RefreshMode};
 
@@ -132,8 +132,8 @@ impl AppRunner {
         merchant_id: i64,
         kind: SyncKind,
     ) -> anyhow::Result<Option<i64>> {
-        let full = sync::refresh(merchant_id, kind, RefreshMode::Full);
-        let delta = sync::refresh(merchant_id, kind, RefreshMode::Delta);
+        let full = lifecycle::refresh(merchant_id, kind, RefreshMode::Full);
+        let delta = lifecycle::refresh(merchant_id, kind, RefreshMode::Delta);
         let pending = Queue::new(self.pool.clone())
             .pending(&full.dedupe_key())
             .await?;
@@ -176,7 +176,7 @@ impl AppRunner {
     ) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         lease.hold(&mut tx).await?;
-        if sync::mark_stalled(&mut tx, merchant_id, kind, sync_id.as_deref()).await? {
+        if lifecycle::mark_stalled(&mut tx, merchant_id, kind, sync_id.as_deref()).await? {
             metrics::counter!("catalog_mirror_sync_stalled_total", "kind" => kind.as_str())
                 .increment(1);
             tracing::error!(
@@ -195,7 +195,7 @@ impl AppRunner {
                 .await?;
             }
             for job in [
-                sync::refresh(merchant_id, kind, RefreshMode::Safe),
+                lifecycle::refresh(merchant_id, kind, RefreshMode::Safe),
                 JobKind::Incremental { merchant_id },
             ] {
                 Queue::enqueue(
@@ -240,7 +240,7 @@ impl JobRunner for AppRunner {
         Box::pin(async move {
             if let Ok(JobKind::SyncRetry { merchant_id, sync }) = job.kind() {
                 let mut conn = pool.acquire().await?;
-                sync::mark_needs_attention(&mut conn, merchant_id, sync).await?;
+                lifecycle::mark_needs_attention(&mut conn, merchant_id, sync).await?;
             }
             Ok(())
         })

@@ -12,7 +12,7 @@ use admin_support::{
     ACME, BOLT, GONE, TOKEN, block_claims, get, hold_removals, insert_job, post, seed, spawn,
 };
 use catalog_mirror::admin::{AdminState, IndexControl, router};
-use catalog_mirror::sync::{Planner, PlanningSettings};
+use catalog_mirror::lifecycle::{Planner, PlanningSettings};
 use common::{TestApp, TestDb, eventually};
 use reqwest::Method;
 use serde_json::{Value, json};

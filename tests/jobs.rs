@@ -11,7 +11,7 @@ use catalog_mirror::jobs::{
     Backoff, Job, JobFuture, JobRunner, JobState, Lease, NewJob, OnConflict, Queue, Renewal,
     WorkerPool,
 };
-use catalog_mirror::sync::SyncKind;
+use catalog_mirror::lifecycle::SyncKind;
 use catalog_mirror::work::{JobKind, RefreshMode};
 use common::{TestDb, eventually};
 use sqlx::PgPool;

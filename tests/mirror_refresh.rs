@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use catalog_mirror::lifecycle::SyncKind;
 use catalog_mirror::mirror::queries;
 use catalog_mirror::sandbox::PageFault;
-use catalog_mirror::sync::SyncKind;
 use catalog_mirror::work::{JobKind, RefreshMode};
 use mirror_common::{
     Harness, assert_collections_match, assert_offers_match, assert_same_ids, last_change, merchant,

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use catalog_mirror::config::{JobSettings, SyncSettings};
 use catalog_mirror::intake::{self, IntakeOutcome};
-use catalog_mirror::sync::{IncomingEvent, Planner, PlanningSettings, SyncKind, SyncState, Topic};
+use catalog_mirror::lifecycle::{
+    IncomingEvent, Planner, PlanningSettings, SyncKind, SyncState, Topic,
+};
 use common::TestDb;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -252,7 +254,7 @@ async fn offer_events_during_a_sync_are_held_and_outside_batch_into_one_job() {
             .await;
         assert_eq!(
             outcome,
-            IntakeOutcome::Stored(catalog_mirror::sync::EventStatus::Pending)
+            IntakeOutcome::Stored(catalog_mirror::lifecycle::EventStatus::Pending)
         );
     }
     assert_eq!(

@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::store::EventRow;
 use super::{AdminError, AdminState};
 use crate::jobs::{Job, NewJob, OnConflict, Queue};
+use crate::lifecycle::{IncomingEvent, Planner, SyncKind, Topic, refresh};
 use crate::mirror::{self, removals};
-use crate::sync::{IncomingEvent, Planner, SyncKind, Topic, refresh};
 use crate::work::RefreshMode;
 
 /// Which refreshes a resync enqueues.

@@ -355,7 +355,7 @@ async fn replay_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::EventStatus;
+    use crate::lifecycle::EventStatus;
 
     #[test]
     fn every_planner_status_can_be_filtered_on() {

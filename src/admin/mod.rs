@@ -51,8 +51,8 @@ use axum::routing::get;
 use sqlx::PgPool;
 
 use crate::config::{Secret, Settings};
+use crate::lifecycle::Planner;
 use crate::mirror::{ProgressKind, RefreshProgress};
-use crate::sync::Planner;
 
 pub use error::AdminError;
 pub use index::{IndexControl, IndexDir};

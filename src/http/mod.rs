@@ -20,8 +20,8 @@ use axum::routing::{get, post};
 use sqlx::PgPool;
 
 use crate::config::Secret;
+use crate::lifecycle::Planner;
 use crate::search::SearchIndex;
-use crate::sync::Planner;
 
 /// What the handlers share. Cheap to clone.
 #[derive(Clone)]

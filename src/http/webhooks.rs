@@ -17,7 +17,7 @@ use serde_json::json;
 use super::AppState;
 use crate::config::Secret;
 use crate::intake::{self, IntakeOutcome};
-use crate::sync::{IncomingEvent, Topic};
+use crate::lifecycle::{IncomingEvent, Topic};
 use crate::violet::signature;
 
 /// Longest event id, topic or entity id accepted.

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use catalog_mirror::config::Settings;
 use catalog_mirror::jobs::{JobRunner, NewJob, OnConflict, Queue, WorkerPool};
+use catalog_mirror::lifecycle::{IncomingEvent, Planner, PlanningSettings, Topic};
 use catalog_mirror::mirror::{content_hash, queries};
 use catalog_mirror::runner::AppRunner;
 use catalog_mirror::sandbox::{Catalog, MerchantSpec, Sandbox, SandboxConfig, WebhookEvent};
-use catalog_mirror::sync::{IncomingEvent, Planner, PlanningSettings, Topic};
 use catalog_mirror::work::JobKind;
 use serde_json::Value;
 use sqlx::PgPool;

@@ -74,7 +74,7 @@ pub fn state_name(state: JobState) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sync::SyncKind;
+    use crate::lifecycle::SyncKind;
     use crate::work::{JobKind, RefreshMode};
 
     #[test]
