@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::http::{self, AppState};
+use crate::intake::{BatchSettings, Writers};
 use crate::jobs::{Queue, WorkerPool};
 use crate::notify::Notifier;
 use crate::runner::AppRunner;
@@ -105,19 +106,21 @@ impl Application {
             search_index.subscribe_commits(),
             indexer_shutdown.clone(),
         ));
+        let intake_timeout = settings.database.acquire_timeout() + Duration::from_millis(150);
+        // Stopped by the shutdown token like the listener, so intake stops first; the
+        // writers answer what they hold before they stop.
+        let (intake, intake_writers) = Writers::spawn(
+            self.pool.clone(),
+            planner.clone(),
+            BatchSettings::new(&settings.webhooks, intake_timeout),
+            crate::db::server_address(&settings.database),
+            shutdown.clone(),
+        );
         let state = AppState {
             pool: self.pool.clone(),
-            planner: planner.clone(),
+            intake,
             webhook_secrets: settings.webhooks.accepted_secrets(&settings.violet).into(),
-            intake_timeout: settings.database.acquire_timeout() + Duration::from_millis(150),
-            // Leave a few connections for the workers and health checks.
-            intake_gate: Arc::new(http::IntakeGate::new(
-                (settings.database.max_connections as usize)
-                    .saturating_sub(4)
-                    .max(1),
-                Duration::from_secs(5),
-            )),
-            database_addr: crate::db::server_address(&settings.database),
+            intake_timeout,
             search_index: search_index.clone(),
             ready_max_lag_changes: settings.search.ready_max_lag_changes,
             webhook_bodies: Arc::new(tokio::sync::Semaphore::new(
@@ -173,6 +176,7 @@ impl Application {
             })
             .await
             .context("public listener failed")?;
+        intake_writers.stopped().await;
         match admin_task.await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!(error = %err, "admin listener failed"),

@@ -24,7 +24,7 @@ pub(super) async fn ensure(conn: &mut PgConnection, merchant_id: i64) -> sqlx::R
 /// without one order the two wait on each other (a deadlock, and a 503 for one of them).
 /// Publishing transactions lock the row only at their end, after their offer rows, and
 /// take no `sync_state` or pending-job row, so this order holds there too.
-pub(super) async fn lock(conn: &mut PgConnection, merchant_id: i64) -> sqlx::Result<()> {
+pub(crate) async fn lock(conn: &mut PgConnection, merchant_id: i64) -> sqlx::Result<()> {
     ensure(conn, merchant_id).await?;
     sqlx::query("SELECT 1 FROM merchants WHERE merchant_id = $1 FOR NO KEY UPDATE")
         .bind(merchant_id)
