@@ -11,7 +11,10 @@
 //!   order within a merchant matters, and every batch takes rows in the same order;
 //! - a merchant with a sync or merchant event in the batch has its row locked before any
 //!   of its events, the order every planning transaction keeps (`sync::lock_merchant`),
-//!   so no batch holds one of its job rows while waiting for that lock.
+//!   so no batch holds one of its job rows while waiting for that lock;
+//! - the change-log rows of merchants whose visibility moved are appended after the last
+//!   event: the change log's table lock is then the last lock the batch takes, as in
+//!   every other transaction that appends to it, so no batch waits while holding it.
 //!
 //! When the database refuses a statement (bad data, a deadlock with another instance),
 //! the batch is rolled back and its events are stored one by one, each in its own
@@ -74,6 +77,7 @@ async fn in_one_transaction(
         .collect();
 
     let mut outcomes = vec![None; events.len()];
+    let mut visibility_moved = Vec::new();
     let mut tx = pool.begin().await?;
     let mut previous = None;
     for i in order {
@@ -84,8 +88,11 @@ async fn in_one_transaction(
                 crate::sync::lock_merchant(&mut tx, merchant).await?;
             }
         }
-        outcomes[i] = Some(super::record_in(&mut tx, planner, events[i]).await?);
+        outcomes[i] =
+            Some(super::record_in(&mut tx, planner, events[i], &mut visibility_moved).await?);
     }
+    // Last: the change log's table lock is held until commit (see the module doc).
+    crate::sync::append_visibility_changes(&mut tx, &visibility_moved).await?;
     tx.commit().await?;
     Ok(outcomes
         .into_iter()

@@ -70,20 +70,25 @@ pub async fn record(
     if batched_kind(Planner::classify(event).0, event).is_some() {
         // One statement: atomic without a transaction around it.
         let mut conn = pool.acquire().await?;
-        return record_in(&mut conn, planner, event).await;
+        return record_in(&mut conn, planner, event, &mut Vec::new()).await;
     }
     let mut tx = pool.begin().await?;
-    let outcome = record_in(&mut tx, planner, event).await?;
+    let mut visibility_moved = Vec::new();
+    let outcome = record_in(&mut tx, planner, event, &mut visibility_moved).await?;
+    crate::sync::append_visibility_changes(&mut tx, &visibility_moved).await?;
     tx.commit().await?;
     Ok(outcome)
 }
 
 /// Stores `event` and plans its work on `conn`, inside the caller's transaction when it
 /// has one: the same statements as [`record`], which a batch runs for each of its events.
+/// Merchants whose visibility moved are pushed onto `visibility_moved`: the caller
+/// appends their changes last, before its commit (see `sync::append_visibility_changes`).
 pub async fn record_in(
     conn: &mut PgConnection,
     planner: &Planner,
     event: &IncomingEvent,
+    visibility_moved: &mut Vec<i64>,
 ) -> sqlx::Result<IntakeOutcome> {
     let (status, detail) = Planner::classify(event);
     if let Some((kind, merchant_id)) = batched_kind(status, event) {
@@ -107,7 +112,9 @@ pub async fn record_in(
     if !insert_event(conn, event, status, &detail).await? {
         return Ok(IntakeOutcome::Duplicate);
     }
-    planner.apply(conn, event).await?;
+    planner
+        .apply_deferring(conn, event, visibility_moved)
+        .await?;
     Ok(IntakeOutcome::Stored(status))
 }
 
