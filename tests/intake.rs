@@ -853,3 +853,49 @@ async fn on_shutdown_the_writer_answers_what_it_holds_and_what_is_queued_then_st
         4
     );
 }
+
+#[tokio::test]
+async fn a_full_intake_queue_answers_503_busy_at_once() {
+    let db = TestDb::empty().await;
+    let mut settings = common::settings(&db.url);
+    settings.webhooks.writers = 1;
+    settings.webhooks.queue_capacity = 1;
+    settings.jobs.debounce_ms = 600_000;
+    let app = TestApp::spawn(settings).await;
+    let direct = db.pool().await;
+    let locker = lock_merchant(&direct, 7).await;
+    // The only writer waits for the lock with the sync start; one offer fills the queue.
+    let mut sent = send_spaced(
+        &app,
+        offers_then_a_locked_merchant().split_off(4),
+        Duration::ZERO,
+    );
+    backend_waiting_for_a_lock(&direct).await;
+    let offers = offers_then_a_locked_merchant();
+    sent.extend(send_spaced(&app, vec![offers[0].clone()], Duration::ZERO));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    let refused = offers[1]
+        .send(&app.http, &app.url("/webhooks/violet"))
+        .await;
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "busy", "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused at once"
+    );
+
+    locker.rollback().await.unwrap();
+    assert_eq!(
+        answers(sent).await,
+        [(200, "processed".to_string()), (200, "pending".to_string())]
+    );
+    assert_eq!(
+        count(&direct, "SELECT count(*) FROM webhook_events").await,
+        2
+    );
+    app.stop().await;
+}
