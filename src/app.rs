@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 use crate::http::{self, AppState};
+use crate::intake::{BatchSettings, Writers};
 use crate::jobs::{Queue, WorkerPool};
 use crate::lifecycle::{Planner, PlanningSettings};
 use crate::notify::Notifier;
@@ -36,6 +37,8 @@ pub struct Application {
     search_index: Arc<SearchIndex>,
     notifier: Notifier,
     workers: Arc<WorkerPool>,
+    /// Intake's writers: started with the listeners, stopped with them.
+    intake_writers: Writers,
     /// Every task's token descends from it (see [`Application::run_until_stopped`]).
     root: CancellationToken,
     /// The listeners' child of `root`: cancelled by the shutdown signal, it also ends
@@ -77,19 +80,18 @@ impl Application {
             settings.notifications.clone(),
             settings.search.api_key.clone(),
         );
+        let intake_timeout = settings.database.acquire_timeout() + Duration::from_millis(150);
+        let (intake, intake_writers) = Writers::new(
+            pool.clone(),
+            planner.clone(),
+            BatchSettings::new(&settings.webhooks, intake_timeout),
+            crate::db::server_address(&settings.database),
+        );
         let state = AppState {
             pool: pool.clone(),
-            planner: planner.clone(),
+            intake,
             webhook_secrets: settings.webhooks.accepted_secrets(&settings.violet).into(),
-            intake_timeout: settings.database.acquire_timeout() + Duration::from_millis(150),
-            // Leave a few connections for the workers and health checks.
-            intake_gate: Arc::new(http::IntakeGate::new(
-                (settings.database.max_connections as usize)
-                    .saturating_sub(4)
-                    .max(1),
-                Duration::from_secs(5),
-            )),
-            database_addr: crate::db::server_address(&settings.database),
+            intake_timeout,
             search_index: search_index.clone(),
             ready_max_lag_changes: settings.search.ready_max_lag_changes,
             webhook_bodies: Arc::new(tokio::sync::Semaphore::new(
@@ -134,6 +136,7 @@ impl Application {
             search_index,
             notifier,
             workers,
+            intake_writers,
             root,
             listeners,
         })
@@ -178,6 +181,7 @@ impl Application {
             search_index,
             notifier,
             workers,
+            intake_writers,
             root,
             listeners,
             pool,
@@ -204,6 +208,9 @@ impl Application {
         tasks.spawn(crate::systemd::watchdog(background.clone()));
         tasks.spawn(workers.run(background.clone()));
 
+        // Stopped by the listeners' token, so intake stops with the listener; the writers
+        // answer what they hold before they stop.
+        intake_writers.start(listeners.clone());
         // The listeners stop on `shutdown`; so do the tasks that only serve them.
         let stop_listeners = listeners.clone();
         let forward = shutdown.clone();
@@ -235,6 +242,8 @@ impl Application {
             .context("public listener failed");
         // An error of the public listener stops the rest as a shutdown would.
         listeners.cancel();
+        // Intake stops with the listener: the writers answer what they hold first.
+        intake_writers.stopped().await;
         match admin_task.await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!(error = %err, "admin listener failed"),

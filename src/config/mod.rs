@@ -77,6 +77,15 @@ pub struct WebhookSettings {
     pub body_limit_bytes: usize,
     /// Webhook bodies read or being stored at once; more wait their turn briefly.
     pub max_bodies_in_flight: usize,
+    /// Most events stored in one transaction (one commit); 1 stores each on its own.
+    pub batch_max_events: usize,
+    /// How long a batch waits for more events after its first; 0 takes only what is
+    /// queued already.
+    pub batch_window_ms: u64,
+    /// Batches stored at once, each on its own database connection.
+    pub writers: usize,
+    /// Deliveries waiting for a writer; beyond that they get 503 `busy`.
+    pub queue_capacity: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -328,6 +337,10 @@ impl JobSettings {
 }
 
 impl WebhookSettings {
+    pub fn batch_window(&self) -> Duration {
+        Duration::from_millis(self.batch_window_ms)
+    }
+
     /// Every secret a webhook signature may be made with: the app secret first, then
     /// the extra ones (rotation).
     pub fn accepted_secrets(&self, violet: &VioletSettings) -> Vec<Secret> {

@@ -142,6 +142,10 @@ fn request_bounds_have_their_defaults_and_refuse_zero() {
         assert_eq!(settings.search.timeout_ms, 2000);
         assert_eq!(settings.notifications.max_stream_subscribers, 256);
         assert_eq!(settings.webhooks.max_bodies_in_flight, 64);
+        assert_eq!(settings.webhooks.batch_max_events, 64);
+        assert_eq!(settings.webhooks.batch_window_ms, 2);
+        assert_eq!(settings.webhooks.writers, 4);
+        assert_eq!(settings.webhooks.queue_capacity, 256);
         assert_eq!(settings.admin.max_page_size, 500);
 
         let errors = load_file(
@@ -149,7 +153,8 @@ fn request_bounds_have_their_defaults_and_refuse_zero() {
             "[search]\nmax_total_hits = 0\nmax_queries_per_multi_search = 0\n\
              max_values_per_facet = 0\nmax_queued_searches = 0\nmax_requests_in_flight = 0\n\
              timeout_ms = 5\n[notifications]\nmax_stream_subscribers = 0\n\
-             [webhooks]\nmax_bodies_in_flight = 0\n[admin]\nmax_page_size = 0\n\
+             [webhooks]\nmax_bodies_in_flight = 0\nbatch_max_events = 0\nbatch_window_ms = 5000\n\
+             writers = 16\nqueue_capacity = 0\n[admin]\nmax_page_size = 0\n\
              [http]\nwrite_stall_timeout_ms = 0\nidle_timeout_ms = 10\n",
         )
         .unwrap_err();
@@ -162,6 +167,13 @@ fn request_bounds_have_their_defaults_and_refuse_zero() {
             ("search.timeout_ms", "at least 10"),
             ("notifications.max_stream_subscribers", "greater than 0"),
             ("webhooks.max_bodies_in_flight", "greater than 0"),
+            ("webhooks.batch_max_events", "between 1 and 1000"),
+            ("webhooks.batch_window_ms", "at most 1000"),
+            (
+                "webhooks.writers",
+                "less than database.max_connections (16)",
+            ),
+            ("webhooks.queue_capacity", "greater than 0"),
             ("admin.max_page_size", "between 1 and 100000"),
             ("http.write_stall_timeout_ms", "at least 100"),
             ("http.idle_timeout_ms", "at least 1000"),
@@ -171,7 +183,7 @@ fn request_bounds_have_their_defaults_and_refuse_zero() {
                 .unwrap_or_else(|| panic!("no error names {key}: {errors}"));
             assert!(error.reason.contains(reason), "{key}: {error:?}");
         }
-        assert_eq!(errors.0.len(), 11, "{errors}");
+        assert_eq!(errors.0.len(), 15, "{errors}");
         Ok(())
     });
 }

@@ -115,6 +115,10 @@ fn non_loopback_host(url: &str) -> Option<String> {
 /// Longest slow-statement threshold: beyond an hour, a statement would first hit the
 /// job lease and the request timeouts, which report it anyway.
 const MAX_SLOW_STATEMENT_MS: u64 = 3_600_000;
+/// Largest intake batch: beyond it one transaction holds many row locks for little gain.
+const MAX_BATCH_EVENTS: usize = 1000;
+/// Longest intake batch window: each acknowledgement may wait this long.
+const MAX_BATCH_WINDOW_MS: u64 = 1000;
 
 impl Settings {
     /// Checks ranges and relations that types alone cannot express.
@@ -167,6 +171,37 @@ impl Settings {
         p.positive(
             self.webhooks.max_bodies_in_flight as u64,
             "webhooks.max_bodies_in_flight",
+        );
+        p.check(
+            (1..=MAX_BATCH_EVENTS).contains(&self.webhooks.batch_max_events),
+            "webhooks.batch_max_events",
+            || format!("must be between 1 and {MAX_BATCH_EVENTS}"),
+        );
+        p.check(
+            self.webhooks.batch_window_ms <= MAX_BATCH_WINDOW_MS,
+            "webhooks.batch_window_ms",
+            || {
+                format!(
+                    "must be at most {MAX_BATCH_WINDOW_MS} (every acknowledgement may wait \
+                     that long); 0 stores what is queued without waiting"
+                )
+            },
+        );
+        p.check(
+            self.webhooks.writers >= 1
+                && (self.webhooks.writers as u64) < u64::from(self.database.max_connections),
+            "webhooks.writers",
+            || {
+                format!(
+                    "must be at least 1 and less than database.max_connections ({}): \
+                     the job workers and health checks need connections too",
+                    self.database.max_connections
+                )
+            },
+        );
+        p.positive(
+            self.webhooks.queue_capacity as u64,
+            "webhooks.queue_capacity",
         );
         p.check(
             self.webhooks.body_limit_bytes >= 1024,

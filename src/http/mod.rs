@@ -1,12 +1,10 @@
 //! HTTP: the public router (webhooks, health; search joins it) and shared state.
 
-mod gate;
 mod guard;
 mod health;
 mod observe;
 pub mod webhooks;
 
-pub use gate::IntakeGate;
 pub use guard::GuardedListener;
 
 pub use crate::web::last_on_connection;
@@ -20,22 +18,19 @@ use axum::routing::{get, post};
 use sqlx::PgPool;
 
 use crate::config::Secret;
-use crate::lifecycle::Planner;
+use crate::intake::IntakeQueue;
 use crate::search::SearchIndex;
 
 /// What the handlers share. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
-    pub planner: Arc<Planner>,
+    /// The intake writers' queue: webhook events are stored through it.
+    pub intake: IntakeQueue,
     /// Every secret a webhook may be signed with (rotation).
     pub webhook_secrets: Arc<[Secret]>,
-    /// Longest a delivery may wait on the database before it gets 503.
+    /// Longest a health check may wait on the database.
     pub intake_timeout: Duration,
-    /// Bounds concurrent intake transactions and fails fast while the database is down.
-    pub intake_gate: Arc<IntakeGate>,
-    /// `host:port` of the database server, probed to tell "down" from "busy".
-    pub database_addr: Option<String>,
     /// The served search index, whose lag `/readyz` checks.
     pub search_index: Arc<SearchIndex>,
     /// `/readyz` fails while the index is more changes behind than this.

@@ -1,5 +1,6 @@
 //! `POST /webhooks/violet`: verify the signature over the raw body, store the event
-//! durably, answer. Nothing else happens on the request path.
+//! durably, answer. Nothing else happens on the request path: storing is the intake
+//! writers' ([`crate::intake`]), which answer once the event's batch has committed.
 //!
 //! At most `webhooks.max_bodies_in_flight` deliveries are read and stored at once, each
 //! body at most `webhooks.body_limit_bytes`, so a burst cannot hold more than their
@@ -16,7 +17,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::config::Secret;
-use crate::intake::{self, IntakeOutcome};
+use crate::intake::{IntakeOutcome, Refused};
 use crate::lifecycle::{IncomingEvent, Topic};
 use crate::violet::signature;
 
@@ -24,7 +25,7 @@ use crate::violet::signature;
 const MAX_HEADER_LEN: usize = 256;
 
 /// How long a delivery waits for a place among the bodies in flight. Violet gives a
-/// delivery 10 s; the intake gate may wait 5 s more after this.
+/// delivery 10 s; storing is bounded by the intake writers' batch timeout after this.
 pub const BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Admits a delivery to have its body read once one of the places is free (waiting up
@@ -61,17 +62,28 @@ pub async fn receive(
         Ok(event) => event,
         Err(rejection) => return rejection.into_response(),
     };
-    let (status, outcome) = store(&state, &event).await;
-    metrics::counter!("catalog_mirror_webhooks_total", "topic" => metric_topic(&event), "outcome" => outcome)
+    let topic = metric_topic(&event);
+    let event_id = event.event_id.clone();
+    let stored = store(&state, event).await;
+    let outcome = match stored {
+        Ok(status) => status,
+        Err(Refused::Busy) => "busy",
+        Err(Refused::DatabaseDown | Refused::NotStored) => "unavailable",
+    };
+    metrics::counter!("catalog_mirror_webhooks_total", "topic" => topic, "outcome" => outcome)
         .increment(1);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        return retry_later("unavailable", "the event could not be stored; retry later");
+    match stored {
+        Ok(status) => (
+            StatusCode::OK,
+            Json(json!({ "status": status, "event_id": event_id })),
+        )
+            .into_response(),
+        Err(Refused::Busy) => retry_later(
+            "busy",
+            "too many deliveries are waiting to be stored; retry later",
+        ),
+        Err(_) => retry_later("unavailable", "the event could not be stored; retry later"),
     }
-    (
-        status,
-        Json(json!({ "status": outcome, "event_id": event.event_id })),
-    )
-        .into_response()
 }
 
 /// Everything intake does before the database: verifies the signature over the raw
@@ -104,54 +116,25 @@ pub fn parse_delivery(
     })
 }
 
-/// Stores the event through the intake gate; any failure is a 503 so Violet retries.
-async fn store(state: &AppState, event: &IncomingEvent) -> (StatusCode, &'static str) {
-    let unavailable = (StatusCode::SERVICE_UNAVAILABLE, "unavailable");
-    let Some(_permit) = state.intake_gate.enter().await else {
-        tracing::warn!(
-            "webhook not stored: database unavailable or saturated; asking Violet to retry"
-        );
-        return unavailable;
-    };
-    let stored = tokio::time::timeout(
-        state.intake_timeout,
-        intake::record(&state.pool, &state.planner, event),
-    )
-    .await;
-    match stored {
-        Ok(Ok(outcome)) => {
-            state.intake_gate.succeeded();
-            match outcome {
-                IntakeOutcome::Stored(status) => (StatusCode::OK, status.as_str()),
-                IntakeOutcome::Duplicate => (StatusCode::OK, "duplicate"),
+/// Queues the event for the writers and waits for the commit that holds it; any
+/// refusal is a 503 so Violet retries.
+async fn store(state: &AppState, event: IncomingEvent) -> Result<&'static str, Refused> {
+    match state.intake.store(event).await {
+        Ok(IntakeOutcome::Stored(status)) => Ok(status.as_str()),
+        Ok(IntakeOutcome::Duplicate) => Ok("duplicate"),
+        Err(refused) => {
+            match refused {
+                Refused::Busy => tracing::warn!(
+                    "webhook not stored: the intake queue is full; asking Violet to retry"
+                ),
+                Refused::DatabaseDown => tracing::warn!(
+                    "webhook not stored: database unavailable; asking Violet to retry"
+                ),
+                // The writer logged why, once for its batch.
+                Refused::NotStored => {}
             }
+            Err(refused)
         }
-        Ok(Err(err)) => {
-            if database_unreachable(state, &err).await {
-                state.intake_gate.failed();
-            }
-            tracing::warn!(error = %err, "webhook not stored: database error; asking Violet to retry");
-            unavailable
-        }
-        Err(_) => {
-            state.intake_gate.failed();
-            tracing::warn!("webhook not stored: database too slow; asking Violet to retry");
-            unavailable
-        }
-    }
-}
-
-/// Whether `err` means the database cannot be reached, as opposed to one statement
-/// failing or the pool being saturated by a burst. A pool timeout alone cannot tell
-/// those apart, so it is settled by trying a TCP connection to the server.
-async fn database_unreachable(state: &AppState, err: &sqlx::Error) -> bool {
-    match crate::db::Failure::of(err) {
-        crate::db::Failure::Unreachable => true,
-        crate::db::Failure::PoolTimedOut => match &state.database_addr {
-            Some(addr) => !crate::db::server_answers(addr).await,
-            None => true,
-        },
-        crate::db::Failure::Statement => false,
     }
 }
 

@@ -24,7 +24,7 @@ pub(super) async fn ensure(conn: &mut PgConnection, merchant_id: i64) -> sqlx::R
 /// without one order the two wait on each other (a deadlock, and a 503 for one of them).
 /// Publishing transactions lock the row only at their end, after their offer rows, and
 /// take no `sync_state` or pending-job row, so this order holds there too.
-pub(super) async fn lock(conn: &mut PgConnection, merchant_id: i64) -> sqlx::Result<()> {
+pub(crate) async fn lock(conn: &mut PgConnection, merchant_id: i64) -> sqlx::Result<()> {
     ensure(conn, merchant_id).await?;
     sqlx::query("SELECT 1 FROM merchants WHERE merchant_id = $1 FOR NO KEY UPDATE")
         .bind(merchant_id)
@@ -35,13 +35,16 @@ pub(super) async fn lock(conn: &mut PgConnection, merchant_id: i64) -> sqlx::Res
 
 /// Applies a MERCHANT_* event. Status changes from an event older than the last one
 /// applied are ignored; descriptive fields (name, platform, URL) are taken from any
-/// event that carries them. Returns whether the status moved.
+/// event that carries them. Returns whether the status moved. A merchant whose
+/// visibility moved is pushed onto `visibility_moved`: the caller appends its change
+/// last in the transaction ([`append_visibility_changes`]).
 pub(super) async fn apply(
     conn: &mut PgConnection,
     merchant_id: i64,
     topic: &Topic,
     body: &Value,
     at: DateTime<Utc>,
+    visibility_moved: &mut Vec<i64>,
 ) -> sqlx::Result<bool> {
     ensure(conn, merchant_id).await?;
     let text = |field: &str| body.get(field).and_then(Value::as_str).map(str::to_string);
@@ -91,14 +94,7 @@ pub(super) async fn apply(
     .await?;
     let moved = visible.is_some();
     if visible.is_some_and(|visible| visible != was_visible) {
-        // What the storefront may see of this merchant changed: the indexer re-projects it.
-        let change_no = crate::mirror::visibility_changed(conn, merchant_id).await?;
-        tracing::info!(
-            merchant_id,
-            visible,
-            change_no,
-            "merchant visibility changed"
-        );
+        visibility_moved.push(merchant_id);
     }
 
     if moved && *topic == Topic::MerchantDisconnected {
@@ -112,4 +108,20 @@ pub(super) async fn apply(
         );
     }
     Ok(moved)
+}
+
+/// Appends a change for each merchant whose visibility moved: the indexer re-projects
+/// what the storefront may see of it. Called last in the transaction, because the
+/// change log's table lock is held until commit: a transaction that held it while
+/// waiting for another lock could deadlock with one holding that lock and waiting for
+/// the change log (two intake batches, or a batch and a refresh publishing).
+pub(crate) async fn append_visibility_changes(
+    conn: &mut PgConnection,
+    merchants: &[i64],
+) -> sqlx::Result<()> {
+    for &merchant_id in merchants {
+        let change_no = crate::mirror::visibility_changed(conn, merchant_id).await?;
+        tracing::info!(merchant_id, change_no, "merchant visibility changed");
+    }
+    Ok(())
 }

@@ -8,6 +8,8 @@ mod planner;
 mod state;
 
 pub use event::{EventClass, IncomingEvent, Topic};
+/// For intake's batches, which take a merchant's lock before any of its events.
+pub(crate) use merchants::{append_visibility_changes, lock as lock_merchant};
 pub use planner::{EventStatus, Planner, PlanningSettings, batch_unless_syncing, refresh};
 pub use state::{SyncState, mark_needs_attention, mark_stalled};
 

@@ -127,6 +127,21 @@ impl Planner {
     /// machine and schedules jobs. Does nothing for events [`Planner::classify`] does
     /// not mark processed or pending.
     pub async fn apply(&self, conn: &mut PgConnection, event: &IncomingEvent) -> sqlx::Result<()> {
+        let mut visibility_moved = Vec::new();
+        self.apply_deferring(conn, event, &mut visibility_moved)
+            .await?;
+        merchants::append_visibility_changes(conn, &visibility_moved).await
+    }
+
+    /// [`Planner::apply`] for a transaction that applies several events: the merchants
+    /// whose visibility moved are pushed onto `visibility_moved`, for the caller to pass
+    /// to [`super::append_visibility_changes`] after its last event, just before commit.
+    pub async fn apply_deferring(
+        &self,
+        conn: &mut PgConnection,
+        event: &IncomingEvent,
+        visibility_moved: &mut Vec<i64>,
+    ) -> sqlx::Result<()> {
         if !matches!(
             Self::classify(event).0,
             EventStatus::Processed | EventStatus::Pending
@@ -159,7 +174,9 @@ impl Planner {
             }
             topic => match topic.class() {
                 EventClass::Merchant => {
-                    let moved = merchants::apply(conn, merchant_id, topic, body, at).await?;
+                    let moved =
+                        merchants::apply(conn, merchant_id, topic, body, at, visibility_moved)
+                            .await?;
                     // Offers a disabled merchant changed may not all carry newer dates.
                     if moved && *topic == Topic::MerchantEnabled {
                         delta::require_full_pass(conn, merchant_id, "the merchant was enabled")

@@ -9,7 +9,7 @@
 //! never takes the publish lock: it only waits for the short tail of a publish. Its
 //! planning transactions (sync and merchant events) lock the `merchants` row first, then
 //! `sync_state`, `change_log` and pending `jobs` rows, so they cannot deadlock each other
-//! either (`sync::merchants::lock`).
+//! either (`lifecycle::merchants::lock`).
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;

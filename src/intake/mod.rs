@@ -6,6 +6,16 @@
 //! job unless it is syncing. Sync and merchant events take one transaction: insert, then
 //! the state machine and its jobs. The caller answers 2xx only after this returns, so a
 //! 2xx always means committed, and a duplicate creates no work.
+//!
+//! Deliveries reach the database through the writers ([`writer`]), which store the events
+//! that arrive together in one transaction ([`batch`]) and so share one commit.
+
+mod batch;
+mod gate;
+mod writer;
+
+pub use gate::IntakeGate;
+pub use writer::{BatchSettings, IntakeQueue, Refused, Writers};
 
 use std::sync::LazyLock;
 
@@ -49,25 +59,39 @@ static STORE_BATCHED: LazyLock<String> = LazyLock::new(|| {
 static STORE_ONLY: LazyLock<String> =
     LazyLock::new(|| format!("{INSERT_EVENT} SELECT id FROM event"));
 
-/// Stores `event` and plans its work, atomically.
+/// Stores `event` and plans its work, atomically, in a transaction of its own (or one
+/// statement for offer and collection events).
 #[tracing::instrument(skip_all, fields(event_id = %event.event_id, topic = %event.topic_name))]
 pub async fn record(
     pool: &PgPool,
     planner: &Planner,
     event: &IncomingEvent,
 ) -> sqlx::Result<IntakeOutcome> {
-    let (status, detail) = Planner::classify(event);
-    let batched = match (status, event.topic.class(), event.merchant_id()) {
-        (EventStatus::Pending, EventClass::Offer, Some(merchant)) => {
-            Some((SyncKind::Products, merchant))
-        }
-        (EventStatus::Pending, EventClass::Collection, Some(merchant)) => {
-            Some((SyncKind::Collections, merchant))
-        }
-        _ => None,
-    };
-    if let Some((kind, merchant_id)) = batched {
+    if batched_kind(Planner::classify(event).0, event).is_some() {
+        // One statement: atomic without a transaction around it.
         let mut conn = pool.acquire().await?;
+        return record_in(&mut conn, planner, event, &mut Vec::new()).await;
+    }
+    let mut tx = pool.begin().await?;
+    let mut visibility_moved = Vec::new();
+    let outcome = record_in(&mut tx, planner, event, &mut visibility_moved).await?;
+    crate::lifecycle::append_visibility_changes(&mut tx, &visibility_moved).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Stores `event` and plans its work on `conn`, inside the caller's transaction when it
+/// has one: the same statements as [`record`], which a batch runs for each of its events.
+/// Merchants whose visibility moved are pushed onto `visibility_moved`: the caller
+/// appends their changes last, before its commit (see `lifecycle::append_visibility_changes`).
+pub async fn record_in(
+    conn: &mut PgConnection,
+    planner: &Planner,
+    event: &IncomingEvent,
+    visibility_moved: &mut Vec<i64>,
+) -> sqlx::Result<IntakeOutcome> {
+    let (status, detail) = Planner::classify(event);
+    if let Some((kind, merchant_id)) = batched_kind(status, event) {
         let query = bind_event(
             sqlx::query(sqlx::AssertSqlSafe(STORE_BATCHED.as_str())),
             event,
@@ -85,16 +109,27 @@ pub async fn record(
             IntakeOutcome::Duplicate
         });
     }
-
-    let mut tx = pool.begin().await?;
-    if !insert_event(&mut tx, event, status, &detail).await? {
-        // Nothing was written; ending the transaction either way is the same.
-        tx.commit().await?;
+    if !insert_event(conn, event, status, &detail).await? {
         return Ok(IntakeOutcome::Duplicate);
     }
-    planner.apply(&mut tx, event).await?;
-    tx.commit().await?;
+    planner
+        .apply_deferring(conn, event, visibility_moved)
+        .await?;
     Ok(IntakeOutcome::Stored(status))
+}
+
+/// The sync kind and merchant of an offer or collection event that is stored and batched
+/// in one statement; `None` for every other event.
+fn batched_kind(status: EventStatus, event: &IncomingEvent) -> Option<(SyncKind, i64)> {
+    match (status, event.topic.class(), event.merchant_id()) {
+        (EventStatus::Pending, EventClass::Offer, Some(merchant)) => {
+            Some((SyncKind::Products, merchant))
+        }
+        (EventStatus::Pending, EventClass::Collection, Some(merchant)) => {
+            Some((SyncKind::Collections, merchant))
+        }
+        _ => None,
+    }
 }
 
 /// Inserts the event in the caller's transaction; false when its id was already stored.
