@@ -297,9 +297,8 @@ pub fn matching_strategy(
 ) -> Result<MatchingStrategy, ApiError> {
     match value {
         None | Some(Value::Null) => Ok(MatchingStrategy::Last),
-        Some(Value::String(text)) if text == "last" || text == "frequency" => {
-            Ok(MatchingStrategy::Last)
-        }
+        Some(Value::String(text)) if text == "last" => Ok(MatchingStrategy::Last),
+        Some(Value::String(text)) if text == "frequency" => Ok(MatchingStrategy::Frequency),
         Some(Value::String(text)) if text == "all" => Ok(MatchingStrategy::All),
         Some(Value::String(text)) => Err(ApiError::invalid(
             code,

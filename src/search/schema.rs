@@ -5,6 +5,7 @@
 //! - text fields the query words run against, one per relevance weight (`t_name`,
 //!   `t_secondary` for vendor/seller/tags/category/collections/SKU names,
 //!   `t_description`, `t_codes` for GTIN/UPC/EAN), tokenized by [`TEXT_TOKENIZER`];
+//!   all but the codes keep word positions, for phrases (`terms`);
 //! - one field per filterable attribute, named like the attribute: numbers as `f64`
 //!   (indexed and fast: filters, ranges, sort, numeric facets), strings and booleans
 //!   as lowercased keywords (indexed by [`KEYWORD_TOKENIZER`] for case-insensitive
@@ -29,7 +30,7 @@ use tantivy::tokenizer::{
 };
 
 /// Version of the schema and of the document projection; stored in each commit payload.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Words: split on non-alphanumerics, lowercased, accents folded.
 pub const TEXT_TOKENIZER: &str = "cm_text";
@@ -290,14 +291,20 @@ pub fn sort_key(value: &str) -> Option<String> {
 /// Builds the tantivy schema.
 pub fn build() -> Schema {
     let mut builder = Schema::builder();
-    let text = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer(TEXT_TOKENIZER)
-            .set_index_option(IndexRecordOption::Basic),
-    );
-    for name in ["t_name", "t_secondary", "t_description", "t_codes"] {
-        builder.add_text_field(name, text.clone());
+    let text = |record| {
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(TEXT_TOKENIZER)
+                .set_index_option(record),
+        )
+    };
+    // Positions let a phrase match consecutive words; tantivy leaves a gap between the
+    // values of a field, so a phrase never runs from one attribute into the next.
+    for name in ["t_name", "t_secondary", "t_description"] {
+        builder.add_text_field(name, text(IndexRecordOption::WithFreqsAndPositions));
     }
+    // Codes are whole words: an exact match, never a phrase.
+    builder.add_text_field("t_codes", text(IndexRecordOption::Basic));
     let keyword_indexing = TextFieldIndexing::default()
         .set_tokenizer(KEYWORD_TOKENIZER)
         .set_index_option(IndexRecordOption::Basic);
