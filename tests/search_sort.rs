@@ -72,44 +72,21 @@ const OFFERS: [(
 
 async fn spawn() -> (TestDb, TestApp) {
     let (db, pool) = TestDb::migrated().await;
-    for merchant in [2001i64, 2002] {
-        sqlx::query("INSERT INTO merchants (merchant_id, name, enabled) VALUES ($1, $2, true)")
-            .bind(merchant)
-            .bind(format!("Merchant {merchant}"))
-            .execute(&pool)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO collections (collection_id, merchant_id, name, content_hash, raw) VALUES ($1, $2, 'All', 'x', '{}')",
-        )
-        .bind(merchant * 100)
-        .bind(merchant)
-        .execute(&pool)
-        .await
-        .unwrap();
-    }
     let offers: Vec<Offer> = OFFERS
         .iter()
         .map(
             |&(n, merchant, name, vendor, category, available, min_price)| {
-                let mut offer = special_offers()[0].clone();
-                offer.id = id(n);
-                offer.merchant_id = merchant;
-                offer.name = name.into();
-                offer.html_description = String::new();
+                let mut offer = small_offer(id(n), merchant, name);
                 offer.vendor = vendor.map(str::to_string);
                 offer.category = category.map(str::to_string);
                 offer.available = available;
                 offer.min_price = min_price;
                 offer.max_price = min_price;
-                offer.collection = merchant * 100;
                 offer
             },
         )
         .collect();
-    write_offers(&pool, &offers).await;
-    publish(&pool, 2001, None).await;
-    publish(&pool, 2002, None).await;
+    seed_offers(&pool, &offers).await;
     let mut settings = common::settings(&db.url);
     settings.search.poll_interval_ms = 100;
     let app = TestApp::spawn(settings).await;
