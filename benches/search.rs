@@ -4,10 +4,11 @@
 //! `cargo bench --bench search` (release). It creates a scratch database on
 //! `$TEST_DATABASE_URL` (default the local server), fills the mirror tables, times the
 //! index rebuild from the mirror, then runs a fixed query mix (single words, several
-//! words, typos, prefixes, with filter, facets and sort) at 1 and 16 concurrent
-//! clients against (a) the daemon over HTTP and (b) PostgreSQL (`tsvector` + GIN,
-//! `websearch_to_tsquery`, `ts_rank`, with the same filters, sort, exact count and
-//! facet counts), and prints p50/p99 latency and throughput as a Markdown table.
+//! words, typos, prefixes, a phrase, with filter, facets, sort by price, date and name)
+//! at 1 and 16 concurrent clients against (a) the daemon over HTTP and (b) PostgreSQL
+//! (`tsvector` + GIN, `websearch_to_tsquery`, `ts_rank`, with the same filters, sort,
+//! exact count and facet counts), and prints p50/p99 latency and throughput as a
+//! Markdown table.
 //!
 //! Knobs: `BENCH_OFFERS` (100000), `BENCH_SECONDS` per run (10), `BENCH_KEEP_DB=1`,
 //! `BENCH_ENGINES=api,engine,pg` (which to run; `engine` is the same search without HTTP),
@@ -374,6 +375,24 @@ fn mix() -> Vec<Query> {
             "watch",
             "",
             "min_price ASC",
+            false,
+        ),
+        // A storefront's "sort by name" over the whole catalog (term ordinals, see
+        // `search::sort`), and a phrase (word positions, see `search::terms`).
+        q(
+            "sort by name",
+            json!({ "sort": ["name:asc"] }),
+            "",
+            "",
+            "lower(name) ASC",
+            false,
+        ),
+        q(
+            "phrase",
+            json!({ "q": "\"leather jacket\"" }),
+            "\"leather jacket\"",
+            "",
+            "",
             false,
         ),
         q(

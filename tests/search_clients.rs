@@ -242,6 +242,14 @@ async fn the_official_python_client_searches_multi_searches_facet_searches_and_s
         summary["facet_search"],
         json!([{ "value": "limited", "count": sql_count(pool, "'limited' = ANY(o.tags)").await }])
     );
+    // Names compared lowercased, byte by byte (they are ASCII), missing prices last.
+    let by_name = sql_ids(
+        pool,
+        "o.merchant_id = 1003",
+        "lower(o.name) COLLATE \"C\", o.min_price DESC NULLS LAST, o.offer_id",
+    )
+    .await;
+    assert_eq!(summary["by_name"], json!(by_name[..6]));
     assert_eq!(summary["error"], "invalid_search_sort");
     assert_eq!(summary["tenant"], json!(["1002"]));
 

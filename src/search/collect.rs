@@ -2,9 +2,10 @@
 //! ranking order, and the facet counts and numeric stats, read from fast fields.
 //!
 //! Ranking order: score (relevance buckets, see `query`) descending, then each `sort`
-//! criterion (documents missing the value last, whatever the direction), then the
-//! offer id ascending, so equal documents always come in the same order and pages
-//! never overlap.
+//! criterion, then the offer id ascending, so equal documents always come in the same
+//! order and pages never overlap.
+//!
+//! How a `sort` criterion orders and is read is `sort`'s.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -17,13 +18,7 @@ use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
 use super::schema::AttrKind;
-
-/// One sort criterion on a numeric attribute.
-#[derive(Debug, Clone)]
-pub struct SortBy {
-    pub attribute: &'static str,
-    pub descending: bool,
-}
+use super::sort::{self, SegmentTexts, SortBy, SortColumn, SortValue, compare_values};
 
 /// Offer ids by document, per segment, read once from the `id` fast field. Ties are
 /// broken by id, and all the matches of a common word tie, so the fast field was
@@ -96,7 +91,7 @@ pub const MAX_SORT: usize = 4;
 #[derive(Debug, Clone, Copy)]
 pub struct Ranked {
     pub score: Score,
-    pub sort_values: [Option<f64>; MAX_SORT],
+    pub sort_values: [SortValue; MAX_SORT],
     pub id: f64,
     pub address: DocAddress,
 }
@@ -135,19 +130,7 @@ pub fn compare(sort: &[SortBy], a: &Ranked, b: &Ranked) -> Ordering {
         .unwrap_or(Ordering::Equal)
         .then_with(|| {
             for (i, by) in sort.iter().enumerate() {
-                let ordering = match (a.sort_values[i], b.sort_values[i]) {
-                    (Some(x), Some(y)) => {
-                        let ascending = x.partial_cmp(&y).unwrap_or(Ordering::Equal);
-                        if by.descending {
-                            ascending.reverse()
-                        } else {
-                            ascending
-                        }
-                    }
-                    (Some(_), None) => Ordering::Less,
-                    (None, Some(_)) => Ordering::Greater,
-                    (None, None) => Ordering::Equal,
-                };
+                let ordering = compare_values(a.sort_values[i], b.sort_values[i], by.descending);
                 if ordering != Ordering::Equal {
                     return ordering;
                 }
@@ -186,7 +169,7 @@ pub struct SegmentSearch {
     segment: SegmentOrdinal,
     keep: usize,
     sort: Vec<SortBy>,
-    sort_columns: Vec<Column<f64>>,
+    sort_columns: Vec<SortColumn>,
     ids: Arc<[f64]>,
     facets: Vec<FacetColumn>,
     count: usize,
@@ -214,7 +197,7 @@ impl Collector for SearchCollector {
         let sort_columns = self
             .sort
             .iter()
-            .map(|by| fast.f64(by.attribute))
+            .map(|by| SortColumn::open(reader, by))
             .collect::<tantivy::Result<Vec<_>>>()?;
         let mut facets = Vec::with_capacity(self.facets.len());
         for &(attribute, kind) in &self.facets {
@@ -278,6 +261,12 @@ impl Collector for SearchCollector {
                 .collect(),
             ..Collected::default()
         };
+        let mut fruits = fruits;
+        let mut parts: Vec<(&mut [Ranked], &SegmentTexts)> = fruits
+            .iter_mut()
+            .map(|fruit| (fruit.top.as_mut_slice(), &fruit.texts))
+            .collect();
+        sort::rank_across_segments(&mut parts, self.sort.len());
         for fruit in fruits {
             collected.stopped |= fruit.stopped;
             collected.count += fruit.count;
@@ -302,6 +291,8 @@ pub struct SegmentFruit {
     top: Vec<Ranked>,
     facets: Vec<FacetCounts>,
     stopped: bool,
+    /// Per sort criterion, the strings the `Text` values of `top` index.
+    texts: SegmentTexts,
 }
 
 impl SegmentCollector for SegmentSearch {
@@ -329,9 +320,13 @@ impl SegmentCollector for SegmentSearch {
         if self.worst.is_some_and(|worst| score < worst.score) {
             return;
         }
-        let mut sort_values = [None; MAX_SORT];
-        for (slot, column) in sort_values.iter_mut().zip(&self.sort_columns) {
-            *slot = column.first(doc);
+        let mut sort_values = [SortValue::Missing; MAX_SORT];
+        for ((slot, column), by) in sort_values
+            .iter_mut()
+            .zip(&self.sort_columns)
+            .zip(&self.sort)
+        {
+            *slot = column.value(doc, by.descending);
         }
         let candidate = Ranked {
             score,
@@ -369,9 +364,11 @@ impl SegmentCollector for SegmentSearch {
                     .map(|_| FacetCounts::default())
                     .collect(),
                 stopped: true,
+                texts: SegmentTexts::default(),
             };
         }
         prune(&mut self.candidates, self.keep, &self.sort);
+        let texts = sort::resolve_texts(&mut self.candidates, &self.sort_columns);
         for facet in &mut self.facets {
             count_facet_batch(facet, &self.facet_docs, &mut self.scratch);
         }
@@ -381,6 +378,7 @@ impl SegmentCollector for SegmentSearch {
             top: self.candidates,
             facets,
             stopped: false,
+            texts,
         }
     }
 }

@@ -163,6 +163,20 @@ fn build(schema: &OfferSchema, source: &Value, text: String, fingerprint: u64) -
             }
         }
     }
+    for &(attribute, field) in &schema.sort_keys {
+        for scalar in scalars(object.get(attribute).unwrap_or(&Value::Null)) {
+            let key = match scalar {
+                Value::String(text) => super::schema::sort_key(text),
+                Value::Bool(flag) => Some(flag.to_string()),
+                // Never from the mirror (see `schema::SORTABLE_TEXT`): no key, so
+                // the document sorts as missing rather than among the strings.
+                _ => None,
+            };
+            if let Some(key) = key {
+                doc.add_text(field, key);
+            }
+        }
+    }
     doc.add_text(schema.source, text);
     doc.add_u64(schema.fingerprint, fingerprint);
     doc

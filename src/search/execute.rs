@@ -25,6 +25,7 @@ use super::query::{self, MatchingStrategy, Word};
 use super::relevance::Relevance;
 use super::schema::{AttrKind, TextField};
 use super::store::Generation;
+use super::terms;
 
 /// Facet-search hits returned (Meilisearch's `maxFacetHits` default).
 pub const MAX_FACET_HITS: usize = 100;
@@ -76,8 +77,9 @@ pub(super) fn check(deadline: Option<Deadline>) -> Result<(), ApiError> {
     }
 }
 
-/// The query for `q` (its words matching in the text fields `on`), the request's
-/// filter and the key's filter, plus the analyzed words.
+/// The query for `q` (its words and phrases matching in the text fields `on`, minus
+/// its exclusions, see `terms`), the request's filter and the key's filter, plus the
+/// words to highlight (none when `q` has no term: the search is then unscored).
 pub(super) fn prepare(
     generation: &Generation,
     relevance: &Relevance,
@@ -86,8 +88,17 @@ pub(super) fn prepare(
     on: &[TextField],
     filters: &[&Filter],
 ) -> Result<(Box<dyn Query>, Vec<Word>), ApiError> {
-    let words = query::analyze(q, relevance);
-    let text = query::build_on(&words, strategy, &generation.schema, relevance, on);
+    let parsed = terms::parse(q, relevance);
+    let text = terms::build(
+        &parsed,
+        strategy,
+        &generation.schema,
+        relevance,
+        on,
+        &generation.reader.searcher(),
+    )
+    .map_err(ApiError::internal)?;
+    let words = parsed.highlighted();
     if filters.is_empty() {
         return Ok((text, words));
     }

@@ -16,7 +16,9 @@
 //! - `filter`, `query`, `relevance`, `collect`, `execute`, `format`, `params`: the
 //!   query side (filter grammar, typo/prefix/synonym matching with field weights,
 //!   facets, sort, pagination, highlighting).
-//!   `word_scorer` scores the words of `q` in one pass over their postings.
+//!   `word_scorer` scores the words of `q` in one pass over their postings; `sort`
+//!   orders by numbers, texts and booleans as Meilisearch does; `syntax` and `terms`
+//!   read phrases and exclusions in `q` and apply the matching strategy.
 //! - `http`, `auth`, `error`: the routes, keys and tenant tokens, Meilisearch errors;
 //!   `pool`: the threads that compute searches. `read_routes` serves the rest of the
 //!   API (documents, settings, index information, errors for writes and unknown
@@ -45,8 +47,11 @@ mod read_routes;
 pub mod relevance;
 pub mod schema;
 pub mod settings;
+pub mod sort;
 pub mod source;
 pub mod store;
+pub mod syntax;
+pub mod terms;
 mod word_scorer;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,11 +5,12 @@
 
 use serde_json::{Map, Value};
 
-use super::collect::{MAX_SORT, SortBy};
+use super::collect::MAX_SORT;
 use super::error::{ApiError, invalid_type};
 use super::filter::{self, Filter};
 use super::query::MatchingStrategy;
 use super::schema::{self, AttrKind, FILTERABLE};
+use super::sort::SortBy;
 
 /// Hits per page when nothing is said (Meilisearch's default).
 pub const DEFAULT_LIMIT: usize = 20;
@@ -296,9 +297,8 @@ pub fn matching_strategy(
 ) -> Result<MatchingStrategy, ApiError> {
     match value {
         None | Some(Value::Null) => Ok(MatchingStrategy::Last),
-        Some(Value::String(text)) if text == "last" || text == "frequency" => {
-            Ok(MatchingStrategy::Last)
-        }
+        Some(Value::String(text)) if text == "last" => Ok(MatchingStrategy::Last),
+        Some(Value::String(text)) if text == "frequency" => Ok(MatchingStrategy::Frequency),
         Some(Value::String(text)) if text == "all" => Ok(MatchingStrategy::All),
         Some(Value::String(text)) => Err(ApiError::invalid(
             code,
@@ -485,11 +485,7 @@ fn parse_sort(value: Option<&Value>) -> Result<Vec<SortBy>, ApiError> {
                 ));
             }
         };
-        let canonical = schema::canonical(name);
-        let Some(&(attribute, _)) = FILTERABLE
-            .iter()
-            .find(|(attribute, kind)| *attribute == canonical && *kind == AttrKind::Number)
-        else {
+        let Some((attribute, field)) = schema::sortable(name) else {
             return Err(ApiError::invalid(
                 "invalid_search_sort",
                 format!(
@@ -500,6 +496,7 @@ fn parse_sort(value: Option<&Value>) -> Result<Vec<SortBy>, ApiError> {
         };
         sort.push(SortBy {
             attribute,
+            field,
             descending,
         });
     }

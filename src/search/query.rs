@@ -4,7 +4,9 @@
 //! 1. **words** (`matchingStrategy`): with `last` (the default) an offer must match the
 //!    first word and each further word adds a weight that halves from word to word, so
 //!    offers matching all words come first, then those missing the last one, and so
-//!    on; with `all` every word must match.
+//!    on; with `all` every word must match; `frequency` drops the most frequent words
+//!    first. Phrases, exclusions and the strategies over words and phrases together
+//!    are `terms`'s; [`build`] here is the words-only form of the same query.
 //! 2. **typo**: an exact (or synonym) match of a word scores above a typo match. Words
 //!    of 5+ characters allow one typo, 9+ two (Meilisearch's defaults,
 //!    `index/relevance.toml`); the last word also matches as a prefix (search as you
@@ -45,6 +47,8 @@ pub enum MatchingStrategy {
     #[default]
     Last,
     All,
+    /// The most frequent words are dropped first (see `terms`).
+    Frequency,
 }
 
 /// One analyzed query word.
@@ -99,11 +103,11 @@ pub fn analyze(q: &str, relevance: &Relevance) -> Vec<Word> {
 }
 
 /// Scores of the buckets; integers, so `f32` sums stay exact.
-const WORD_UNIT: f32 = 1000.0;
-const EXACT: f32 = 300.0;
+pub(super) const WORD_UNIT: f32 = 1000.0;
+pub(super) const EXACT: f32 = 300.0;
 const ONE_TYPO: f32 = 200.0;
 const TWO_TYPOS: f32 = 100.0;
-const ATTRIBUTE_UNIT: f32 = 10.0;
+pub(super) const ATTRIBUTE_UNIT: f32 = 10.0;
 
 /// The scored query for `words`; `AllQuery` when there are none (placeholder search).
 pub fn build(
@@ -146,7 +150,7 @@ pub fn build_on(
     Box::new(WordsQuery {
         words: clauses,
         required: match strategy {
-            MatchingStrategy::Last => 1,
+            MatchingStrategy::Last | MatchingStrategy::Frequency => 1,
             MatchingStrategy::All => count,
         },
     })
@@ -156,14 +160,16 @@ pub fn build_on(
 /// word, so matching an earlier word outweighs matching all later ones.
 fn word_rank(i: usize, count: usize, strategy: MatchingStrategy) -> f32 {
     match strategy {
-        MatchingStrategy::Last => WORD_UNIT * (1u32 << (count - 1 - i)) as f32,
+        MatchingStrategy::Last | MatchingStrategy::Frequency => {
+            WORD_UNIT * (1u32 << (count - 1 - i)) as f32
+        }
         MatchingStrategy::All => WORD_UNIT,
     }
 }
 
 /// A word's variants in every text field, each with the score a match through it adds
 /// to the word's rank (typo bucket plus attribute weight); the word scores its best.
-fn word_variants(
+pub(super) fn word_variants(
     word: &Word,
     schema: &OfferSchema,
     relevance: &Relevance,

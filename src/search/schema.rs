@@ -5,10 +5,14 @@
 //! - text fields the query words run against, one per relevance weight (`t_name`,
 //!   `t_secondary` for vendor/seller/tags/category/collections/SKU names,
 //!   `t_description`, `t_codes` for GTIN/UPC/EAN), tokenized by [`TEXT_TOKENIZER`];
+//!   all but the codes keep word positions, for phrases (`terms`);
 //! - one field per filterable attribute, named like the attribute: numbers as `f64`
 //!   (indexed and fast: filters, ranges, sort, numeric facets), strings and booleans
 //!   as lowercased keywords (indexed by [`KEYWORD_TOKENIZER`] for case-insensitive
 //!   filters, fast with their original spelling for facet values);
+//! - one fast `_sort_<attribute>` field per sortable text or boolean attribute,
+//!   holding the value as Meilisearch sorts it ([`sort_key`]): its term ordinals
+//!   order the documents within a segment (see `collect`);
 //! - `_nulls`/`_empties` (which attributes are `null` or empty in this document, for
 //!   `IS NULL`/`IS EMPTY`) and `_source`, the stored JSON returned as a hit;
 //! - `_fingerprint`, a fast `u64` hash of `_source`: the indexer compares it with the
@@ -26,7 +30,7 @@ use tantivy::tokenizer::{
 };
 
 /// Version of the schema and of the document projection; stored in each commit payload.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Words: split on non-alphanumerics, lowercased, accents folded.
 pub const TEXT_TOKENIZER: &str = "cm_text";
@@ -66,6 +70,24 @@ pub const FILTERABLE: &[(&str, AttrKind)] = &[
 
 /// Other names accepted for an attribute in `filter`, `sort` and `facets`.
 pub const ALIASES: &[(&str, &str)] = &[("price", "min_price")];
+
+/// Text and boolean attributes `sort` accepts, each with the fast field holding its
+/// sort key. Only single-valued attributes a storefront orders by: a document of the
+/// mirror has one name, vendor, seller, category, currency, status and one
+/// availability and visibility (numbers sort on their own fields, see [`FILTERABLE`]).
+/// The mirror gives every attribute one JSON type (`document::OfferRow`), so an
+/// attribute here never holds a number and one of [`FILTERABLE`]'s numbers never holds
+/// text.
+pub const SORTABLE_TEXT: &[(&str, &str)] = &[
+    ("name", "_sort_name"),
+    ("vendor", "_sort_vendor"),
+    ("seller", "_sort_seller"),
+    ("category", "_sort_category"),
+    ("currency", "_sort_currency"),
+    ("status", "_sort_status"),
+    ("available", "_sort_available"),
+    ("visible", "_sort_visible"),
+];
 
 /// Attributes whose text the query words match, with the text field holding them.
 /// Highlighting and cropping apply to these.
@@ -133,6 +155,9 @@ pub struct OfferSchema {
     pub fingerprint: Field,
     /// Filterable attributes: name, kind, field (same order as [`FILTERABLE`]).
     pub attributes: Vec<(&'static str, AttrKind, Field)>,
+    /// Sortable text attributes and their sort-key fields (same order as
+    /// [`SORTABLE_TEXT`]).
+    pub sort_keys: Vec<(&'static str, Field)>,
 }
 
 impl OfferSchema {
@@ -149,6 +174,10 @@ impl OfferSchema {
         for &(name, kind) in FILTERABLE {
             attributes.push((name, kind, field(name)?));
         }
+        let mut sort_keys = Vec::with_capacity(SORTABLE_TEXT.len());
+        for &(name, key_field) in SORTABLE_TEXT {
+            sort_keys.push((name, field(key_field)?));
+        }
         Some(OfferSchema {
             schema: schema.clone(),
             t_name: field("t_name")?,
@@ -160,6 +189,7 @@ impl OfferSchema {
             source: field("_source")?,
             fingerprint: field("_fingerprint")?,
             attributes,
+            sort_keys,
         })
     }
 
@@ -199,29 +229,82 @@ pub fn filterable_names() -> Vec<&'static str> {
     names
 }
 
-/// Names accepted by `sort`, for error messages.
-pub fn sortable_names() -> Vec<&'static str> {
+/// What `sort` orders an attribute by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortField {
+    /// The attribute's own `f64` fast field.
+    Number(&'static str),
+    /// The attribute's `_sort_<attribute>` fast field of [`sort_key`]s.
+    Text(&'static str),
+}
+
+/// The sortable attribute `name` (aliases resolved): its canonical name and where its
+/// sort values are.
+pub fn sortable(name: &str) -> Option<(&'static str, SortField)> {
+    let name = canonical(name);
+    if let Some(&(attribute, _)) = FILTERABLE
+        .iter()
+        .find(|(attribute, kind)| *attribute == name && *kind == AttrKind::Number)
+    {
+        return Some((attribute, SortField::Number(attribute)));
+    }
+    SORTABLE_TEXT
+        .iter()
+        .find(|(attribute, _)| *attribute == name)
+        .map(|&(attribute, field)| (attribute, SortField::Text(field)))
+}
+
+/// The sortable attributes of a document, sorted (what the settings list).
+pub fn sortable_attributes() -> Vec<&'static str> {
     let mut names: Vec<&str> = FILTERABLE
         .iter()
         .filter(|(_, kind)| *kind == AttrKind::Number)
         .map(|(name, _)| *name)
+        .chain(SORTABLE_TEXT.iter().map(|(name, _)| *name))
         .collect();
+    names.sort_unstable();
+    names
+}
+
+/// Names accepted by `sort` (the attributes and their aliases), for error messages.
+pub fn sortable_names() -> Vec<&'static str> {
+    let mut names = sortable_attributes();
     names.extend(ALIASES.iter().map(|(alias, _)| *alias));
     names.sort_unstable();
     names
 }
 
+/// A string as Meilisearch sorts it: trimmed, compatibility-decomposed (NFKD), then
+/// lowercased, compared byte by byte. Meilisearch's `normalize_facet`
+/// (crates/milli/src/lib.rs) is the same, and its facet extractor
+/// (crates/milli/src/update/new/extract/faceted/extract_facets.rs) sorts booleans as
+/// the strings `true`/`false` and never sorts an empty string (it counts as missing).
+/// `None` when the value has no sort key (empty).
+pub fn sort_key(value: &str) -> Option<String> {
+    use unicode_normalization::UnicodeNormalization;
+    if value.is_empty() {
+        return None;
+    }
+    Some(value.trim().nfkd().collect::<String>().to_lowercase())
+}
+
 /// Builds the tantivy schema.
 pub fn build() -> Schema {
     let mut builder = Schema::builder();
-    let text = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer(TEXT_TOKENIZER)
-            .set_index_option(IndexRecordOption::Basic),
-    );
-    for name in ["t_name", "t_secondary", "t_description", "t_codes"] {
-        builder.add_text_field(name, text.clone());
+    let text = |record| {
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(TEXT_TOKENIZER)
+                .set_index_option(record),
+        )
+    };
+    // Positions let a phrase match consecutive words; tantivy leaves a gap between the
+    // values of a field, so a phrase never runs from one attribute into the next.
+    for name in ["t_name", "t_secondary", "t_description"] {
+        builder.add_text_field(name, text(IndexRecordOption::WithFreqsAndPositions));
     }
+    // Codes are whole words: an exact match, never a phrase.
+    builder.add_text_field("t_codes", text(IndexRecordOption::Basic));
     let keyword_indexing = TextFieldIndexing::default()
         .set_tokenizer(KEYWORD_TOKENIZER)
         .set_index_option(IndexRecordOption::Basic);
@@ -237,6 +320,12 @@ pub fn build() -> Schema {
                 builder.add_text_field(name, keyword.clone());
             }
         }
+    }
+    // Fast only, stored as given (the document already holds the normalized key):
+    // sort reads it by document, never searches it.
+    let sort_key = TextOptions::default().set_fast("raw");
+    for &(_, name) in SORTABLE_TEXT {
+        builder.add_text_field(name, sort_key.clone());
     }
     let marker = TextOptions::default().set_indexing_options(keyword_indexing);
     builder.add_text_field("_nulls", marker.clone());

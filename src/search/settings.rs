@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::query::RANKING_RULES;
 use super::relevance::Relevance;
-use super::schema::{ALIASES, AttrKind, FILTERABLE, SEARCHABLE, TextField};
+use super::schema::{self, ALIASES, FILTERABLE, SEARCHABLE, TextField};
 
 /// Sub-routes of `/indexes/offers/settings/{name}` and the field each answers, as
 /// Meilisearch names them (kebab-case route, camelCase field).
@@ -59,15 +59,12 @@ pub fn all(relevance: &Relevance, bounds: Bounds) -> Map<String, Value> {
     searchable.sort_by_key(|(_, field)| std::cmp::Reverse(weight(*field)));
     // Meilisearch lists filterable and sortable attributes sorted. The aliases
     // (`price`) are accepted in requests but are no attributes of a document.
-    let attributes = |keep: fn(AttrKind) -> bool| -> Vec<&str> {
-        let mut names: Vec<&str> = FILTERABLE
-            .iter()
-            .filter(|(name, kind)| keep(*kind) && !ALIASES.iter().any(|(alias, _)| alias == name))
-            .map(|(name, _)| *name)
-            .collect();
-        names.sort_unstable();
-        names
-    };
+    let mut filterable: Vec<&str> = FILTERABLE
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !ALIASES.iter().any(|(alias, _)| alias == name))
+        .collect();
+    filterable.sort_unstable();
     let mut stop_words: Vec<&String> = relevance.stop_words.iter().collect();
     stop_words.sort();
     let synonyms: std::collections::BTreeMap<&String, Vec<String>> = relevance
@@ -89,9 +86,9 @@ pub fn all(relevance: &Relevance, bounds: Bounds) -> Map<String, Value> {
         // Every attribute of a document is returned.
         "displayedAttributes": ["*"],
         "searchableAttributes": searchable.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
-        "filterableAttributes": attributes(|_| true),
-        // Sort is numeric only (see `params::parse_sort`).
-        "sortableAttributes": attributes(|kind| kind == AttrKind::Number),
+        "filterableAttributes": filterable,
+        // Numbers, texts and booleans (see `schema::sortable`).
+        "sortableAttributes": schema::sortable_attributes(),
         "rankingRules": RANKING_RULES,
         "stopWords": stop_words,
         "nonSeparatorTokens": [],
@@ -172,12 +169,20 @@ mod tests {
         assert_eq!(
             settings["sortableAttributes"],
             json!([
+                "available",
+                "category",
                 "collection_ids",
+                "currency",
                 "date_last_modified",
                 "id",
                 "max_price",
                 "merchant_id",
-                "min_price"
+                "min_price",
+                "name",
+                "seller",
+                "status",
+                "vendor",
+                "visible"
             ])
         );
         assert_eq!(

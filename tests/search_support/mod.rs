@@ -206,6 +206,44 @@ pub async fn seed(pool: &PgPool) -> Vec<Offer> {
     offers
 }
 
+/// An offer of `merchant` shown on the storefront, built from the first special offer
+/// (available, visible, published), with no description and its merchant's collection.
+pub fn small_offer(id: i64, merchant: i64, name: &str) -> Offer {
+    let mut offer = special_offers()[0].clone();
+    offer.id = id;
+    offer.merchant_id = merchant;
+    offer.name = name.into();
+    offer.html_description = String::new();
+    offer.collection = merchant * 100;
+    offer
+}
+
+/// Writes a hand-made catalog: its merchants (enabled, one collection each), the
+/// offers, then one change per merchant.
+pub async fn seed_offers(pool: &PgPool, offers: &[Offer]) {
+    let merchants: BTreeSet<i64> = offers.iter().map(|offer| offer.merchant_id).collect();
+    for &merchant in &merchants {
+        sqlx::query("INSERT INTO merchants (merchant_id, name, enabled) VALUES ($1, $2, true)")
+            .bind(merchant)
+            .bind(format!("Merchant {merchant}"))
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO collections (collection_id, merchant_id, name, content_hash, raw) VALUES ($1, $2, 'All', 'x', '{}')",
+        )
+        .bind(merchant * 100)
+        .bind(merchant)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    write_offers(pool, offers).await;
+    for &merchant in &merchants {
+        publish(pool, merchant, None).await;
+    }
+}
+
 /// Ids of the offers the storefront may see now (the `storefront_offers` view).
 pub async fn storefront_ids(pool: &PgPool) -> BTreeSet<i64> {
     sqlx::query_scalar("SELECT offer_id FROM storefront_offers")

@@ -1,0 +1,115 @@
+//! Query syntax through the search API: phrases (`"..."`), exclusions (`-word`,
+//! `-"phrase"`) and `matchingStrategy: frequency`, against results written by hand for
+//! a catalog of five offers (the rules themselves are pinned case by case in
+//! `src/search/terms_tests.rs`).
+
+mod common;
+mod search_support;
+
+use common::{TestApp, TestDb};
+use search_support::*;
+use serde_json::{Value, json};
+
+const MERCHANT: i64 = 3001;
+
+/// (id, name, vendor)
+const OFFERS: [(i64, &str, &str); 5] = [
+    (3_001_001, "Red Lipstick", "Glow"),
+    (3_001_002, "Pink Lipstick", "Glow"),
+    (3_001_003, "Lipstick Case", "Red Star"),
+    (3_001_004, "North Face Jacket", "Outdoors"),
+    (3_001_005, "Face North Jacket", "Outdoors"),
+];
+
+async fn spawn() -> (TestDb, TestApp) {
+    let (db, pool) = TestDb::migrated().await;
+    let offers: Vec<Offer> = OFFERS
+        .iter()
+        .map(|&(id, name, vendor)| {
+            let mut offer = small_offer(id, MERCHANT, name);
+            offer.vendor = Some(vendor.into());
+            offer
+        })
+        .collect();
+    seed_offers(&pool, &offers).await;
+    let mut settings = common::settings(&db.url);
+    settings.search.poll_interval_ms = 100;
+    let app = TestApp::spawn(settings).await;
+    wait_for_count(&app.http, &app.url(""), OFFERS.len()).await;
+    (db, app)
+}
+
+/// The offers' last digits (1 to 5) of a search's hits, in order.
+fn numbers(body: &Value) -> Vec<i64> {
+    ids(body).into_iter().map(|id| id - 3_001_000).collect()
+}
+
+#[tokio::test]
+async fn phrases_exclusions_and_frequency_answer_as_meilisearch() {
+    let (_db, app) = spawn().await;
+    let base = app.url("");
+    let found = |body: Value| {
+        let http = app.http.clone();
+        let base = base.clone();
+        async move {
+            let (status, body) = search(&http, &base, body).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+
+    // The case: red lipsticks (name or vendor) are left out.
+    assert_eq!(numbers(&found(json!({ "q": "lipstick" })).await), [1, 2, 3]);
+    assert_eq!(numbers(&found(json!({ "q": "lipstick -red" })).await), [2]);
+    assert_eq!(
+        numbers(&found(json!({ "q": "lipstick -\"red star\"" })).await),
+        [1, 2]
+    );
+    assert_eq!(numbers(&found(json!({ "q": "-lipstick" })).await), [4, 5]);
+    // A lone `-` is text: `- red` searches red.
+    assert_eq!(numbers(&found(json!({ "q": "- red" })).await), [1, 3]);
+
+    // A phrase wants its words in order, and highlights them.
+    let body = found(json!({ "q": "\"north face\"", "attributesToHighlight": ["name"] })).await;
+    assert_eq!(numbers(&body), [4]);
+    assert_eq!(
+        body["hits"][0]["_formatted"]["name"],
+        "<em>North</em> <em>Face</em> Jacket"
+    );
+    assert_eq!(numbers(&found(json!({ "q": "north face" })).await), [4, 5]);
+    assert_eq!(
+        numbers(&found(json!({ "q": "jacket -\"north face\"" })).await),
+        [5]
+    );
+
+    // `last` keeps the first word, `frequency` the rarer one (jacket: 2, lipstick: 3).
+    assert_eq!(
+        numbers(&found(json!({ "q": "lipstick jacket", "matchingStrategy": "last" })).await),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        numbers(&found(json!({ "q": "lipstick jacket", "matchingStrategy": "frequency" })).await),
+        [4, 5]
+    );
+    assert_eq!(
+        numbers(&found(json!({ "q": "lipstick jacket", "matchingStrategy": "all" })).await),
+        Vec::<i64>::new()
+    );
+
+    // Facet search reads `q` the same way.
+    let facets: Value = app
+        .http
+        .post(app.url("/indexes/offers/facet-search"))
+        .json(&json!({ "facetName": "vendor", "q": "lipstick -red" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        facets["facetHits"],
+        json!([{ "value": "Glow", "count": 1 }])
+    );
+    app.stop().await;
+}
