@@ -71,7 +71,6 @@ const OFFERS: [(
 ];
 
 async fn spawn() -> (TestDb, TestApp) {
-    let (db, pool) = TestDb::migrated().await;
     let offers: Vec<Offer> = OFFERS
         .iter()
         .map(
@@ -86,12 +85,7 @@ async fn spawn() -> (TestDb, TestApp) {
             },
         )
         .collect();
-    seed_offers(&pool, &offers).await;
-    let mut settings = common::settings(&db.url);
-    settings.search.poll_interval_ms = 100;
-    let app = TestApp::spawn(settings).await;
-    wait_for_count(&app.http, &app.url(""), OFFERS.len()).await;
-    (db, app)
+    serve_offers(&offers).await
 }
 
 /// The offers' numbers (1 to 7) of a search's hits, in order.

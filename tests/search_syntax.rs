@@ -22,7 +22,6 @@ const OFFERS: [(i64, &str, &str); 5] = [
 ];
 
 async fn spawn() -> (TestDb, TestApp) {
-    let (db, pool) = TestDb::migrated().await;
     let offers: Vec<Offer> = OFFERS
         .iter()
         .map(|&(id, name, vendor)| {
@@ -31,12 +30,7 @@ async fn spawn() -> (TestDb, TestApp) {
             offer
         })
         .collect();
-    seed_offers(&pool, &offers).await;
-    let mut settings = common::settings(&db.url);
-    settings.search.poll_interval_ms = 100;
-    let app = TestApp::spawn(settings).await;
-    wait_for_count(&app.http, &app.url(""), OFFERS.len()).await;
-    (db, app)
+    serve_offers(&offers).await
 }
 
 /// The offers' last digits (1 to 5) of a search's hits, in order.

@@ -218,6 +218,19 @@ pub fn small_offer(id: i64, merchant: i64, name: &str) -> Offer {
     offer
 }
 
+/// A daemon over a hand-made catalog of storefront offers, once all of them are
+/// searchable: a fresh database with `offers` seeded ([`seed_offers`]) and the indexer
+/// polling every 100 ms.
+pub async fn serve_offers(offers: &[Offer]) -> (crate::common::TestDb, crate::common::TestApp) {
+    let (db, pool) = crate::common::TestDb::migrated().await;
+    seed_offers(&pool, offers).await;
+    let mut settings = crate::common::settings(&db.url);
+    settings.search.poll_interval_ms = 100;
+    let app = crate::common::TestApp::spawn(settings).await;
+    wait_for_count(&app.http, &app.url(""), offers.len()).await;
+    (db, app)
+}
+
 /// Writes a hand-made catalog: its merchants (enabled, one collection each), the
 /// offers, then one change per merchant.
 pub async fn seed_offers(pool: &PgPool, offers: &[Offer]) {
