@@ -42,13 +42,10 @@ fn modules_used(source: &str) -> Vec<String> {
                 continue;
             }
             if let Some(group) = rest.strip_prefix('{') {
-                let inner = group.split('}').next().unwrap_or("");
-                for item in inner.split(',') {
-                    let name = item.trim().split("::").next().unwrap_or("").trim();
-                    if !name.is_empty() {
-                        used.push(name.to_string());
-                    }
-                }
+                used.extend(top_level_items(group).iter().filter_map(|item| {
+                    let name = item.split("::").next()?.trim();
+                    (!name.is_empty()).then(|| name.to_string())
+                }));
             } else {
                 let name: String = rest
                     .chars()
@@ -59,6 +56,30 @@ fn modules_used(source: &str) -> Vec<String> {
         }
     }
     used
+}
+
+/// The items of a `{...}` group up to its closing brace, split at its own commas only:
+/// `a::{b, c}, d}` gives `a::{b, c}` and `d`.
+fn top_level_items(group: &str) -> Vec<&str> {
+    let (mut items, mut depth, mut start) = (Vec::new(), 0usize, 0);
+    for (at, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                items.push(&group[start..at]);
+                return items;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&group[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    // A group that goes on to the next line: what this line holds.
+    items.push(&group[start..]);
+    items
 }
 
 fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
@@ -121,6 +142,9 @@ fn every_module_uses_only_the_layers_below_it() {
 
 #[test]
 fn paths_are_read_from_code_not_comments() {
-    let source = "use crate::{jobs::Queue, work};\nlet x = crate::db::pool(); // crate::app\n/// `crate::cli`\nuse catalog_mirror::cli;";
-    assert_eq!(modules_used(source), ["jobs", "work", "db"]);
+    let source = "use crate::{jobs::Queue, work};\nlet x = crate::db::pool(); // crate::app\n/// `crate::cli`\nuse catalog_mirror::cli;\nuse crate::{search::{auth, filter::{self, Filter}}, web};";
+    assert_eq!(
+        modules_used(source),
+        ["jobs", "work", "db", "search", "web"]
+    );
 }
