@@ -69,7 +69,7 @@ fn path_id(path: Result<Path<String>, PathRejection>, what: &str) -> Result<i64,
 
 async fn list_merchants(State(state): State<AdminState>, RawQuery(query): RawQuery) -> ApiResult {
     Params::parse(query.as_deref(), &[])?;
-    let applied = state.applied_change_no().await;
+    let applied = state.applied_change_no();
     let mut merchants = store::merchants(&state.pool, None, applied).await?;
     state.attach_progress(&mut merchants);
     Ok(Json(json!({
@@ -89,8 +89,7 @@ async fn show_merchant(
     let max = state.max_page_size;
     let runs_limit = limit_of(&params, "runs", DEFAULT_LIMIT.min(max), max)?;
     let events_limit = limit_of(&params, "events", 20.min(max), max)?;
-    let mut merchants =
-        store::merchants(&state.pool, Some(id), state.applied_change_no().await).await?;
+    let mut merchants = store::merchants(&state.pool, Some(id), state.applied_change_no()).await?;
     state.attach_progress(&mut merchants);
     let merchant = merchants
         .pop()

@@ -21,8 +21,7 @@ use crate::search::SearchIndex;
 /// The index as the admin API sees it.
 pub trait IndexControl: Send + Sync + 'static {
     /// The last change-log number the served index has applied (its commit payload),
-    /// or `None` while that is not known (no index yet). May block briefly: call it off
-    /// the async threads.
+    /// or `None` while that is not known (no index yet). Read from memory: cheap.
     fn applied_change_no(&self) -> Option<i64>;
 
     /// Starts a rebuild of the whole index from PostgreSQL and returns at once with a

@@ -117,13 +117,9 @@ impl AdminState {
         !self.token.is_empty()
     }
 
-    /// The index's watermark, when the search side reports it (read off the async threads).
-    pub async fn applied_change_no(&self) -> Option<i64> {
-        let index = self.index.clone()?;
-        tokio::task::spawn_blocking(move || index.applied_change_no())
-            .await
-            .ok()
-            .flatten()
+    /// The index's watermark, when the search side reports it.
+    pub fn applied_change_no(&self) -> Option<i64> {
+        self.index.as_ref()?.applied_change_no()
     }
 }
 

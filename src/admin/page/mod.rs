@@ -203,7 +203,7 @@ fn reload_paused(query: Option<&str>) -> bool {
 }
 
 async fn load(state: &AdminState, paused: bool) -> Result<View, AdminError> {
-    let applied = state.applied_change_no().await;
+    let applied = state.applied_change_no();
     let pool = &state.pool;
     let mut merchants = store::merchants(pool, None, applied).await?;
     state.attach_progress(&mut merchants);
