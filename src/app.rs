@@ -168,74 +168,58 @@ impl Application {
     /// stop is still done. Every task is tracked, and the drain waits for them at most
     /// [`DRAIN_BOUND`].
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Application {
-            settings,
-            public,
-            admin,
-            public_addr,
-            admin_addr,
-            public_router,
-            admin_router,
-            indexer,
-            index_startup,
-            search_index,
-            notifier,
-            workers,
-            intake_writers,
-            root,
-            listeners,
-            pool,
-        } = self;
+        // Moved out field by field: each part goes to the task that runs it.
+        let (settings, root, listeners) = (self.settings, self.root, self.listeners);
         let background = root.child_token();
         let tasks = TaskTracker::new();
 
-        tasks.spawn(indexer.run(Some(index_startup), background.clone()));
+        tasks.spawn(
+            self.indexer
+                .run(Some(self.index_startup), background.clone()),
+        );
         tasks.spawn(crate::notify::forward_sync_changes(
-            notifier.clone(),
+            self.notifier.clone(),
             background.clone(),
         ));
         tasks.spawn(crate::notify::announce_catalogs(
-            notifier,
-            search_index.subscribe_commits(),
+            self.notifier,
+            self.search_index.subscribe_commits(),
             background.clone(),
         ));
         tasks.spawn(crate::gauges::run(
-            pool,
-            search_index,
+            self.pool,
+            self.search_index,
             Duration::from_millis(settings.admin.metrics_sample_ms),
             background.clone(),
         ));
         tasks.spawn(crate::systemd::watchdog(background.clone()));
-        tasks.spawn(workers.run(background.clone()));
+        tasks.spawn(self.workers.run(background.clone()));
 
         // Stopped by the listeners' token, so intake stops with the listener; the writers
         // answer what they hold before they stop.
-        intake_writers.start(listeners.clone());
-        // The listeners stop on `shutdown`; so do the tasks that only serve them.
-        let stop_listeners = listeners.clone();
-        let forward = shutdown.clone();
-        tasks.spawn(async move {
-            forward.cancelled().await;
-            stop_listeners.cancel();
-        });
+        self.intake_writers.start(listeners.clone());
         let admin_stop = listeners.clone();
         let admin_task = tasks.spawn(
-            axum::serve(admin, admin_router)
+            axum::serve(self.admin, self.admin_router)
                 .with_graceful_shutdown(async move { admin_stop.cancelled().await })
                 .into_future(),
         );
-        tracing::info!(addr = %admin_addr, enabled = !settings.admin.token.is_empty(), "admin listener ready");
-        tracing::info!(addr = %public_addr, "public listener ready");
+        tracing::info!(addr = %self.admin_addr, enabled = !settings.admin.token.is_empty(), "admin listener ready");
+        tracing::info!(addr = %self.public_addr, "public listener ready");
         crate::systemd::ready();
         let public = http::GuardedListener::new(
-            public,
+            self.public,
             settings.http.write_stall_timeout(),
             settings.http.idle_timeout(),
         );
-        let public_stop = listeners.clone();
-        let served = axum::serve(public, public_router)
+        // `shutdown` stops the listeners' token, and with it the admin listener, the
+        // intake writers and the notification streams, at the moment the public
+        // listener starts its graceful stop.
+        let stop_listeners = listeners.clone();
+        let served = axum::serve(public, self.public_router)
             .with_graceful_shutdown(async move {
-                public_stop.cancelled().await;
+                shutdown.cancelled().await;
+                stop_listeners.cancel();
                 crate::systemd::stopping();
             })
             .await
@@ -243,7 +227,7 @@ impl Application {
         // An error of the public listener stops the rest as a shutdown would.
         listeners.cancel();
         // Intake stops with the listener: the writers answer what they hold first.
-        intake_writers.stopped().await;
+        self.intake_writers.stopped().await;
         match admin_task.await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::warn!(error = %err, "admin listener failed"),
