@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_http::normalize_path::NormalizePath;
 
 use crate::config::Settings;
 use crate::http::{self, AppState};
@@ -216,7 +217,14 @@ impl Application {
         // intake writers and the notification streams, at the moment the public
         // listener starts its graceful stop.
         let stop_listeners = listeners.clone();
-        let served = axum::serve(public, self.public_router)
+        // Meilisearch trims a trailing slash before routing (`NormalizePath::trim` in
+        // crates/meilisearch/src/lib.rs, `create_app`), so `/indexes/offers/search/`
+        // is the search route; routing happens inside the router, so the trim must
+        // wrap it from outside.
+        let public_service = axum::ServiceExt::<axum::extract::Request>::into_make_service(
+            NormalizePath::trim_trailing_slash(self.public_router),
+        );
+        let served = axum::serve(public, public_service)
             .with_graceful_shutdown(async move {
                 shutdown.cancelled().await;
                 stop_listeners.cancel();

@@ -684,5 +684,17 @@ async fn documents_settings_stats_and_version_answer_like_meilisearch() {
     assert_eq!(indexes["results"][0]["numberOfDocuments"], json!(shown));
     let (_, none) = get_json(&app, "/indexes?offset=1").await;
     assert_eq!(none["results"], json!([]));
+
+    // A trailing slash names the same route, as Meilisearch trims it before routing.
+    let (status, slashed) = get_json(&app, "/version/").await;
+    assert_eq!((status, &slashed), (200, &version));
+    let (status, body) = post_json(&app, "/indexes/offers/search/", json!({ "q": "" })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["estimatedTotalHits"], json!(shown));
+    let (status, body) = get_json(&app, "/indexes/offers/nope/").await;
+    assert_eq!(
+        (status, &body["code"]),
+        (404, &json!("unrecognized_request_url"))
+    );
     app.stop().await;
 }
