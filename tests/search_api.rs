@@ -396,11 +396,21 @@ async fn post_json(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// `facetHits` as Meilisearch writes them, from (value, count) pairs: most frequent
-/// first, then by value.
+/// `facetHits` as Meilisearch writes them under the shipped `sortFacetValuesBy`
+/// (`alpha`): by value.
 fn facet_hits(counts: BTreeMap<String, i64>) -> Value {
+    hits_as_json(counts.into_iter().collect())
+}
+
+/// (value, count) pairs in `sortFacetValuesBy: count` order: most frequent first,
+/// equal counts greater value first (as milli lists them).
+fn by_count(counts: BTreeMap<String, i64>) -> Vec<(String, i64)> {
     let mut hits: Vec<(String, i64)> = counts.into_iter().collect();
-    hits.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    hits.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    hits
+}
+
+fn hits_as_json(hits: Vec<(String, i64)>) -> Value {
     Value::Array(
         hits.into_iter()
             .map(|(value, count)| json!({ "value": value, "count": count }))
@@ -696,5 +706,111 @@ async fn documents_settings_stats_and_version_answer_like_meilisearch() {
         (status, &body["code"]),
         (404, &json!("unrecognized_request_url"))
     );
+    app.stop().await;
+}
+
+/// A JSON object's entries in the order the answer wrote them (a `Value` map sorts them).
+struct Entries<V>(Vec<(String, V)>);
+
+impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for Entries<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<V>(std::marker::PhantomData<V>);
+        impl<'de, V: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<V> {
+            type Value = Entries<V>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Entries<V>, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+#[tokio::test]
+async fn facet_values_are_listed_in_the_configured_sort_facet_values_by_order() {
+    let (db, pool) = TestDb::migrated().await;
+    let offers = seed(&pool).await;
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = include_str!("../index/relevance.toml");
+    std::fs::write(
+        dir.path().join("relevance.toml"),
+        shipped.replace(
+            r#"sort_facet_values_by = { "*" = "alpha" }"#,
+            r#"sort_facet_values_by = { "*" = "alpha", vendor = "count" }"#,
+        ),
+    )
+    .unwrap();
+    let mut settings = common::settings(&db.url);
+    settings.search.poll_interval_ms = 100;
+    settings.search.settings_dir = dir.path().to_path_buf();
+    let app = TestApp::spawn(settings).await;
+    wait_for_count(&app.http, &app.url(""), shown_count(&offers)).await;
+
+    let (_, settings) = get_json(&app, "/indexes/offers/settings/faceting").await;
+    assert_eq!(
+        settings["sortFacetValuesBy"],
+        json!({ "*": "alpha", "vendor": "count" })
+    );
+
+    // facetDistribution: vendor by count, category by value, in the answer's own order.
+    let response = app
+        .http
+        .post(app.url("/indexes/offers/search"))
+        .json(&json!({ "q": "", "facets": ["vendor", "category"], "limit": 0 }))
+        .send()
+        .await
+        .unwrap();
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(rename = "facetDistribution")]
+        facet_distribution: Entries<Entries<i64>>,
+    }
+    let answer: Answer = response.json().await.unwrap();
+    let listed: BTreeMap<String, Vec<(String, i64)>> = answer
+        .facet_distribution
+        .0
+        .into_iter()
+        .map(|(facet, values)| (facet, values.0))
+        .collect();
+    let vendors = sql_counts(&pool, "true", "o.vendor").await;
+    let expected_vendors = by_count(vendors.clone());
+    assert!(
+        expected_vendors
+            .windows(2)
+            .any(|pair| pair[0].0 < pair[1].0),
+        "the catalog must tell count order from value order: {expected_vendors:?}"
+    );
+    assert_eq!(listed["vendor"], expected_vendors);
+    let categories: Vec<(String, i64)> = sql_counts(&pool, "true", "o.category")
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(listed["category"], categories);
+
+    // Facet search follows the same setting.
+    let (status, body) = post_json(
+        &app,
+        "/indexes/offers/facet-search",
+        json!({ "facetName": "vendor" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["facetHits"], hits_as_json(expected_vendors));
+    let (_, body) = post_json(
+        &app,
+        "/indexes/offers/facet-search",
+        json!({ "facetName": "category" }),
+    )
+    .await;
+    assert_eq!(body["facetHits"], hits_as_json(categories));
     app.stop().await;
 }

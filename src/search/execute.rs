@@ -22,7 +22,7 @@ use super::filter::{self, Filter};
 use super::format;
 use super::params::{Pagination, SearchRequest};
 use super::query::{self, MatchingStrategy, Word};
-use super::relevance::Relevance;
+use super::relevance::{FacetOrder, Relevance};
 use super::schema::{AttrKind, TextField};
 use super::store::Generation;
 use super::terms;
@@ -117,15 +117,22 @@ pub(super) fn prepare(
 pub struct SearchResponse {
     pub hits: Vec<Box<RawValue>>,
     pub fields: Map<String, Value>,
+    /// `facetDistribution`, already written: a `Value` map would list each facet's
+    /// values by key, losing `sortFacetValuesBy: count`'s order.
+    pub facet_distribution: Option<Box<RawValue>>,
 }
 
 impl Serialize for SearchResponse {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.fields.len() + 1))?;
+        let entries = self.fields.len() + 1 + usize::from(self.facet_distribution.is_some());
+        let mut map = serializer.serialize_map(Some(entries))?;
         map.serialize_entry("hits", &self.hits)?;
         for (key, value) in &self.fields {
             map.serialize_entry(key, value)?;
+        }
+        if let Some(distribution) = &self.facet_distribution {
+            map.serialize_entry("facetDistribution", distribution)?;
         }
         map.end()
     }
@@ -193,19 +200,23 @@ pub fn search(
         collected.count,
         bounds.max_total_hits,
     );
+    let mut facet_distribution = None;
     if !request.facets.is_empty() {
         let (distribution, stats) = facet_maps(
             &request.facet_names,
             &request.facets,
             &collected.facets,
+            relevance,
             bounds.max_values_per_facet,
         );
-        response.insert("facetDistribution".into(), Value::Object(distribution));
+        facet_distribution =
+            Some(serde_json::value::to_raw_value(&distribution).map_err(ApiError::internal)?);
         response.insert("facetStats".into(), Value::Object(stats));
     }
     Ok(SearchResponse {
         hits,
         fields: response,
+        facet_distribution,
     })
 }
 
@@ -293,30 +304,39 @@ impl DocumentDeserialize for StoredSource {
     }
 }
 
-fn facet_maps(
-    names: &[String],
-    facets: &[(&'static str, AttrKind)],
-    counts: &[FacetCounts],
-    max_values_per_facet: usize,
-) -> (Map<String, Value>, Map<String, Value>) {
-    let mut distribution = Map::new();
-    let mut stats = Map::new();
-    for ((name, &(_, kind)), facet) in names.iter().zip(facets).zip(counts) {
-        let mut values: Vec<(&String, &u64)> = facet.values.iter().collect();
-        match kind {
-            AttrKind::Number => values.sort_by(|a, b| {
-                let x: f64 = a.0.parse().unwrap_or(f64::MAX);
-                let y: f64 = b.0.parse().unwrap_or(f64::MAX);
-                x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
-            }),
-            AttrKind::Keyword => values.sort_by(|a, b| a.0.cmp(b.0)),
+/// Each facet's values in its listed order, written as JSON objects in that order.
+struct Distribution<'a>(Vec<(&'a String, Vec<(&'a String, &'a u64)>)>);
+
+impl Serialize for Distribution<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Values<'a>(&'a [(&'a String, &'a u64)]);
+        impl Serialize for Values<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_map(self.0.iter().copied())
+            }
         }
-        let object: Map<String, Value> = values
-            .into_iter()
-            .take(max_values_per_facet)
-            .map(|(value, count)| (value.clone(), json!(count)))
-            .collect();
-        distribution.insert(name.clone(), Value::Object(object));
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, values) in &self.0 {
+            map.serialize_entry(name, &Values(values))?;
+        }
+        map.end()
+    }
+}
+
+fn facet_maps<'a>(
+    names: &'a [String],
+    facets: &[(&'static str, AttrKind)],
+    counts: &'a [FacetCounts],
+    relevance: &Relevance,
+    max_values_per_facet: usize,
+) -> (Distribution<'a>, Map<String, Value>) {
+    let mut distribution = Vec::new();
+    let mut stats = Map::new();
+    for ((name, &(attribute, kind)), facet) in names.iter().zip(facets).zip(counts) {
+        let mut values = ordered_values(&facet.values, kind, relevance.facet_order(attribute));
+        values.truncate(max_values_per_facet);
+        distribution.push((name, values));
         if let (AttrKind::Number, Some(min), Some(max)) = (kind, facet.min, facet.max) {
             stats.insert(
                 name.clone(),
@@ -324,7 +344,31 @@ fn facet_maps(
             );
         }
     }
-    (distribution, stats)
+    (Distribution(distribution), stats)
+}
+
+/// A facet's values in `order`, as Meilisearch lists them: `alpha` by value (numbers
+/// numerically), `count` most frequent first with equal counts greater value first
+/// (milli pops its count heap by count, then value: `facet_distribution_iter.rs`,
+/// `count_iterate_over_facet_distribution`, and facet search's `ValuesCollection`).
+fn ordered_values<'a, I>(values: I, kind: AttrKind, order: FacetOrder) -> Vec<(&'a String, &'a u64)>
+where
+    I: IntoIterator<Item = (&'a String, &'a u64)>,
+{
+    let by_value = |a: &String, b: &String| match kind {
+        AttrKind::Number => {
+            let x: f64 = a.parse().unwrap_or(f64::MAX);
+            let y: f64 = b.parse().unwrap_or(f64::MAX);
+            x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
+        }
+        AttrKind::Keyword => a.cmp(b),
+    };
+    let mut values: Vec<(&String, &u64)> = values.into_iter().collect();
+    match order {
+        FacetOrder::Alpha => values.sort_by(|a, b| by_value(a.0, b.0)),
+        FacetOrder::Count => values.sort_by(|a, b| b.1.cmp(a.1).then_with(|| by_value(b.0, a.0))),
+    }
+    values
 }
 
 fn number(value: f64) -> Value {
@@ -345,7 +389,7 @@ pub struct FacetSearchRequest {
 
 /// `POST /indexes/offers/facet-search`: the facet's values among the offers matching
 /// `q` and `filter`, keeping those whose words match `facetQuery` (prefix and typos as
-/// in search), most frequent first.
+/// in search), in the facet's `sortFacetValuesBy` order (`relevance::Relevance::facet_order`).
 pub fn facet_search(
     generation: &Generation,
     relevance: &Relevance,
@@ -398,9 +442,12 @@ pub fn facet_search(
             }
         }
     }
-    let mut hits: Vec<(String, u64)> = values.into_iter().collect();
-    hits.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    hits.truncate(MAX_FACET_HITS);
+    let (attribute, kind) = request.facet;
+    let hits: Vec<(&String, &u64)> =
+        ordered_values(&values, kind, relevance.facet_order(attribute))
+            .into_iter()
+            .take(MAX_FACET_HITS)
+            .collect();
     Ok(json!({
         "facetHits": hits.into_iter().map(|(value, count)| json!({ "value": value, "count": count })).collect::<Vec<_>>(),
         "facetQuery": request.facet_query,
@@ -412,7 +459,43 @@ pub fn facet_search(
 mod tests {
     use serde_json::{Map, Value, json};
 
-    use super::pagination_fields;
+    use super::{AttrKind, FacetOrder, ordered_values, pagination_fields};
+
+    #[test]
+    fn facet_values_are_listed_by_value_or_by_count_as_meilisearch_lists_them() {
+        let counts: Vec<(String, u64)> = [("b", 2), ("a", 2), ("c", 5), ("d", 1)]
+            .into_iter()
+            .map(|(value, count)| (value.to_string(), count))
+            .collect();
+        let listed = |kind, order| -> Vec<String> {
+            ordered_values(counts.iter().map(|(v, c)| (v, c)), kind, order)
+                .into_iter()
+                .map(|(value, _)| value.clone())
+                .collect()
+        };
+        assert_eq!(
+            listed(AttrKind::Keyword, FacetOrder::Alpha),
+            ["a", "b", "c", "d"]
+        );
+        // Most frequent first; equal counts greater value first.
+        assert_eq!(
+            listed(AttrKind::Keyword, FacetOrder::Count),
+            ["c", "b", "a", "d"]
+        );
+        let numbers: Vec<(String, u64)> = [("10", 1), ("9", 1), ("100", 3)]
+            .into_iter()
+            .map(|(value, count)| (value.to_string(), count))
+            .collect();
+        let numeric: Vec<&String> = ordered_values(
+            numbers.iter().map(|(v, c)| (v, c)),
+            AttrKind::Number,
+            FacetOrder::Alpha,
+        )
+        .into_iter()
+        .map(|(value, _)| value)
+        .collect();
+        assert_eq!(numeric, ["9", "10", "100"]);
+    }
     use crate::search::params::Pagination;
 
     fn fields(pagination: Pagination, count: usize, max: usize) -> Value {

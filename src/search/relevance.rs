@@ -1,16 +1,17 @@
-//! Relevance settings: typo thresholds, attribute weights, synonyms and stop words.
+//! Relevance settings: typo thresholds, attribute weights, synonyms, stop words, and
+//! the order facet values are listed in (Meilisearch's `faceting.sortFacetValuesBy`).
 //!
 //! They ship in `index/` (`relevance.toml`, `synonyms.json`, `stop_words.txt`) and are
 //! compiled in; `search.settings_dir` may point at a directory holding the same files
 //! to override them. They only shape queries, so changing them needs no reindex.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::Context;
 use serde::Deserialize;
 
-use super::schema::text_analyzer;
+use super::schema::{FILTERABLE, text_analyzer};
 
 const RELEVANCE_TOML: &str = include_str!("../../index/relevance.toml");
 const SYNONYMS_JSON: &str = include_str!("../../index/synonyms.json");
@@ -21,6 +22,36 @@ const STOP_WORDS_TXT: &str = include_str!("../../index/stop_words.txt");
 struct RelevanceFile {
     typo: Typo,
     weights: Weights,
+    #[serde(default)]
+    faceting: Faceting,
+}
+
+/// The order a facet's values are listed in, in `facetDistribution` and facet search
+/// (Meilisearch's `OrderBy`: `alpha` by value, `count` most frequent first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FacetOrder {
+    #[default]
+    Alpha,
+    Count,
+}
+
+impl FacetOrder {
+    pub fn name(self) -> &'static str {
+        match self {
+            FacetOrder::Alpha => "alpha",
+            FacetOrder::Count => "count",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faceting {
+    /// Attribute (or `*`, every other attribute) → order; Meilisearch's default is
+    /// `alpha` for every attribute.
+    #[serde(default)]
+    pub sort_facet_values_by: BTreeMap<String, FacetOrder>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -46,6 +77,7 @@ pub struct Weights {
 pub struct Relevance {
     pub typo: Typo,
     pub weights: Weights,
+    pub faceting: Faceting,
     /// word → alternatives, each a list of words (all must match).
     pub synonyms: HashMap<String, Vec<Vec<String>>>,
     pub stop_words: HashSet<String>,
@@ -86,6 +118,21 @@ impl Relevance {
             file.typo.one_typo >= 1 && file.typo.two_typos >= file.typo.one_typo,
             "relevance.toml: typo.two_typos must be at least typo.one_typo, both at least 1"
         );
+        for attribute in file.faceting.sort_facet_values_by.keys() {
+            anyhow::ensure!(
+                attribute == "*"
+                    || FILTERABLE
+                        .iter()
+                        .any(|(filterable, _)| filterable == attribute),
+                "relevance.toml: faceting.sort_facet_values_by names `{attribute}`, which is \
+                 not a filterable attribute; use `*` or one of: {}",
+                FILTERABLE
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         let raw: HashMap<String, serde_json::Value> =
             serde_json::from_str(synonyms).context("synonyms.json is invalid")?;
         let mut map: HashMap<String, Vec<Vec<String>>> = HashMap::new();
@@ -116,9 +163,21 @@ impl Relevance {
         Ok(Relevance {
             typo: file.typo,
             weights: file.weights,
+            faceting: file.faceting,
             synonyms: map,
             stop_words,
         })
+    }
+
+    /// The order of `attribute`'s values: its own entry, else `*`'s, else `alpha`
+    /// (Meilisearch's `sortFacetValuesBy` lookup).
+    pub fn facet_order(&self, attribute: &str) -> FacetOrder {
+        let orders = &self.faceting.sort_facet_values_by;
+        orders
+            .get(attribute)
+            .or_else(|| orders.get("*"))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Typos allowed in a query word of this length (Meilisearch's rule).
@@ -157,5 +216,40 @@ mod tests {
         assert_eq!(relevance.typos_for("sweatshirt"), 2);
         assert!(relevance.stop_words.contains("the"));
         assert!(relevance.synonyms["tee"].contains(&vec!["t".to_string(), "shirt".to_string()]));
+        assert_eq!(relevance.facet_order("vendor"), FacetOrder::Alpha);
+    }
+
+    fn with_faceting(faceting: &str) -> anyhow::Result<Relevance> {
+        let relevance = format!(
+            "[typo]\none_typo = 5\ntwo_typos = 9\n[weights]\nname = 3\nsecondary = 2\n\
+             description = 1\ncodes = 2\n{faceting}"
+        );
+        Relevance::parse(&relevance, SYNONYMS_JSON, STOP_WORDS_TXT)
+    }
+
+    #[test]
+    fn a_facet_takes_its_own_order_then_the_wildcard_then_alpha() {
+        let none = with_faceting("").unwrap();
+        assert_eq!(none.facet_order("vendor"), FacetOrder::Alpha);
+        let set = with_faceting(
+            "[faceting]\nsort_facet_values_by = { \"*\" = \"count\", tags = \"alpha\" }",
+        )
+        .unwrap();
+        assert_eq!(set.facet_order("tags"), FacetOrder::Alpha);
+        assert_eq!(set.facet_order("vendor"), FacetOrder::Count);
+        let only_vendor =
+            with_faceting("[faceting]\nsort_facet_values_by = { vendor = \"count\" }").unwrap();
+        assert_eq!(only_vendor.facet_order("vendor"), FacetOrder::Count);
+        assert_eq!(only_vendor.facet_order("tags"), FacetOrder::Alpha);
+    }
+
+    #[test]
+    fn an_unknown_facet_order_or_attribute_is_refused_with_its_name() {
+        let err =
+            with_faceting("[faceting]\nsort_facet_values_by = { colour = \"count\" }").unwrap_err();
+        assert!(format!("{err:#}").contains("`colour`"), "{err:#}");
+        let err =
+            with_faceting("[faceting]\nsort_facet_values_by = { \"*\" = \"random\" }").unwrap_err();
+        assert!(format!("{err:#}").contains("relevance.toml"), "{err:#}");
     }
 }

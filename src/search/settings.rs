@@ -45,6 +45,17 @@ pub struct Bounds {
 }
 
 /// The whole settings object.
+/// `faceting.sortFacetValuesBy` as `index/relevance.toml` sets it; `*` is always
+/// there, as Meilisearch answers it (`alpha` unless set).
+fn sort_facet_values_by(relevance: &Relevance) -> Value {
+    let mut orders = Map::new();
+    orders.insert("*".into(), json!(relevance.facet_order("*").name()));
+    for (attribute, order) in &relevance.faceting.sort_facet_values_by {
+        orders.insert(attribute.clone(), json!(order.name()));
+    }
+    Value::Object(orders)
+}
+
 pub fn all(relevance: &Relevance, bounds: Bounds) -> Map<String, Value> {
     let weights = relevance.weights;
     let weight = |field: TextField| match field {
@@ -110,8 +121,7 @@ pub fn all(relevance: &Relevance, bounds: Bounds) -> Map<String, Value> {
         },
         "faceting": {
             "maxValuesPerFacet": bounds.max_values_per_facet,
-            // facetDistribution lists values in value order (see `execute::facet_maps`).
-            "sortFacetValuesBy": { "*": "alpha" },
+            "sortFacetValuesBy": sort_facet_values_by(relevance),
         },
         "pagination": { "maxTotalHits": bounds.max_total_hits },
         "embedders": {},
