@@ -307,20 +307,18 @@ impl DocumentDeserialize for StoredSource {
 /// Each facet's values in its listed order, written as JSON objects in that order.
 struct Distribution<'a>(Vec<(&'a String, Vec<(&'a String, &'a u64)>)>);
 
+/// One facet's values, written as a JSON object in their order.
+struct Values<'a>(&'a [(&'a String, &'a u64)]);
+
+impl Serialize for Values<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().copied())
+    }
+}
+
 impl Serialize for Distribution<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        struct Values<'a>(&'a [(&'a String, &'a u64)]);
-        impl Serialize for Values<'_> {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_map(self.0.iter().copied())
-            }
-        }
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (name, values) in &self.0 {
-            map.serialize_entry(name, &Values(values))?;
-        }
-        map.end()
+        serializer.collect_map(self.0.iter().map(|(name, values)| (name, Values(values))))
     }
 }
 
@@ -460,6 +458,7 @@ mod tests {
     use serde_json::{Map, Value, json};
 
     use super::{AttrKind, FacetOrder, ordered_values, pagination_fields};
+    use crate::search::params::Pagination;
 
     #[test]
     fn facet_values_are_listed_by_value_or_by_count_as_meilisearch_lists_them() {
@@ -496,7 +495,6 @@ mod tests {
         .collect();
         assert_eq!(numeric, ["9", "10", "100"]);
     }
-    use crate::search::params::Pagination;
 
     fn fields(pagination: Pagination, count: usize, max: usize) -> Value {
         let mut response = Map::new();

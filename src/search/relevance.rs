@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::schema::{FILTERABLE, text_analyzer};
 
@@ -28,21 +28,12 @@ struct RelevanceFile {
 
 /// The order a facet's values are listed in, in `facetDistribution` and facet search
 /// (Meilisearch's `OrderBy`: `alpha` by value, `count` most frequent first).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FacetOrder {
     #[default]
     Alpha,
     Count,
-}
-
-impl FacetOrder {
-    pub fn name(self) -> &'static str {
-        match self {
-            FacetOrder::Alpha => "alpha",
-            FacetOrder::Count => "count",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -250,6 +241,6 @@ mod tests {
         assert!(format!("{err:#}").contains("`colour`"), "{err:#}");
         let err =
             with_faceting("[faceting]\nsort_facet_values_by = { \"*\" = \"random\" }").unwrap_err();
-        assert!(format!("{err:#}").contains("relevance.toml"), "{err:#}");
+        assert!(format!("{err:#}").contains("random"), "{err:#}");
     }
 }

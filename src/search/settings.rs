@@ -44,18 +44,15 @@ pub struct Bounds {
     pub timeout_ms: u64,
 }
 
-/// The whole settings object.
 /// `faceting.sortFacetValuesBy` as `index/relevance.toml` sets it; `*` is always
 /// there, as Meilisearch answers it (`alpha` unless set).
 fn sort_facet_values_by(relevance: &Relevance) -> Value {
-    let mut orders = Map::new();
-    orders.insert("*".into(), json!(relevance.facet_order("*").name()));
-    for (attribute, order) in &relevance.faceting.sort_facet_values_by {
-        orders.insert(attribute.clone(), json!(order.name()));
-    }
-    Value::Object(orders)
+    let mut orders = json!(relevance.faceting.sort_facet_values_by);
+    orders["*"] = json!(relevance.facet_order("*"));
+    orders
 }
 
+/// The whole settings object.
 pub fn all(relevance: &Relevance, bounds: Bounds) -> Map<String, Value> {
     let weights = relevance.weights;
     let weight = |field: TextField| match field {
