@@ -818,3 +818,239 @@ async fn facet_values_are_listed_in_the_configured_sort_facet_values_by_order() 
     assert_eq!(body["facetHits"], hits_as_json(categories));
     app.stop().await;
 }
+
+/// An offer of the mirror as `distinct` sees it.
+#[derive(Debug, Clone)]
+struct DistinctRow {
+    id: i64,
+    vendor: Option<String>,
+    gtins: Vec<String>,
+}
+
+/// The storefront's offers with their vendor and GTINs, read from the mirror.
+async fn distinct_rows(pool: &PgPool) -> BTreeMap<i64, DistinctRow> {
+    let sql = format!(
+        "SELECT o.offer_id, o.vendor, ARRAY(SELECT k.gtin FROM skus k WHERE k.offer_id = o.offer_id AND k.gtin <> '') {SHOWN}"
+    );
+    let rows: Vec<(i64, Option<String>, Vec<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|(id, vendor, gtins)| (id, DistinctRow { id, vendor, gtins }))
+        .collect()
+}
+
+/// Brute force of Meilisearch's rule: walking `rows` in their order, an offer is kept
+/// unless it shares a value with one kept before; one without a value is kept.
+fn dedupe<'a>(
+    rows: impl IntoIterator<Item = &'a DistinctRow>,
+    values: impl Fn(&DistinctRow) -> Vec<String>,
+) -> Vec<&'a DistinctRow> {
+    let mut taken = BTreeSet::new();
+    let mut kept = Vec::new();
+    for row in rows {
+        let own = values(row);
+        if own.iter().any(|value| taken.contains(value)) {
+            continue;
+        }
+        taken.extend(own);
+        kept.push(row);
+    }
+    kept
+}
+
+fn vendor_counts(rows: &[&DistinctRow]) -> BTreeMap<String, i64> {
+    let mut counts = BTreeMap::new();
+    for row in rows {
+        if let Some(vendor) = &row.vendor {
+            *counts.entry(vendor.clone()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[tokio::test]
+async fn distinct_keeps_one_offer_per_product_as_a_brute_force_dedupe_of_the_mirror() {
+    let (db, pool) = TestDb::migrated().await;
+    let offers = seed(&pool).await;
+    // Products sold by several merchants: offer i of 1002 and of 1003 (i divisible by
+    // 4) is offer i of 1001, with its vendor and tags and both its GTINs; for i
+    // divisible by 8, 1003's carries only the first GTIN and one of its own, so a
+    // product's offers share a GTIN without having the same ones. Offers with i % 10
+    // = 3 have no GTIN at all (each is its own product).
+    let mut shared: Vec<Offer> = Vec::new();
+    for merchant in [1002, 1003] {
+        for offer in offers.iter().filter(|offer| offer.merchant_id == merchant) {
+            let i = offer.id % 1000;
+            if i % 4 == 0 {
+                let original = offers.iter().find(|o| o.id == 1_001_000 + i).unwrap();
+                let mut copy = offer.clone();
+                copy.vendor = original.vendor.clone();
+                copy.tags = original.tags.clone();
+                shared.push(copy);
+            }
+        }
+    }
+    write_offers(&pool, &shared).await;
+    sqlx::query(
+        "UPDATE skus SET gtin = lpad(((1001000 + offer_id % 1000) * 10 + sku_id % 10)::text, 13, '0')
+         WHERE merchant_id IN (1002, 1003) AND offer_id % 1000 % 4 = 0
+           AND NOT (merchant_id = 1003 AND offer_id % 1000 % 8 = 0 AND sku_id % 10 = 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE skus SET gtin = NULL WHERE offer_id % 1000 % 10 = 3")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for merchant in MERCHANTS {
+        publish(&pool, merchant, None).await;
+    }
+    // Searches keep one offer per GTIN unless they name their own `distinct`.
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = include_str!("../index/relevance.toml");
+    std::fs::write(
+        dir.path().join("relevance.toml"),
+        shipped.replace(r#"# attribute = "gtins""#, r#"attribute = "gtins""#),
+    )
+    .unwrap();
+    let mut settings = common::settings(&db.url);
+    settings.search.poll_interval_ms = 100;
+    settings.search.settings_dir = dir.path().to_path_buf();
+    let app = TestApp::spawn(settings).await;
+    let rows = distinct_rows(&pool).await;
+    let gtins = |row: &DistinctRow| row.gtins.clone();
+    let vendor = |row: &DistinctRow| row.vendor.iter().cloned().collect();
+    // The setting dedupes every count: wait with `distinct: "id"` (unique) instead.
+    let indexed = common::eventually(std::time::Duration::from_secs(30), || async {
+        let (_, body) = post_json(
+            &app,
+            "/indexes/offers/search",
+            json!({ "limit": 0, "distinct": "id" }),
+        )
+        .await;
+        body["estimatedTotalHits"] == json!(rows.len())
+    })
+    .await;
+    assert!(indexed, "the index never held the {} offers", rows.len());
+
+    let (_, body) = get_json(&app, "/indexes/offers/settings/distinct-attribute").await;
+    assert_eq!(body, json!("gtins"));
+
+    // Totals and facet counts: one offer per product, whichever order walks them (the
+    // catalog is built so that the count cannot depend on it; checked both ways).
+    let by_id = dedupe(rows.values(), gtins);
+    let by_id_desc = dedupe(rows.values().rev(), gtins);
+    assert_eq!(by_id.len(), by_id_desc.len());
+    assert_eq!(vendor_counts(&by_id), vendor_counts(&by_id_desc));
+    let products = by_id.len();
+    assert!(
+        products < rows.len() - 20 && products > rows.len() / 2,
+        "{products} of {}",
+        rows.len()
+    );
+    let (status, body) = post_json(
+        &app,
+        "/indexes/offers/search",
+        json!({ "facets": ["vendor"], "hitsPerPage": 0 }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["totalHits"], json!(products), "{body}");
+    assert_eq!(distribution(&body, "vendor"), vendor_counts(&by_id));
+
+    // Hits: in ranking order, an offer sharing a GTIN with a better one is left out.
+    // The ranking itself is the daemon's without distinct (`id` is unique, so
+    // `distinct: "id"` keeps everything).
+    let query = json!({ "sort": ["min_price:desc"], "filter": "merchant_id != 1001" });
+    let mut undeduped = query.clone();
+    undeduped["distinct"] = json!("id");
+    undeduped["limit"] = json!(1000);
+    undeduped["attributesToRetrieve"] = json!(["id"]);
+    let (status, body) = post_json(&app, "/indexes/offers/search", undeduped).await;
+    assert_eq!(status, 200, "{body}");
+    let ranked: Vec<&DistinctRow> = ids(&body).iter().map(|id| &rows[id]).collect();
+    assert_eq!(body["estimatedTotalHits"], json!(ranked.len()));
+    let expected: Vec<i64> = dedupe(ranked.iter().copied(), gtins)
+        .iter()
+        .map(|row| row.id)
+        .collect();
+    assert!(expected.len() < ranked.len() - 10, "{expected:?}");
+    for (offset, limit) in [(0, 20), (20, 20), (37, 50), (0, 1000)] {
+        let mut page = query.clone();
+        page["offset"] = json!(offset);
+        page["limit"] = json!(limit);
+        let (status, body) = post_json(&app, "/indexes/offers/search", page).await;
+        assert_eq!(status, 200, "{body}");
+        let want: Vec<i64> = expected.iter().skip(offset).take(limit).copied().collect();
+        assert_eq!(ids(&body), want, "offset {offset} limit {limit}");
+        assert_eq!(body["estimatedTotalHits"], json!(expected.len()));
+    }
+
+    // A search's own `distinct` overrides the setting: one offer per vendor, offers
+    // without a vendor each kept, in a placeholder search (ranked by id).
+    let all_by_id: Vec<&DistinctRow> = rows.values().collect();
+    let per_vendor: Vec<i64> = dedupe(all_by_id.iter().copied(), vendor)
+        .iter()
+        .map(|row| row.id)
+        .collect();
+    let (status, body) = post_json(
+        &app,
+        "/indexes/offers/search",
+        json!({ "distinct": "vendor", "limit": 1000, "facets": ["vendor"] }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ids(&body), per_vendor);
+    assert!(
+        distribution(&body, "vendor")
+            .values()
+            .all(|count| *count == 1)
+    );
+    // A number: one offer per merchant, the first of each by id. Few candidates are
+    // kept, so the search must widen past its first pass to find the third merchant.
+    let (status, body) = post_json(
+        &app,
+        "/indexes/offers/search",
+        json!({ "distinct": "merchant_id", "limit": 5 }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let first_per_merchant: Vec<i64> = dedupe(all_by_id.iter().copied(), |row| {
+        vec![(row.id / 1000).to_string()]
+    })
+    .iter()
+    .map(|row| row.id)
+    .collect();
+    assert_eq!(first_per_merchant.len(), MERCHANTS.len());
+    assert_eq!(ids(&body), first_per_merchant);
+    assert_eq!(body["estimatedTotalHits"], json!(MERCHANTS.len()));
+    // The GET form reads it too.
+    let response = app
+        .http
+        .get(app.url("/indexes/offers/search?distinct=vendor&limit=1000"))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(ids(&body), per_vendor);
+
+    // Only a filterable attribute may be distinct, and it must be a string.
+    for (distinct, needle) in [
+        (json!("name"), "`name` is not filterable"),
+        (json!(3), "a string"),
+    ] {
+        let (status, body) = post_json(
+            &app,
+            "/indexes/offers/search",
+            json!({ "distinct": distinct }),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["code"], "invalid_search_distinct", "{body}");
+        assert!(body["message"].as_str().unwrap().contains(needle), "{body}");
+    }
+    app.stop().await;
+}

@@ -5,7 +5,9 @@
 //! criterion, then the offer id ascending, so equal documents always come in the same
 //! order and pages never overlap.
 //!
-//! How a `sort` criterion orders and is read is `sort`'s.
+//! How a `sort` criterion orders and is read is `sort`'s. With `distinct`, the count
+//! and the facets are those of the matches `distinct` keeps in index order; the top
+//! candidates are not deduplicated here (see `distinct`).
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -17,6 +19,7 @@ use tantivy::columnar::{Cardinality, Column, StrColumn};
 use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
+use super::distinct::{DistinctCount, SegmentDistinct, ValueIds};
 use super::schema::AttrKind;
 use super::sort::{self, SegmentTexts, SortBy, SortColumn, SortValue, compare_values};
 
@@ -77,6 +80,8 @@ pub struct SearchCollector {
     pub ids: Arc<IdsBySegment>,
     /// Past it, collecting stops and the result says so (`Collected::stopped`).
     pub deadline: Option<Instant>,
+    /// Count and facet only the matches the `distinct` rule keeps.
+    pub distinct: Option<DistinctCount>,
 }
 
 /// Documents counted between two looks at the clock (reading it per document would
@@ -110,7 +115,10 @@ pub struct FacetCounts {
 /// What a search collected.
 #[derive(Debug, Default)]
 pub struct Collected {
+    /// Matches (those `distinct` keeps, with `distinct`).
     pub count: usize,
+    /// Every match, `distinct` or not: when `top` holds this many, it holds them all.
+    pub matched: usize,
     pub top: Vec<Ranked>,
     pub facets: Vec<FacetCounts>,
     /// The deadline passed: the rest is incomplete and must not be served.
@@ -176,8 +184,10 @@ pub struct SegmentSearch {
     candidates: Vec<Ranked>,
     /// The worst candidate kept at the last prune.
     worst: Option<Ranked>,
-    /// Matching documents, for facets counted in batches at harvest.
+    /// Matching documents, for facets counted in batches (and `distinct` applied) at
+    /// harvest.
     facet_docs: Vec<DocId>,
+    distinct: Option<(SegmentDistinct, Arc<Mutex<ValueIds>>)>,
     scratch: Vec<u64>,
     deadline: Option<Instant>,
     /// The deadline passed: every further document is ignored.
@@ -237,6 +247,13 @@ impl Collector for SearchCollector {
             candidates: Vec::new(),
             worst: None,
             facet_docs: Vec::new(),
+            distinct: match &self.distinct {
+                Some(count) => Some((
+                    SegmentDistinct::open(reader, count.attribute)?,
+                    count.ids.clone(),
+                )),
+                None => None,
+            },
             scratch: Vec::new(),
             deadline: self.deadline,
             stopped: self
@@ -270,6 +287,7 @@ impl Collector for SearchCollector {
         for fruit in fruits {
             collected.stopped |= fruit.stopped;
             collected.count += fruit.count;
+            collected.matched += fruit.matched;
             collected.top.extend(fruit.top);
             prune(&mut collected.top, self.keep, &self.sort);
             for (total, part) in collected.facets.iter_mut().zip(fruit.facets) {
@@ -288,6 +306,7 @@ impl Collector for SearchCollector {
 /// What one segment collected.
 pub struct SegmentFruit {
     count: usize,
+    matched: usize,
     top: Vec<Ranked>,
     facets: Vec<FacetCounts>,
     stopped: bool,
@@ -310,7 +329,7 @@ impl SegmentCollector for SegmentSearch {
             self.stopped = true;
             return;
         }
-        if !self.facets.is_empty() {
+        if !self.facets.is_empty() || self.distinct.is_some() {
             self.facet_docs.push(doc);
         }
         if self.keep == 0 {
@@ -357,6 +376,7 @@ impl SegmentCollector for SegmentSearch {
             // Nothing of it will be served: skip the facet counting.
             return SegmentFruit {
                 count: self.count,
+                matched: self.count,
                 top: Vec::new(),
                 facets: self
                     .facets
@@ -369,12 +389,20 @@ impl SegmentCollector for SegmentSearch {
         }
         prune(&mut self.candidates, self.keep, &self.sort);
         let texts = sort::resolve_texts(&mut self.candidates, &self.sort_columns);
+        let matched = self.count;
+        if let Some((column, ids)) = &self.distinct {
+            // Segments may be harvested on several threads: one at a time takes values.
+            let mut ids = ids.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            column.keep(&mut self.facet_docs, &mut ids);
+            self.count = self.facet_docs.len();
+        }
         for facet in &mut self.facets {
             count_facet_batch(facet, &self.facet_docs, &mut self.scratch);
         }
         let facets = self.facets.into_iter().map(harvest_facet).collect();
         SegmentFruit {
             count: self.count,
+            matched,
             top: self.candidates,
             facets,
             stopped: false,
@@ -578,6 +606,7 @@ mod tests {
             facets: vec![("id", AttrKind::Number)],
             ids: Arc::new(IdsBySegment::default()),
             deadline,
+            distinct: None,
         };
         let query = tantivy::query::AllQuery;
         let whole = searcher.search(&query, &collector(None)).unwrap();

@@ -283,6 +283,7 @@ pub fn fetch(
         facets: Vec::new(),
         ids: generation.ids.clone(),
         deadline: deadline.map(|deadline| deadline.at),
+        distinct: None,
     };
     let collected = searcher
         .search(&query, &collector)

@@ -16,7 +16,8 @@ use tantivy::Searcher;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query};
 use tantivy::schema::document::{DeserializeError, DocumentDeserialize, DocumentDeserializer};
 
-use super::collect::{Collected, FacetCounts, SearchCollector, format_number};
+use super::collect::{FacetCounts, Ranked, SearchCollector, format_number};
+use super::distinct::{self, DistinctCount};
 use super::error::ApiError;
 use super::filter::{self, Filter};
 use super::format;
@@ -161,32 +162,56 @@ pub fn search(
     generation.ids.keep_only(&searcher);
     let (skip, take) = request.pagination.capped(bounds.max_total_hits);
     let total_docs = searcher.num_docs() as usize;
-    let keep = (skip + take).min(total_docs);
-    let collector = SearchCollector {
+    let wanted = skip + take;
+    let distinct = request.distinct.or(relevance.distinct_attribute);
+    // With `distinct`, more candidates than the page: some will be dropped.
+    let keep = match distinct {
+        None => wanted,
+        Some(_) => wanted.saturating_mul(DISTINCT_WIDENING).saturating_add(64),
+    }
+    .min(total_docs);
+    let mut collector = SearchCollector {
         keep,
         scored: !words.is_empty(),
         sort: request.sort.clone(),
         facets: request.facets.clone(),
         ids: generation.ids.clone(),
         deadline: bounds.deadline.map(|deadline| deadline.at),
+        distinct: distinct.map(DistinctCount::new),
     };
-    let collected = searcher
+    let mut collected = searcher
         .search(&query, &collector)
         .map_err(ApiError::internal)?;
-    if collected.stopped {
-        return Err(bounds.deadline.map_or_else(
-            || ApiError::internal("a search stopped without a deadline"),
-            |deadline| deadline.error(),
-        ));
-    }
-    let hits = hits(
-        &searcher,
-        &collected,
-        skip,
-        request,
-        &words,
-        bounds.deadline,
-    )?;
+    stopped(collected.stopped, bounds.deadline)?;
+    let top = match distinct {
+        None => std::mem::take(&mut collected.top),
+        Some(attribute) => {
+            // The first `wanted` documents `distinct` keeps in ranking order: widen
+            // the candidates until they hold that many, or every match. The wider
+            // passes only rank (no facets, no count).
+            collector.facets.clear();
+            collector.distinct = None;
+            let mut ranked = std::mem::take(&mut collected.top);
+            loop {
+                let kept = distinct::first_in_ranking_order(&searcher, attribute, &ranked, wanted)
+                    .map_err(ApiError::internal)?;
+                if kept.len() == wanted || ranked.len() >= collected.matched {
+                    break kept;
+                }
+                check(bounds.deadline)?;
+                collector.keep = collector
+                    .keep
+                    .saturating_mul(DISTINCT_WIDENING)
+                    .min(collected.matched);
+                let wider = searcher
+                    .search(&query, &collector)
+                    .map_err(ApiError::internal)?;
+                stopped(wider.stopped, bounds.deadline)?;
+                ranked = wider.top;
+            }
+        }
+    };
+    let hits = hits(&searcher, &top, skip, request, &words, bounds.deadline)?;
 
     let mut response = Map::new();
     response.insert("query".into(), Value::String(request.q.clone()));
@@ -218,6 +243,20 @@ pub fn search(
         fields: response,
         facet_distribution,
     })
+}
+
+/// How much wider each pass over the candidates is than the last, with `distinct`.
+const DISTINCT_WIDENING: usize = 4;
+
+/// A collection that stopped at the deadline answers `search_timeout`.
+fn stopped(stopped: bool, deadline: Option<Deadline>) -> Result<(), ApiError> {
+    if !stopped {
+        return Ok(());
+    }
+    Err(deadline.map_or_else(
+        || ApiError::internal("a search stopped without a deadline"),
+        |deadline| deadline.error(),
+    ))
 }
 
 /// The pagination fields as Meilisearch writes them: the totals count at most
@@ -256,7 +295,7 @@ fn pagination_fields(
 
 fn hits(
     searcher: &Searcher,
-    collected: &Collected,
+    top: &[Ranked],
     skip: usize,
     request: &SearchRequest,
     words: &[Word],
@@ -269,9 +308,7 @@ fn hits(
     let as_stored = retrieve_all
         && request.attributes_to_highlight.is_empty()
         && request.attributes_to_crop.is_empty();
-    collected
-        .top
-        .iter()
+    top.iter()
         .skip(skip)
         .map(|ranked| {
             check(deadline)?;
@@ -414,6 +451,7 @@ pub fn facet_search(
         facets: vec![request.facet],
         ids: generation.ids.clone(),
         deadline: deadline.map(|deadline| deadline.at),
+        distinct: None,
     };
     let collected = searcher
         .search(&query, &collector)

@@ -31,6 +31,7 @@
 pub mod auth;
 pub mod collect;
 pub mod diff;
+pub mod distinct;
 pub mod document;
 pub mod documents;
 pub mod error;

@@ -1,7 +1,7 @@
 //! Search parameters: read from a JSON body (POST) or a query string (GET), checked
 //! field by field with Meilisearch's error codes. Unknown fields are refused; fields
-//! Meilisearch has but this subset does not act on (vectors, hybrid, distinct, ranking
-//! score details, ...) are accepted and ignored, so clients that send them still work.
+//! Meilisearch has but this subset does not act on (vectors, hybrid, ranking score
+//! details, ...) are accepted and ignored, so clients that send them still work.
 
 use serde_json::{Map, Value};
 
@@ -103,6 +103,9 @@ pub struct SearchRequest {
     pub crop_length: usize,
     pub crop_marker: String,
     pub matching_strategy: MatchingStrategy,
+    /// `distinct`: the attribute to keep one document per value of, for this search
+    /// (else the configured `distinctAttribute`, see `Relevance`).
+    pub distinct: Option<(&'static str, AttrKind)>,
 }
 
 impl SearchRequest {
@@ -211,6 +214,18 @@ impl SearchRequest {
                 }
             }
         }
+        let distinct = match object.get("distinct") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name)) => Some(distinct_attribute(name)?),
+            Some(other) => {
+                return Err(invalid_type(
+                    "invalid_search_distinct",
+                    ".distinct",
+                    "a string",
+                    other,
+                ));
+            }
+        };
         Ok(SearchRequest {
             q,
             filter,
@@ -226,6 +241,7 @@ impl SearchRequest {
             crop_length,
             crop_marker,
             matching_strategy,
+            distinct,
         })
     }
 
@@ -267,6 +283,25 @@ impl SearchRequest {
         }
         SearchRequest::from_object(&object, &[])
     }
+}
+
+/// The attribute a search's `distinct` names: it must be filterable, as Meilisearch
+/// requires (milli's `InvalidDistinctAttribute`).
+fn distinct_attribute(name: &str) -> Result<(&'static str, AttrKind), ApiError> {
+    let canonical = schema::canonical(name);
+    FILTERABLE
+        .iter()
+        .copied()
+        .find(|(attribute, _)| *attribute == canonical)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "invalid_search_distinct",
+                format!(
+                    "Attribute `{name}` is not filterable and thus, cannot be used as distinct attribute. Available filterable attributes are: `{}`.",
+                    schema::filterable_names().join(", ")
+                ),
+            )
+        })
 }
 
 /// Refuses fields that are neither in `known` nor `extra`, as Meilisearch does.

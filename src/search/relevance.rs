@@ -1,5 +1,6 @@
-//! Relevance settings: typo thresholds, attribute weights, synonyms, stop words, and
-//! the order facet values are listed in (Meilisearch's `faceting.sortFacetValuesBy`).
+//! Relevance settings: typo thresholds, attribute weights, synonyms, stop words, the
+//! order facet values are listed in (Meilisearch's `faceting.sortFacetValuesBy`) and the
+//! attribute searches keep one document per value of (`distinctAttribute`).
 //!
 //! They ship in `index/` (`relevance.toml`, `synonyms.json`, `stop_words.txt`) and are
 //! compiled in; `search.settings_dir` may point at a directory holding the same files
@@ -11,7 +12,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::schema::{FILTERABLE, text_analyzer};
+use super::schema::{AttrKind, FILTERABLE, text_analyzer};
 
 const RELEVANCE_TOML: &str = include_str!("../../index/relevance.toml");
 const SYNONYMS_JSON: &str = include_str!("../../index/synonyms.json");
@@ -24,6 +25,14 @@ struct RelevanceFile {
     weights: Weights,
     #[serde(default)]
     faceting: Faceting,
+    #[serde(default)]
+    distinct: DistinctFile,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DistinctFile {
+    attribute: Option<String>,
 }
 
 /// The order a facet's values are listed in, in `facetDistribution` and facet search
@@ -69,6 +78,10 @@ pub struct Relevance {
     pub typo: Typo,
     pub weights: Weights,
     pub faceting: Faceting,
+    /// Meilisearch's `distinctAttribute`: every search keeps one document per value of
+    /// it unless the search names its own `distinct` (see `distinct`). A filterable
+    /// attribute; unset, as Meilisearch ships.
+    pub distinct_attribute: Option<(&'static str, AttrKind)>,
     /// word → alternatives, each a list of words (all must match).
     pub synonyms: HashMap<String, Vec<Vec<String>>>,
     pub stop_words: HashSet<String>,
@@ -117,13 +130,25 @@ impl Relevance {
                         .any(|(filterable, _)| filterable == attribute),
                 "relevance.toml: faceting.sort_facet_values_by names `{attribute}`, which is \
                  not a filterable attribute; use `*` or one of: {}",
-                FILTERABLE
-                    .iter()
-                    .map(|(name, _)| *name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                filterable_list()
             );
         }
+        let distinct_attribute = match &file.distinct.attribute {
+            None => None,
+            Some(name) => Some(
+                FILTERABLE
+                    .iter()
+                    .copied()
+                    .find(|(filterable, _)| filterable == name)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "relevance.toml: distinct.attribute names `{name}`, which is not a \
+                             filterable attribute; use one of: {}",
+                            filterable_list()
+                        )
+                    })?,
+            ),
+        };
         let raw: HashMap<String, serde_json::Value> =
             serde_json::from_str(synonyms).context("synonyms.json is invalid")?;
         let mut map: HashMap<String, Vec<Vec<String>>> = HashMap::new();
@@ -155,6 +180,7 @@ impl Relevance {
             typo: file.typo,
             weights: file.weights,
             faceting: file.faceting,
+            distinct_attribute,
             synonyms: map,
             stop_words,
         })
@@ -182,6 +208,14 @@ impl Relevance {
             0
         }
     }
+}
+
+fn filterable_list() -> String {
+    FILTERABLE
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The words of `text` as the index sees them.
@@ -232,6 +266,15 @@ mod tests {
             with_faceting("[faceting]\nsort_facet_values_by = { vendor = \"count\" }").unwrap();
         assert_eq!(only_vendor.facet_order("vendor"), FacetOrder::Count);
         assert_eq!(only_vendor.facet_order("tags"), FacetOrder::Alpha);
+    }
+
+    #[test]
+    fn the_distinct_attribute_is_unset_unless_configured_and_must_be_filterable() {
+        assert_eq!(Relevance::embedded().distinct_attribute, None);
+        let set = with_faceting("[distinct]\nattribute = \"gtins\"").unwrap();
+        assert_eq!(set.distinct_attribute, Some(("gtins", AttrKind::Keyword)));
+        let err = with_faceting("[distinct]\nattribute = \"name\"").unwrap_err();
+        assert!(format!("{err:#}").contains("`name`"), "{err:#}");
     }
 
     #[test]

@@ -103,7 +103,7 @@ pub fn all(relevance: &Relevance, bounds: Bounds) -> Map<String, Value> {
         "separatorTokens": [],
         "dictionary": [],
         "synonyms": synonyms,
-        "distinctAttribute": null,
+        "distinctAttribute": relevance.distinct_attribute.map(|(attribute, _)| attribute),
         "proximityPrecision": "byWord",
         "typoTolerance": {
             "enabled": true,

@@ -269,6 +269,7 @@ mod tests {
             facets: Vec::new(),
             ids: Arc::new(IdsBySegment::default()),
             deadline: None,
+            distinct: None,
         };
         let searcher = index.reader().unwrap().searcher();
         assert_eq!(searcher.segment_readers().len(), 3);

@@ -61,6 +61,7 @@ fn found(index: &Index, q: &str, strategy: MatchingStrategy) -> Vec<i64> {
         facets: Vec::new(),
         ids: Arc::new(IdsBySegment::default()),
         deadline: None,
+        distinct: None,
     };
     let collected = searcher.search(query.as_ref(), &collector).unwrap();
     collected

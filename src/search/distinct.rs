@@ -1,0 +1,248 @@
+//! `distinct`: at most one document per value of an attribute (Meilisearch's
+//! `distinctAttribute` setting, or a search's own `distinct`, which overrides it).
+//!
+//! The rule is milli's (`apply_distinct_rule`, crates/milli/src/search/new/distinct.rs):
+//! walking documents in some order, a document is kept unless it shares a value of the
+//! attribute with a document kept before it; a document without a value is kept. Two
+//! orders are walked, as Meilisearch walks them:
+//! - **hits** in ranking order ([`first_in_ranking_order`]), so the best offer of a
+//!   product stands for it;
+//! - **totals and facet counts** over every match in index order
+//!   ([`SegmentDistinct::keep`], run by the collector at harvest), which is what
+//!   Meilisearch counts when it computes exhaustive totals (`page`/`hitsPerPage`).
+//!
+//! The two may keep different documents of a product, and then a facet that differs
+//! between them counts the one the index order kept, as in Meilisearch.
+//!
+//! Values are given small ids shared by all segments ([`ValueIds`]), so the rule runs
+//! over arrays of ids, and each segment's values are read from its columns in one
+//! sorted pass over the dictionary.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tantivy::columnar::{Column, StrColumn};
+use tantivy::{DocId, Searcher, SegmentReader};
+
+use super::collect::Ranked;
+use super::schema::AttrKind;
+
+/// What the collector needs to count with `distinct`: the attribute, and the values
+/// taken so far by the segments already harvested (one search's; not reused).
+pub struct DistinctCount {
+    pub attribute: (&'static str, AttrKind),
+    pub(super) ids: Arc<Mutex<ValueIds>>,
+}
+
+impl DistinctCount {
+    pub fn new(attribute: (&'static str, AttrKind)) -> DistinctCount {
+        DistinctCount {
+            attribute,
+            ids: Arc::default(),
+        }
+    }
+}
+
+/// Ids for the attribute's values across segments, and which values a kept document
+/// has taken.
+#[derive(Default)]
+pub struct ValueIds {
+    texts: HashMap<Box<[u8]>, u32>,
+    numbers: HashMap<u64, u32>,
+    taken: Vec<bool>,
+}
+
+impl ValueIds {
+    fn text(&mut self, bytes: &[u8]) -> u32 {
+        if let Some(&id) = self.texts.get(bytes) {
+            return id;
+        }
+        let id = self.new_id();
+        self.texts.insert(bytes.into(), id);
+        id
+    }
+
+    fn number(&mut self, value: f64) -> u32 {
+        // -0.0 and 0.0 are one value.
+        let bits = if value == 0.0 { 0 } else { value.to_bits() };
+        if let Some(&id) = self.numbers.get(&bits) {
+            return id;
+        }
+        let id = self.new_id();
+        self.numbers.insert(bits, id);
+        id
+    }
+
+    fn new_id(&mut self) -> u32 {
+        self.taken.push(false);
+        (self.taken.len() - 1) as u32
+    }
+
+    /// The rule for one document: kept when none of `values` is taken, and then they
+    /// all are.
+    fn keep(&mut self, values: &[u32]) -> bool {
+        if values.iter().any(|&id| self.taken[id as usize]) {
+            return false;
+        }
+        for &id in values {
+            self.taken[id as usize] = true;
+        }
+        true
+    }
+}
+
+/// The attribute's column in one segment.
+pub enum SegmentDistinct {
+    Keyword(Option<StrColumn>),
+    Number(Column<f64>),
+}
+
+/// Each document's value ids, in the order the documents were given.
+struct DocValues {
+    /// Document `i`'s ids are `ids[starts[i]..starts[i + 1]]`.
+    starts: Vec<usize>,
+    ids: Vec<u32>,
+}
+
+impl DocValues {
+    fn of(&self, i: usize) -> &[u32] {
+        &self.ids[self.starts[i]..self.starts[i + 1]]
+    }
+}
+
+impl SegmentDistinct {
+    pub fn open(
+        reader: &SegmentReader,
+        (attribute, kind): (&'static str, AttrKind),
+    ) -> tantivy::Result<SegmentDistinct> {
+        let fast = reader.fast_fields();
+        Ok(match kind {
+            AttrKind::Keyword => SegmentDistinct::Keyword(fast.str(attribute)?),
+            AttrKind::Number => SegmentDistinct::Number(fast.f64(attribute)?),
+        })
+    }
+
+    /// The value ids of `docs` (any order; a document listed twice reads twice).
+    fn values(&self, docs: &[DocId], ids: &mut ValueIds) -> DocValues {
+        let mut starts = Vec::with_capacity(docs.len() + 1);
+        starts.push(0);
+        let mut values = Vec::with_capacity(docs.len());
+        match self {
+            SegmentDistinct::Keyword(None) => starts.resize(docs.len() + 1, 0),
+            SegmentDistinct::Keyword(Some(column)) => {
+                let mut ords: Vec<u64> = Vec::with_capacity(docs.len());
+                for &doc in docs {
+                    ords.extend(column.ords().values_for_doc(doc));
+                    starts.push(ords.len());
+                }
+                // One sorted pass over the dictionary names every ordinal used.
+                let mut used = ords.clone();
+                used.sort_unstable();
+                used.dedup();
+                let mut named = Vec::with_capacity(used.len());
+                let _ = column
+                    .dictionary()
+                    .sorted_ords_to_term_cb(&used, |bytes| named.push(ids.text(bytes)));
+                values = ords
+                    .iter()
+                    .map(|ord| {
+                        let at = used.binary_search(ord).unwrap_or_default();
+                        named.get(at).copied().unwrap_or_else(|| ids.new_id())
+                    })
+                    .collect();
+            }
+            SegmentDistinct::Number(column) => {
+                for &doc in docs {
+                    for value in column.values_for_doc(doc) {
+                        values.push(ids.number(value));
+                    }
+                    starts.push(values.len());
+                }
+            }
+        }
+        DocValues {
+            starts,
+            ids: values,
+        }
+    }
+
+    /// Keeps, of `docs` in their order, those the rule keeps given what earlier
+    /// documents (of this and of other segments, through `ids`) have taken.
+    pub fn keep(&self, docs: &mut Vec<DocId>, ids: &mut ValueIds) {
+        let values = self.values(docs, ids);
+        let mut i = 0;
+        docs.retain(|_| {
+            let kept = ids.keep(values.of(i));
+            i += 1;
+            kept
+        });
+    }
+}
+
+/// The first `wanted` of `ranked` (in ranking order) that the rule keeps; fewer when
+/// `ranked` runs out first.
+pub fn first_in_ranking_order(
+    searcher: &Searcher,
+    attribute: (&'static str, AttrKind),
+    ranked: &[Ranked],
+    wanted: usize,
+) -> tantivy::Result<Vec<Ranked>> {
+    let mut ids = ValueIds::default();
+    // Read per segment, then walk in ranking order.
+    let segments = searcher.segment_readers().len();
+    let mut positions: Vec<Vec<usize>> = vec![Vec::new(); segments];
+    for (i, candidate) in ranked.iter().enumerate() {
+        positions[candidate.address.segment_ord as usize].push(i);
+    }
+    let mut values_at: Vec<Option<(usize, usize)>> = vec![None; ranked.len()];
+    let mut per_segment = Vec::with_capacity(segments);
+    for (segment, at) in positions.iter().enumerate() {
+        if at.is_empty() {
+            per_segment.push(None);
+            continue;
+        }
+        let column = SegmentDistinct::open(searcher.segment_reader(segment as u32), attribute)?;
+        let docs: Vec<DocId> = at.iter().map(|&i| ranked[i].address.doc_id).collect();
+        let values = column.values(&docs, &mut ids);
+        for (k, &i) in at.iter().enumerate() {
+            values_at[i] = Some((segment, k));
+        }
+        per_segment.push(Some(values));
+    }
+    let mut kept = Vec::with_capacity(wanted.min(ranked.len()));
+    for (i, candidate) in ranked.iter().enumerate() {
+        if kept.len() == wanted {
+            break;
+        }
+        let values = values_at[i]
+            .and_then(|(segment, k)| per_segment[segment].as_ref().map(|values| values.of(k)))
+            .unwrap_or_default();
+        if ids.keep(values) {
+            kept.push(*candidate);
+        }
+    }
+    Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ValueIds;
+
+    #[test]
+    fn a_document_is_dropped_when_it_shares_a_value_with_one_kept_before() {
+        let mut ids = ValueIds::default();
+        let (a, b, c) = (ids.text(b"a"), ids.text(b"b"), ids.text(b"c"));
+        assert_eq!(ids.text(b"a"), a, "a value keeps its id");
+        assert!(ids.keep(&[a, b]));
+        assert!(!ids.keep(&[b, c]), "shares b with the first");
+        // milli's rule, not groups: c was never taken (its only holder was dropped).
+        assert!(ids.keep(&[c]));
+        assert!(ids.keep(&[]), "a document without a value is always kept");
+        assert!(ids.keep(&[]));
+        let zero = ids.number(0.0);
+        assert_eq!(ids.number(-0.0), zero);
+        assert!(ids.keep(&[zero]));
+        let negative_zero = ids.number(-0.0);
+        assert!(!ids.keep(&[negative_zero]));
+    }
+}
