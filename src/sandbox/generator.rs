@@ -122,6 +122,10 @@ impl MerchantProfile {
     }
 }
 
+/// One offer index in this many is a product sold by every merchant that has that
+/// index (a storefront's `distinct` on `gtins` shows it once).
+pub const SHARED_PRODUCT_EVERY: u64 = 6;
+
 /// Everything that determines one offer's JSON.
 #[derive(Debug, Clone, Copy)]
 pub struct OfferCtx<'a> {
@@ -141,6 +145,25 @@ pub struct OfferCtx<'a> {
 impl OfferCtx<'_> {
     pub fn h(&self, field: &str) -> u64 {
         mix(&[self.merchant.seed, self.merchant.id, self.index, tag(field)])
+    }
+
+    /// Whether this offer is a product every merchant of the seed sells at the same
+    /// index (see [`SHARED_PRODUCT_EVERY`]): same kind, material, vendor and GTINs.
+    pub fn is_shared_product(&self) -> bool {
+        below(
+            mix(&[self.merchant.seed, self.index, tag("shared")]),
+            SHARED_PRODUCT_EVERY,
+        ) == 0
+    }
+
+    /// Hash of a field that says what the product is: the same for every merchant's
+    /// offer of a shared product, else [`OfferCtx::h`].
+    pub fn product_h(&self, field: &str) -> u64 {
+        if self.is_shared_product() {
+            mix(&[self.merchant.seed, self.index, tag("shared"), tag(field)])
+        } else {
+            self.h(field)
+        }
     }
 
     /// Hash of a field that changes whenever the offer is updated.
@@ -265,14 +288,14 @@ pub fn collection(merchant: &MerchantProfile, index: u32) -> Value {
 pub fn offer(ctx: &OfferCtx<'_>, include_collections: bool) -> Value {
     let m = ctx.merchant;
     let id = ctx.id();
-    let (noun, category, kind_tags) = pick(ctx.h("product"), PRODUCTS);
+    let (noun, category, kind_tags) = pick(ctx.product_h("product"), PRODUCTS);
     let name = format!(
         "{} {} {}",
         pick(ctx.hr("adjective"), ADJECTIVES),
-        pick(ctx.h("material"), MATERIALS),
+        pick(ctx.product_h("material"), MATERIALS),
         noun
     );
-    let vendor = pick(ctx.h("vendor"), VENDORS);
+    let vendor = pick(ctx.product_h("vendor"), VENDORS);
     let zulu = ctx.zulu();
     let modified = format_date(ctx.date_last_modified_secs(), zulu);
     let skus = skus(ctx, &name, category, &modified);
@@ -296,7 +319,7 @@ pub fn offer(ctx: &OfferCtx<'_>, include_collections: bool) -> Value {
     let point = pick(ctx.h("point"), SELLING_POINTS);
     let html = format!(
         "<p>The {name} by {vendor}.</p><ul><li>{point}.</li><li>Material: {}.</li></ul>",
-        pick(ctx.h("material"), MATERIALS)
+        pick(ctx.product_h("material"), MATERIALS)
     );
     let description = if below(ctx.h("plain"), 2) == 0 {
         format!("The {name} by {vendor}. {point}.")
@@ -394,6 +417,54 @@ mod tests {
         assert_eq!(split_offer_id(offer_id(7, 9_999_998)), Some((7, 9_999_998)));
         assert_eq!(split_offer_id(1001 * OFFER_ID_STRIDE), None);
         assert_eq!(split_collection_id(collection_id(1002, 4)), Some((1002, 4)));
+    }
+
+    #[test]
+    fn a_shared_product_has_the_same_kind_vendor_and_first_gtin_at_every_merchant() {
+        let (a, b) = (
+            MerchantProfile::new(7, 1001, "A", 2),
+            MerchantProfile::new(7, 1002, "B", 2),
+        );
+        let ctx = |merchant, index| OfferCtx {
+            merchant,
+            index,
+            created_gen: 0,
+            rev_gen: 0,
+            removed_gen: None,
+            dated_gen: None,
+        };
+        let gtins = |offer: &Value| -> Vec<String> {
+            offer["skus"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|sku| sku["gtin"].as_str().map(str::to_string))
+                .collect()
+        };
+        let mut shared = 0;
+        for index in 0..300 {
+            let (x, y) = (ctx(&a, index), ctx(&b, index));
+            assert_eq!(x.is_shared_product(), y.is_shared_product());
+            let (left, right) = (offer(&x, false), offer(&y, false));
+            if x.is_shared_product() {
+                shared += 1;
+                assert_eq!(left["vendor"], right["vendor"]);
+                let (left, right) = (gtins(&left), gtins(&right));
+                assert_eq!(
+                    left[0], right[0],
+                    "every SKU has a GTIN, the first is shared"
+                );
+                assert!(left.iter().all(|g| g.starts_with("01")));
+            } else {
+                let (left, right) = (gtins(&left), gtins(&right));
+                assert!(
+                    left.iter().all(|g| !right.contains(g)),
+                    "{left:?} {right:?}"
+                );
+            }
+        }
+        // One in six, give or take.
+        assert!((30..70).contains(&shared), "{shared}");
     }
 
     #[test]

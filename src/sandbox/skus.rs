@@ -90,14 +90,20 @@ pub fn skus(ctx: &OfferCtx<'_>, name: &str, category: &str, modified: &str) -> V
                 format!("{name} - {}", suffix.join(" / "))
             };
             let upc = upc(hs("upc"));
-            let has_gtin = below(hs("gtin"), 10) != 0;
+            // A shared product's SKUs all carry the product's GTINs, its k-th SKU the
+            // k-th: two merchants' offers of it share at least the first.
+            let gtin = if ctx.is_shared_product() {
+                Some(format!("01{:012}", ctx.index * 10 + k))
+            } else {
+                (below(hs("gtin"), 10) != 0).then(|| format!("00{upc}"))
+            };
             let mut json = json!({
                 "id": id,
                 "offer_id": offer_id,
                 "merchant_id": m.id,
                 "external_id": external_id(hs("external")),
                 "name": sku_name,
-                "gtin": has_gtin.then(|| format!("00{upc}")),
+                "gtin": gtin,
                 "upc": upc,
                 "ean": format!("0{upc}"),
                 "isbn": null,
