@@ -1,16 +1,12 @@
 //! Clients we did not write, unchanged, against the daemon: the official meilisearch
 //! JavaScript client (node), the official Python SDK, and an InstantSearch page through
-//! `@meilisearch/instant-meilisearch` rendered by headless Chromium.
+//! `@meilisearch/instant-meilisearch` in headless Chromium, driven by Playwright.
 //!
 //! Their tools are installed by `scripts/test-deps` (nodejs, npm, chromium, `npm ci` in
-//! tests/js, `pip install meilisearch`); a missing tool fails the test, naming that script.
+//! tests/js for the clients, esbuild and playwright-core, `pip install meilisearch`); a missing tool fails the test, naming that script.
 
 mod common;
 mod search_support;
-// Only the typing, waiting and reading helpers are used here.
-#[allow(dead_code)]
-#[path = "admin_support/cdp.rs"]
-mod cdp;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -285,45 +281,75 @@ async fn the_official_python_client_searches_multi_searches_facet_searches_and_s
     app.stop().await;
 }
 
-/// The texts of the elements with `class` in `html`, in order.
-fn texts_of(html: &str, class: &str) -> Vec<String> {
-    let marker = format!("class=\"{class}\">");
-    html.match_indices(&marker)
-        .map(|(at, _)| {
-            let rest = &html[at + marker.len()..];
-            rest[..rest.find('<').unwrap_or(rest.len())]
-                .trim()
-                .to_string()
-        })
-        .collect()
+/// What the page showed after one step of tests/js/instantsearch/drive.mjs.
+#[derive(Debug, serde::Deserialize)]
+struct Step {
+    name: String,
+    stats: String,
+    hits: Vec<ShownHit>,
+    vendors: Vec<(String, i64)>,
+    price: ShownRange,
+    page: String,
+    sort: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ShownHit {
+    id: i64,
+    name: String,
+    highlighted: Vec<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ShownRange {
+    min: Option<String>,
+    max: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Drive {
+    steps: Vec<Step>,
+    errors: Vec<String>,
+}
+
+impl Step {
+    fn ids(&self) -> Vec<i64> {
+        self.hits.iter().map(|hit| hit.id).collect()
+    }
+
+    /// The hit count in the stats line ("12 results found in 1ms").
+    fn total(&self) -> i64 {
+        self.stats
+            .split_whitespace()
+            .next()
+            .and_then(|count| count.replace(',', "").parse().ok())
+            .unwrap_or_else(|| panic!("no count in the stats of {}: {:?}", self.name, self.stats))
+    }
+}
+
+/// The ids of the storefront offers matching `condition`, as `sort: ["name:asc"]`
+/// orders them (the catalog's names are ASCII: lowercased is Meilisearch's sort key),
+/// ties by id.
+async fn sql_ids_by_name(pool: &PgPool, condition: &str, offset: i64, limit: i64) -> Vec<i64> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT o.offer_id {SHOWN} AND ({condition}) ORDER BY lower(o.name), o.offer_id OFFSET {offset} LIMIT {limit}"
+    )))
+    .fetch_all(pool)
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
-async fn an_instantsearch_page_renders_hits_and_facet_counts_in_headless_chromium() {
+async fn an_instantsearch_storefront_works_in_chromium_driven_by_playwright() {
     let dir = js_dir();
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run scripts/test-deps (npm ci in tests/js)"
+    );
     // A public search key, as a storefront page would carry.
     let (_db, app) = spawn(KEY).await;
     let page_dir = tempfile::tempdir().unwrap();
     let bundle = page_dir.path().join("app.bundle.js");
-    {
-        let dir = dir.clone();
-        let bundle = bundle.clone();
-        tokio::task::spawn_blocking(move || {
-            run(
-                "node_modules/.bin/esbuild",
-                &[
-                    "instantsearch/app.js",
-                    "--bundle",
-                    "--format=iife",
-                    "--log-level=warning",
-                    &format!("--outfile={}", bundle.display()),
-                ],
-                &dir,
-            )
-        })
-        .await
-        .unwrap();
-    }
     let page = std::fs::read_to_string(dir.join("instantsearch/page.html"))
         .unwrap()
         .replace("__HOST__", &app.url(""))
@@ -331,107 +357,126 @@ async fn an_instantsearch_page_renders_hits_and_facet_counts_in_headless_chromiu
         .replace("__QUERY__", "wool");
     let page_path = page_dir.path().join("page.html");
     std::fs::write(&page_path, page).unwrap();
-
-    let profile = tempfile::tempdir().unwrap();
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+        .expect("chromium is missing: run scripts/test-deps");
     let url = format!("file://{}", page_path.display());
-    let page_url = url.clone();
-    let profile_arg = format!("--user-data-dir={}", profile.path().display());
-    let dom = tokio::task::spawn_blocking(move || {
+    let output = tokio::task::spawn_blocking(move || {
         run(
-            "chromium",
+            "node_modules/.bin/esbuild",
             &[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                &profile_arg,
-                "--virtual-time-budget=20000",
-                "--dump-dom",
-                &url,
+                "instantsearch/app.js",
+                "--bundle",
+                "--format=iife",
+                "--log-level=warning",
+                &format!("--outfile={}", bundle.display()),
             ],
-            Path::new("/"),
-        )
+            &dir,
+        );
+        run("node", &["instantsearch/drive.mjs", &url, chromium], &dir)
     })
     .await
     .unwrap();
-
+    let drive: Drive = serde_json::from_str(output.trim())
+        .unwrap_or_else(|err| panic!("drive.mjs printed no report ({err}): {output}"));
+    assert!(
+        drive.errors.is_empty(),
+        "the page failed: {:?}",
+        drive.errors
+    );
+    let step = |name: &str| -> &Step {
+        drive
+            .steps
+            .iter()
+            .find(|step| step.name == name)
+            .unwrap_or_else(|| panic!("no step {name}: {:?}", drive.steps))
+    };
     let pool = &app.pool;
     let wool = "o.name ~* '\\mwool' OR o.html_description ~* '\\mwool'";
-    let total = sql_count(pool, wool).await as usize;
-    let names = texts_of(&dom, "hit-name");
-    assert_eq!(
-        names.len(),
-        total.min(20),
-        "hits shown (InstantSearch's first page):\n{dom}"
-    );
-    assert!(
-        names
-            .iter()
-            .all(|name| name.to_lowercase().contains("wool")),
-        "{names:?}"
-    );
-    let stats = texts_of(&dom, "ais-Stats-text").join(" ");
-    assert!(stats.contains(&total.to_string()), "stats: {stats}");
+    let northwind = "o.vendor = 'Northwind'";
 
-    let vendors = texts_of(&dom, "ais-RefinementList-labelText");
-    let counts = texts_of(&dom, "ais-RefinementList-count");
-    let shown: BTreeMap<String, i64> = vendors
-        .into_iter()
-        .zip(counts.iter().map(|count| count.parse().unwrap()))
-        .collect();
+    // The first page of "wool": six hits, the word highlighted in the names holding it,
+    // the total, the vendor counts and the price bounds of the matches.
+    let initial = step("initial");
+    let total = sql_count(pool, wool).await;
+    assert_eq!(initial.total(), total, "{initial:?}");
+    assert_eq!(initial.hits.len() as i64, total.min(6), "{initial:?}");
+    for hit in &initial.hits {
+        let holds_wool = hit.name.to_lowercase().contains("wool");
+        assert_eq!(
+            hit.highlighted.iter().any(|mark| mark == "Wool"),
+            holds_wool,
+            "{hit:?}"
+        );
+        assert!(hit.highlighted.iter().all(|mark| mark == "Wool"), "{hit:?}");
+    }
+    assert!(initial.hits.iter().any(|hit| !hit.highlighted.is_empty()));
+    let shown: BTreeMap<String, i64> = initial.vendors.iter().cloned().collect();
     assert_eq!(
         shown,
         sql_groups(pool, wool, "o.vendor").await,
-        "vendor facet counts shown"
+        "vendor counts"
     );
-
-    // Typing into the searchable vendor list, in a browser driven over the DevTools
-    // protocol: InstantSearch sends a facet search carrying the page's search
-    // parameters, and the list shows the matching vendors of the "wool" offers.
-    let browser = cdp::Browser::launch().await;
-    let mut tab = browser.page().await;
-    tab.goto(&page_url).await;
-    let list = "#vendor .ais-RefinementList-labelText";
-    assert!(
-        tab.wait_until(
-            &format!("document.querySelectorAll('{list}').length > 1"),
-            Duration::from_secs(20)
-        )
-        .await,
-        "the vendor list never rendered"
-    );
-    tab.type_into("#vendor .ais-SearchBox-input", "nor").await;
-    let only_northwind = format!(
-        "(() => {{ const labels = [...document.querySelectorAll('{list}')].map(el => el.textContent.trim()); \
-         return labels.length === 1 && labels[0] === 'Northwind'; }})()"
-    );
-    let narrowed = tab
-        .wait_until(&only_northwind, Duration::from_secs(20))
-        .await;
-    let labels = tab
-        .eval(&format!(
-            "[...document.querySelectorAll('{list}')].map(el => el.textContent.trim())"
-        ))
-        .await;
-    assert!(
-        narrowed,
-        "the facet search did not narrow the list: {labels}"
-    );
-    let count: i64 = tab
-        .text("#vendor .ais-RefinementList-count")
-        .await
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (min, max): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT min(o.min_price), max(o.min_price) {SHOWN} AND ({wool})"
+    )))
+    .fetch_one(pool)
+    .await
+    .unwrap();
     assert_eq!(
-        count,
-        sql_count(pool, &format!("({wool}) AND o.vendor = 'Northwind'")).await,
-        "Northwind's count among the wool offers"
+        initial.price.min,
+        Some(min.to_string()),
+        "{:?}",
+        initial.price
     );
-    browser.close().await;
+    assert_eq!(
+        initial.price.max,
+        Some(max.to_string()),
+        "{:?}",
+        initial.price
+    );
+    assert_eq!(initial.sort.as_deref(), Some("offers"));
+
+    // Typing into the vendor list's own search box narrows it to Northwind, with its
+    // count among the wool offers; ticking it refines the hits.
+    let narrowed = step("vendor search");
+    let wool_northwind = format!("({wool}) AND {northwind}");
+    assert_eq!(
+        narrowed.vendors,
+        [(
+            "Northwind".to_string(),
+            sql_count(pool, &wool_northwind).await
+        )],
+        "{narrowed:?}"
+    );
+    let refined = step("vendor refined");
+    assert_eq!(refined.total(), sql_count(pool, &wool_northwind).await);
+
+    // Without a query, sorted by name, within a price range, page by page.
+    let cleared = step("query cleared");
+    assert_eq!(cleared.total(), sql_count(pool, northwind).await);
+    let by_name = step("sorted by name");
+    assert_eq!(by_name.sort.as_deref(), Some("offers:name:asc"));
+    assert_eq!(by_name.ids(), sql_ids_by_name(pool, northwind, 0, 6).await);
+    let in_range = format!("{northwind} AND o.min_price BETWEEN 2000 AND 4000");
+    let ranged = step("price range");
+    assert_eq!(
+        ranged.total(),
+        sql_count(pool, &in_range).await,
+        "{ranged:?}"
+    );
+    assert!(ranged.total() > 12, "the range must span pages: {ranged:?}");
+    assert_eq!(ranged.ids(), sql_ids_by_name(pool, &in_range, 0, 6).await);
+    let next = step("next page");
+    assert_eq!(next.page, "2");
+    assert_eq!(next.ids(), sql_ids_by_name(pool, &in_range, 6, 6).await);
+    let twelve = step("12 per page");
+    assert_eq!(twelve.ids(), sql_ids_by_name(pool, &in_range, 0, 12).await);
+
+    // Clearing the refinements leaves the whole storefront, still sorted by name.
+    let everything = step("refinements cleared");
+    assert_eq!(everything.total(), sql_count(pool, "true").await);
+    assert_eq!(everything.ids(), sql_ids_by_name(pool, "true", 0, 12).await);
     app.stop().await;
 }
