@@ -1,7 +1,7 @@
 //! Query syntax through the search API: phrases (`"..."`), exclusions (`-word`,
-//! `-"phrase"`) and `matchingStrategy: frequency`, against results written by hand for
-//! a catalog of five offers (the rules themselves are pinned case by case in
-//! `src/search/terms_tests.rs`).
+//! `-"phrase"`), `matchingStrategy: frequency` and `showMatchesPosition`, against
+//! results written by hand for a catalog of five offers (the rules themselves are
+//! pinned case by case in `src/search/terms_tests.rs`).
 
 mod common;
 mod search_support;
@@ -104,6 +104,39 @@ async fn phrases_exclusions_and_frequency_answer_as_meilisearch() {
     assert_eq!(
         facets["facetHits"],
         json!([{ "value": "Glow", "count": 1 }])
+    );
+
+    // showMatchesPosition: byte bounds per attribute; the word being typed ("jack")
+    // matches over its typed characters only; `attributesToRetrieve` limits it.
+    let body = found(json!({
+        "q": "north jack",
+        "showMatchesPosition": true,
+        "attributesToRetrieve": ["id", "name", "vendor"],
+        "filter": "id = 3001004",
+    }))
+    .await;
+    assert_eq!(
+        body["hits"][0]["_matchesPosition"],
+        json!({ "name": [{ "start": 0, "length": 5 }, { "start": 11, "length": 4 }] }),
+        "{body}"
+    );
+    let response = app
+        .http
+        .get(app.url(
+            "/indexes/offers/search?q=face&showMatchesPosition=true&attributesToRetrieve=name&filter=id%20%3D%203001005",
+        ))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["hits"][0],
+        json!({ "name": "Face North Jacket", "_matchesPosition": { "name": [{ "start": 0, "length": 4 }] } })
+    );
+    let body = found(json!({ "q": "north" })).await;
+    assert!(
+        body["hits"][0].get("_matchesPosition").is_none(),
+        "only when asked"
     );
     app.stop().await;
 }

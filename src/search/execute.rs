@@ -307,7 +307,8 @@ fn hits(
         .is_none_or(|names| names.iter().any(|name| name == "*"));
     let as_stored = retrieve_all
         && request.attributes_to_highlight.is_empty()
-        && request.attributes_to_crop.is_empty();
+        && request.attributes_to_crop.is_empty()
+        && !request.show_matches_position;
     top.iter()
         .skip(skip)
         .map(|ranked| {

@@ -1,7 +1,11 @@
-//! Shaping a hit: `attributesToRetrieve`, and `_formatted` with highlighted and cropped
-//! text, the way Meilisearch writes it (every retrieved attribute appears in
-//! `_formatted`, numbers and booleans as strings, highlight tags around matched words,
-//! crop markers where text was cut).
+//! Shaping a hit: `attributesToRetrieve`, `_formatted` with highlighted and cropped
+//! text, and `_matchesPosition`, the way Meilisearch writes them (every retrieved
+//! attribute appears in `_formatted`, numbers and booleans as strings, highlight tags
+//! around matched words, crop markers where text was cut).
+//!
+//! A match is a word of the text that matches a query word (`query::token_matches`);
+//! a word matched as the prefix being typed matches only over the typed characters
+//! ("swea" marks "Swea" of "Sweater"), as milli's `MatchingWords` measures it.
 
 use serde_json::{Map, Value};
 
@@ -19,8 +23,15 @@ pub fn hit(source: &Map<String, Value>, request: &SearchRequest, words: &[Word])
             .collect(),
         _ => source.clone(),
     };
+    let positions = request
+        .show_matches_position
+        .then(|| matches_position(&retrieved, words));
     if request.attributes_to_highlight.is_empty() && request.attributes_to_crop.is_empty() {
-        return Value::Object(retrieved);
+        let mut out = retrieved;
+        if let Some(positions) = positions {
+            out.insert("_matchesPosition".into(), Value::Object(positions));
+        }
+        return Value::Object(out);
     }
     let wants = |list: &[String], key: &str| list.iter().any(|name| name == "*" || name == key);
     let crop_names: Vec<String> = request
@@ -46,7 +57,50 @@ pub fn hit(source: &Map<String, Value>, request: &SearchRequest, words: &[Word])
     }
     let mut out = retrieved;
     out.insert("_formatted".into(), Value::Object(formatted));
+    if let Some(positions) = positions {
+        out.insert("_matchesPosition".into(), Value::Object(positions));
+    }
     Value::Object(out)
+}
+
+/// `_matchesPosition`: per retrieved attribute with a match, each match's byte `start`
+/// and `length` in the value, and for a value inside an array its `indices` (milli's
+/// `MatchBounds`). Numbers are matched as written; attributes without a match are left
+/// out.
+fn matches_position(retrieved: &Map<String, Value>, words: &[Word]) -> Map<String, Value> {
+    fn walk(value: &Value, words: &[Word], indices: &mut Vec<usize>, out: &mut Vec<Value>) {
+        let text = match value {
+            Value::String(text) => text.clone(),
+            Value::Number(number) => number.to_string(),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    indices.push(i);
+                    walk(item, words, indices, out);
+                    indices.pop();
+                }
+                return;
+            }
+            _ => return,
+        };
+        for (from, to) in matches(&text, words) {
+            let mut bound = Map::new();
+            bound.insert("start".into(), from.into());
+            bound.insert("length".into(), (to - from).into());
+            if !indices.is_empty() {
+                bound.insert("indices".into(), indices.clone().into());
+            }
+            out.push(Value::Object(bound));
+        }
+    }
+    let mut positions = Map::new();
+    for (key, value) in retrieved {
+        let mut bounds = Vec::new();
+        walk(value, words, &mut Vec::new(), &mut bounds);
+        if !bounds.is_empty() {
+            positions.insert(key.clone(), Value::Array(bounds));
+        }
+    }
+    positions
 }
 
 fn is_searchable(attribute: &str) -> bool {
@@ -85,7 +139,9 @@ fn format_value(
     }
 }
 
-/// Byte ranges of the words of `text` that match the query.
+/// Byte ranges of the words of `text` that match the query: the whole word, or only its
+/// first characters when it matches as the prefix being typed (as many as the typed
+/// word has; milli's `MatchingWords::match_unique_words`).
 fn matches(text: &str, words: &[Word]) -> Vec<(usize, usize)> {
     if words.is_empty() {
         return Vec::new();
@@ -95,11 +151,32 @@ fn matches(text: &str, words: &[Word]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     while stream.advance() {
         let token = stream.token();
-        if words.iter().any(|word| token_matches(&token.text, word)) {
-            out.push((token.offset_from, token.offset_to));
+        let matching = || words.iter().filter(|word| token_matches(&token.text, word));
+        let whole = (token.offset_from, token.offset_to);
+        // A word matched otherwise (exactly, with typos, as a synonym) wins over a prefix.
+        if matching().any(|word| !typed_prefix(&token.text, word)) {
+            out.push(whole);
+        } else if let Some(word) = matching().next() {
+            let original = &text[whole.0..whole.1];
+            let end = original
+                .char_indices()
+                .nth(word.text.chars().count())
+                .map_or(original.len(), |(at, _)| at);
+            out.push((whole.0, whole.0 + end));
         }
     }
     out
+}
+
+/// Whether `token` matches `word` only as the prefix being typed.
+fn typed_prefix(token: &str, word: &Word) -> bool {
+    word.prefix
+        && token != word.text
+        && token.starts_with(&word.text)
+        && !word
+            .synonyms
+            .iter()
+            .any(|alternative| alternative.len() == 1 && alternative[0] == token)
 }
 
 fn format_text(
@@ -185,6 +262,59 @@ mod tests {
 
     fn request() -> SearchRequest {
         SearchRequest::from_object(&Map::new(), &[]).unwrap()
+    }
+
+    #[test]
+    fn matches_position_gives_byte_bounds_typed_prefixes_and_array_indices() {
+        let relevance = Relevance::embedded();
+        let source = serde_json::json!({
+            "id": 1001,
+            "name": "Crème Brûlée Sweater",
+            "tags": ["dessert", "sweet", "brulee"],
+            "merchant_id": 1001,
+            "currency": "EUR",
+        });
+        let source = source.as_object().unwrap();
+        let mut req = request();
+        assert!(
+            hit(source, &req, &analyze("creme", &relevance))
+                .get("_matchesPosition")
+                .is_none(),
+            "only when asked"
+        );
+        req.show_matches_position = true;
+        // "creme" matches "Crème" whole (6 bytes: è is two); "brul", being typed,
+        // matches the first four characters of "Brûlée" (5 bytes) and of "brulee".
+        let shown = hit(source, &req, &analyze("creme brul", &relevance));
+        assert_eq!(
+            shown["_matchesPosition"],
+            serde_json::json!({
+                "name": [{ "start": 0, "length": 6 }, { "start": 7, "length": 5 }],
+                "tags": [{ "start": 0, "length": 4, "indices": [2] }],
+            })
+        );
+        assert_eq!(
+            shown["name"], "Crème Brûlée Sweater",
+            "the values are untouched"
+        );
+        // A finished word matches whole, and numbers are matched as written.
+        let shown = hit(source, &req, &analyze("sweater 1001 ", &relevance));
+        assert_eq!(
+            shown["_matchesPosition"],
+            serde_json::json!({
+                "id": [{ "start": 0, "length": 4 }],
+                "merchant_id": [{ "start": 0, "length": 4 }],
+                "name": [{ "start": 16, "length": 7 }],
+            })
+        );
+        // With highlighting, the typed prefix alone is marked.
+        req.attributes_to_highlight = vec!["name".into()];
+        let shown = hit(source, &req, &analyze("swea", &relevance));
+        assert_eq!(shown["_formatted"]["name"], "Crème Brûlée <em>Swea</em>ter");
+        assert_eq!(
+            shown["_matchesPosition"]["name"],
+            serde_json::json!([{ "start": 16, "length": 4 }])
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Search parameters: read from a JSON body (POST) or a query string (GET), checked
 //! field by field with Meilisearch's error codes. Unknown fields are refused; fields
-//! Meilisearch has but this subset does not act on (vectors, hybrid, ranking score
-//! details, ...) are accepted and ignored, so clients that send them still work.
+//! Meilisearch has but this subset does not act on (vectors, hybrid, ranking scores,
+//! ...) are accepted and ignored, so clients that send them still work.
 
 use serde_json::{Map, Value};
 
@@ -103,6 +103,8 @@ pub struct SearchRequest {
     pub crop_length: usize,
     pub crop_marker: String,
     pub matching_strategy: MatchingStrategy,
+    /// `showMatchesPosition`: each hit lists where its attributes match (`format`).
+    pub show_matches_position: bool,
     /// `distinct`: the attribute to keep one document per value of, for this search
     /// (else the configured `distinctAttribute`, see `Relevance`).
     pub distinct: Option<(&'static str, AttrKind)>,
@@ -214,6 +216,7 @@ impl SearchRequest {
                 }
             }
         }
+        let show_matches_position = object.get("showMatchesPosition") == Some(&Value::Bool(true));
         let distinct = match object.get("distinct") {
             None | Some(Value::Null) => None,
             Some(Value::String(name)) => Some(distinct_attribute(name)?),
@@ -241,6 +244,7 @@ impl SearchRequest {
             crop_length,
             crop_marker,
             matching_strategy,
+            show_matches_position,
             distinct,
         })
     }
