@@ -26,7 +26,7 @@
 //! memory every 20 ms).
 
 #[allow(dead_code)] // the tests use the rest of it
-#[path = "../tests/common/daemon.rs"]
+#[path = "../tests/it/common/daemon.rs"]
 mod daemon;
 
 use std::net::TcpListener;

@@ -4,6 +4,11 @@
 //! dashboard (`deploy/`) name; the dashboard's queries are valid PromQL; and `/readyz`
 //! follows the database, the migrations and the index's lag behind the change log.
 
+// Its own test binary, not a module of tests/it: the Prometheus recorder is global to
+// the process, and this test reads counters that other tests would move (it checks
+// that they exist at 0 before their first event).
+#[allow(dead_code)]
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeSet;
