@@ -4,7 +4,8 @@
 //! `cargo bench --bench search` (release). It creates a scratch database on
 //! `$TEST_DATABASE_URL` (default the local server), fills the mirror tables, times the
 //! index rebuild from the mirror, then runs a fixed query mix (single words, several
-//! words, typos, prefixes, a phrase, with filter, facets, sort by price, date and name)
+//! words, typos, prefixes, a phrase, with filter, facets, sort by price, date and name,
+//! one product per GTIN with `distinct`; every third offer id shares its GTIN)
 //! at 1 and 16 concurrent clients against (a) the daemon over HTTP and (b) PostgreSQL
 //! (`tsvector` + GIN, `websearch_to_tsquery`, `ts_rank`, with the same filters, sort,
 //! exact count and facet counts), and prints p50/p99 latency and throughput as a
@@ -12,7 +13,9 @@
 //!
 //! Knobs: `BENCH_OFFERS` (100000), `BENCH_SECONDS` per run (10), `BENCH_KEEP_DB=1`,
 //! `BENCH_ENGINES=api,engine,pg` (which to run; `engine` is the same search without HTTP),
-//! `BENCH_MAX_CONCURRENT` (the daemon's `search.max_concurrent_searches`).
+//! `BENCH_MAX_CONCURRENT` (the daemon's `search.max_concurrent_searches`),
+//! `BENCH_KINDS` (which kinds of the mix run, comma-separated, e.g. all but `distinct`
+//! to compare with a run of a mix that did not have it).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -240,7 +243,7 @@ async fn fill(pool: &PgPool, count: usize) {
     }
     for sql in [
         "INSERT INTO skus (sku_id, offer_id, merchant_id, name, gtin, raw)
-         SELECT offer_id * 10, offer_id, merchant_id, name || ' M', lpad((offer_id * 10)::text, 13, '0'), '{}' FROM offers",
+         SELECT offer_id * 10, offer_id, merchant_id, name || ' M', lpad((offer_id / 3 * 10)::text, 13, '0'), '{}' FROM offers",
         "INSERT INTO collections (collection_id, merchant_id, name, content_hash, raw)
          SELECT m * 10 + k, m, (ARRAY['Spring', 'Summer', 'Autumn', 'Winter', 'Essentials'])[k + 1], 'x', '{}'
          FROM generate_series(1001, 1050) m, generate_series(0, 4) k",
@@ -286,7 +289,27 @@ struct Query {
     facets: bool,
 }
 
+/// The mix, or the kinds `BENCH_KINDS` names.
 fn mix() -> Vec<Query> {
+    let all = full_mix();
+    match std::env::var("BENCH_KINDS") {
+        Ok(kinds) => {
+            let kinds: Vec<&str> = kinds.split(',').map(str::trim).collect();
+            let chosen: Vec<Query> = all
+                .into_iter()
+                .filter(|query| kinds.contains(&query.kind))
+                .collect();
+            assert!(
+                !chosen.is_empty(),
+                "BENCH_KINDS={kinds:?} names no kind of the mix"
+            );
+            chosen
+        }
+        Err(_) => all,
+    }
+}
+
+fn full_mix() -> Vec<Query> {
     let q = |kind, body: Value, text, filter, order, facets| Query {
         kind,
         body,
@@ -395,6 +418,15 @@ fn mix() -> Vec<Query> {
             "",
             false,
         ),
+        // A storefront showing each product once: GTINs are shared by three offers.
+        q(
+            "distinct",
+            json!({ "q": "jacket", "distinct": "gtins" }),
+            "jacket",
+            "",
+            "",
+            false,
+        ),
         q(
             "filter+facets+sort",
             json!({ "filter": "merchant_id = 1007", "facets": ["vendor", "tags"], "sort": ["date_last_modified:desc"] }),
@@ -428,9 +460,23 @@ async fn run_fts(pool: &PgPool, query: &Query) {
     } else {
         format!("{rank} DESC, {}", query.order)
     };
-    let sql = format!(
-        "SELECT offer_id, name, count(*) OVER () FROM fts WHERE {text_condition} AND {filter} ORDER BY {order}, offer_id LIMIT 20"
-    );
+    let sql = if query.body.get("distinct").is_some() {
+        // One offer per product (offer_id / 3 shares a GTIN), the best ranked of each.
+        assert!(
+            query.order.is_empty(),
+            "a distinct query of the mix has no sort"
+        );
+        format!(
+            "SELECT offer_id, name, count(*) OVER () FROM (
+                 SELECT DISTINCT ON (offer_id / 3) offer_id, name, {rank} AS r FROM fts
+                 WHERE {text_condition} AND {filter} ORDER BY offer_id / 3, r DESC, offer_id) d
+             ORDER BY r DESC, offer_id LIMIT 20"
+        )
+    } else {
+        format!(
+            "SELECT offer_id, name, count(*) OVER () FROM fts WHERE {text_condition} AND {filter} ORDER BY {order}, offer_id LIMIT 20"
+        )
+    };
     let _: Vec<(i64, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(query.text)
         .fetch_all(pool)
