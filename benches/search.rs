@@ -811,13 +811,18 @@ async fn main() {
             .iter()
             .find(|(label, c, _)| label.starts_with(label_start) && *c == clients)
             .map(|(_, _, result)| result.throughput)
-            .unwrap_or(0.0)
     };
     for clients in [1, 16] {
-        println!(
-            "\nthroughput ratio at {clients} client(s): {:.1}x",
-            throughput("catalog-mirror", clients) / throughput("PostgreSQL", clients).max(0.001)
-        );
+        // Only when both ran (BENCH_ENGINES may leave one out).
+        if let (Some(ours), Some(postgres)) = (
+            throughput("catalog-mirror", clients),
+            throughput("PostgreSQL", clients),
+        ) {
+            println!(
+                "\nthroughput ratio at {clients} client(s): {:.1}x",
+                ours / postgres.max(0.001)
+            );
+        }
     }
     println!(
         "\nindex rebuild from the mirror: {} offers in {:.2} s (PostgreSQL tsvector + GIN build: {:.2} s)",
