@@ -186,8 +186,8 @@ pub struct SearchSettings {
     pub max_total_hits: usize,
     /// Queries in one `POST /multi-search`.
     pub max_queries_per_multi_search: usize,
-    /// Values returned per facet in `facetDistribution` (Meilisearch's
-    /// `faceting.maxValuesPerFacet`).
+    /// Values returned per facet in `facetDistribution`, and hits of a facet search
+    /// (Meilisearch's `faceting.maxValuesPerFacet`).
     pub max_values_per_facet: usize,
     /// Searches waiting for a search thread; one more is answered 503.
     pub max_queued_searches: usize,

@@ -28,9 +28,6 @@ use super::schema::{AttrKind, TextField};
 use super::store::Generation;
 use super::terms;
 
-/// Facet-search hits returned (Meilisearch's `maxFacetHits` default).
-pub const MAX_FACET_HITS: usize = 100;
-
 /// What one search may cost (`search.max_total_hits`, `search.max_values_per_facet`,
 /// `search.timeout_ms`).
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +35,8 @@ pub struct Bounds {
     /// Hits reachable by a query, and the most its totals count (Meilisearch's
     /// `pagination.maxTotalHits`).
     pub max_total_hits: usize,
-    /// Values per facet in `facetDistribution` (Meilisearch's `maxValuesPerFacet`).
+    /// Values per facet in `facetDistribution`, and facet-search hits (Meilisearch's
+    /// `maxValuesPerFacet`).
     pub max_values_per_facet: usize,
     pub deadline: Option<Deadline>,
 }
@@ -425,14 +423,17 @@ pub struct FacetSearchRequest {
 
 /// `POST /indexes/offers/facet-search`: the facet's values among the offers matching
 /// `q` and `filter`, keeping those whose words match `facetQuery` (prefix and typos as
-/// in search), in the facet's `sortFacetValuesBy` order (`relevance::Relevance::facet_order`).
+/// in search), in the facet's `sortFacetValuesBy` order (`relevance::Relevance::facet_order`),
+/// at most `maxValuesPerFacet` of them (as Meilisearch's `perform_facet_search` caps
+/// them).
 pub fn facet_search(
     generation: &Generation,
     relevance: &Relevance,
     request: &FacetSearchRequest,
     key_filter: Option<&Filter>,
-    deadline: Option<Deadline>,
+    bounds: &Bounds,
 ) -> Result<Value, ApiError> {
+    let deadline = bounds.deadline;
     let started = Instant::now();
     check(deadline)?;
     let filters: Vec<&Filter> = request.filter.iter().chain(key_filter).collect();
@@ -483,7 +484,7 @@ pub fn facet_search(
     let hits: Vec<(&String, &u64)> =
         ordered_values(&values, kind, relevance.facet_order(attribute))
             .into_iter()
-            .take(MAX_FACET_HITS)
+            .take(bounds.max_values_per_facet)
             .collect();
     Ok(json!({
         "facetHits": hits.into_iter().map(|(value, count)| json!({ "value": value, "count": count })).collect::<Vec<_>>(),

@@ -492,15 +492,10 @@ async fn facet_search(
     let request = FacetSearchRequest::from_object(&object)?;
     let generation = api.index.current();
     let relevance = api.index.relevance();
+    let bounds = api.limits.bounds(deadline);
     let value = api
         .computed(deadline, move || {
-            execute::facet_search(
-                &generation,
-                &relevance,
-                &request,
-                grant.filter(),
-                Some(deadline),
-            )
+            execute::facet_search(&generation, &relevance, &request, grant.filter(), &bounds)
         })
         .await??;
     Ok(Json(value).into_response())
