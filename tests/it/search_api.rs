@@ -13,19 +13,9 @@ use search_support::*;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-async fn spawn_seeded() -> (TestDb, TestApp, Vec<Offer>) {
-    let (db, pool) = TestDb::migrated().await;
-    let offers = seed(&pool).await;
-    let mut settings = common::settings(&db.url);
-    settings.search.poll_interval_ms = 100;
-    let app = TestApp::spawn(settings).await;
-    wait_for_count(&app.http, &app.url(""), shown_count(&offers)).await;
-    (db, app, offers)
-}
-
 #[tokio::test]
 async fn offers_that_land_in_the_mirror_become_searchable_and_hidden_ones_never_do() {
-    let (_db, app, offers) = spawn_seeded().await;
+    let (_db, app, offers) = serve_catalog(|_| {}).await;
     let base = app.url("");
 
     let (status, body) = search(&app.http, &base, json!({ "q": "merino wool sweater" })).await;
@@ -109,7 +99,7 @@ async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn typo_prefix_synonym_and_weighted_queries_find_their_targets() {
-    let (_db, app, _) = spawn_seeded().await;
+    let (_db, app, _) = serve_catalog(|_| {}).await;
     let base = app.url("");
     let first = |body: &Value| {
         body["hits"][0]["name"]
@@ -256,7 +246,7 @@ fn distribution(body: &Value, facet: &str) -> BTreeMap<String, i64> {
 
 #[tokio::test]
 async fn filters_facets_sort_and_pagination_match_a_brute_force_evaluation_of_the_mirror() {
-    let (_db, app, _) = spawn_seeded().await;
+    let (_db, app, _) = serve_catalog(|_| {}).await;
     let base = app.url("");
     let pool = &app.pool;
     let mut filters: Vec<(Value, String)> = FILTER_CASES
@@ -409,7 +399,7 @@ fn hits_as_json(hits: Vec<(String, i64)>) -> Value {
 
 #[tokio::test]
 async fn facet_search_reads_meilisearch_parameters_and_ignores_instantsearch_extras() {
-    let (_db, app, _) = spawn_seeded().await;
+    let (_db, app, _) = serve_catalog(|_| {}).await;
     let pool = &app.pool;
     let wool = "(o.name ~* '\\mwool' OR o.html_description ~* '\\mwool')";
     // What InstantSearch's searchable refinementList sends besides the facet search's
@@ -516,7 +506,7 @@ async fn facet_search_reads_meilisearch_parameters_and_ignores_instantsearch_ext
 
 #[tokio::test]
 async fn documents_settings_stats_and_version_answer_like_meilisearch() {
-    let (_db, app, offers) = spawn_seeded().await;
+    let (_db, app, offers) = serve_catalog(|_| {}).await;
     let pool = &app.pool;
     let all_ids = sql_ids(pool, "true", "o.offer_id").await;
     let result_ids = |body: &Value| -> Vec<i64> {
@@ -726,8 +716,6 @@ impl<'de, V: serde::Deserialize<'de>> serde::Deserialize<'de> for Entries<V> {
 
 #[tokio::test]
 async fn facet_values_are_listed_in_the_configured_sort_facet_values_by_order() {
-    let (db, pool) = TestDb::migrated().await;
-    let offers = seed(&pool).await;
     let dir = tempfile::tempdir().unwrap();
     let shipped = include_str!("../../index/relevance.toml");
     std::fs::write(
@@ -738,13 +726,13 @@ async fn facet_values_are_listed_in_the_configured_sort_facet_values_by_order() 
         ),
     )
     .unwrap();
-    let mut settings = common::settings(&db.url);
-    settings.search.poll_interval_ms = 100;
-    settings.search.settings_dir = dir.path().to_path_buf();
-    // Two values per facet: the order decides which two are listed.
-    settings.search.max_values_per_facet = 2;
-    let app = TestApp::spawn(settings).await;
-    wait_for_count(&app.http, &app.url(""), shown_count(&offers)).await;
+    let (_db, app, _) = serve_catalog(|settings| {
+        settings.search.settings_dir = dir.path().to_path_buf();
+        // Two values per facet: the order decides which two are listed.
+        settings.search.max_values_per_facet = 2;
+    })
+    .await;
+    let pool = app.pool.clone();
 
     let (_, settings) = get_json(&app, "/indexes/offers/settings/faceting").await;
     assert_eq!(

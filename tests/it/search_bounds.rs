@@ -9,26 +9,12 @@ use crate::search_support;
 
 use std::time::{Duration, Instant};
 
+use common::TestApp;
 use common::webhook::Delivery;
-use common::{TestApp, TestDb};
 use search_support::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn spawn(
-    configure: impl FnOnce(&mut catalog_mirror::config::Settings),
-) -> (TestDb, TestApp, Vec<Offer>) {
-    let (db, pool) = TestDb::migrated().await;
-    let offers = seed(&pool).await;
-    let mut settings = common::settings(&db.url);
-    settings.search.poll_interval_ms = 100;
-    configure(&mut settings);
-    let reachable = shown_count(&offers).min(settings.search.max_total_hits);
-    let app = TestApp::spawn(settings).await;
-    wait_for_count(&app.http, &app.url(""), reachable).await;
-    (db, app, offers)
-}
 
 /// The ids of every shown offer in ranking order of a placeholder search (offer id).
 fn shown_ids(offers: &[Offer]) -> Vec<i64> {
@@ -55,7 +41,7 @@ fn assert_error(status: u16, body: &Value, expected_status: u16, code: &str, kin
 
 #[tokio::test]
 async fn offset_limit_and_pages_are_cut_at_max_total_hits_as_meilisearch() {
-    let (_db, app, offers) = spawn(|settings| settings.search.max_total_hits = 50).await;
+    let (_db, app, offers) = serve_catalog(|settings| settings.search.max_total_hits = 50).await;
     let base = app.url("");
     let all = shown_ids(&offers);
     assert!(all.len() > 100, "the catalog is well above the cap");
@@ -167,7 +153,7 @@ async fn offset_limit_and_pages_are_cut_at_max_total_hits_as_meilisearch() {
 #[tokio::test]
 async fn a_multi_search_takes_at_most_the_configured_number_of_queries() {
     let (_db, app, _offers) =
-        spawn(|settings| settings.search.max_queries_per_multi_search = 3).await;
+        serve_catalog(|settings| settings.search.max_queries_per_multi_search = 3).await;
     let queries = |n: usize| json!({ "queries": (0..n).map(|_| json!({ "indexUid": "offers", "limit": 1 })).collect::<Vec<_>>() });
     let send = |body: Value| {
         let app = &app;
@@ -200,7 +186,8 @@ async fn a_multi_search_takes_at_most_the_configured_number_of_queries() {
 
 #[tokio::test]
 async fn facet_values_are_capped_per_facet() {
-    let (_db, app, offers) = spawn(|settings| settings.search.max_values_per_facet = 3).await;
+    let (_db, app, offers) =
+        serve_catalog(|settings| settings.search.max_values_per_facet = 3).await;
     let (status, body) = search(
         &app.http,
         &app.url(""),
@@ -229,7 +216,7 @@ async fn facet_values_are_capped_per_facet() {
 
 #[tokio::test]
 async fn a_long_q_answers_200_searched_with_its_first_ten_words() {
-    let (_db, app, _offers) = spawn(|_| {}).await;
+    let (_db, app, _offers) = serve_catalog(|_| {}).await;
     let base = app.url("");
     let first_ten = "merino wool sweater red cotton the jacket blue denim hoodie green";
     let tail: Vec<String> = (0..20_000).map(|i| format!("zq{i}")).collect();
@@ -256,7 +243,7 @@ async fn a_long_q_answers_200_searched_with_its_first_ten_words() {
 
 #[tokio::test]
 async fn highlight_tags_and_crop_markers_are_bounded() {
-    let (_db, app, _offers) = spawn(|_| {}).await;
+    let (_db, app, _offers) = serve_catalog(|_| {}).await;
     let base = app.url("");
     let long = "x".repeat(257);
     for (field, code) in [
@@ -300,7 +287,7 @@ fn heavy(i: usize) -> Value {
 
 #[tokio::test]
 async fn a_burst_beyond_the_search_queue_gets_503_with_retry_after() {
-    let (_db, app, _offers) = spawn(|settings| {
+    let (_db, app, _offers) = serve_catalog(|settings| {
         settings.search.max_concurrent_searches = 1;
         settings.search.max_queued_searches = 1;
     })
@@ -346,7 +333,7 @@ async fn a_burst_beyond_the_search_queue_gets_503_with_retry_after() {
 
 #[tokio::test]
 async fn a_search_past_its_time_limit_gets_an_error_not_a_late_answer() {
-    let (_db, app, _offers) = spawn(|settings| {
+    let (_db, app, _offers) = serve_catalog(|settings| {
         settings.search.max_concurrent_searches = 1;
         settings.search.timeout_ms = 10;
     })
@@ -419,7 +406,7 @@ async fn read_answer(stream: &mut TcpStream) -> String {
 
 #[tokio::test]
 async fn requests_in_flight_are_bounded_and_a_body_that_never_arrives_times_out() {
-    let (_db, app, _offers) = spawn(|settings| {
+    let (_db, app, _offers) = serve_catalog(|settings| {
         settings.search.max_requests_in_flight = 2;
         settings.search.timeout_ms = 1500;
     })
@@ -448,7 +435,8 @@ async fn requests_in_flight_are_bounded_and_a_body_that_never_arrives_times_out(
 
 #[tokio::test]
 async fn a_client_that_does_not_read_its_answer_holds_no_search_thread() {
-    let (_db, app, _offers) = spawn(|settings| settings.search.max_concurrent_searches = 1).await;
+    let (_db, app, _offers) =
+        serve_catalog(|settings| settings.search.max_concurrent_searches = 1).await;
     // Searches with large answers whose clients never read a byte of them.
     let mut idle = Vec::new();
     for i in 0..8 {
@@ -479,7 +467,7 @@ async fn a_client_that_does_not_read_its_answer_holds_no_search_thread() {
 #[tokio::test]
 async fn event_stream_subscribers_are_bounded() {
     let (_db, app, _offers) =
-        spawn(|settings| settings.notifications.max_stream_subscribers = 2).await;
+        serve_catalog(|settings| settings.notifications.max_stream_subscribers = 2).await;
     let open = || app.http.get(app.url("/notifications/stream")).send();
     let first = open().await.unwrap();
     let second = open().await.unwrap();
@@ -506,7 +494,8 @@ async fn event_stream_subscribers_are_bounded() {
 
 #[tokio::test]
 async fn webhook_bodies_in_flight_are_bounded() {
-    let (_db, app, _offers) = spawn(|settings| settings.webhooks.max_bodies_in_flight = 1).await;
+    let (_db, app, _offers) =
+        serve_catalog(|settings| settings.webhooks.max_bodies_in_flight = 1).await;
     let url = app.url("/webhooks/violet");
     // One delivery whose body never finishes arriving holds the only place.
     let mut stuck = TcpStream::connect(app.addr).await.unwrap();
@@ -546,7 +535,7 @@ async fn webhook_bodies_in_flight_are_bounded() {
 #[tokio::test]
 async fn admin_list_pages_are_bounded() {
     const TOKEN: &str = "bounds-admin-token";
-    let (_db, app, _offers) = spawn(|settings| {
+    let (_db, app, _offers) = serve_catalog(|settings| {
         settings.admin.token = catalog_mirror::config::Secret::new(TOKEN);
         settings.admin.max_page_size = 5;
     })

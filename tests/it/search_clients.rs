@@ -11,7 +11,6 @@ use crate::search_support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use catalog_mirror::config::Secret;
 use common::{TestApp, TestDb};
@@ -27,26 +26,11 @@ fn repo() -> PathBuf {
 }
 
 async fn spawn(key: &str) -> (TestDb, TestApp) {
-    let (db, pool) = TestDb::migrated().await;
-    let offers = seed(&pool).await;
-    let mut settings = common::settings(&db.url);
-    settings.search.poll_interval_ms = 100;
-    settings.search.api_key = Secret::new(key);
-    settings.search.api_key_uid = KEY_UID.into();
-    let app = TestApp::spawn(settings).await;
-    let ready = common::eventually(Duration::from_secs(30), || async {
-        let response = app
-            .http
-            .post(app.url("/indexes/offers/search"))
-            .bearer_auth(key)
-            .json(&json!({ "limit": 0 }))
-            .send()
-            .await
-            .unwrap();
-        response.json::<Value>().await.unwrap()["estimatedTotalHits"] == json!(shown_count(&offers))
+    let (db, app, _) = serve_catalog(|settings| {
+        settings.search.api_key = Secret::new(key);
+        settings.search.api_key_uid = KEY_UID.into();
     })
     .await;
-    assert!(ready, "the index never caught up");
     (db, app)
 }
 

@@ -7,22 +7,10 @@ use crate::search_support;
 use catalog_mirror::config::RestrictedKeySettings;
 use catalog_mirror::config::Secret;
 use catalog_mirror::search::auth::{Hs, sign_tenant_token, sign_tenant_token_with};
-use common::{TestApp, TestDb};
+use common::TestApp;
 use rand::Rng;
 use search_support::*;
 use serde_json::{Value, json};
-
-async fn spawn(
-    configure: impl FnOnce(&mut catalog_mirror::config::Settings),
-) -> (TestDb, TestApp, Vec<Offer>) {
-    let (db, pool) = TestDb::migrated().await;
-    let offers = seed(&pool).await;
-    let mut settings = common::settings(&db.url);
-    settings.search.poll_interval_ms = 100;
-    configure(&mut settings);
-    let app = TestApp::spawn(settings).await;
-    (db, app, offers)
-}
 
 struct Case {
     method: &'static str,
@@ -102,7 +90,7 @@ fn assert_meilisearch_error(body: &Value, code: &str, context: &str) {
 
 #[tokio::test]
 async fn malformed_requests_get_meilisearch_errors_with_the_right_status() {
-    let (_db, app, _) = spawn(|_| {}).await;
+    let (_db, app, _) = serve_catalog(|_| {}).await;
     let deep = format!("{}a = 1{}", "(".repeat(500), ")".repeat(500));
     let mut cases = vec![
         Case {
@@ -640,7 +628,7 @@ fn random_value(rng: &mut impl Rng, depth: u32) -> Value {
 
 #[tokio::test]
 async fn random_parameters_never_get_a_server_error() {
-    let (_db, app, offers) = spawn(|_| {}).await;
+    let (_db, app, offers) = serve_catalog(|_| {}).await;
     wait_for_count(&app.http, &app.url(""), shown_count(&offers)).await;
     let keys = [
         "q",
@@ -704,7 +692,7 @@ const KEY_UID: &str = "5a3b4c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d";
 
 #[tokio::test]
 async fn search_keys_restricted_keys_and_tenant_tokens_limit_what_each_caller_sees() {
-    let (_db, app, offers) = spawn(|settings| {
+    let (_db, app, offers) = serve_catalog(|settings| {
         settings.search.api_key = Secret::new("search-key");
         settings.search.api_key_uid = KEY_UID.into();
         settings.search.restricted_keys = vec![RestrictedKeySettings {

@@ -217,6 +217,26 @@ pub fn small_offer(id: i64, merchant: i64, name: &str) -> Offer {
     offer
 }
 
+/// A daemon over the seeded test catalog ([`seed`]), the indexer polling every 100 ms,
+/// with `configure`'s changes to its settings; returned once every shown offer a search
+/// can reach (at most `search.max_total_hits`) is searchable, asked with the search
+/// key when one is set.
+pub async fn serve_catalog(
+    configure: impl FnOnce(&mut catalog_mirror::config::Settings),
+) -> (crate::common::TestDb, crate::common::TestApp, Vec<Offer>) {
+    let (db, pool) = crate::common::TestDb::migrated().await;
+    let offers = seed(&pool).await;
+    let mut settings = crate::common::settings(&db.url);
+    settings.search.poll_interval_ms = 100;
+    configure(&mut settings);
+    let reachable = shown_count(&offers).min(settings.search.max_total_hits);
+    let key = settings.search.api_key.clone();
+    let app = crate::common::TestApp::spawn(settings).await;
+    let key = (!key.is_empty()).then(|| key.expose().to_string());
+    wait_until_searchable(&app.http, &app.url(""), reachable, key.as_deref()).await;
+    (db, app, offers)
+}
+
 /// A daemon over a hand-made catalog of storefront offers, once all of them are
 /// searchable: a fresh database with `offers` seeded ([`seed_offers`]) and the indexer
 /// polling every 100 ms.
@@ -397,9 +417,27 @@ pub fn ids(body: &Value) -> Vec<i64> {
 
 /// Waits until a placeholder search counts `expected` offers.
 pub async fn wait_for_count(http: &reqwest::Client, base: &str, expected: usize) {
+    wait_until_searchable(http, base, expected, None).await;
+}
+
+/// [`wait_for_count`], searching with `key` as the bearer when given.
+async fn wait_until_searchable(
+    http: &reqwest::Client,
+    base: &str,
+    expected: usize,
+    key: Option<&str>,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let (status, body) = search(http, base, json!({ "limit": 0 })).await;
+        let mut request = http
+            .post(format!("{base}/indexes/offers/search"))
+            .json(&json!({ "limit": 0 }));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.expect("search request");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
         if status == 200 && body["estimatedTotalHits"] == json!(expected) {
             return;
         }
