@@ -22,11 +22,11 @@ use super::error::ApiError;
 use super::filter::{self, Filter};
 use super::format;
 use super::params::{Pagination, SearchRequest};
-use super::query::{self, MatchingStrategy, Word};
+use super::query::{self, MatchingStrategy};
 use super::relevance::{FacetOrder, Relevance};
 use super::schema::{AttrKind, TextField};
 use super::store::Generation;
-use super::terms;
+use super::terms::{self, Highlights};
 
 /// What one search may cost (`search.max_total_hits`, `search.max_values_per_facet`,
 /// `search.timeout_ms`).
@@ -77,8 +77,8 @@ pub(super) fn check(deadline: Option<Deadline>) -> Result<(), ApiError> {
 }
 
 /// The query for `q` (its words and phrases matching in the text fields `on`, minus
-/// its exclusions, see `terms`), the request's filter and the key's filter, plus the
-/// words to highlight (none when `q` has no term: the search is then unscored).
+/// its exclusions, see `terms`), the request's filter and the key's filter, plus what
+/// to highlight (nothing when `q` has no term: the search is then unscored).
 pub(super) fn prepare(
     generation: &Generation,
     relevance: &Relevance,
@@ -86,7 +86,7 @@ pub(super) fn prepare(
     strategy: MatchingStrategy,
     on: &[TextField],
     filters: &[&Filter],
-) -> Result<(Box<dyn Query>, Vec<Word>), ApiError> {
+) -> Result<(Box<dyn Query>, Highlights), ApiError> {
     let parsed = terms::parse(q, relevance);
     let text = terms::build(
         &parsed,
@@ -148,7 +148,7 @@ pub fn search(
     let started = Instant::now();
     check(bounds.deadline)?;
     let filters: Vec<&Filter> = request.filter.iter().chain(key_filter).collect();
-    let (query, words) = prepare(
+    let (query, highlights) = prepare(
         generation,
         relevance,
         &request.q,
@@ -170,7 +170,7 @@ pub fn search(
     .min(total_docs);
     let mut collector = SearchCollector {
         keep,
-        scored: !words.is_empty(),
+        scored: !highlights.is_empty(),
         sort: request.sort.clone(),
         facets: request.facets.clone(),
         ids: generation.ids.clone(),
@@ -209,7 +209,7 @@ pub fn search(
             }
         }
     };
-    let hits = hits(&searcher, &top, skip, request, &words, bounds.deadline)?;
+    let hits = hits(&searcher, &top, skip, request, &highlights, bounds.deadline)?;
 
     let mut response = Map::new();
     response.insert("query".into(), Value::String(request.q.clone()));
@@ -296,7 +296,7 @@ fn hits(
     top: &[Ranked],
     skip: usize,
     request: &SearchRequest,
-    words: &[Word],
+    highlights: &Highlights,
     deadline: Option<Deadline>,
 ) -> Result<Vec<Box<RawValue>>, ApiError> {
     let retrieve_all = request
@@ -318,7 +318,7 @@ fn hits(
             }
             let source: Map<String, Value> =
                 serde_json::from_str(&text).map_err(ApiError::internal)?;
-            serde_json::value::to_raw_value(&format::hit(&source, request, words))
+            serde_json::value::to_raw_value(&format::hit(&source, request, highlights))
                 .map_err(ApiError::internal)
         })
         .collect()

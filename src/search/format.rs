@@ -3,18 +3,21 @@
 //! attribute appears in `_formatted`, numbers and booleans as strings, highlight tags
 //! around matched words, crop markers where text was cut).
 //!
-//! A match is a word of the text that matches a query word (`query::token_matches`);
-//! a word matched as the prefix being typed matches only over the typed characters
-//! ("swea" marks "Swea" of "Sweater"), as milli's `MatchingWords` measures it.
+//! A match is a word of the text that matches a query word (`query::token_matches`),
+//! or a run of words that matches a phrase of the query, as one match from its first
+//! word to its last ("north face" marks "<em>North Face</em>"); a word matched as the
+//! prefix being typed matches only over the typed characters ("swea" marks "Swea" of
+//! "Sweater"). Milli's `MatchingWords` and `Matcher` measure them so.
 
 use serde_json::{Map, Value};
 
 use super::params::SearchRequest;
 use super::query::{Word, token_matches};
 use super::schema::{SEARCHABLE, text_analyzer};
+use super::terms::{Highlights, Phrase};
 
 /// The hit for `source` as the request wants it.
-pub fn hit(source: &Map<String, Value>, request: &SearchRequest, words: &[Word]) -> Value {
+pub fn hit(source: &Map<String, Value>, request: &SearchRequest, words: &Highlights) -> Value {
     let retrieved: Map<String, Value> = match &request.attributes_to_retrieve {
         Some(names) if !names.iter().any(|name| name == "*") => source
             .iter()
@@ -67,8 +70,8 @@ pub fn hit(source: &Map<String, Value>, request: &SearchRequest, words: &[Word])
 /// and `length` in the value, and for a value inside an array its `indices` (milli's
 /// `MatchBounds`). Numbers are matched as written; attributes without a match are left
 /// out.
-fn matches_position(retrieved: &Map<String, Value>, words: &[Word]) -> Map<String, Value> {
-    fn walk(value: &Value, words: &[Word], indices: &mut Vec<usize>, out: &mut Vec<Value>) {
+fn matches_position(retrieved: &Map<String, Value>, words: &Highlights) -> Map<String, Value> {
+    fn walk(value: &Value, words: &Highlights, indices: &mut Vec<usize>, out: &mut Vec<Value>) {
         let text = match value {
             Value::String(text) => text.clone(),
             Value::Number(number) => number.to_string(),
@@ -112,7 +115,7 @@ fn format_value(
     highlight: bool,
     crop: Option<usize>,
     request: &SearchRequest,
-    words: &[Word],
+    words: &Highlights,
 ) -> Value {
     match value {
         Value::String(text) => Value::String(format_text(text, highlight, crop, request, words)),
@@ -139,33 +142,67 @@ fn format_value(
     }
 }
 
-/// Byte ranges of the words of `text` that match the query: the whole word, or only its
-/// first characters when it matches as the prefix being typed (as many as the typed
-/// word has; milli's `MatchingWords::match_unique_words`).
-fn matches(text: &str, words: &[Word]) -> Vec<(usize, usize)> {
-    if words.is_empty() {
+/// Byte ranges of what matches the query in `text`: a phrase's run of words as one
+/// range, else each matching word, whole or only its typed characters when it matches
+/// as the prefix being typed (as many as the typed word has; milli's
+/// `MatchingWords::match_unique_words`).
+fn matches(text: &str, highlights: &Highlights) -> Vec<(usize, usize)> {
+    if highlights.is_empty() {
         return Vec::new();
     }
     let mut analyzer = text_analyzer();
     let mut stream = analyzer.token_stream(text);
-    let mut out = Vec::new();
+    let mut tokens: Vec<(String, usize, usize)> = Vec::new();
     while stream.advance() {
         let token = stream.token();
-        let matching = || words.iter().filter(|word| token_matches(&token.text, word));
-        let whole = (token.offset_from, token.offset_to);
+        tokens.push((token.text.clone(), token.offset_from, token.offset_to));
+    }
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < tokens.len() {
+        if let Some(length) = highlights
+            .phrases
+            .iter()
+            .filter(|phrase| phrase_at(phrase, &tokens[at..]))
+            .map(Vec::len)
+            .max()
+        {
+            out.push((tokens[at].1, tokens[at + length - 1].2));
+            at += length;
+            continue;
+        }
+        let (token, from, to) = &tokens[at];
+        let matching = || {
+            highlights
+                .words
+                .iter()
+                .filter(|word| token_matches(token, word))
+        };
         // A word matched otherwise (exactly, with typos, as a synonym) wins over a prefix.
-        if matching().any(|word| !typed_prefix(&token.text, word)) {
-            out.push(whole);
+        if matching().any(|word| !typed_prefix(token, word)) {
+            out.push((*from, *to));
         } else if let Some(word) = matching().next() {
-            let original = &text[whole.0..whole.1];
+            let original = &text[*from..*to];
             let end = original
                 .char_indices()
                 .nth(word.text.chars().count())
                 .map_or(original.len(), |(at, _)| at);
-            out.push((whole.0, whole.0 + end));
+            out.push((*from, from + end));
         }
+        at += 1;
     }
     out
+}
+
+/// Whether `tokens` start with `phrase`'s words (a stop word of the phrase, `None`,
+/// stands for any word there).
+fn phrase_at(phrase: &Phrase, tokens: &[(String, usize, usize)]) -> bool {
+    !phrase.is_empty()
+        && tokens.len() >= phrase.len()
+        && phrase
+            .iter()
+            .zip(tokens)
+            .all(|(word, (token, _, _))| word.as_ref().is_none_or(|word| word == token))
 }
 
 /// Whether `token` matches `word` only as the prefix being typed.
@@ -184,7 +221,7 @@ fn format_text(
     highlight: bool,
     crop: Option<usize>,
     request: &SearchRequest,
-    words: &[Word],
+    words: &Highlights,
 ) -> String {
     let found = matches(text, words);
     let (start, end) = match crop {
@@ -257,8 +294,12 @@ fn word_spans(text: &str) -> Vec<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::search::query::analyze;
     use crate::search::relevance::Relevance;
+
+    /// What a search for `q` highlights.
+    fn analyze(q: &str, relevance: &Relevance) -> Highlights {
+        crate::search::terms::parse(q, relevance).highlighted()
+    }
 
     fn request() -> SearchRequest {
         SearchRequest::from_object(&Map::new(), &[]).unwrap()
@@ -314,6 +355,28 @@ mod tests {
         assert_eq!(
             shown["_matchesPosition"]["name"],
             serde_json::json!([{ "start": 16, "length": 4 }])
+        );
+    }
+
+    #[test]
+    fn a_phrase_matches_as_one_run_of_words_and_only_as_a_run() {
+        let relevance = Relevance::embedded();
+        let phrase = analyze("\"north face\" jacket", &relevance);
+        let mut req = request();
+        assert_eq!(
+            format_text("The North Face Jacket", true, None, &req, &phrase),
+            "The <em>North Face</em> <em>Jacket</em>"
+        );
+        // Its words apart, or in the other order, are no match.
+        assert_eq!(
+            format_text("Face North, north face", true, None, &req, &phrase),
+            "Face North, <em>north face</em>"
+        );
+        req.show_matches_position = true;
+        let source = serde_json::json!({ "name": "The North Face" });
+        assert_eq!(
+            hit(source.as_object().unwrap(), &req, &phrase)["_matchesPosition"],
+            serde_json::json!({ "name": [{ "start": 4, "length": 10 }] })
         );
     }
 

@@ -47,23 +47,33 @@ pub struct Parsed {
     pub excluded_phrases: Vec<Phrase>,
 }
 
+/// What highlighting and `_matchesPosition` look for in a hit (see `format`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Highlights {
+    /// Each matches a word of the text on its own.
+    pub words: Vec<Word>,
+    /// Each matches consecutive words of the text, as one match.
+    pub phrases: Vec<Phrase>,
+}
+
+impl Highlights {
+    /// `q` had no term: nothing to look for (and the search is unscored).
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty() && self.phrases.is_empty()
+    }
+}
+
 impl Parsed {
-    /// The words highlighting looks for: the words, and the words of the phrases
-    /// (exactly).
-    pub fn highlighted(&self) -> Vec<Word> {
-        let mut words = Vec::new();
+    /// What highlighting looks for: the query's words, and its phrases.
+    pub fn highlighted(&self) -> Highlights {
+        let mut highlights = Highlights::default();
         for term in &self.terms {
             match term {
-                Term::Word(word) => words.push(word.clone()),
-                Term::Phrase(phrase) => words.extend(phrase.iter().flatten().map(|text| Word {
-                    text: text.clone(),
-                    prefix: false,
-                    typos: 0,
-                    synonyms: Vec::new(),
-                })),
+                Term::Word(word) => highlights.words.push(word.clone()),
+                Term::Phrase(phrase) => highlights.phrases.push(phrase.clone()),
             }
         }
-        words
+        highlights
     }
 }
 
