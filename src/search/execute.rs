@@ -153,7 +153,7 @@ pub fn search(
         relevance,
         &request.q,
         request.matching_strategy,
-        &query::ALL_TEXT_FIELDS,
+        &request.search_on,
         &filters,
     )?;
     let searcher = generation.reader.searcher();

@@ -16,7 +16,7 @@ use super::error::{ApiError, invalid_type};
 use super::execute::FacetSearchRequest;
 use super::filter;
 use super::params;
-use super::schema::{self, FILTERABLE, SEARCHABLE, TextField};
+use super::schema::{self, FILTERABLE};
 
 impl FacetSearchRequest {
     /// Reads a facet-search body; fields Meilisearch does not read are ignored.
@@ -79,62 +79,9 @@ impl FacetSearchRequest {
                 object.get("matchingStrategy"),
                 "invalid_search_matching_strategy",
             )?,
-            search_on: search_on(object.get("attributesToSearchOn"))?,
+            search_on: params::search_on(object.get("attributesToSearchOn"))?,
         })
     }
-}
-
-/// The text fields `attributesToSearchOn` names (every one when absent, `null` or
-/// `["*"]`). Attributes share text fields (vendor, seller, tags, category, collections
-/// and SKU names are one field, GTIN, UPC and EAN another), so naming one of a group
-/// searches the whole group: `["vendor"]` also matches a word in the seller's name.
-/// An attribute that is not searchable is refused, as Meilisearch refuses it.
-pub fn search_on(value: Option<&Value>) -> Result<Vec<TextField>, ApiError> {
-    const CODE: &str = "invalid_search_attributes_to_search_on";
-    let all = super::query::ALL_TEXT_FIELDS.to_vec();
-    let names = match value {
-        None | Some(Value::Null) => return Ok(all),
-        Some(Value::Array(names)) => names,
-        Some(other) => {
-            return Err(invalid_type(
-                CODE,
-                ".attributesToSearchOn",
-                "an array",
-                other,
-            ));
-        }
-    };
-    let mut fields = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let Value::String(name) = name else {
-            return Err(invalid_type(
-                CODE,
-                &format!(".attributesToSearchOn[{i}]"),
-                "a string",
-                name,
-            ));
-        };
-        if name == "*" {
-            return Ok(all);
-        }
-        let Some(&(_, field)) = SEARCHABLE
-            .iter()
-            .find(|(attribute, _)| *attribute == name.as_str())
-        else {
-            let available: Vec<&str> = SEARCHABLE.iter().map(|(attribute, _)| *attribute).collect();
-            return Err(ApiError::invalid(
-                CODE,
-                format!(
-                    "Attribute `{name}` is not searchable. Available searchable attributes are: `{}`.",
-                    available.join(", ")
-                ),
-            ));
-        };
-        if !fields.contains(&field) {
-            fields.push(field);
-        }
-    }
-    Ok(fields)
 }
 
 #[cfg(test)]
@@ -199,24 +146,5 @@ mod tests {
         ] {
             assert_eq!(parse(body.clone()).unwrap_err().code, code, "{body}");
         }
-    }
-
-    #[test]
-    fn attributes_to_search_on_name_the_text_fields() {
-        let on = |value: Value| search_on(Some(&value)).unwrap();
-        assert_eq!(on(json!(["name"])), [TextField::Name]);
-        assert_eq!(
-            on(json!(["description", "vendor", "seller"])),
-            [TextField::Description, TextField::Secondary]
-        );
-        assert_eq!(on(json!(["gtins"])), [TextField::Codes]);
-        assert_eq!(
-            on(json!(["name", "*"])),
-            super::super::query::ALL_TEXT_FIELDS
-        );
-        assert!(
-            on(json!([])).is_empty(),
-            "nothing to search on: only an empty q matches"
-        );
     }
 }

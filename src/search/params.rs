@@ -9,7 +9,7 @@ use super::collect::MAX_SORT;
 use super::error::{ApiError, invalid_type};
 use super::filter::{self, Filter};
 use super::query::MatchingStrategy;
-use super::schema::{self, AttrKind, FILTERABLE};
+use super::schema::{self, AttrKind, FILTERABLE, SEARCHABLE, TextField};
 use super::sort::SortBy;
 
 /// Hits per page when nothing is said (Meilisearch's default).
@@ -103,6 +103,8 @@ pub struct SearchRequest {
     pub crop_length: usize,
     pub crop_marker: String,
     pub matching_strategy: MatchingStrategy,
+    /// The text fields `q` matches in (`attributesToSearchOn`, see [`search_on`]).
+    pub search_on: Vec<TextField>,
     /// `showMatchesPosition`: each hit lists where its attributes match (`format`).
     pub show_matches_position: bool,
     /// `distinct`: the attribute to keep one document per value of, for this search
@@ -216,6 +218,7 @@ impl SearchRequest {
                 }
             }
         }
+        let search_on = search_on(object.get("attributesToSearchOn"))?;
         let show_matches_position = object.get("showMatchesPosition") == Some(&Value::Bool(true));
         let distinct = match object.get("distinct") {
             None | Some(Value::Null) => None,
@@ -244,6 +247,7 @@ impl SearchRequest {
             crop_length,
             crop_marker,
             matching_strategy,
+            search_on,
             show_matches_position,
             distinct,
         })
@@ -263,6 +267,7 @@ impl SearchRequest {
                 }
                 "facets"
                 | "sort"
+                | "attributesToSearchOn"
                 | "attributesToRetrieve"
                 | "attributesToHighlight"
                 | "attributesToCrop" => Value::Array(
@@ -306,6 +311,59 @@ fn distinct_attribute(name: &str) -> Result<(&'static str, AttrKind), ApiError> 
                 ),
             )
         })
+}
+
+/// The text fields `attributesToSearchOn` names (every one when absent, `null` or
+/// `["*"]`). Attributes share text fields (vendor, seller, tags, category, collections
+/// and SKU names are one field, GTIN, UPC and EAN another), so naming one of a group
+/// searches the whole group: `["vendor"]` also matches a word in the seller's name.
+/// An attribute that is not searchable is refused, as Meilisearch refuses it.
+pub fn search_on(value: Option<&Value>) -> Result<Vec<TextField>, ApiError> {
+    const CODE: &str = "invalid_search_attributes_to_search_on";
+    let all = super::query::ALL_TEXT_FIELDS.to_vec();
+    let names = match value {
+        None | Some(Value::Null) => return Ok(all),
+        Some(Value::Array(names)) => names,
+        Some(other) => {
+            return Err(invalid_type(
+                CODE,
+                ".attributesToSearchOn",
+                "an array",
+                other,
+            ));
+        }
+    };
+    let mut fields = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let Value::String(name) = name else {
+            return Err(invalid_type(
+                CODE,
+                &format!(".attributesToSearchOn[{i}]"),
+                "a string",
+                name,
+            ));
+        };
+        if name == "*" {
+            return Ok(all);
+        }
+        let Some(&(_, field)) = SEARCHABLE
+            .iter()
+            .find(|(attribute, _)| *attribute == name.as_str())
+        else {
+            let available: Vec<&str> = SEARCHABLE.iter().map(|(attribute, _)| *attribute).collect();
+            return Err(ApiError::invalid(
+                CODE,
+                format!(
+                    "Attribute `{name}` is not searchable. Available searchable attributes are: `{}`.",
+                    available.join(", ")
+                ),
+            ));
+        };
+        if !fields.contains(&field) {
+            fields.push(field);
+        }
+    }
+    Ok(fields)
 }
 
 /// Refuses fields that are neither in `known` nor `extra`, as Meilisearch does.
@@ -544,7 +602,9 @@ fn parse_sort(value: Option<&Value>) -> Result<Vec<SortBy>, ApiError> {
 
 #[cfg(test)]
 mod tests {
-    use super::Pagination;
+    use serde_json::{Value, json};
+
+    use super::{Pagination, TextField, search_on};
 
     #[test]
     fn windows_are_cut_at_max_total_hits_like_meilisearch() {
@@ -568,5 +628,24 @@ mod tests {
         assert_eq!(page(2, 999).capped(1000), (999, 1));
         assert_eq!(page(0, 20).capped(1000), (0, 0), "page 0 returns nothing");
         assert_eq!(page(usize::MAX, usize::MAX).capped(1000), (1000, 0));
+    }
+
+    #[test]
+    fn attributes_to_search_on_name_the_text_fields() {
+        let on = |value: Value| search_on(Some(&value)).unwrap();
+        assert_eq!(on(json!(["name"])), [TextField::Name]);
+        assert_eq!(
+            on(json!(["description", "vendor", "seller"])),
+            [TextField::Description, TextField::Secondary]
+        );
+        assert_eq!(on(json!(["gtins"])), [TextField::Codes]);
+        assert_eq!(
+            on(json!(["name", "*"])),
+            crate::search::query::ALL_TEXT_FIELDS
+        );
+        assert!(
+            on(json!([])).is_empty(),
+            "nothing to search on: only an empty q matches"
+        );
     }
 }

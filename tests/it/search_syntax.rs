@@ -1,7 +1,7 @@
 //! Query syntax through the search API: phrases (`"..."`), exclusions (`-word`,
-//! `-"phrase"`), `matchingStrategy: frequency` and `showMatchesPosition`, against
-//! results written by hand for a catalog of five offers (the rules themselves are
-//! pinned case by case in `src/search/terms_tests.rs`).
+//! `-"phrase"`), `matchingStrategy: frequency`, `attributesToSearchOn` and
+//! `showMatchesPosition`, against results written by hand for a catalog of five offers
+//! (the rules themselves are pinned case by case in `src/search/terms_tests.rs`).
 
 use crate::common;
 use crate::search_support;
@@ -106,6 +106,26 @@ async fn phrases_exclusions_and_frequency_answer_as_meilisearch() {
         facets["facetHits"],
         json!([{ "value": "Glow", "count": 1 }])
     );
+
+    // attributesToSearchOn: "red" is in 1's name and 3's vendor. The vendor shares its
+    // text field with the SKU names, and 1's SKUs are named "Red Lipstick size S/M",
+    // so naming the vendor finds both; no offer here has a description.
+    assert_eq!(numbers(&found(json!({ "q": "red" })).await), [1, 3]);
+    let on = |attributes: Value| json!({ "q": "red", "attributesToSearchOn": attributes });
+    assert_eq!(numbers(&found(on(json!(["name"]))).await), [1]);
+    assert_eq!(numbers(&found(on(json!(["vendor"]))).await), [1, 3]);
+    assert!(numbers(&found(on(json!(["description"]))).await).is_empty());
+    assert_eq!(numbers(&found(on(json!(["*"]))).await), [1, 3]);
+    let response = app
+        .http
+        .get(app.url("/indexes/offers/search?q=red&attributesToSearchOn=name"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(numbers(&response.json::<Value>().await.unwrap()), [1]);
+    let (status, body) = search(&app.http, &base, on(json!(["min_price"]))).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "invalid_search_attributes_to_search_on");
 
     // showMatchesPosition: byte bounds per attribute; the word being typed ("jack")
     // matches over its typed characters only; `attributesToRetrieve` limits it.
