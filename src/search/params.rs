@@ -219,6 +219,7 @@ impl SearchRequest {
             }
         }
         let search_on = search_on(object.get("attributesToSearchOn"))?;
+        check_ranking_score_threshold(object.get("rankingScoreThreshold"))?;
         let show_matches_position = object.get("showMatchesPosition") == Some(&Value::Bool(true));
         let distinct = match object.get("distinct") {
             None | Some(Value::Null) => None,
@@ -265,6 +266,10 @@ impl SearchRequest {
                         Err(_) => Value::String(value.clone()),
                     }
                 }
+                "rankingScoreThreshold" => match value.parse::<f64>() {
+                    Ok(number) if number.is_finite() => Value::from(number),
+                    _ => Value::String(value.clone()),
+                },
                 "facets"
                 | "sort"
                 | "attributesToSearchOn"
@@ -364,6 +369,28 @@ pub fn search_on(value: Option<&Value>) -> Result<Vec<TextField>, ApiError> {
         }
     }
     Ok(fields)
+}
+
+/// `rankingScoreThreshold`, checked as Meilisearch checks it (a number from 0.0 to 1.0)
+/// though not acted on: no ranking score is computed here.
+fn check_ranking_score_threshold(value: Option<&Value>) -> Result<(), ApiError> {
+    const CODE: &str = "invalid_search_ranking_score_threshold";
+    match value {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Number(number)) => match number.as_f64() {
+            Some(threshold) if (0.0..=1.0).contains(&threshold) => Ok(()),
+            _ => Err(ApiError::invalid(
+                CODE,
+                "Invalid value at `.rankingScoreThreshold`: the value of `rankingScoreThreshold` is invalid, expected a float between `0.0` and `1.0`.",
+            )),
+        },
+        Some(other) => Err(invalid_type(
+            CODE,
+            ".rankingScoreThreshold",
+            "a number",
+            other,
+        )),
+    }
 }
 
 /// Refuses fields that are neither in `known` nor `extra`, as Meilisearch does.

@@ -207,6 +207,14 @@ async fn malformed_requests_get_meilisearch_errors_with_the_right_status() {
             json!({ "showRankingScore": "yes" }),
             "invalid_search_show_ranking_score",
         ),
+        search_case(
+            json!({ "rankingScoreThreshold": 42 }),
+            "invalid_search_ranking_score_threshold",
+        ),
+        search_case(
+            json!({ "rankingScoreThreshold": "high" }),
+            "invalid_search_ranking_score_threshold",
+        ),
         search_case(json!({ "unknownField": 1 }), "bad_request"),
         post("/indexes/movies/search", json!({}), 404, "index_not_found"),
         post(
