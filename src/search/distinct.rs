@@ -226,7 +226,79 @@ pub fn first_in_ranking_order(
 
 #[cfg(test)]
 mod tests {
-    use super::ValueIds;
+    use std::sync::Arc;
+
+    use tantivy::query::AllQuery;
+    use tantivy::{Index, IndexWriter};
+
+    use super::{DistinctCount, ValueIds, first_in_ranking_order};
+    use crate::search::collect::{IdsBySegment, SearchCollector};
+    use crate::search::document::document_from_source;
+    use crate::search::schema::SortField;
+    use crate::search::schema::{self, AttrKind, OfferSchema};
+    use crate::search::sort::SortBy;
+
+    /// Offers `(id, gtins)` in three segments, one commit each: a product's offers are
+    /// spread over segments, as after incremental commits.
+    fn index_of(segments: &[&[(i64, &[&str])]]) -> Index {
+        let offers = OfferSchema::current();
+        let index = Index::create_in_ram(schema::build());
+        schema::register_tokenizers(&index);
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, 20_000_000).unwrap();
+        for segment in segments {
+            for (id, gtins) in segment.iter() {
+                let source = serde_json::json!({ "id": id, "name": "offer", "gtins": gtins });
+                writer
+                    .add_document(document_from_source(&offers, &source))
+                    .unwrap();
+            }
+            writer.commit().unwrap();
+        }
+        index
+    }
+
+    #[test]
+    fn values_shared_across_segments_count_once_and_rank_once() {
+        let index = index_of(&[
+            &[(1, &["a", "b"]), (2, &["c"])],
+            &[(3, &["a"]), (4, &[]), (5, &["d"])],
+            &[(6, &["c"]), (7, &["e", "a"]), (8, &[])],
+        ]);
+        let searcher = index.reader().unwrap().searcher();
+        assert_eq!(searcher.segment_readers().len(), 3);
+        let gtins = ("gtins", AttrKind::Keyword);
+        let by_id = SortBy {
+            attribute: "id",
+            field: SortField::Number("id"),
+            descending: false,
+        };
+        let collector = |distinct| SearchCollector {
+            keep: 8,
+            scored: false,
+            sort: vec![by_id.clone()],
+            facets: Vec::new(),
+            ids: Arc::new(IdsBySegment::default()),
+            deadline: None,
+            distinct,
+        };
+        // Whatever order the segments are walked in, one offer of each product is kept:
+        // of {1, 3, 7} (all hold "a"), of {2, 6} ("c"), and 5; the two without a GTIN
+        // are each kept.
+        let counted = searcher
+            .search(&AllQuery, &collector(Some(DistinctCount::new(gtins))))
+            .unwrap();
+        assert_eq!((counted.matched, counted.count), (8, 5));
+        let ranked = searcher.search(&AllQuery, &collector(None)).unwrap();
+        let ids = |kept: &[crate::search::collect::Ranked]| -> Vec<f64> {
+            kept.iter().map(|ranked| ranked.id).collect()
+        };
+        assert_eq!(ids(&ranked.top), [1., 2., 3., 4., 5., 6., 7., 8.]);
+        // In ranking (id) order: 3 and 7 go (a, with 1), 6 goes (c, with 2).
+        let kept = first_in_ranking_order(&searcher, gtins, &ranked.top, 10).unwrap();
+        assert_eq!(ids(&kept), [1., 2., 4., 5., 8.]);
+        let first = first_in_ranking_order(&searcher, gtins, &ranked.top, 3).unwrap();
+        assert_eq!(ids(&first), [1., 2., 4.]);
+    }
 
     #[test]
     fn a_document_is_dropped_when_it_shares_a_value_with_one_kept_before() {
