@@ -16,7 +16,7 @@ use super::error::{ApiError, invalid_type};
 use super::execute::FacetSearchRequest;
 use super::filter;
 use super::params;
-use super::schema::{self, FILTERABLE};
+use super::schema;
 
 impl FacetSearchRequest {
     /// Reads a facet-search body; fields Meilisearch does not read are ignored.
@@ -38,11 +38,7 @@ impl FacetSearchRequest {
                 ));
             }
         };
-        let canonical = schema::canonical(&name);
-        let Some(&facet) = FILTERABLE
-            .iter()
-            .find(|(attribute, _)| *attribute == canonical)
-        else {
+        let Some(facet) = schema::filterable(&name) else {
             return Err(ApiError::invalid(
                 "invalid_facet_search_facet_name",
                 format!(

@@ -302,12 +302,7 @@ impl SearchRequest {
 /// The attribute a search's `distinct` names: it must be filterable, as Meilisearch
 /// requires (milli's `InvalidDistinctAttribute`).
 fn distinct_attribute(name: &str) -> Result<(&'static str, AttrKind), ApiError> {
-    let canonical = schema::canonical(name);
-    FILTERABLE
-        .iter()
-        .copied()
-        .find(|(attribute, _)| *attribute == canonical)
-        .ok_or_else(|| {
+    schema::filterable(name).ok_or_else(|| {
             ApiError::invalid(
                 "invalid_search_distinct",
                 format!(
@@ -545,11 +540,7 @@ fn parse_facets(value: Option<&Value>) -> Result<RequestedFacets, ApiError> {
             }
             continue;
         }
-        let canonical = schema::canonical(name);
-        let Some(&(attribute, kind)) = FILTERABLE
-            .iter()
-            .find(|(attribute, _)| *attribute == canonical)
-        else {
+        let Some((attribute, kind)) = schema::filterable(name) else {
             return Err(ApiError::invalid(
                 "invalid_search_facets",
                 format!(

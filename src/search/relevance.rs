@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::schema::{AttrKind, FILTERABLE, text_analyzer};
+use super::schema::{self, AttrKind, FILTERABLE, text_analyzer};
 
 const RELEVANCE_TOML: &str = include_str!("../../index/relevance.toml");
 const SYNONYMS_JSON: &str = include_str!("../../index/synonyms.json");
@@ -135,19 +135,13 @@ impl Relevance {
         }
         let distinct_attribute = match &file.distinct.attribute {
             None => None,
-            Some(name) => Some(
-                FILTERABLE
-                    .iter()
-                    .copied()
-                    .find(|(filterable, _)| filterable == name)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "relevance.toml: distinct.attribute names `{name}`, which is not a \
-                             filterable attribute; use one of: {}",
-                            filterable_list()
-                        )
-                    })?,
-            ),
+            Some(name) => Some(schema::filterable(name).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "relevance.toml: distinct.attribute names `{name}`, which is not a \
+                     filterable attribute; use one of: {}",
+                    filterable_list()
+                )
+            })?),
         };
         let raw: HashMap<String, serde_json::Value> =
             serde_json::from_str(synonyms).context("synonyms.json is invalid")?;

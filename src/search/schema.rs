@@ -221,6 +221,16 @@ pub fn canonical(name: &str) -> &str {
         .unwrap_or(name)
 }
 
+/// The filterable attribute `name` names (aliases resolved), with its kind: what
+/// `facets`, `facetName` and `distinct` accept.
+pub fn filterable(name: &str) -> Option<(&'static str, AttrKind)> {
+    let name = canonical(name);
+    FILTERABLE
+        .iter()
+        .copied()
+        .find(|(attribute, _)| *attribute == name)
+}
+
 /// Names accepted by `filter`/`facets`, for error messages.
 pub fn filterable_names() -> Vec<&'static str> {
     let mut names: Vec<&str> = FILTERABLE.iter().map(|(name, _)| *name).collect();
