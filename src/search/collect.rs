@@ -285,6 +285,9 @@ impl Collector for SearchCollector {
             .collect();
         sort::rank_across_segments(&mut parts, self.sort.len());
         for fruit in fruits {
+            if let Some(err) = fruit.failed {
+                return Err(err);
+            }
             collected.stopped |= fruit.stopped;
             collected.count += fruit.count;
             collected.matched += fruit.matched;
@@ -310,6 +313,8 @@ pub struct SegmentFruit {
     top: Vec<Ranked>,
     facets: Vec<FacetCounts>,
     stopped: bool,
+    /// What harvesting could not read (harvest cannot return an error; merging does).
+    failed: Option<tantivy::TantivyError>,
     /// Per sort criterion, the strings the `Text` values of `top` index.
     texts: SegmentTexts,
 }
@@ -384,16 +389,18 @@ impl SegmentCollector for SegmentSearch {
                     .map(|_| FacetCounts::default())
                     .collect(),
                 stopped: true,
+                failed: None,
                 texts: SegmentTexts::default(),
             };
         }
         prune(&mut self.candidates, self.keep, &self.sort);
         let texts = sort::resolve_texts(&mut self.candidates, &self.sort_columns);
         let matched = self.count;
+        let mut failed = None;
         if let Some((column, ids)) = &self.distinct {
             // Segments may be harvested on several threads: one at a time takes values.
             let mut ids = ids.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            column.keep(&mut self.facet_docs, &mut ids);
+            failed = column.keep(&mut self.facet_docs, &mut ids).err();
             self.count = self.facet_docs.len();
         }
         for facet in &mut self.facets {
@@ -406,6 +413,7 @@ impl SegmentCollector for SegmentSearch {
             top: self.candidates,
             facets,
             stopped: false,
+            failed,
             texts,
         }
     }

@@ -122,13 +122,17 @@ impl SegmentDistinct {
         })
     }
 
-    /// The value ids of `docs` (any order; a document listed twice reads twice).
-    fn values(&self, docs: &[DocId], ids: &mut ValueIds) -> DocValues {
+    /// The value ids of `docs` (any order; a document listed twice reads twice). A
+    /// term the dictionary cannot give back is an error: ignoring it would let every
+    /// document holding it through.
+    fn values(&self, docs: &[DocId], ids: &mut ValueIds) -> tantivy::Result<DocValues> {
         let mut starts = Vec::with_capacity(docs.len() + 1);
         starts.push(0);
-        let mut values = Vec::with_capacity(docs.len());
-        match self {
-            SegmentDistinct::Keyword(None) => starts.resize(docs.len() + 1, 0),
+        let values = match self {
+            SegmentDistinct::Keyword(None) => {
+                starts.resize(docs.len() + 1, 0);
+                Vec::new()
+            }
             SegmentDistinct::Keyword(Some(column)) => {
                 let mut ords: Vec<u64> = Vec::with_capacity(docs.len());
                 for &doc in docs {
@@ -140,42 +144,44 @@ impl SegmentDistinct {
                 used.sort_unstable();
                 used.dedup();
                 let mut named = Vec::with_capacity(used.len());
-                let _ = column
+                let complete = column
                     .dictionary()
-                    .sorted_ords_to_term_cb(&used, |bytes| named.push(ids.text(bytes)));
-                values = ords
-                    .iter()
-                    .map(|ord| {
-                        let at = used.binary_search(ord).unwrap_or_default();
-                        named.get(at).copied().unwrap_or_else(|| ids.new_id())
-                    })
-                    .collect();
+                    .sorted_ords_to_term_cb(&used, |bytes| named.push(ids.text(bytes)))?;
+                if !complete || named.len() != used.len() {
+                    return Err(tantivy::TantivyError::InternalError(
+                        "distinct: a term ordinal is missing from its dictionary".into(),
+                    ));
+                }
+                ords.iter()
+                    .map(|ord| named[used.partition_point(|used| used < ord)])
+                    .collect()
             }
             SegmentDistinct::Number(column) => {
+                let mut values = Vec::with_capacity(docs.len());
                 for &doc in docs {
-                    for value in column.values_for_doc(doc) {
-                        values.push(ids.number(value));
-                    }
+                    values.extend(column.values_for_doc(doc).map(|value| ids.number(value)));
                     starts.push(values.len());
                 }
+                values
             }
-        }
-        DocValues {
+        };
+        Ok(DocValues {
             starts,
             ids: values,
-        }
+        })
     }
 
     /// Keeps, of `docs` in their order, those the rule keeps given what earlier
     /// documents (of this and of other segments, through `ids`) have taken.
-    pub fn keep(&self, docs: &mut Vec<DocId>, ids: &mut ValueIds) {
-        let values = self.values(docs, ids);
+    pub fn keep(&self, docs: &mut Vec<DocId>, ids: &mut ValueIds) -> tantivy::Result<()> {
+        let values = self.values(docs, ids)?;
         let mut i = 0;
         docs.retain(|_| {
             let kept = ids.keep(values.of(i));
             i += 1;
             kept
         });
+        Ok(())
     }
 }
 
@@ -188,36 +194,30 @@ pub fn first_in_ranking_order(
     wanted: usize,
 ) -> tantivy::Result<Vec<Ranked>> {
     let mut ids = ValueIds::default();
-    // Read per segment, then walk in ranking order.
-    let segments = searcher.segment_readers().len();
-    let mut positions: Vec<Vec<usize>> = vec![Vec::new(); segments];
+    // Values are read a segment at a time; `slot[i]` says where candidate `i`'s are.
+    let mut in_segment: Vec<Vec<usize>> = vec![Vec::new(); searcher.segment_readers().len()];
     for (i, candidate) in ranked.iter().enumerate() {
-        positions[candidate.address.segment_ord as usize].push(i);
+        in_segment[candidate.address.segment_ord as usize].push(i);
     }
-    let mut values_at: Vec<Option<(usize, usize)>> = vec![None; ranked.len()];
-    let mut per_segment = Vec::with_capacity(segments);
-    for (segment, at) in positions.iter().enumerate() {
-        if at.is_empty() {
-            per_segment.push(None);
-            continue;
+    let mut slot = vec![(0, 0); ranked.len()];
+    let mut per_segment = Vec::with_capacity(in_segment.len());
+    for (segment, candidates) in in_segment.iter().enumerate() {
+        let docs: Vec<DocId> = candidates
+            .iter()
+            .map(|&i| ranked[i].address.doc_id)
+            .collect();
+        let reader = searcher.segment_reader(segment as u32);
+        per_segment.push(SegmentDistinct::open(reader, attribute)?.values(&docs, &mut ids)?);
+        for (k, &i) in candidates.iter().enumerate() {
+            slot[i] = (segment, k);
         }
-        let column = SegmentDistinct::open(searcher.segment_reader(segment as u32), attribute)?;
-        let docs: Vec<DocId> = at.iter().map(|&i| ranked[i].address.doc_id).collect();
-        let values = column.values(&docs, &mut ids);
-        for (k, &i) in at.iter().enumerate() {
-            values_at[i] = Some((segment, k));
-        }
-        per_segment.push(Some(values));
     }
     let mut kept = Vec::with_capacity(wanted.min(ranked.len()));
-    for (i, candidate) in ranked.iter().enumerate() {
+    for (candidate, &(segment, k)) in ranked.iter().zip(&slot) {
         if kept.len() == wanted {
             break;
         }
-        let values = values_at[i]
-            .and_then(|(segment, k)| per_segment[segment].as_ref().map(|values| values.of(k)))
-            .unwrap_or_default();
-        if ids.keep(values) {
+        if ids.keep(per_segment[segment].of(k)) {
             kept.push(*candidate);
         }
     }
