@@ -458,9 +458,7 @@ pub fn facet_search(
     let collected = searcher
         .search(&query, &collector)
         .map_err(ApiError::internal)?;
-    if collected.stopped {
-        check(deadline)?;
-    }
+    stopped(collected.stopped, deadline)?;
     let wanted = request
         .facet_query
         .as_deref()

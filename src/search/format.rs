@@ -26,16 +26,28 @@ pub fn hit(source: &Map<String, Value>, request: &SearchRequest, words: &Highlig
             .collect(),
         _ => source.clone(),
     };
+    let formatted = (!request.attributes_to_highlight.is_empty()
+        || !request.attributes_to_crop.is_empty())
+    .then(|| formatted(&retrieved, request, words));
     let positions = request
         .show_matches_position
         .then(|| matches_position(&retrieved, words));
-    if request.attributes_to_highlight.is_empty() && request.attributes_to_crop.is_empty() {
-        let mut out = retrieved;
-        if let Some(positions) = positions {
-            out.insert("_matchesPosition".into(), Value::Object(positions));
-        }
-        return Value::Object(out);
+    let mut out = retrieved;
+    if let Some(formatted) = formatted {
+        out.insert("_formatted".into(), Value::Object(formatted));
     }
+    if let Some(positions) = positions {
+        out.insert("_matchesPosition".into(), Value::Object(positions));
+    }
+    Value::Object(out)
+}
+
+/// `_formatted`: every retrieved attribute, highlighted and cropped as asked.
+fn formatted(
+    retrieved: &Map<String, Value>,
+    request: &SearchRequest,
+    words: &Highlights,
+) -> Map<String, Value> {
     let wants = |list: &[String], key: &str| list.iter().any(|name| name == "*" || name == key);
     let crop_names: Vec<String> = request
         .attributes_to_crop
@@ -43,7 +55,7 @@ pub fn hit(source: &Map<String, Value>, request: &SearchRequest, words: &Highlig
         .map(|(name, _)| name.clone())
         .collect();
     let mut formatted = Map::new();
-    for (key, value) in &retrieved {
+    for (key, value) in retrieved {
         let highlight = wants(&request.attributes_to_highlight, key) && is_searchable(key);
         let crop = wants(&crop_names, key).then(|| {
             request
@@ -58,12 +70,7 @@ pub fn hit(source: &Map<String, Value>, request: &SearchRequest, words: &Highlig
             format_value(value, highlight, crop, request, words),
         );
     }
-    let mut out = retrieved;
-    out.insert("_formatted".into(), Value::Object(formatted));
-    if let Some(positions) = positions {
-        out.insert("_matchesPosition".into(), Value::Object(positions));
-    }
-    Value::Object(out)
+    formatted
 }
 
 /// `_matchesPosition`: per retrieved attribute with a match, each match's byte `start`
@@ -72,9 +79,13 @@ pub fn hit(source: &Map<String, Value>, request: &SearchRequest, words: &Highlig
 /// out.
 fn matches_position(retrieved: &Map<String, Value>, words: &Highlights) -> Map<String, Value> {
     fn walk(value: &Value, words: &Highlights, indices: &mut Vec<usize>, out: &mut Vec<Value>) {
+        let number;
         let text = match value {
-            Value::String(text) => text.clone(),
-            Value::Number(number) => number.to_string(),
+            Value::String(text) => text.as_str(),
+            Value::Number(written) => {
+                number = written.to_string();
+                number.as_str()
+            }
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     indices.push(i);
@@ -85,7 +96,7 @@ fn matches_position(retrieved: &Map<String, Value>, words: &Highlights) -> Map<S
             }
             _ => return,
         };
-        for (from, to) in matches(&text, words) {
+        for (from, to) in matches(text, words) {
             let mut bound = Map::new();
             bound.insert("start".into(), from.into());
             bound.insert("length".into(), (to - from).into());
