@@ -941,6 +941,33 @@ async fn distinct_keeps_one_offer_per_product_as_a_brute_force_dedupe_of_the_mir
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["totalHits"], json!(products), "{body}");
     assert_eq!(distribution(&body, "vendor"), vendor_counts(&by_id));
+    // Facet search counts every match, as Meilisearch's does (its candidates are not
+    // deduplicated exhaustively).
+    let every = sql_counts(&pool, "true", "o.vendor").await;
+    assert_ne!(
+        every,
+        vendor_counts(&by_id),
+        "the catalog must tell them apart"
+    );
+    let (status, body) = post_json(
+        &app,
+        "/indexes/offers/facet-search",
+        json!({ "facetName": "vendor" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let counted: BTreeMap<String, i64> = body["facetHits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| {
+            (
+                hit["value"].as_str().unwrap().to_string(),
+                hit["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counted, every);
 
     // Hits: in ranking order, an offer sharing a GTIN with a better one is left out.
     // The ranking itself is the daemon's without distinct (`id` is unique, so
