@@ -163,12 +163,26 @@ fn matches(text: &str, highlights: &Highlights) -> Vec<(usize, usize)> {
     }
     let mut analyzer = text_analyzer();
     let mut stream = analyzer.token_stream(text);
+    let mut out = Vec::new();
+    if highlights.phrases.is_empty() {
+        // Words only: each token is matched as it streams by, nothing is kept.
+        while stream.advance() {
+            let token = stream.token();
+            out.extend(word_match(
+                text,
+                &token.text,
+                (token.offset_from, token.offset_to),
+                &highlights.words,
+            ));
+        }
+        return out;
+    }
+    // A phrase looks ahead: the tokens are kept.
     let mut tokens: Vec<(String, usize, usize)> = Vec::new();
     while stream.advance() {
         let token = stream.token();
         tokens.push((token.text.clone(), token.offset_from, token.offset_to));
     }
-    let mut out = Vec::new();
     let mut at = 0;
     while at < tokens.len() {
         if let Some(length) = highlights
@@ -183,26 +197,32 @@ fn matches(text: &str, highlights: &Highlights) -> Vec<(usize, usize)> {
             continue;
         }
         let (token, from, to) = &tokens[at];
-        let matching = || {
-            highlights
-                .words
-                .iter()
-                .filter(|word| token_matches(token, word))
-        };
-        // A word matched otherwise (exactly, with typos, as a synonym) wins over a prefix.
-        if matching().any(|word| !typed_prefix(token, word)) {
-            out.push((*from, *to));
-        } else if let Some(word) = matching().next() {
-            let original = &text[*from..*to];
-            let end = original
-                .char_indices()
-                .nth(word.text.chars().count())
-                .map_or(original.len(), |(at, _)| at);
-            out.push((*from, from + end));
-        }
+        out.extend(word_match(text, token, (*from, *to), &highlights.words));
         at += 1;
     }
     out
+}
+
+/// The byte range of `text` that `token` (at `bounds`) matches of `words`: the whole
+/// word, or only its typed characters when it matches only as the prefix being typed;
+/// a word matched otherwise (exactly, with typos, as a synonym) wins over a prefix.
+fn word_match(
+    text: &str,
+    token: &str,
+    (from, to): (usize, usize),
+    words: &[Word],
+) -> Option<(usize, usize)> {
+    let matching = || words.iter().filter(|word| token_matches(token, word));
+    if matching().any(|word| !typed_prefix(token, word)) {
+        return Some((from, to));
+    }
+    let word = matching().next()?;
+    let original = &text[from..to];
+    let end = original
+        .char_indices()
+        .nth(word.text.chars().count())
+        .map_or(original.len(), |(at, _)| at);
+    Some((from, from + end))
 }
 
 /// Whether `tokens` start with `phrase`'s words (a stop word of the phrase, `None`,
