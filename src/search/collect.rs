@@ -1,9 +1,10 @@
 //! One pass over the matching documents: the count, the top `offset + limit` in
 //! ranking order, and the facet counts and numeric stats, read from fast fields.
 //!
-//! Ranking order: score (relevance buckets, see `query`) descending, then each `sort`
-//! criterion, then the offer id ascending, so equal documents always come in the same
-//! order and pages never overlap.
+//! Ranking order: Meilisearch's ranking rules (`rank`): words and typo, proximity (0
+//! here; `proximity` fills it in for the best candidates), attribute, then each `sort`
+//! criterion, then exactness, and last the offer id ascending, so equal documents
+//! always come in the same order and pages never overlap.
 //!
 //! How a `sort` criterion orders and is read is `sort`'s. With `distinct`, the count
 //! and the facets are those of the matches `distinct` keeps in index order; the top
@@ -20,6 +21,7 @@ use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
 use super::distinct::{DistinctCount, SegmentDistinct, ValueIds};
+use super::rank::Key;
 use super::schema::AttrKind;
 use super::sort::{self, SegmentTexts, SortBy, SortColumn, SortValue, compare_values};
 
@@ -95,7 +97,10 @@ pub const MAX_SORT: usize = 4;
 /// A ranked candidate.
 #[derive(Debug, Clone, Copy)]
 pub struct Ranked {
+    /// The ranking key (`rank::Key`) as tantivy's score carries it.
     pub score: Score,
+    /// Meilisearch's proximity rule, higher first (`proximity`; 0 until it is known).
+    pub proximity: u8,
     pub sort_values: [SortValue; MAX_SORT],
     pub id: f64,
     pub address: DocAddress,
@@ -131,11 +136,15 @@ impl SearchCollector {
     }
 }
 
-/// Ranking order (`Less` comes first): score, sort values, then id.
+/// Ranking order (`Less` comes first): the rules in Meilisearch's order (see the
+/// module's note), then id.
 pub fn compare(sort: &[SortBy], a: &Ranked, b: &Ranked) -> Ordering {
-    b.score
-        .partial_cmp(&a.score)
-        .unwrap_or(Ordering::Equal)
+    let (key_a, key_b) = (Key::of(a.score), Key::of(b.score));
+    key_b
+        .words_and_typo()
+        .cmp(&key_a.words_and_typo())
+        .then_with(|| b.proximity.cmp(&a.proximity))
+        .then_with(|| key_b.attribute().cmp(&key_a.attribute()))
         .then_with(|| {
             for (i, by) in sort.iter().enumerate() {
                 let ordering = compare_values(a.sort_values[i], b.sort_values[i], by.descending);
@@ -145,6 +154,7 @@ pub fn compare(sort: &[SortBy], a: &Ranked, b: &Ranked) -> Ordering {
             }
             Ordering::Equal
         })
+        .then_with(|| key_b.exactness().cmp(&key_a.exactness()))
         .then_with(|| a.id.partial_cmp(&b.id).unwrap_or(Ordering::Equal))
 }
 
@@ -340,8 +350,12 @@ impl SegmentCollector for SegmentSearch {
         if self.keep == 0 {
             return;
         }
-        // The score ranks first: below the worst kept, nothing else needs reading.
-        if self.worst.is_some_and(|worst| score < worst.score) {
+        // The rules before `sort` rank first: below the worst kept in those, nothing
+        // else needs reading.
+        if self
+            .worst
+            .is_some_and(|worst| Key::of(score).before_sort() < Key::of(worst.score).before_sort())
+        {
             return;
         }
         let mut sort_values = [SortValue::Missing; MAX_SORT];
@@ -354,6 +368,7 @@ impl SegmentCollector for SegmentSearch {
         }
         let candidate = Ranked {
             score,
+            proximity: 0,
             sort_values,
             id: self.ids[doc as usize],
             address: DocAddress::new(self.segment, doc),

@@ -17,7 +17,6 @@
 //! with the search deadline.
 
 use serde_json::{Map, Value, json};
-use tantivy::query::Query;
 
 use super::collect::SearchCollector;
 use super::error::{ApiError, invalid_type};
@@ -260,7 +259,7 @@ pub fn fetch(
         .chain(ids_filter.iter())
         .chain(key_filter)
         .collect();
-    let (query, _): (Box<dyn Query>, _) = execute::prepare(
+    let execute::Prepared { query, .. } = execute::prepare(
         generation,
         relevance,
         "",

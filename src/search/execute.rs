@@ -16,12 +16,13 @@ use tantivy::Searcher;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query};
 use tantivy::schema::document::{DeserializeError, DocumentDeserialize, DocumentDeserializer};
 
-use super::collect::{FacetCounts, Ranked, SearchCollector, format_number};
+use super::collect::{self, FacetCounts, Ranked, SearchCollector, format_number};
 use super::distinct::{self, DistinctCount};
 use super::error::ApiError;
 use super::filter::{self, Filter};
 use super::format;
 use super::params::{Pagination, SearchRequest};
+use super::proximity::{self, Proximity};
 use super::query::{self, MatchingStrategy};
 use super::relevance::{FacetOrder, Relevance};
 use super::schema::{AttrKind, TextField};
@@ -76,9 +77,18 @@ pub(super) fn check(deadline: Option<Deadline>) -> Result<(), ApiError> {
     }
 }
 
-/// The query for `q` (its words and phrases matching in the text fields `on`, minus
-/// its exclusions, see `terms`), the request's filter and the key's filter, plus what
-/// to highlight (nothing when `q` has no term: the search is then unscored).
+/// A request's query, ready to run.
+pub(super) struct Prepared {
+    /// `q` (its words and phrases matching in the text fields asked for, minus its
+    /// exclusions, see `terms`), the request's filter and the key's filter.
+    pub query: Box<dyn Query>,
+    /// What to highlight: nothing when `q` has no term (the search is then unscored).
+    pub highlights: Highlights,
+    /// How the best candidates are ranked by proximity, when `q` has several terms.
+    pub proximity: Option<Proximity>,
+}
+
+/// Prepares `q` matching in the text fields `on`, with `filters`.
 pub(super) fn prepare(
     generation: &Generation,
     relevance: &Relevance,
@@ -86,7 +96,7 @@ pub(super) fn prepare(
     strategy: MatchingStrategy,
     on: &[TextField],
     filters: &[&Filter],
-) -> Result<(Box<dyn Query>, Highlights), ApiError> {
+) -> Result<Prepared, ApiError> {
     let parsed = terms::parse(q, relevance);
     let text = terms::build(
         &parsed,
@@ -97,9 +107,14 @@ pub(super) fn prepare(
         &generation.reader.searcher(),
     )
     .map_err(ApiError::internal)?;
-    let words = parsed.highlighted();
+    let highlights = parsed.highlighted();
+    let proximity = Proximity::of(&parsed, &generation.schema, on);
     if filters.is_empty() {
-        return Ok((text, words));
+        return Ok(Prepared {
+            query: text,
+            highlights,
+            proximity,
+        });
     }
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text)];
     for filter in filters {
@@ -107,7 +122,11 @@ pub(super) fn prepare(
             .map_err(|err| ApiError::invalid("invalid_search_filter", err.0))?;
         clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(compiled, 0.0))));
     }
-    Ok((Box::new(BooleanQuery::new(clauses)), words))
+    Ok(Prepared {
+        query: Box::new(BooleanQuery::new(clauses)),
+        highlights,
+        proximity,
+    })
 }
 
 /// A search answer: the hits as raw JSON (a stored document is sent as it is unless the
@@ -148,7 +167,11 @@ pub fn search(
     let started = Instant::now();
     check(bounds.deadline)?;
     let filters: Vec<&Filter> = request.filter.iter().chain(key_filter).collect();
-    let (query, highlights) = prepare(
+    let Prepared {
+        query,
+        highlights,
+        proximity,
+    } = prepare(
         generation,
         relevance,
         &request.q,
@@ -162,10 +185,15 @@ pub fn search(
     let total_docs = searcher.num_docs() as usize;
     let wanted = skip + take;
     let distinct = request.distinct.or(relevance.distinct_attribute);
-    // With `distinct`, more candidates than the page: some will be dropped.
+    // With `distinct`, more candidates than the page: some will be dropped. With
+    // proximity, more than the page as well: it reorders the best of them.
     let keep = match distinct {
         None => wanted,
         Some(_) => wanted.saturating_mul(DISTINCT_WIDENING).saturating_add(64),
+    };
+    let keep = match &proximity {
+        None => keep,
+        Some(_) => keep.saturating_add(proximity::window(wanted)),
     }
     .min(total_docs);
     let mut collector = SearchCollector {
@@ -181,8 +209,22 @@ pub fn search(
         .search(&query, &collector)
         .map_err(ApiError::internal)?;
     stopped(collected.stopped, bounds.deadline)?;
+    let by_proximity = |ranked: &mut Vec<Ranked>| -> Result<(), ApiError> {
+        if let Some(proximity) = &proximity {
+            check(bounds.deadline)?;
+            proximity
+                .rank(&searcher, ranked)
+                .map_err(ApiError::internal)?;
+            ranked.sort_by(|a, b| collect::compare(&request.sort, a, b));
+        }
+        Ok(())
+    };
+    by_proximity(&mut collected.top)?;
     let top = match distinct {
-        None => std::mem::take(&mut collected.top),
+        None => {
+            collected.top.truncate(wanted);
+            std::mem::take(&mut collected.top)
+        }
         Some(attribute) => {
             // The first `wanted` documents `distinct` keeps in ranking order: widen
             // the candidates until they hold that many, or every match. The wider
@@ -206,6 +248,7 @@ pub fn search(
                     .map_err(ApiError::internal)?;
                 stopped(wider.stopped, bounds.deadline)?;
                 ranked = wider.top;
+                by_proximity(&mut ranked)?;
             }
         }
     };
@@ -437,7 +480,7 @@ pub fn facet_search(
     let started = Instant::now();
     check(deadline)?;
     let filters: Vec<&Filter> = request.filter.iter().chain(key_filter).collect();
-    let (query, _) = prepare(
+    let Prepared { query, .. } = prepare(
         generation,
         relevance,
         &request.q,

@@ -16,7 +16,9 @@
 //! - `filter`, `query`, `relevance`, `collect`, `execute`, `format`, `params`: the
 //!   query side (filter grammar, typo/prefix/synonym matching with field weights,
 //!   facets, sort, pagination, highlighting).
-//!   `word_scorer` scores the words of `q` in one pass over their postings; `sort`
+//!   `word_scorer` scores the words of `q` in one pass over their postings, into
+//!   `rank`'s key of Meilisearch's ranking rules; `proximity` ranks the best
+//!   candidates by how close the words are; `sort`
 //!   orders by numbers, texts and booleans as Meilisearch does; `syntax` and `terms`
 //!   read phrases and exclusions in `q` and apply the matching strategy.
 //! - `http`, `auth`, `error`: the routes, keys and tenant tokens, Meilisearch errors;
@@ -43,7 +45,9 @@ pub mod http;
 pub mod indexer;
 pub mod params;
 pub mod pool;
+mod proximity;
 pub mod query;
+pub mod rank;
 mod read_routes;
 pub mod relevance;
 pub mod schema;

@@ -1,5 +1,6 @@
 //! From `q` to a scored tantivy query, imitating Meilisearch's ranking rules with
-//! constant scores so that the order is deterministic and explainable:
+//! constant scores so that the order is deterministic and explainable (each rule's
+//! part of the score is `rank`'s):
 //!
 //! 1. **words** (`matchingStrategy`): with `last` (the default) an offer must match the
 //!    first word and each further word adds a weight that halves from word to word, so
@@ -7,19 +8,22 @@
 //!    on; with `all` every word must match; `frequency` drops the most frequent words
 //!    first. Phrases, exclusions and the strategies over words and phrases together
 //!    are `terms`'s; [`build`] here is the words-only form of the same query.
-//! 2. **typo**: an exact (or synonym) match of a word scores above a typo match. Words
-//!    of 5+ characters allow one typo, 9+ two (Meilisearch's defaults,
+//! 2. **typo**: fewer typos rank first; an exact word, a synonym or a plain prefix has
+//!    none. Words of 5+ characters allow one typo, 9+ two (Meilisearch's defaults,
 //!    `index/relevance.toml`); the last word also matches as a prefix (search as you
 //!    type) unless the query ends with a space. One automaton per field and word covers
-//!    prefix and typo matches, scored in the class of the word's allowance (one-typo
-//!    words above two-typo words); a plain prefix of a short word ranks just below exact.
-//! 3. **attribute**: within a typo class, a match in the name beats vendor, seller,
-//!    tags, category, collections and SKU names, which beat the description.
+//!    prefix and typo matches, counted at the word's allowance.
+//! 3. **proximity**: the query's words close together and in order rank first
+//!    (`proximity`, computed for the best candidates only).
+//! 4. **attribute**: a match in the name beats vendor, seller, tags, category,
+//!    collections and SKU names, which beat the description.
+//! 5. **sort**, then 6. **exactness**: more words matched as typed (not through a
+//!    prefix, a typo or a synonym) rank first.
 //!
 //! Each word scores its best variant (exact, prefix, typos, synonyms) in any text
 //! field, so a word counts once, at its best match (`word_scorer` computes it). Stop
-//! words are dropped from the query unless it has nothing else. Ties are broken by `sort`, then
-//! by offer id (see `collect`).
+//! words are dropped from the query unless it has nothing else. The last ties are
+//! broken by offer id (see `collect`).
 
 use std::sync::Arc;
 
@@ -28,13 +32,21 @@ use tantivy::query::{AllQuery, BooleanQuery, DfaWrapper, FuzzyTermQuery, Occur, 
 use tantivy::schema::IndexRecordOption;
 use tantivy_fst::Automaton;
 
+use super::rank;
 use super::relevance::Relevance;
 use super::schema::{OfferSchema, TextField};
 use super::word_scorer::{Variant, WordClause, WordsQuery};
 
-/// The ranking rules above, in Meilisearch's names, as the settings API reports them:
-/// the score orders by words, then typo, then attribute; `sort` breaks its ties.
-pub const RANKING_RULES: &[&str] = &["words", "typo", "attribute", "sort"];
+/// The ranking rules above, in Meilisearch's names and order, as the settings API
+/// reports them.
+pub const RANKING_RULES: &[&str] = &[
+    "words",
+    "typo",
+    "proximity",
+    "attribute",
+    "sort",
+    "exactness",
+];
 
 /// Most query words considered (Meilisearch's limit).
 pub const MAX_WORDS: usize = 10;
@@ -102,13 +114,6 @@ pub fn analyze(q: &str, relevance: &Relevance) -> Vec<Word> {
         .collect()
 }
 
-/// Scores of the buckets; integers, so `f32` sums stay exact.
-pub(super) const WORD_UNIT: f32 = 1000.0;
-pub(super) const EXACT: f32 = 300.0;
-const ONE_TYPO: f32 = 200.0;
-const TWO_TYPOS: f32 = 100.0;
-pub(super) const ATTRIBUTE_UNIT: f32 = 10.0;
-
 /// The scored query for `words`; `AllQuery` when there are none (placeholder search).
 pub fn build(
     words: &[Word],
@@ -158,23 +163,22 @@ pub fn build_on(
 
 /// What matching the `i`th of `count` words adds: with `last`, halving from word to
 /// word, so matching an earlier word outweighs matching all later ones.
-fn word_rank(i: usize, count: usize, strategy: MatchingStrategy) -> f32 {
-    match strategy {
-        MatchingStrategy::Last | MatchingStrategy::Frequency => {
-            WORD_UNIT * (1u32 << (count - 1 - i)) as f32
-        }
-        MatchingStrategy::All => WORD_UNIT,
-    }
+fn word_rank(i: usize, count: usize, strategy: MatchingStrategy) -> u32 {
+    rank::words(match strategy {
+        MatchingStrategy::Last | MatchingStrategy::Frequency => 1 << (count - 1 - i),
+        MatchingStrategy::All => 1,
+    })
 }
 
-/// A word's variants in every text field, each with the score a match through it adds
-/// to the word's rank (typo bucket plus attribute weight); the word scores its best.
+/// A word's variants in every text field, each with what a match through it adds to the
+/// word's rank (its typo, attribute and exactness parts, see `rank`); the word scores
+/// its best.
 pub(super) fn word_variants(
     word: &Word,
     schema: &OfferSchema,
     relevance: &Relevance,
     on: &[TextField],
-) -> Vec<(Variant, f32)> {
+) -> Vec<(Variant, u32)> {
     let weights = relevance.weights;
     let fields = [
         (TextField::Name, weights.name),
@@ -184,37 +188,31 @@ pub(super) fn word_variants(
     ]
     .into_iter()
     .filter(|(which, _)| on.contains(which));
-    let mut variants: Vec<(Variant, f32)> = Vec::new();
+    let mut variants: Vec<(Variant, u32)> = Vec::new();
     // The word's prefix-and-typo automaton, built once and walked in each field.
     let loose = (word.prefix || word.typos > 0)
         .then(|| loose_automaton(word, schema))
         .flatten();
     for (which, weight) in fields {
         let field = schema.text_field(which);
-        let attribute = ATTRIBUTE_UNIT * weight as f32;
         variants.push((
             Variant::Term(Term::from_field_text(field, &word.text)),
-            EXACT + attribute,
+            rank::term_match(0, weight, true),
         ));
         if which == TextField::Codes {
             continue;
         }
         // One automaton covers the prefix and typo matches (fewer, wider variants are
-        // much cheaper than one per typo count): a plain prefix ranks just below the
-        // exact word; with typos allowed, prefix and typo matches share the typo class
-        // of the word's allowance.
-        let bucket = match word.typos {
-            0 => EXACT - 1.0,
-            1 => ONE_TYPO,
-            _ => TWO_TYPOS,
-        };
+        // much cheaper than one per typo count): a plain prefix has no typo but is not
+        // exact; with typos allowed, prefix and typo matches share the typo count of
+        // the word's allowance.
         if let Some(automaton) = &loose {
             variants.push((
                 Variant::Terms {
                     field,
                     automaton: automaton.clone(),
                 },
-                bucket + attribute,
+                rank::term_match(word.typos, weight, false),
             ));
         }
         for alternative in &word.synonyms {
@@ -234,7 +232,7 @@ pub(super) fn word_variants(
                     Variant::Query(Box::new(BooleanQuery::new(all)))
                 }
             };
-            variants.push((variant, EXACT - 2.0 + attribute));
+            variants.push((variant, rank::term_match(0, weight, false)));
         }
     }
     variants
@@ -242,7 +240,7 @@ pub(super) fn word_variants(
 
 /// The automaton of a word's prefix and typo matches. `None` only for more typos than
 /// tantivy's automata allow (2), which `Relevance::typos_for` never gives.
-fn loose_automaton(word: &Word, schema: &OfferSchema) -> Option<ExceptWord> {
+pub(super) fn loose_automaton(word: &Word, schema: &OfferSchema) -> Option<ExceptWord> {
     // The term only carries the word's text; the automaton is walked in any field.
     let term = Term::from_field_text(schema.text_field(TextField::Name), &word.text);
     let fuzzy = if word.prefix {
@@ -402,9 +400,10 @@ mod tests {
         assert!(exactly_ten[9].prefix, "ten words: the last is still typed");
     }
 
-    /// The reference formulation of the scores `word_scorer` computes: per word a
+    /// The reference formulation of the keys `word_scorer` computes: per word a
     /// disjunction-max of constant-score variants, words combined by a boolean query
-    /// (first word required with `last`, every word with `all`).
+    /// (first word required with `last`, every word with `all`). Its scores are the
+    /// keys as plain numbers (exact as `f32` below 2^24: up to six words).
     fn reference(
         words: &[Word],
         strategy: MatchingStrategy,
@@ -430,7 +429,8 @@ mod tests {
                                 }
                                 Variant::Query(query) => query,
                             };
-                            Box::new(tantivy::query::ConstScoreQuery::new(query, rank + score))
+                            let key = (rank + score) as f32;
+                            Box::new(tantivy::query::ConstScoreQuery::new(query, key))
                         })
                         .collect();
                 let occur = if i == 0 || strategy == MatchingStrategy::All {
@@ -518,12 +518,12 @@ mod tests {
         writer.commit().unwrap();
         let searcher = index.reader().unwrap().searcher();
         let relevance = Relevance::embedded();
-        let scored = |query: &dyn Query| {
+        let scored = |query: &dyn Query, as_key: fn(f32) -> u32| {
             let mut hits = searcher
                 .search(query, &TopDocs::with_limit(10_000).order_by_score())
                 .unwrap()
                 .into_iter()
-                .map(|(score, address)| (address, score))
+                .map(|(score, address)| (address, as_key(score)))
                 .collect::<Vec<_>>();
             hits.sort_by_key(|(address, _)| *address);
             hits
@@ -541,8 +541,14 @@ mod tests {
         ] {
             for strategy in [MatchingStrategy::Last, MatchingStrategy::All] {
                 let words = analyze(q, &relevance);
-                let dense = scored(build(&words, strategy, &schema, &relevance).as_ref());
-                let expected = scored(reference(&words, strategy, &schema, &relevance).as_ref());
+                let dense = scored(
+                    build(&words, strategy, &schema, &relevance).as_ref(),
+                    |score| rank::Key::of(score).0,
+                );
+                let expected = scored(
+                    reference(&words, strategy, &schema, &relevance).as_ref(),
+                    |score| score as u32,
+                );
                 assert!(!expected.is_empty(), "`{q}` matches something");
                 assert_eq!(dense, expected, "`{q}` with {strategy:?}");
             }

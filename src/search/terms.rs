@@ -18,9 +18,8 @@ use tantivy::query::{AllQuery, BooleanQuery, Occur, PhraseQuery, Query, TermQuer
 use tantivy::schema::IndexRecordOption;
 use tantivy::{Searcher, Term as IndexTerm};
 
-use super::query::{
-    ATTRIBUTE_UNIT, EXACT, MAX_TOKENS, MAX_WORDS, MatchingStrategy, WORD_UNIT, Word, word_variants,
-};
+use super::query::{MAX_TOKENS, MAX_WORDS, MatchingStrategy, Word, word_variants};
+use super::rank;
 use super::relevance::Relevance;
 use super::schema::{OfferSchema, TextField};
 use super::syntax::{self, Kind};
@@ -202,25 +201,24 @@ pub fn build(
     // set (`word_scorer`), which the boolean query then skips. (Tantivy's phrase
     // scorers cannot be seeked backwards, as its union of several excluded clauses
     // would.)
-    let mut excluded: Vec<(Variant, f32)> = Vec::new();
+    let mut excluded: Vec<(Variant, u32)> = Vec::new();
     for field in on.iter().map(|which| schema.text_field(*which)) {
         for text in &parsed.excluded_words {
-            excluded.push((Variant::Term(IndexTerm::from_field_text(field, text)), 1.0));
+            excluded.push((Variant::Term(IndexTerm::from_field_text(field, text)), 0));
         }
     }
     for &which in on.iter().filter(|which| has_positions(**which)) {
         for phrase in &parsed.excluded_phrases {
             excluded.push((
                 Variant::Query(phrase_query(phrase, schema.text_field(which))),
-                1.0,
+                0,
             ));
         }
     }
-    // Scores as any word's (positive: a zero score reads as "no match"); a skipped
-    // clause adds nothing to the score anyway.
+    // A skipped clause adds nothing to the score: any rank does.
     let excluded = WordsQuery {
         words: vec![WordClause {
-            rank: WORD_UNIT,
+            rank: rank::words(1),
             variants: excluded,
         }],
         required: 1,
@@ -232,7 +230,7 @@ pub fn build(
 }
 
 /// Whether a text field keeps word positions (phrases match in it; SKU codes do not).
-fn has_positions(which: TextField) -> bool {
+pub(super) fn has_positions(which: TextField) -> bool {
     which != TextField::Codes
 }
 
@@ -255,7 +253,7 @@ fn phrase_variants(
     schema: &OfferSchema,
     relevance: &Relevance,
     on: &[TextField],
-) -> Vec<(Variant, f32)> {
+) -> Vec<(Variant, u32)> {
     on.iter()
         .filter(|which| has_positions(**which))
         .map(|&which| {
@@ -266,10 +264,9 @@ fn phrase_variants(
                 TextField::Description => weights.description,
                 TextField::Codes => weights.codes,
             };
-            let attribute = ATTRIBUTE_UNIT * weight as f32;
             (
                 Variant::Query(phrase_query(phrase, schema.text_field(which))),
-                EXACT + attribute,
+                rank::term_match(0, weight, true),
             )
         })
         .collect()
@@ -284,7 +281,7 @@ fn words_query(
     on: &[TextField],
     searcher: &Searcher,
 ) -> tantivy::Result<WordsQuery> {
-    let variants: Vec<Vec<(Variant, f32)>> = parsed
+    let variants: Vec<Vec<(Variant, u32)>> = parsed
         .terms
         .iter()
         .map(|term| match term {
@@ -311,7 +308,7 @@ fn words_query(
                     Term::Word(_) => {
                         let query = WordsQuery {
                             words: vec![WordClause {
-                                rank: WORD_UNIT,
+                                rank: rank::words(1),
                                 variants: variants.clone(),
                             }],
                             required: 1,
@@ -341,12 +338,13 @@ fn words_query(
         })
         .collect();
     // A group weighs more than every lower group together, so matching a later-dropped
-    // term outweighs matching all earlier-dropped ones (integers: `f32` sums stay exact).
-    let mut weights = vec![0.0f32; top + 1];
-    let mut below = 0.0f32;
+    // term outweighs matching all earlier-dropped ones (at most `rank::MAX_WORDS_RANK`
+    // in all).
+    let mut weights = vec![0u32; top + 1];
+    let mut below = 0u32;
     for (group, weight) in weights.iter_mut().enumerate() {
-        *weight = below + WORD_UNIT;
-        below += *weight * groups.iter().filter(|g| **g == group).count() as f32;
+        *weight = below + 1;
+        below += *weight * groups.iter().filter(|g| **g == group).count() as u32;
     }
     let mut clauses: Vec<(bool, WordClause)> = variants
         .into_iter()
@@ -355,7 +353,7 @@ fn words_query(
             (
                 required[i],
                 WordClause {
-                    rank: weights[groups[i]],
+                    rank: rank::words(weights[groups[i]]),
                     variants,
                 },
             )

@@ -2,7 +2,8 @@
 //!
 //! Every match has a constant score (see `query`): a word scores its rank plus its best
 //! variant (exact, prefix or typo, synonym, in one of the text fields), and an offer
-//! scores the sum over the words it matches. Tantivy's generic scorers compute that
+//! scores the sum over the words it matches: `rank`'s key, passed to tantivy as the
+//! float with its bits. Tantivy's generic scorers compute that
 //! with a disjunction-max union per word inside a union of words, paying a virtual call
 //! and a seek per posting per level; on common words that was most of a search's time.
 //!
@@ -24,6 +25,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{BitSet, DocId, DocSet, Score, SegmentReader, TERMINATED, Term};
 
 use super::query::ExceptWord;
+use super::rank::Key;
 
 /// Where a variant's documents come from.
 #[derive(Debug)]
@@ -49,12 +51,12 @@ impl Clone for Variant {
     }
 }
 
-/// One query word: its rank (what matching it adds) and its variants, each with the
-/// score a match through it adds on top of the rank.
+/// One query word: its rank (what matching it adds, `rank::words`) and its variants,
+/// each with what a match through it adds on top of the rank (`rank::term_match`).
 #[derive(Debug, Clone)]
 pub struct WordClause {
-    pub rank: Score,
-    pub variants: Vec<(Variant, Score)>,
+    pub rank: u32,
+    pub variants: Vec<(Variant, u32)>,
 }
 
 /// The words of a query; the first `required` must all match (1 for matching strategy
@@ -159,8 +161,8 @@ fn fold_blocks(postings: &mut BlockSegmentPostings, fold: &mut dyn FnMut(&[DocId
 }
 
 struct WordWeights {
-    rank: Score,
-    variants: Vec<(Prepared, Score)>,
+    rank: u32,
+    variants: Vec<(Prepared, u32)>,
 }
 
 struct WordsWeight {
@@ -171,10 +173,10 @@ struct WordsWeight {
 /// Dense per-document arrays, all zero whenever they are in the pool.
 #[derive(Default)]
 struct Scratch {
-    /// Running sum of the matched words' scores.
-    total: Vec<Score>,
-    /// Best variant score of the current word (0: not matched).
-    best: Vec<Score>,
+    /// Running sum of the matched words' keys.
+    total: Vec<u32>,
+    /// Best variant of the current word, plus one (0: not matched).
+    best: Vec<u32>,
     /// How many of the required words matched (only with more than one).
     required_matched: Vec<u8>,
 }
@@ -193,7 +195,7 @@ impl Scratch {
             .unwrap_or_default();
         for array in [&mut scratch.total, &mut scratch.best] {
             if array.len() < size {
-                array.resize(size, 0.0);
+                array.resize(size, 0);
             }
         }
         if scratch.required_matched.len() < size {
@@ -206,7 +208,7 @@ impl Scratch {
     /// only if `counted`) and puts the arrays back in the thread's pool.
     fn give_back(mut self, dirty: &[DocId], counted: bool) {
         for &doc in dirty {
-            self.total[doc as usize] = 0.0;
+            self.total[doc as usize] = 0;
         }
         if counted {
             for &doc in dirty {
@@ -263,11 +265,11 @@ impl WordsWeight {
         for (i, word) in self.words.iter().enumerate() {
             touched.clear();
             for (variant, score) in &word.variants {
-                let score = *score;
+                let score = *score + 1;
                 let result = variant.for_each_block(reader, &mut |docs: &[DocId]| {
                     for &doc in docs {
                         let slot = &mut best[doc as usize];
-                        if *slot == 0.0 {
+                        if *slot == 0 {
                             touched.push(doc);
                         }
                         if *slot < score {
@@ -277,7 +279,7 @@ impl WordsWeight {
                 });
                 if let Err(err) = result {
                     for &doc in &touched {
-                        best[doc as usize] = 0.0;
+                        best[doc as usize] = 0;
                     }
                     dirty.extend_from_slice(&touched);
                     return Err(err);
@@ -285,8 +287,8 @@ impl WordsWeight {
             }
             for &doc in &touched {
                 let slot = &mut best[doc as usize];
-                total[doc as usize] += word.rank + *slot;
-                *slot = 0.0;
+                total[doc as usize] += word.rank + *slot - 1;
+                *slot = 0;
                 if counting && i < self.required {
                     required_matched[doc as usize] += 1;
                 }
@@ -368,7 +370,7 @@ impl Scorer for DenseScorer {
     fn score(&mut self) -> Score {
         match (self.docs.doc(), &self.scratch) {
             (TERMINATED, _) | (_, None) => 0.0,
-            (doc, Some(scratch)) => scratch.total[doc as usize],
+            (doc, Some(scratch)) => Key(scratch.total[doc as usize]).score(),
         }
     }
 }

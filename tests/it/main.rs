@@ -39,6 +39,7 @@ mod search_errors;
 mod search_hostile;
 mod search_index;
 mod search_onboarding;
+mod search_ranking;
 mod search_sort;
 mod search_syntax;
 mod soak;

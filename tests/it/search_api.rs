@@ -601,7 +601,14 @@ async fn documents_settings_stats_and_version_answer_like_meilisearch() {
     assert_eq!(status, 200);
     assert_eq!(
         settings["rankingRules"],
-        json!(["words", "typo", "attribute", "sort"])
+        json!([
+            "words",
+            "typo",
+            "proximity",
+            "attribute",
+            "sort",
+            "exactness"
+        ])
     );
     assert_eq!(settings["searchableAttributes"][0], "name");
     assert_eq!(

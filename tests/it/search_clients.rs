@@ -145,7 +145,7 @@ async fn the_official_javascript_client_searches_multi_searches_and_facet_search
     );
     assert_eq!(
         summary["settings"],
-        json!({ "rankingRules": ["words", "typo", "attribute", "sort"], "firstSearchable": "name", "maxTotalHits": 1000 })
+        json!({ "rankingRules": ["words", "typo", "proximity", "attribute", "sort", "exactness"], "firstSearchable": "name", "maxTotalHits": 1000 })
     );
     assert_eq!(summary["version"], "1.16.0");
     assert_eq!(

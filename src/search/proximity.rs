@@ -1,0 +1,357 @@
+//! Meilisearch's proximity rule: among offers that tie on words and typo, those whose
+//! query terms stand close together and in the query's order rank first.
+//!
+//! The cost of two consecutive query terms in an offer is, over the text fields with
+//! positions, the smallest distance between them: `d` when the second follows the
+//! first `d` words later, `d + 1` when it comes before, at most 7; 8 when they never
+//! share a field (as milli's proximity graph, crates/milli/src/search/new/ranking_rule_
+//! graph/proximity). An offer's proximity is the sum over every consecutive pair of the
+//! query's terms; a term the offer does not hold costs its pairs 8, the same for every
+//! offer of its words bucket, so only the terms it holds set it apart there.
+//!
+//! Positions are not read while scoring (that would cost every match): they are read
+//! for the best candidates only, the page and [`window`] more, whose order this then
+//! settles. An offer beyond the window that ties with the page's last on words and
+//! typo cannot be lifted into the page by its proximity: with buckets larger than the
+//! window, the page is ranked by proximity among the window's offers, the best of the
+//! bucket by attribute. A phrase stands for its first word on its left and its last on
+//! its right; a prefix or typo word is looked for through its first [`MAX_LOOSE_TERMS`]
+//! dictionary words per field, which covers the words typed.
+
+use tantivy::postings::Postings;
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocId, DocSet, Searcher, SegmentReader, TERMINATED, Term as IndexTerm};
+
+use super::collect::Ranked;
+use super::query::{self, ExceptWord};
+use super::schema::{OfferSchema, TextField};
+use super::terms::{self, Parsed, Term};
+
+/// Most dictionary words a prefix or typo word is looked for through, per field.
+pub const MAX_LOOSE_TERMS: usize = 64;
+
+/// A pair's cost when its terms never share a field (milli's maximum plus one).
+const APART: u32 = 8;
+/// The highest cost of two terms that share a field.
+const MAX_NEAR: u32 = 7;
+
+/// How many candidates beyond the page get their proximity read.
+pub fn window(wanted: usize) -> usize {
+    wanted.saturating_mul(2).saturating_add(64)
+}
+
+/// What finds one side of a query term in a field.
+#[derive(Debug, Clone)]
+struct Finder {
+    /// The words themselves: the word, its one-word synonyms (or a phrase's edge word).
+    exact: Vec<String>,
+    /// Its prefix and typo matches.
+    loose: Option<ExceptWord>,
+}
+
+/// The query's terms in order, each as its left and right side.
+#[derive(Debug, Clone)]
+pub struct Proximity {
+    sides: Vec<(Finder, Finder)>,
+    fields: Vec<Field>,
+}
+
+impl Proximity {
+    /// The rule for `parsed` matching in `on`; `None` when it cannot tell offers apart
+    /// (fewer than two terms).
+    pub fn of(parsed: &Parsed, schema: &OfferSchema, on: &[TextField]) -> Option<Proximity> {
+        if parsed.terms.len() < 2 {
+            return None;
+        }
+        let sides = parsed
+            .terms
+            .iter()
+            .map(|term| match term {
+                Term::Word(word) => {
+                    let mut exact = vec![word.text.clone()];
+                    exact.extend(word.synonyms.iter().filter_map(
+                        |synonym| match synonym.as_slice() {
+                            [one] => Some(one.clone()),
+                            _ => None,
+                        },
+                    ));
+                    let finder = Finder {
+                        exact,
+                        loose: (word.prefix || word.typos > 0)
+                            .then(|| query::loose_automaton(word, schema))
+                            .flatten(),
+                    };
+                    (finder.clone(), finder)
+                }
+                Term::Phrase(phrase) => {
+                    let edge = |word: Option<&String>| Finder {
+                        exact: word.into_iter().cloned().collect(),
+                        loose: None,
+                    };
+                    let words = || phrase.iter().flatten();
+                    (edge(words().next()), edge(words().last()))
+                }
+            })
+            .collect();
+        let fields = on
+            .iter()
+            .filter(|which| terms::has_positions(**which))
+            .map(|which| schema.text_field(*which))
+            .collect();
+        Some(Proximity { sides, fields })
+    }
+
+    /// The highest proximity value (every pair adjacent and in order).
+    fn best(&self) -> u32 {
+        (self.sides.len() as u32 - 1) * APART
+    }
+
+    /// Fills in the proximity of each of `candidates`.
+    pub fn rank(&self, searcher: &Searcher, candidates: &mut [Ranked]) -> tantivy::Result<()> {
+        // (segment, document, candidate), in the order postings are read.
+        let mut order: Vec<(u32, DocId, usize)> = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, ranked)| (ranked.address.segment_ord, ranked.address.doc_id, i))
+            .collect();
+        order.sort_unstable();
+        for segment in order.chunk_by(|a, b| a.0 == b.0) {
+            let reader = searcher.segment_reader(segment[0].0);
+            let docs: Vec<DocId> = segment.iter().map(|&(_, doc, _)| doc).collect();
+            let found = self.positions(reader, &docs)?;
+            for (&(_, _, i), occurrences) in segment.iter().zip(found) {
+                candidates[i].proximity = (self.best() - self.cost(&occurrences)) as u8;
+            }
+        }
+        Ok(())
+    }
+
+    /// For each of `docs` (ascending), where each side of each term occurs.
+    fn positions(
+        &self,
+        reader: &SegmentReader,
+        docs: &[DocId],
+    ) -> tantivy::Result<Vec<Vec<Occurrence>>> {
+        let mut found: Vec<Vec<Occurrence>> = vec![Vec::new(); docs.len()];
+        let mut buffer = Vec::new();
+        for (field_index, &field) in self.fields.iter().enumerate() {
+            let inverted = reader.inverted_index(field)?;
+            for (term_index, (left, right)) in self.sides.iter().enumerate() {
+                // A word is one finder on both sides: read once.
+                let both = left.exact == right.exact;
+                let sides: &[(&Finder, Side)] = if both {
+                    &[(left, Side::Both)]
+                } else {
+                    &[(left, Side::Left), (right, Side::Right)]
+                };
+                for &(finder, side) in sides {
+                    let mut postings = Vec::new();
+                    for text in &finder.exact {
+                        let term = IndexTerm::from_field_text(field, text);
+                        if let Some(list) = inverted
+                            .read_postings(&term, IndexRecordOption::WithFreqsAndPositions)?
+                        {
+                            postings.push(list);
+                        }
+                    }
+                    if let Some(automaton) = &finder.loose {
+                        let mut words = inverted
+                            .terms()
+                            .search(automaton)
+                            .without_keys()
+                            .into_stream()?;
+                        while postings.len() < finder.exact.len() + MAX_LOOSE_TERMS
+                            && words.advance()
+                        {
+                            postings.push(inverted.read_postings_from_terminfo(
+                                words.value(),
+                                IndexRecordOption::WithFreqsAndPositions,
+                            )?);
+                        }
+                    }
+                    for mut list in postings {
+                        for (slot, &doc) in docs.iter().enumerate() {
+                            let at = if list.doc() < doc {
+                                list.seek(doc)
+                            } else {
+                                list.doc()
+                            };
+                            if at == TERMINATED {
+                                break;
+                            }
+                            if at != doc {
+                                continue;
+                            }
+                            buffer.clear();
+                            list.positions(&mut buffer);
+                            found[slot].extend(buffer.iter().map(|&position| Occurrence {
+                                field: field_index as u8,
+                                term: term_index as u8,
+                                side,
+                                position,
+                            }));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The sum of the pairs' costs.
+    fn cost(&self, occurrences: &[Occurrence]) -> u32 {
+        (1..self.sides.len())
+            .map(|second| {
+                let first = second - 1;
+                let mut cost = APART;
+                for a in occurrences
+                    .iter()
+                    .filter(|o| o.term as usize == first && o.side.right())
+                {
+                    for b in occurrences.iter().filter(|o| {
+                        o.term as usize == second && o.side.left() && o.field == a.field
+                    }) {
+                        let distance = if b.position > a.position {
+                            b.position - a.position
+                        } else {
+                            a.position - b.position + 1
+                        };
+                        cost = cost.min(distance.min(MAX_NEAR));
+                    }
+                }
+                cost
+            })
+            .sum()
+    }
+}
+
+/// Which side of a term a position stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Left,
+    Right,
+    Both,
+}
+
+impl Side {
+    fn left(self) -> bool {
+        self != Side::Right
+    }
+
+    fn right(self) -> bool {
+        self != Side::Left
+    }
+}
+
+/// A term's side at a position of a field of one offer.
+#[derive(Debug, Clone, Copy)]
+struct Occurrence {
+    field: u8,
+    term: u8,
+    side: Side,
+    position: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use tantivy::{Index, IndexWriter};
+
+    use super::*;
+    use crate::search::collect::{IdsBySegment, SearchCollector};
+    use crate::search::document::document_from_source;
+    use crate::search::query::{ALL_TEXT_FIELDS, MatchingStrategy};
+    use crate::search::relevance::Relevance;
+    use crate::search::schema;
+
+    /// Each offer's pair costs for `q` (the best proximity less each offer's).
+    fn costs(index: &Index, q: &str) -> BTreeMap<i64, u32> {
+        let relevance = Relevance::embedded();
+        let offers = OfferSchema::current();
+        let parsed = terms::parse(q, &relevance);
+        let searcher = index.reader().unwrap().searcher();
+        let query = terms::build(
+            &parsed,
+            MatchingStrategy::Last,
+            &offers,
+            &relevance,
+            &ALL_TEXT_FIELDS,
+            &searcher,
+        )
+        .unwrap();
+        let collector = SearchCollector {
+            keep: 100,
+            scored: true,
+            sort: Vec::new(),
+            facets: Vec::new(),
+            ids: Arc::new(IdsBySegment::default()),
+            deadline: None,
+            distinct: None,
+        };
+        let mut top = searcher.search(query.as_ref(), &collector).unwrap().top;
+        let proximity = Proximity::of(&parsed, &offers, &ALL_TEXT_FIELDS).unwrap();
+        proximity.rank(&searcher, &mut top).unwrap();
+        top.iter()
+            .map(|ranked| {
+                (
+                    ranked.id as i64,
+                    proximity.best() - u32::from(ranked.proximity),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pairs_cost_their_distance_one_more_reversed_and_eight_apart() {
+        let offers = OfferSchema::current();
+        let index = Index::create_in_ram(schema::build());
+        schema::register_tokenizers(&index);
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, 20_000_000).unwrap();
+        for (i, source) in [
+            json!({ "id": 1, "name": "red lipstick" }),
+            json!({ "id": 2, "name": "lipstick red" }),
+            json!({ "id": 3, "name": "red velvet matte lipstick" }),
+            json!({ "id": 4, "name": "lipstick", "vendor": "red star" }),
+            json!({ "id": 5, "name": "red one two three four five six seven eight lipstick" }),
+            json!({ "id": 6, "name": "red gloss", "description": "lipstick and red lipstick" }),
+            json!({ "id": 7, "name": "north face red lipstick" }),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            writer
+                .add_document(document_from_source(&offers, &source))
+                .unwrap();
+            // Candidates in several segments.
+            if i % 3 == 2 {
+                writer.commit().unwrap();
+            }
+        }
+        writer.commit().unwrap();
+
+        let red_lipstick = costs(&index, "red lipstick ");
+        assert_eq!(
+            red_lipstick,
+            BTreeMap::from([(1, 1), (2, 2), (3, 3), (4, 8), (5, 7), (6, 1), (7, 1)]),
+            "the nearest pair counts, in any field that holds both"
+        );
+        // Three terms, two pairs; `north` is missing from most: its pair costs 8 there.
+        let three = costs(&index, "red lipstick north ");
+        assert_eq!(
+            three[&7],
+            1 + 4,
+            "lipstick ... north: reversed, three apart"
+        );
+        assert_eq!(three[&1], 1 + 8);
+        // A phrase stands for its first word on its left, its last on its right.
+        let phrase = costs(&index, "\"north face\" red ");
+        assert_eq!(phrase[&7], 1, "face red: adjacent");
+        // A prefix is found through the dictionary words it covers.
+        let prefix = costs(&index, "red lipst");
+        assert_eq!(prefix[&1], 1);
+        assert_eq!(prefix[&2], 2);
+    }
+}
