@@ -140,11 +140,18 @@ impl SearchCollector {
 /// module's note), then id.
 pub fn compare(sort: &[SortBy], a: &Ranked, b: &Ranked) -> Ordering {
     let (key_a, key_b) = (Key::of(a.score), Key::of(b.score));
-    key_b
-        .words_and_typo()
-        .cmp(&key_a.words_and_typo())
-        .then_with(|| b.proximity.cmp(&a.proximity))
-        .then_with(|| key_b.attribute().cmp(&key_a.attribute()))
+    // Equal keys (every unscored search, many ties) need no decoding.
+    let same_key = key_a == key_b;
+    let before_sort = if same_key && a.proximity == b.proximity {
+        Ordering::Equal
+    } else {
+        key_b
+            .words_and_typo()
+            .cmp(&key_a.words_and_typo())
+            .then_with(|| b.proximity.cmp(&a.proximity))
+            .then_with(|| key_b.attribute().cmp(&key_a.attribute()))
+    };
+    before_sort
         .then_with(|| {
             for (i, by) in sort.iter().enumerate() {
                 let ordering = compare_values(a.sort_values[i], b.sort_values[i], by.descending);
@@ -154,7 +161,10 @@ pub fn compare(sort: &[SortBy], a: &Ranked, b: &Ranked) -> Ordering {
             }
             Ordering::Equal
         })
-        .then_with(|| key_b.exactness().cmp(&key_a.exactness()))
+        .then_with(|| match same_key {
+            true => Ordering::Equal,
+            false => key_b.exactness().cmp(&key_a.exactness()),
+        })
         .then_with(|| a.id.partial_cmp(&b.id).unwrap_or(Ordering::Equal))
 }
 

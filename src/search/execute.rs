@@ -16,7 +16,7 @@ use tantivy::Searcher;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query};
 use tantivy::schema::document::{DeserializeError, DocumentDeserialize, DocumentDeserializer};
 
-use super::collect::{self, FacetCounts, Ranked, SearchCollector, format_number};
+use super::collect::{FacetCounts, Ranked, SearchCollector, format_number};
 use super::distinct::{self, DistinctCount};
 use super::error::ApiError;
 use super::filter::{self, Filter};
@@ -209,13 +209,15 @@ pub fn search(
         .search(&query, &collector)
         .map_err(ApiError::internal)?;
     stopped(collected.stopped, bounds.deadline)?;
+    // Without `distinct` the page is the first `wanted`; with it, every candidate is
+    // kept in order for `distinct` to choose from.
+    let page = distinct.is_none().then_some(wanted);
     let by_proximity = |ranked: &mut Vec<Ranked>| -> Result<(), ApiError> {
         if let Some(proximity) = &proximity {
             check(bounds.deadline)?;
             proximity
-                .rank(&searcher, ranked)
+                .settle(&searcher, ranked, page, &request.sort)
                 .map_err(ApiError::internal)?;
-            ranked.sort_by(|a, b| collect::compare(&request.sort, a, b));
         }
         Ok(())
     };

@@ -18,13 +18,15 @@
 //! its right; a prefix or typo word is looked for through its first [`MAX_LOOSE_TERMS`]
 //! dictionary words per field, which covers the words typed.
 
-use tantivy::postings::Postings;
+use tantivy::postings::{Postings, SegmentPostings};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, DocSet, Searcher, SegmentReader, TERMINATED, Term as IndexTerm};
 
-use super::collect::Ranked;
+use super::collect::{self, Ranked};
 use super::query::{self, ExceptWord};
+use super::rank::Key;
 use super::schema::{OfferSchema, TextField};
+use super::sort::SortBy;
 use super::terms::{self, Parsed, Term};
 
 /// Most dictionary words a prefix or typo word is looked for through, per field.
@@ -35,9 +37,9 @@ const APART: u32 = 8;
 /// The highest cost of two terms that share a field.
 const MAX_NEAR: u32 = 7;
 
-/// How many candidates beyond the page get their proximity read.
+/// How many candidates beyond the page are collected for proximity to choose from.
 pub fn window(wanted: usize) -> usize {
-    wanted.saturating_mul(2).saturating_add(64)
+    wanted.saturating_add(32)
 }
 
 /// What finds one side of a query term in a field.
@@ -106,13 +108,63 @@ impl Proximity {
         (self.sides.len() as u32 - 1) * APART
     }
 
-    /// Fills in the proximity of each of `candidates`.
-    pub fn rank(&self, searcher: &Searcher, candidates: &mut [Ranked]) -> tantivy::Result<()> {
+    /// Orders `ranked` (in ranking order without proximity) with proximity. With
+    /// `page`, the first `page` are what is wanted: the candidates after them that
+    /// cannot move into them (a lower words and typo bucket than the last of them)
+    /// are dropped unread, and `ranked` ends with the `page` best. Only candidates that
+    /// share their bucket with another have their positions read.
+    pub fn settle(
+        &self,
+        searcher: &Searcher,
+        ranked: &mut Vec<Ranked>,
+        page: Option<usize>,
+        sort: &[SortBy],
+    ) -> tantivy::Result<()> {
+        if page == Some(0) {
+            ranked.clear();
+            return Ok(());
+        }
+        let bucket = |ranked: &Ranked| Key::of(ranked.score).words_and_typo();
+        if let Some(page) = page
+            && let Some(last) = ranked.get(page - 1).map(bucket)
+        {
+            let tied = ranked[page..]
+                .iter()
+                .take_while(|candidate| bucket(candidate) == last)
+                .count();
+            ranked.truncate(page + tied);
+        }
+        // Buckets of one need no proximity; the rest are read together.
+        let mut shared: Vec<usize> = Vec::new();
+        let mut at = 0;
+        for group in ranked.chunk_by(|a, b| bucket(a) == bucket(b)) {
+            if group.len() > 1 {
+                shared.extend(at..at + group.len());
+            }
+            at += group.len();
+        }
+        self.rank(searcher, ranked, &shared)?;
+        ranked.sort_by(|a, b| collect::compare(sort, a, b));
+        if let Some(page) = page {
+            ranked.truncate(page);
+        }
+        Ok(())
+    }
+
+    /// Fills in the proximity of the candidates at `which`.
+    fn rank(
+        &self,
+        searcher: &Searcher,
+        candidates: &mut [Ranked],
+        which: &[usize],
+    ) -> tantivy::Result<()> {
         // (segment, document, candidate), in the order postings are read.
-        let mut order: Vec<(u32, DocId, usize)> = candidates
+        let mut order: Vec<(u32, DocId, usize)> = which
             .iter()
-            .enumerate()
-            .map(|(i, ranked)| (ranked.address.segment_ord, ranked.address.doc_id, i))
+            .map(|&i| {
+                let address = candidates[i].address;
+                (address.segment_ord, address.doc_id, i)
+            })
             .collect();
         order.sort_unstable();
         for segment in order.chunk_by(|a, b| a.0 == b.0) {
@@ -126,71 +178,64 @@ impl Proximity {
         Ok(())
     }
 
-    /// For each of `docs` (ascending), where each side of each term occurs.
+    /// For each of `docs` (ascending), where each side of each term occurs: first the
+    /// words as typed (and one-word synonyms) in every field, then, for the documents
+    /// holding a side through none of them, its prefix and typo matches.
     fn positions(
         &self,
         reader: &SegmentReader,
         docs: &[DocId],
     ) -> tantivy::Result<Vec<Vec<Occurrence>>> {
         let mut found: Vec<Vec<Occurrence>> = vec![Vec::new(); docs.len()];
-        let mut buffer = Vec::new();
-        for (field_index, &field) in self.fields.iter().enumerate() {
-            let inverted = reader.inverted_index(field)?;
-            for (term_index, (left, right)) in self.sides.iter().enumerate() {
-                // A word is one finder on both sides: read once.
-                let both = left.exact == right.exact;
-                let sides: &[(&Finder, Side)] = if both {
-                    &[(left, Side::Both)]
-                } else {
-                    &[(left, Side::Left), (right, Side::Right)]
+        let inverted = self
+            .fields
+            .iter()
+            .map(|&field| reader.inverted_index(field))
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        for (term_index, (left, right)) in self.sides.iter().enumerate() {
+            // A word is one finder on both sides: read once.
+            let sides: &[(&Finder, Side)] = if left.exact == right.exact {
+                &[(left, Side::Both)]
+            } else {
+                &[(left, Side::Left), (right, Side::Right)]
+            };
+            for &(finder, side) in sides {
+                let mut seen = Seen {
+                    found: &mut found,
+                    term: term_index as u8,
+                    side,
                 };
-                for &(finder, side) in sides {
-                    let mut postings = Vec::new();
+                for (field_index, inverted) in inverted.iter().enumerate() {
                     for text in &finder.exact {
-                        let term = IndexTerm::from_field_text(field, text);
-                        if let Some(list) = inverted
+                        let term = IndexTerm::from_field_text(self.fields[field_index], text);
+                        if let Some(mut list) = inverted
                             .read_postings(&term, IndexRecordOption::WithFreqsAndPositions)?
                         {
-                            postings.push(list);
+                            seen.read(&mut list, field_index as u8, docs, |_| true);
                         }
                     }
-                    if let Some(automaton) = &finder.loose {
-                        let mut words = inverted
-                            .terms()
-                            .search(automaton)
-                            .without_keys()
-                            .into_stream()?;
-                        while postings.len() < finder.exact.len() + MAX_LOOSE_TERMS
-                            && words.advance()
-                        {
-                            postings.push(inverted.read_postings_from_terminfo(
-                                words.value(),
-                                IndexRecordOption::WithFreqsAndPositions,
-                            )?);
-                        }
-                    }
-                    for mut list in postings {
-                        for (slot, &doc) in docs.iter().enumerate() {
-                            let at = if list.doc() < doc {
-                                list.seek(doc)
-                            } else {
-                                list.doc()
-                            };
-                            if at == TERMINATED {
-                                break;
-                            }
-                            if at != doc {
-                                continue;
-                            }
-                            buffer.clear();
-                            list.positions(&mut buffer);
-                            found[slot].extend(buffer.iter().map(|&position| Occurrence {
-                                field: field_index as u8,
-                                term: term_index as u8,
-                                side,
-                                position,
-                            }));
-                        }
+                }
+                let Some(automaton) = &finder.loose else {
+                    continue;
+                };
+                let missing: Vec<bool> = (0..docs.len()).map(|slot| !seen.has(slot)).collect();
+                if !missing.contains(&true) {
+                    continue;
+                }
+                for (field_index, inverted) in inverted.iter().enumerate() {
+                    let mut words = inverted
+                        .terms()
+                        .search(automaton)
+                        .without_keys()
+                        .into_stream()?;
+                    let mut read = 0;
+                    while read < MAX_LOOSE_TERMS && words.advance() {
+                        read += 1;
+                        let mut list = inverted.read_postings_from_terminfo(
+                            words.value(),
+                            IndexRecordOption::WithFreqsAndPositions,
+                        )?;
+                        seen.read(&mut list, field_index as u8, docs, |slot| missing[slot]);
                     }
                 }
             }
@@ -222,6 +267,58 @@ impl Proximity {
                 cost
             })
             .sum()
+    }
+}
+
+/// Records where one side of a term occurs.
+struct Seen<'a> {
+    found: &'a mut [Vec<Occurrence>],
+    term: u8,
+    side: Side,
+}
+
+impl Seen<'_> {
+    /// Records the positions `list` holds in the documents of `docs` that `wanted`
+    /// (by their slot), `docs` ascending.
+    fn read(
+        &mut self,
+        list: &mut SegmentPostings,
+        field: u8,
+        docs: &[DocId],
+        wanted: impl Fn(usize) -> bool,
+    ) {
+        let mut buffer = Vec::new();
+        for (slot, &doc) in docs.iter().enumerate() {
+            if !wanted(slot) {
+                continue;
+            }
+            let at = if list.doc() < doc {
+                list.seek(doc)
+            } else {
+                list.doc()
+            };
+            if at == TERMINATED {
+                return;
+            }
+            if at != doc {
+                continue;
+            }
+            buffer.clear();
+            list.positions(&mut buffer);
+            self.found[slot].extend(buffer.iter().map(|&position| Occurrence {
+                field,
+                term: self.term,
+                side: self.side,
+                position,
+            }));
+        }
+    }
+
+    /// Whether the document at `slot` holds this side anywhere yet.
+    fn has(&self, slot: usize) -> bool {
+        self.found[slot]
+            .iter()
+            .any(|o| o.term == self.term && o.side == self.side)
     }
 }
 
@@ -293,7 +390,8 @@ mod tests {
         };
         let mut top = searcher.search(query.as_ref(), &collector).unwrap().top;
         let proximity = Proximity::of(&parsed, &offers, &ALL_TEXT_FIELDS).unwrap();
-        proximity.rank(&searcher, &mut top).unwrap();
+        let every: Vec<usize> = (0..top.len()).collect();
+        proximity.rank(&searcher, &mut top, &every).unwrap();
         top.iter()
             .map(|ranked| {
                 (
