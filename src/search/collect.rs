@@ -138,34 +138,35 @@ impl SearchCollector {
 
 /// Ranking order (`Less` comes first): the rules in Meilisearch's order (see the
 /// module's note), then id.
+#[inline]
 pub fn compare(sort: &[SortBy], a: &Ranked, b: &Ranked) -> Ordering {
     let (key_a, key_b) = (Key::of(a.score), Key::of(b.score));
-    // Equal keys (every unscored search, many ties) need no decoding.
+    // Equal keys (every unscored search, many ties) need no decoding. Written without
+    // closures: this runs for most matches of a sorted search.
     let same_key = key_a == key_b;
-    let before_sort = if same_key && a.proximity == b.proximity {
-        Ordering::Equal
-    } else {
-        key_b
+    if !same_key || a.proximity != b.proximity {
+        let before_sort = key_b
             .words_and_typo()
             .cmp(&key_a.words_and_typo())
-            .then_with(|| b.proximity.cmp(&a.proximity))
-            .then_with(|| key_b.attribute().cmp(&key_a.attribute()))
-    };
-    before_sort
-        .then_with(|| {
-            for (i, by) in sort.iter().enumerate() {
-                let ordering = compare_values(a.sort_values[i], b.sort_values[i], by.descending);
-                if ordering != Ordering::Equal {
-                    return ordering;
-                }
-            }
-            Ordering::Equal
-        })
-        .then_with(|| match same_key {
-            true => Ordering::Equal,
-            false => key_b.exactness().cmp(&key_a.exactness()),
-        })
-        .then_with(|| a.id.partial_cmp(&b.id).unwrap_or(Ordering::Equal))
+            .then(b.proximity.cmp(&a.proximity))
+            .then(key_b.attribute().cmp(&key_a.attribute()));
+        if before_sort != Ordering::Equal {
+            return before_sort;
+        }
+    }
+    for (i, by) in sort.iter().enumerate() {
+        let ordering = compare_values(a.sort_values[i], b.sort_values[i], by.descending);
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+    if !same_key {
+        let exactness = key_b.exactness().cmp(&key_a.exactness());
+        if exactness != Ordering::Equal {
+            return exactness;
+        }
+    }
+    a.id.partial_cmp(&b.id).unwrap_or(Ordering::Equal)
 }
 
 /// Keeps the best `keep` of `candidates` (unordered).
@@ -204,6 +205,9 @@ pub struct SegmentSearch {
     candidates: Vec<Ranked>,
     /// The worst candidate kept at the last prune.
     worst: Option<Ranked>,
+    /// The keys that tie with `worst` before `sort` (`Key::tying_before_sort`): one
+    /// comparison per document instead of decoding its key.
+    worst_ties: std::ops::Range<u32>,
     /// Matching documents, for facets counted in batches (and `distinct` applied) at
     /// harvest.
     facet_docs: Vec<DocId>,
@@ -266,6 +270,7 @@ impl Collector for SearchCollector {
             count: 0,
             candidates: Vec::new(),
             worst: None,
+            worst_ties: 0..0,
             facet_docs: Vec::new(),
             distinct: match &self.distinct {
                 Some(count) => Some((
@@ -362,10 +367,8 @@ impl SegmentCollector for SegmentSearch {
         }
         // The rules before `sort` rank first: below the worst kept in those, nothing
         // else needs reading.
-        if self
-            .worst
-            .is_some_and(|worst| Key::of(score).before_sort() < Key::of(worst.score).before_sort())
-        {
+        let key = Key::of(score).0;
+        if self.worst.is_some() && key < self.worst_ties.start {
             return;
         }
         let mut sort_values = [SortValue::Missing; MAX_SORT];
@@ -384,8 +387,10 @@ impl SegmentCollector for SegmentSearch {
             address: DocAddress::new(self.segment, doc),
         };
         // Once `keep` candidates are known, anything not better than the worst kept
-        // can never make the page.
+        // can never make the page (better before `sort` is better: proximity is not
+        // known here).
         if let Some(worst) = &self.worst
+            && self.worst_ties.contains(&key)
             && compare(&self.sort, &candidate, worst) != Ordering::Less
         {
             return;
@@ -398,6 +403,9 @@ impl SegmentCollector for SegmentSearch {
                 .iter()
                 .max_by(|a, b| compare(&self.sort, a, b))
                 .copied();
+            if let Some(worst) = &self.worst {
+                self.worst_ties = Key::of(worst.score).tying_before_sort();
+            }
         }
     }
 

@@ -98,7 +98,7 @@ pub(super) fn prepare(
     filters: &[&Filter],
 ) -> Result<Prepared, ApiError> {
     let parsed = terms::parse(q, relevance);
-    let text = terms::build(
+    let terms::Scored { query: text, ranks } = terms::build(
         &parsed,
         strategy,
         &generation.schema,
@@ -108,7 +108,7 @@ pub(super) fn prepare(
     )
     .map_err(ApiError::internal)?;
     let highlights = parsed.highlighted();
-    let proximity = Proximity::of(&parsed, &generation.schema, on);
+    let proximity = Proximity::of(&parsed, &ranks, &generation.schema, on);
     if filters.is_empty() {
         return Ok(Prepared {
             query: text,
@@ -216,7 +216,7 @@ pub fn search(
         if let Some(proximity) = &proximity {
             check(bounds.deadline)?;
             proximity
-                .settle(&searcher, ranked, page, &request.sort)
+                .settle(&searcher, &generation.schema, ranked, page, &request.sort)
                 .map_err(ApiError::internal)?;
         }
         Ok(())

@@ -18,12 +18,14 @@
 //! its right; a prefix or typo word is looked for through its first [`MAX_LOOSE_TERMS`]
 //! dictionary words per field, which covers the words typed.
 
+use std::sync::OnceLock;
+
 use tantivy::postings::{Postings, SegmentPostings};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, DocSet, Searcher, SegmentReader, TERMINATED, Term as IndexTerm};
 
 use super::collect::{self, Ranked};
-use super::query::{self, ExceptWord};
+use super::query::{self, ExceptWord, Word};
 use super::rank::Key;
 use super::schema::{OfferSchema, TextField};
 use super::sort::SortBy;
@@ -47,22 +49,32 @@ pub fn window(wanted: usize) -> usize {
 struct Finder {
     /// The words themselves: the word, its one-word synonyms (or a phrase's edge word).
     exact: Vec<String>,
-    /// Its prefix and typo matches.
-    loose: Option<ExceptWord>,
+    /// A word with prefix or typo matches.
+    loose: Option<Word>,
+    /// Its automaton, built the first time an offer needs it (most never do: building
+    /// one costs about what reading a page's positions does).
+    automaton: OnceLock<Option<ExceptWord>>,
 }
 
 /// The query's terms in order, each as its left and right side.
 #[derive(Debug, Clone)]
 pub struct Proximity {
     sides: Vec<(Finder, Finder)>,
+    /// Each term's words rank, in query order (`terms::Scored::ranks`).
+    ranks: Vec<u32>,
     fields: Vec<Field>,
 }
 
 impl Proximity {
-    /// The rule for `parsed` matching in `on`; `None` when it cannot tell offers apart
-    /// (fewer than two terms).
-    pub fn of(parsed: &Parsed, schema: &OfferSchema, on: &[TextField]) -> Option<Proximity> {
-        if parsed.terms.len() < 2 {
+    /// The rule for `parsed` (whose terms have the words `ranks`) matching in `on`;
+    /// `None` when it cannot tell offers apart (fewer than two terms).
+    pub fn of(
+        parsed: &Parsed,
+        ranks: &[u32],
+        schema: &OfferSchema,
+        on: &[TextField],
+    ) -> Option<Proximity> {
+        if parsed.terms.len() < 2 || ranks.len() != parsed.terms.len() {
             return None;
         }
         let sides = parsed
@@ -79,9 +91,8 @@ impl Proximity {
                     ));
                     let finder = Finder {
                         exact,
-                        loose: (word.prefix || word.typos > 0)
-                            .then(|| query::loose_automaton(word, schema))
-                            .flatten(),
+                        loose: (word.prefix || word.typos > 0).then(|| word.clone()),
+                        automaton: OnceLock::new(),
                     };
                     (finder.clone(), finder)
                 }
@@ -89,6 +100,7 @@ impl Proximity {
                     let edge = |word: Option<&String>| Finder {
                         exact: word.into_iter().cloned().collect(),
                         loose: None,
+                        automaton: OnceLock::new(),
                     };
                     let words = || phrase.iter().flatten();
                     (edge(words().next()), edge(words().last()))
@@ -100,7 +112,34 @@ impl Proximity {
             .filter(|which| terms::has_positions(**which))
             .map(|which| schema.text_field(*which))
             .collect();
-        Some(Proximity { sides, fields })
+        Some(Proximity {
+            sides,
+            ranks: ranks.to_vec(),
+            fields,
+        })
+    }
+
+    /// The terms an offer with `key` may have matched, as a bit per term (query
+    /// order). A term outweighs every term of lower rank together, so the words rank
+    /// tells how many of each rank matched; when only some of several terms of one
+    /// rank did, any of them may have.
+    fn maybe_matched(&self, key: Key) -> u32 {
+        let mut left = key.words_rank();
+        let mut ranks: Vec<u32> = self.ranks.clone();
+        ranks.sort_unstable_by(|a, b| b.cmp(a));
+        ranks.dedup();
+        let mut matched = 0;
+        for rank in ranks {
+            let of_rank = self.ranks.iter().filter(|r| **r == rank).count() as u32;
+            let count = (left / rank).min(of_rank);
+            left -= count * rank;
+            if count > 0 {
+                for (i, _) in self.ranks.iter().enumerate().filter(|(_, r)| **r == rank) {
+                    matched |= 1 << i;
+                }
+            }
+        }
+        matched
     }
 
     /// The highest proximity value (every pair adjacent and in order).
@@ -116,6 +155,7 @@ impl Proximity {
     pub fn settle(
         &self,
         searcher: &Searcher,
+        schema: &OfferSchema,
         ranked: &mut Vec<Ranked>,
         page: Option<usize>,
         sort: &[SortBy],
@@ -143,7 +183,7 @@ impl Proximity {
             }
             at += group.len();
         }
-        self.rank(searcher, ranked, &shared)?;
+        self.rank(searcher, schema, ranked, &shared)?;
         ranked.sort_by(|a, b| collect::compare(sort, a, b));
         if let Some(page) = page {
             ranked.truncate(page);
@@ -155,6 +195,7 @@ impl Proximity {
     fn rank(
         &self,
         searcher: &Searcher,
+        schema: &OfferSchema,
         candidates: &mut [Ranked],
         which: &[usize],
     ) -> tantivy::Result<()> {
@@ -169,8 +210,11 @@ impl Proximity {
         order.sort_unstable();
         for segment in order.chunk_by(|a, b| a.0 == b.0) {
             let reader = searcher.segment_reader(segment[0].0);
-            let docs: Vec<DocId> = segment.iter().map(|&(_, doc, _)| doc).collect();
-            let found = self.positions(reader, &docs)?;
+            let docs: Vec<(DocId, u32)> = segment
+                .iter()
+                .map(|&(_, doc, i)| (doc, self.maybe_matched(Key::of(candidates[i].score))))
+                .collect();
+            let found = self.positions(reader, schema, &docs)?;
             for (&(_, _, i), occurrences) in segment.iter().zip(found) {
                 candidates[i].proximity = (self.best() - self.cost(&occurrences)) as u8;
             }
@@ -178,14 +222,17 @@ impl Proximity {
         Ok(())
     }
 
-    /// For each of `docs` (ascending), where each side of each term occurs: first the
-    /// words as typed (and one-word synonyms) in every field, then, for the documents
-    /// holding a side through none of them, its prefix and typo matches.
+    /// For each of `docs` (ascending, each with the terms it may have matched), where
+    /// each side of each term occurs: first the words as typed (and one-word synonyms)
+    /// in every field, then, for the documents that matched the term but hold that side
+    /// through none of them, its prefix and typo matches.
     fn positions(
         &self,
         reader: &SegmentReader,
-        docs: &[DocId],
+        schema: &OfferSchema,
+        docs: &[(DocId, u32)],
     ) -> tantivy::Result<Vec<Vec<Occurrence>>> {
+        let (docs, matched): (Vec<DocId>, Vec<u32>) = docs.iter().copied().unzip();
         let mut found: Vec<Vec<Occurrence>> = vec![Vec::new(); docs.len()];
         let inverted = self
             .fields
@@ -211,17 +258,25 @@ impl Proximity {
                         if let Some(mut list) = inverted
                             .read_postings(&term, IndexRecordOption::WithFreqsAndPositions)?
                         {
-                            seen.read(&mut list, field_index as u8, docs, |_| true);
+                            seen.read(&mut list, field_index as u8, &docs, |_| true);
                         }
                     }
                 }
-                let Some(automaton) = &finder.loose else {
+                let Some(word) = &finder.loose else {
                     continue;
                 };
-                let missing: Vec<bool> = (0..docs.len()).map(|slot| !seen.has(slot)).collect();
+                let missing: Vec<bool> = (0..docs.len())
+                    .map(|slot| matched[slot] & (1 << term_index) != 0 && !seen.has(slot))
+                    .collect();
                 if !missing.contains(&true) {
                     continue;
                 }
+                let Some(automaton) = finder
+                    .automaton
+                    .get_or_init(|| query::loose_automaton(word, schema))
+                else {
+                    continue;
+                };
                 for (field_index, inverted) in inverted.iter().enumerate() {
                     let mut words = inverted
                         .terms()
@@ -235,7 +290,7 @@ impl Proximity {
                             words.value(),
                             IndexRecordOption::WithFreqsAndPositions,
                         )?;
-                        seen.read(&mut list, field_index as u8, docs, |slot| missing[slot]);
+                        seen.read(&mut list, field_index as u8, &docs, |slot| missing[slot]);
                     }
                 }
             }
@@ -370,7 +425,7 @@ mod tests {
         let offers = OfferSchema::current();
         let parsed = terms::parse(q, &relevance);
         let searcher = index.reader().unwrap().searcher();
-        let query = terms::build(
+        let scored = terms::build(
             &parsed,
             MatchingStrategy::Last,
             &offers,
@@ -388,10 +443,15 @@ mod tests {
             deadline: None,
             distinct: None,
         };
-        let mut top = searcher.search(query.as_ref(), &collector).unwrap().top;
-        let proximity = Proximity::of(&parsed, &offers, &ALL_TEXT_FIELDS).unwrap();
+        let mut top = searcher
+            .search(scored.query.as_ref(), &collector)
+            .unwrap()
+            .top;
+        let proximity = Proximity::of(&parsed, &scored.ranks, &offers, &ALL_TEXT_FIELDS).unwrap();
         let every: Vec<usize> = (0..top.len()).collect();
-        proximity.rank(&searcher, &mut top, &every).unwrap();
+        proximity
+            .rank(&searcher, &offers, &mut top, &every)
+            .unwrap();
         top.iter()
             .map(|ranked| {
                 (
@@ -400,6 +460,25 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn the_words_rank_tells_which_terms_an_offer_may_have_matched() {
+        let relevance = Relevance::embedded();
+        let offers = OfferSchema::current();
+        let parsed = terms::parse("red velvet lipstick", &relevance);
+        let with = |ranks: &[u32]| Proximity::of(&parsed, ranks, &offers, &ALL_TEXT_FIELDS);
+        let key = |words: u32| Key(crate::search::rank::words(words));
+        // `last`: each term outweighs all later ones.
+        let last = with(&[4, 2, 1]).unwrap();
+        assert_eq!(last.maybe_matched(key(4 + 1)), 0b101);
+        assert_eq!(last.maybe_matched(key(7)), 0b111);
+        // Two terms of one rank: one of them matched, either may have.
+        let frequency = with(&[1, 1, 3]).unwrap();
+        assert_eq!(frequency.maybe_matched(key(3 + 1)), 0b111);
+        assert_eq!(frequency.maybe_matched(key(3)), 0b100);
+        assert_eq!(frequency.maybe_matched(key(2)), 0b011);
+        assert!(with(&[1, 1]).is_none(), "a rank per term");
     }
 
     #[test]

@@ -69,6 +69,11 @@ impl Key {
         Score::from_bits(self.0)
     }
 
+    /// The words rule's part: the sum of the matched terms' words ranks.
+    pub fn words_rank(self) -> u32 {
+        self.0 / WORDS_UNIT
+    }
+
     /// The words and typo rules together: what proximity ranks within.
     pub fn words_and_typo(self) -> u32 {
         self.0 / TYPO_UNIT
@@ -88,6 +93,13 @@ impl Key {
     /// worst kept in this can never make the page.
     pub fn before_sort(self) -> u32 {
         self.0 / ATTRIBUTE_UNIT
+    }
+
+    /// The keys whose [`Key::before_sort`] equals this one's: a lower key ranks
+    /// below it before `sort`, a higher one above.
+    pub fn tying_before_sort(self) -> std::ops::Range<u32> {
+        let start = self.before_sort() * ATTRIBUTE_UNIT;
+        start..start.saturating_add(ATTRIBUTE_UNIT)
     }
 }
 
@@ -140,5 +152,15 @@ mod tests {
             assert_eq!(Key::of(0.0 + score), Key(key));
         }
         assert!(Key(5).score() < Key(6).score(), "floats order as the keys");
+        let key = Key(words(2) + term_match(1, 3, true));
+        let ties = key.tying_before_sort();
+        assert!(ties.contains(&key.0));
+        for other in [ties.start - 1, ties.start, ties.end - 1, ties.end] {
+            assert_eq!(
+                ties.contains(&other),
+                Key(other).before_sort() == key.before_sort(),
+                "{other}"
+            );
+        }
     }
 }

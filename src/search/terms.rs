@@ -176,6 +176,14 @@ fn word(text: String, relevance: &Relevance) -> Word {
     }
 }
 
+/// A built query, and what its scores say about each term.
+pub struct Scored {
+    pub query: Box<dyn Query>,
+    /// Each term's words rank (its part of the key is `rank::words` of it), in query
+    /// order: what an offer's words rank says it matched.
+    pub ranks: Vec<u32>,
+}
+
 /// The scored query for `parsed` (its terms matching in the text fields `on`), with its
 /// exclusions; `AllQuery` (minus the exclusions) when it has no term. `searcher`
 /// counts the words' offers for `frequency`.
@@ -186,16 +194,18 @@ pub fn build(
     relevance: &Relevance,
     on: &[TextField],
     searcher: &Searcher,
-) -> tantivy::Result<Box<dyn Query>> {
-    let positive: Box<dyn Query> = if parsed.terms.is_empty() {
-        Box::new(AllQuery)
+) -> tantivy::Result<Scored> {
+    let (positive, ranks): (Box<dyn Query>, _) = if parsed.terms.is_empty() {
+        (Box::new(AllQuery), Vec::new())
     } else {
-        Box::new(words_query(
-            parsed, strategy, schema, relevance, on, searcher,
-        )?)
+        let (words, ranks) = words_query(parsed, strategy, schema, relevance, on, searcher)?;
+        (Box::new(words), ranks)
     };
     if parsed.excluded_words.is_empty() && parsed.excluded_phrases.is_empty() {
-        return Ok(positive);
+        return Ok(Scored {
+            query: positive,
+            ranks,
+        });
     }
     // Every exclusion is a variant of one clause: its documents are gathered into one
     // set (`word_scorer`), which the boolean query then skips. (Tantivy's phrase
@@ -223,10 +233,13 @@ pub fn build(
         }],
         required: 1,
     };
-    Ok(Box::new(BooleanQuery::new(vec![
-        (Occur::Must, positive),
-        (Occur::MustNot, Box::new(excluded)),
-    ])))
+    Ok(Scored {
+        query: Box::new(BooleanQuery::new(vec![
+            (Occur::Must, positive),
+            (Occur::MustNot, Box::new(excluded)),
+        ])),
+        ranks,
+    })
 }
 
 /// Whether a text field keeps word positions (phrases match in it; SKU codes do not).
@@ -272,7 +285,8 @@ fn phrase_variants(
         .collect()
 }
 
-/// The words query: each term a clause, the required ones first.
+/// The words query: each term a clause, the required ones first; and each term's
+/// words rank, in query order.
 fn words_query(
     parsed: &Parsed,
     strategy: MatchingStrategy,
@@ -280,7 +294,7 @@ fn words_query(
     relevance: &Relevance,
     on: &[TextField],
     searcher: &Searcher,
-) -> tantivy::Result<WordsQuery> {
+) -> tantivy::Result<(WordsQuery, Vec<u32>)> {
     let variants: Vec<Vec<(Variant, u32)>> = parsed
         .terms
         .iter()
@@ -346,6 +360,7 @@ fn words_query(
         *weight = below + 1;
         below += *weight * groups.iter().filter(|g| **g == group).count() as u32;
     }
+    let ranks: Vec<u32> = groups.iter().map(|group| weights[*group]).collect();
     let mut clauses: Vec<(bool, WordClause)> = variants
         .into_iter()
         .enumerate()
@@ -353,7 +368,7 @@ fn words_query(
             (
                 required[i],
                 WordClause {
-                    rank: rank::words(weights[groups[i]]),
+                    rank: rank::words(ranks[i]),
                     variants,
                 },
             )
@@ -361,10 +376,11 @@ fn words_query(
         .collect();
     // Required terms first (`WordsQuery` requires its first `required`).
     clauses.sort_by_key(|(required, _)| !*required);
-    Ok(WordsQuery {
+    let query = WordsQuery {
         required: required.iter().filter(|r| **r).count(),
         words: clauses.into_iter().map(|(_, clause)| clause).collect(),
-    })
+    };
+    Ok((query, ranks))
 }
 
 #[cfg(test)]

@@ -53,7 +53,8 @@ fn found(index: &Index, q: &str, strategy: MatchingStrategy) -> Vec<i64> {
         &ALL_TEXT_FIELDS,
         &searcher,
     )
-    .unwrap();
+    .unwrap()
+    .query;
     let collector = SearchCollector {
         keep: 100,
         scored: !parsed.terms.is_empty(),
