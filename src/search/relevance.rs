@@ -122,6 +122,20 @@ impl Relevance {
             file.typo.one_typo >= 1 && file.typo.two_typos >= file.typo.one_typo,
             "relevance.toml: typo.two_typos must be at least typo.one_typo, both at least 1"
         );
+        let weights = file.weights;
+        for (name, weight) in [
+            ("name", weights.name),
+            ("secondary", weights.secondary),
+            ("description", weights.description),
+            ("codes", weights.codes),
+        ] {
+            // The ranking key gives the attribute rule room for ten terms at this weight.
+            anyhow::ensure!(
+                weight <= super::rank::MAX_WEIGHT,
+                "relevance.toml: weights.{name} is {weight}, at most {} is allowed",
+                super::rank::MAX_WEIGHT
+            );
+        }
         for attribute in file.faceting.sort_facet_values_by.keys() {
             anyhow::ensure!(
                 attribute == "*"
@@ -269,6 +283,19 @@ mod tests {
         assert_eq!(set.distinct_attribute, Some(("gtins", AttrKind::Keyword)));
         let err = with_faceting("[distinct]\nattribute = \"name\"").unwrap_err();
         assert!(format!("{err:#}").contains("`name`"), "{err:#}");
+    }
+
+    #[test]
+    fn a_weight_above_the_ranking_keys_room_is_refused_with_its_name() {
+        let relevance = "[typo]\none_typo = 5\ntwo_typos = 9\n[weights]\nname = 101\n\
+                         secondary = 2\ndescription = 1\ncodes = 2\n";
+        let err = Relevance::parse(relevance, SYNONYMS_JSON, STOP_WORDS_TXT).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("weights.name is 101"),
+            "{err:#}"
+        );
+        let at_most = relevance.replace("101", "100");
+        assert!(Relevance::parse(&at_most, SYNONYMS_JSON, STOP_WORDS_TXT).is_ok());
     }
 
     #[test]
