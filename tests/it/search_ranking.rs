@@ -52,15 +52,7 @@ fn digits(body: &Value) -> Vec<i64> {
 async fn proximity_ranks_words_close_together_above_the_same_words_spread_apart() {
     let (_db, app) = spawn().await;
     let base = app.url("");
-    let found = |body: Value| {
-        let http = app.http.clone();
-        let base = base.clone();
-        async move {
-            let (status, body) = search(&http, &base, body).await;
-            assert_eq!(status, 200, "{body}");
-            digits(&body)
-        }
-    };
+    let found = async |body: Value| digits(&search_ok(&app.http, &base, body).await);
 
     // `red lipstick` (a trailing space: no prefix). Every offer holds both words, 7 with
     // a typo (`lipsticks`): typo decides first, so 7 is last though its words are

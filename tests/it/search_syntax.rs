@@ -42,15 +42,7 @@ fn numbers(body: &Value) -> Vec<i64> {
 async fn phrases_exclusions_and_frequency_answer_as_meilisearch() {
     let (_db, app) = spawn().await;
     let base = app.url("");
-    let found = |body: Value| {
-        let http = app.http.clone();
-        let base = base.clone();
-        async move {
-            let (status, body) = search(&http, &base, body).await;
-            assert_eq!(status, 200, "{body}");
-            body
-        }
-    };
+    let found = async |body: Value| search_ok(&app.http, &base, body).await;
 
     // The case: red lipsticks (name or vendor) are left out.
     assert_eq!(numbers(&found(json!({ "q": "lipstick" })).await), [1, 2, 3]);

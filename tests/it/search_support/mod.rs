@@ -407,6 +407,13 @@ pub async fn search(http: &reqwest::Client, base: &str, body: Value) -> (u16, Va
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// A search that must answer 200: its body.
+pub async fn search_ok(http: &reqwest::Client, base: &str, body: Value) -> Value {
+    let (status, body) = search(http, base, body).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
 /// The ids of the hits, in order.
 pub fn ids(body: &Value) -> Vec<i64> {
     body["hits"]
