@@ -222,11 +222,10 @@ pub fn search(
         Ok(())
     };
     by_proximity(&mut collected.top)?;
+    // Without `distinct`, `top` is the page already: the collector kept `wanted`, or
+    // proximity cut its wider window back to it.
     let top = match distinct {
-        None => {
-            collected.top.truncate(wanted);
-            std::mem::take(&mut collected.top)
-        }
+        None => std::mem::take(&mut collected.top),
         Some(attribute) => {
             // The first `wanted` documents `distinct` keeps in ranking order: widen
             // the candidates until they hold that many, or every match. The wider

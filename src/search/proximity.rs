@@ -60,8 +60,9 @@ struct Finder {
 #[derive(Debug, Clone)]
 pub struct Proximity {
     sides: Vec<(Finder, Finder)>,
-    /// Each term's words rank, in query order (`terms::Scored::ranks`).
-    ranks: Vec<u32>,
+    /// The terms' words ranks (`terms::Scored::ranks`), highest first: each rank, how
+    /// many terms have it, and those terms as a bit per term in query order.
+    rank_groups: Vec<(u32, u32, u32)>,
     fields: Vec<Field>,
 }
 
@@ -112,9 +113,20 @@ impl Proximity {
             .filter(|which| terms::has_positions(**which))
             .map(|which| schema.text_field(*which))
             .collect();
+        let mut distinct: Vec<u32> = ranks.to_vec();
+        distinct.sort_unstable_by(|a, b| b.cmp(a));
+        distinct.dedup();
+        let rank_groups = distinct
+            .into_iter()
+            .map(|rank| {
+                let of_rank = ranks.iter().enumerate().filter(|(_, r)| **r == rank);
+                let mask = of_rank.clone().fold(0, |mask, (i, _)| mask | 1 << i);
+                (rank, of_rank.count() as u32, mask)
+            })
+            .collect();
         Some(Proximity {
             sides,
-            ranks: ranks.to_vec(),
+            rank_groups,
             fields,
         })
     }
@@ -125,18 +137,12 @@ impl Proximity {
     /// rank did, any of them may have.
     fn maybe_matched(&self, key: Key) -> u32 {
         let mut left = key.words_rank();
-        let mut ranks: Vec<u32> = self.ranks.clone();
-        ranks.sort_unstable_by(|a, b| b.cmp(a));
-        ranks.dedup();
         let mut matched = 0;
-        for rank in ranks {
-            let of_rank = self.ranks.iter().filter(|r| **r == rank).count() as u32;
-            let count = (left / rank).min(of_rank);
+        for &(rank, terms, mask) in &self.rank_groups {
+            let count = (left / rank).min(terms);
             left -= count * rank;
             if count > 0 {
-                for (i, _) in self.ranks.iter().enumerate().filter(|(_, r)| **r == rank) {
-                    matched |= 1 << i;
-                }
+                matched |= mask;
             }
         }
         matched
