@@ -194,10 +194,12 @@ async fn wait_until_searchable(
         })
         .collect();
     let started = Instant::now();
+    // Each merchant's last reading, for the error should the timeout pass.
+    let mut last_seen: Vec<String> = vec!["not read yet".into(); merchants.len()];
     loop {
         let applied = index.applied_change_no().unwrap_or(0);
         let mut all_ready = true;
-        for (merchant, bar) in merchants.iter().zip(&progress) {
+        for ((merchant, bar), seen) in merchants.iter().zip(&progress).zip(&mut last_seen) {
             let now = match progress_of(pool, merchant.id as i64).await {
                 Ok(now) => now,
                 // The pool busy with the daemon's own work (a pool timeout under load)
@@ -219,6 +221,15 @@ async fn wait_until_searchable(
                 (Some(state), false) => state.to_string(),
                 (None, false) => "waiting for webhooks".to_string(),
             };
+            *seen = format!(
+                "{} ({}): {message}, {} of {} offers mirrored, last change {}, index at {applied}",
+                merchant.name,
+                merchant.id,
+                now.mirrored,
+                sandbox.catalog().offer_count(merchant.id),
+                now.last_change
+                    .map_or_else(|| "none".to_string(), |change| change.to_string()),
+            );
             bar.set_message(message);
             all_ready &= ready;
         }
@@ -227,9 +238,22 @@ async fn wait_until_searchable(
             return Ok(true);
         }
         if started.elapsed() > timeout {
+            // How far the webhooks got tells a slow intake from a slow refresh.
+            for (merchant, seen) in merchants.iter().zip(&mut last_seen) {
+                let stored: Result<i64, _> = sqlx::query_scalar(
+                    "SELECT count(*) FROM webhook_events WHERE merchant_id = $1",
+                )
+                .bind(merchant.id as i64)
+                .fetch_one(pool)
+                .await;
+                if let Ok(stored) = stored {
+                    seen.push_str(&format!(", {stored} webhooks stored"));
+                }
+            }
             anyhow::bail!(
-                "the catalogs were not searchable after {} s",
-                timeout.as_secs()
+                "the catalogs were not searchable after {} s:\n  {}",
+                timeout.as_secs(),
+                last_seen.join("\n  ")
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -2,6 +2,7 @@
 //! and a daemon spawned on free ports.
 
 pub mod daemon;
+pub mod demo;
 pub mod proxy;
 pub mod violet;
 pub mod webhook;
