@@ -23,6 +23,7 @@ use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader}
 use super::distinct::{DistinctCount, SegmentDistinct, ValueIds};
 use super::rank::Key;
 use super::schema::AttrKind;
+use super::score::Scoring;
 use super::sort::{self, SegmentTexts, SortBy, SortColumn, SortValue, compare_values};
 
 /// Offer ids by document, per segment, read once from the `id` fast field. Ties are
@@ -84,6 +85,25 @@ pub struct SearchCollector {
     pub deadline: Option<Instant>,
     /// Count and facet only the matches the `distinct` rule keeps.
     pub distinct: Option<DistinctCount>,
+    /// `rankingScoreThreshold`: leave out the matches that cannot score it.
+    pub threshold: Option<Arc<Threshold>>,
+}
+
+/// A `rankingScoreThreshold` and the scoring it is measured with.
+#[derive(Debug)]
+pub struct Threshold {
+    pub scoring: Scoring,
+    pub min: f64,
+}
+
+impl Threshold {
+    /// Whether a match with `score` may reach the threshold. Its proximity is not
+    /// known yet: taken at its best, so this keeps every match that can, and a few that
+    /// the page's exact scores then drop (counts and facets may include those, an
+    /// overestimate Meilisearch's own `estimatedTotalHits` allows under a threshold).
+    fn may_reach(&self, score: Score) -> bool {
+        self.scoring.at_most(Key::of(score)) >= self.min
+    }
 }
 
 /// Documents counted between two looks at the clock (reading it per document would
@@ -212,6 +232,7 @@ pub struct SegmentSearch {
     /// harvest.
     facet_docs: Vec<DocId>,
     distinct: Option<(SegmentDistinct, Arc<Mutex<ValueIds>>)>,
+    threshold: Option<Arc<Threshold>>,
     scratch: Vec<u64>,
     deadline: Option<Instant>,
     /// The deadline passed: every further document is ignored.
@@ -279,6 +300,7 @@ impl Collector for SearchCollector {
                 )),
                 None => None,
             },
+            threshold: self.threshold.clone(),
             scratch: Vec::new(),
             deadline: self.deadline,
             stopped: self
@@ -349,6 +371,11 @@ impl SegmentCollector for SegmentSearch {
 
     fn collect(&mut self, doc: DocId, score: Score) {
         if self.stopped {
+            return;
+        }
+        if let Some(threshold) = &self.threshold
+            && !threshold.may_reach(score)
+        {
             return;
         }
         self.count += 1;
@@ -648,6 +675,7 @@ mod tests {
             ids: Arc::new(IdsBySegment::default()),
             deadline,
             distinct: None,
+            threshold: None,
         };
         let query = tantivy::query::AllQuery;
         let whole = searcher.search(&query, &collector(None)).unwrap();

@@ -280,6 +280,7 @@ mod tests {
             ids: Arc::new(IdsBySegment::default()),
             deadline: None,
             distinct,
+            threshold: None,
         };
         // Whatever order the segments are walked in, one offer of each product is kept:
         // of {1, 3, 7} (all hold "a"), of {2, 6} ("c"), and 5; the two without a GTIN

@@ -283,6 +283,7 @@ pub fn fetch(
         ids: generation.ids.clone(),
         deadline: deadline.map(|deadline| deadline.at),
         distinct: None,
+        threshold: None,
     };
     let collected = searcher
         .search(&query, &collector)

@@ -7,6 +7,7 @@
 //! search stops and answers `search_timeout` instead of a late answer.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -16,7 +17,7 @@ use tantivy::Searcher;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query};
 use tantivy::schema::document::{DeserializeError, DocumentDeserialize, DocumentDeserializer};
 
-use super::collect::{FacetCounts, Ranked, SearchCollector, format_number};
+use super::collect::{FacetCounts, Ranked, SearchCollector, Threshold, format_number};
 use super::distinct::{self, DistinctCount};
 use super::error::ApiError;
 use super::filter::{self, Filter};
@@ -26,6 +27,7 @@ use super::proximity::{self, Proximity};
 use super::query::{self, MatchingStrategy};
 use super::relevance::{FacetOrder, Relevance};
 use super::schema::{AttrKind, TextField};
+use super::score::{self, Scoring};
 use super::store::Generation;
 use super::terms::{self, Highlights};
 
@@ -86,6 +88,8 @@ pub(super) struct Prepared {
     pub highlights: Highlights,
     /// How the best candidates are ranked by proximity, when `q` has several terms.
     pub proximity: Option<Proximity>,
+    /// What hits' ranking scores are measured against, when `q` has terms.
+    pub scoring: Option<Scoring>,
 }
 
 /// Prepares `q` matching in the text fields `on`, with `filters`.
@@ -109,11 +113,13 @@ pub(super) fn prepare(
     .map_err(ApiError::internal)?;
     let highlights = parsed.highlighted();
     let proximity = Proximity::of(&parsed, &ranks, &generation.schema, on);
+    let scoring = Scoring::of(&parsed, &ranks, relevance, on);
     if filters.is_empty() {
         return Ok(Prepared {
             query: text,
             highlights,
             proximity,
+            scoring,
         });
     }
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, text)];
@@ -126,6 +132,7 @@ pub(super) fn prepare(
         query: Box::new(BooleanQuery::new(clauses)),
         highlights,
         proximity,
+        scoring,
     })
 }
 
@@ -171,6 +178,7 @@ pub fn search(
         query,
         highlights,
         proximity,
+        scoring,
     } = prepare(
         generation,
         relevance,
@@ -196,14 +204,24 @@ pub fn search(
         Some(_) => keep.saturating_add(proximity::window(wanted)),
     }
     .min(total_docs);
+    // A search without terms scores 1: no threshold leaves any of it out.
+    let threshold = match (request.ranking_score_threshold, &scoring) {
+        (Some(min), Some(scoring)) => Some(Arc::new(Threshold {
+            scoring: scoring.clone(),
+            min,
+        })),
+        _ => None,
+    };
+    let scores_shown = request.show_ranking_score || request.show_ranking_score_details;
     let mut collector = SearchCollector {
         keep,
-        scored: !highlights.is_empty(),
+        scored: !highlights.is_empty() || threshold.is_some(),
         sort: request.sort.clone(),
         facets: request.facets.clone(),
         ids: generation.ids.clone(),
         deadline: bounds.deadline.map(|deadline| deadline.at),
         distinct: distinct.map(DistinctCount::new),
+        threshold: threshold.clone(),
     };
     let mut collected = searcher
         .search(&query, &collector)
@@ -212,16 +230,45 @@ pub fn search(
     // Without `distinct` the page is the first `wanted`; with it, every candidate is
     // kept in order for `distinct` to choose from.
     let page = distinct.is_none().then_some(wanted);
-    let by_proximity = |ranked: &mut Vec<Ranked>| -> Result<(), ApiError> {
+    // Scores shown or a threshold applied need every candidate's proximity. Returns
+    // how many candidates the threshold dropped.
+    let every = scores_shown || threshold.is_some();
+    let by_proximity = |ranked: &mut Vec<Ranked>| -> Result<usize, ApiError> {
+        // Under a threshold the exact scores decide, before the page is cut.
+        let cut_here = if threshold.is_some() { None } else { page };
         if let Some(proximity) = &proximity {
             check(bounds.deadline)?;
             proximity
-                .settle(&searcher, &generation.schema, ranked, page, &request.sort)
+                .settle(
+                    &searcher,
+                    &generation.schema,
+                    ranked,
+                    cut_here,
+                    &request.sort,
+                    every,
+                )
                 .map_err(ApiError::internal)?;
         }
-        Ok(())
+        let Some(threshold) = &threshold else {
+            return Ok(0);
+        };
+        // The collector kept what may reach the threshold; with proximity known, the
+        // exact scores decide.
+        let before = ranked.len();
+        ranked.retain(|candidate| threshold.scoring.score(candidate) >= threshold.min);
+        let dropped = before - ranked.len();
+        if let Some(page) = page {
+            ranked.truncate(page);
+        }
+        Ok(dropped)
     };
-    by_proximity(&mut collected.top)?;
+    let dropped = by_proximity(&mut collected.top)?;
+    // The candidates found below the threshold leave the count too (as Meilisearch
+    // leaves those it ranked); those beyond the candidates stay in it, an estimate.
+    // A `distinct` count is of values, which the dropped may share with others.
+    if distinct.is_none() {
+        collected.count -= dropped.min(collected.count);
+    }
     // Without `distinct`, `top` is the page already: the collector kept `wanted`, or
     // proximity cut its wider window back to it.
     let top = match distinct {
@@ -253,7 +300,15 @@ pub fn search(
             }
         }
     };
-    let hits = hits(&searcher, &top, skip, request, &highlights, bounds.deadline)?;
+    let hits = hits(
+        &searcher,
+        &top,
+        skip,
+        request,
+        &highlights,
+        scoring.as_ref(),
+        bounds.deadline,
+    )?;
 
     let mut response = Map::new();
     response.insert("query".into(), Value::String(request.q.clone()));
@@ -341,6 +396,7 @@ fn hits(
     skip: usize,
     request: &SearchRequest,
     highlights: &Highlights,
+    scoring: Option<&Scoring>,
     deadline: Option<Deadline>,
 ) -> Result<Vec<Box<RawValue>>, ApiError> {
     let retrieve_all = request
@@ -350,7 +406,9 @@ fn hits(
     let as_stored = retrieve_all
         && request.attributes_to_highlight.is_empty()
         && request.attributes_to_crop.is_empty()
-        && !request.show_matches_position;
+        && !request.show_matches_position
+        && !request.show_ranking_score
+        && !request.show_ranking_score_details;
     top.iter()
         .skip(skip)
         .map(|ranked| {
@@ -362,10 +420,35 @@ fn hits(
             }
             let source: Map<String, Value> =
                 serde_json::from_str(&text).map_err(ApiError::internal)?;
-            serde_json::value::to_raw_value(&format::hit(&source, request, highlights))
-                .map_err(ApiError::internal)
+            let mut hit = format::hit(&source, request, highlights);
+            if let Value::Object(fields) = &mut hit {
+                add_ranking_score(fields, ranked, request, scoring, &source);
+            }
+            serde_json::value::to_raw_value(&hit).map_err(ApiError::internal)
         })
         .collect()
+}
+
+/// `_rankingScore` and `_rankingScoreDetails`, as asked, after the hit's other fields
+/// (where Meilisearch writes them).
+fn add_ranking_score(
+    fields: &mut Map<String, Value>,
+    ranked: &Ranked,
+    request: &SearchRequest,
+    scoring: Option<&Scoring>,
+    source: &Map<String, Value>,
+) {
+    if request.show_ranking_score {
+        let score = scoring.map_or(1.0, |scoring| scoring.score(ranked));
+        fields.insert("_rankingScore".into(), json!(score));
+    }
+    if request.show_ranking_score_details {
+        let details = match scoring {
+            Some(scoring) => scoring.details(ranked, &request.sort, source),
+            None => score::placeholder_details(&request.sort, source),
+        };
+        fields.insert("_rankingScoreDetails".into(), details);
+    }
 }
 
 /// A stored document read for its `_source` alone (the only stored field), without
@@ -463,6 +546,8 @@ pub struct FacetSearchRequest {
     pub matching_strategy: MatchingStrategy,
     /// The text fields `q` matches in (`attributesToSearchOn`).
     pub search_on: Vec<TextField>,
+    /// `rankingScoreThreshold`: only the offers that may score it are counted.
+    pub ranking_score_threshold: Option<f64>,
 }
 
 /// `POST /indexes/offers/facet-search`: the facet's values among the offers matching
@@ -481,7 +566,7 @@ pub fn facet_search(
     let started = Instant::now();
     check(deadline)?;
     let filters: Vec<&Filter> = request.filter.iter().chain(key_filter).collect();
-    let Prepared { query, .. } = prepare(
+    let Prepared { query, scoring, .. } = prepare(
         generation,
         relevance,
         &request.q,
@@ -489,15 +574,22 @@ pub fn facet_search(
         &request.search_on,
         &filters,
     )?;
+    // Facet search ranks nothing, so proximity is never read: an offer counts when its
+    // other rules may reach the threshold (`collect::Threshold`), an overestimate.
+    let threshold = match (request.ranking_score_threshold, scoring) {
+        (Some(min), Some(scoring)) => Some(Arc::new(Threshold { scoring, min })),
+        _ => None,
+    };
     let searcher = generation.reader.searcher();
     let collector = SearchCollector {
         keep: 0,
-        scored: false,
+        scored: threshold.is_some(),
         sort: Vec::new(),
         facets: vec![request.facet],
         ids: generation.ids.clone(),
         deadline: deadline.map(|deadline| deadline.at),
         distinct: None,
+        threshold,
     };
     let collected = searcher
         .search(&query, &collector)

@@ -6,9 +6,9 @@
 //! sends its facet search with the page's search parameters (`attributesToHighlight`,
 //! `highlightPreTag`, `limit`, `offset`, ...). Those are ignored. The fields Meilisearch
 //! reads are still checked, with its codes: `facetName`, `facetQuery`, `q`, `filter`,
-//! `matchingStrategy`, `attributesToSearchOn`, `exhaustiveFacetCount`, plus `vector`,
-//! `hybrid`, `media`, `locales`, `rankingScoreThreshold` and `useNetwork`, accepted and
-//! without effect here (no vectors, one language, one node).
+//! `matchingStrategy`, `attributesToSearchOn`, `exhaustiveFacetCount`,
+//! `rankingScoreThreshold`, plus `vector`, `hybrid`, `media`, `locales` and
+//! `useNetwork`, accepted and without effect here (no vectors, one language, one node).
 
 use serde_json::{Map, Value};
 
@@ -76,6 +76,9 @@ impl FacetSearchRequest {
                 "invalid_search_matching_strategy",
             )?,
             search_on: params::search_on(object.get("attributesToSearchOn"))?,
+            ranking_score_threshold: params::ranking_score_threshold(
+                object.get("rankingScoreThreshold"),
+            )?,
         })
     }
 }
@@ -113,6 +116,10 @@ mod tests {
             (
                 json!({ "facetName": "vendor", "q": [] }),
                 "invalid_search_q",
+            ),
+            (
+                json!({ "facetName": "vendor", "rankingScoreThreshold": 1.5 }),
+                "invalid_search_ranking_score_threshold",
             ),
             (
                 json!({ "facetName": "vendor", "exhaustiveFacetCount": "yes" }),

@@ -51,6 +51,7 @@ pub mod rank;
 mod read_routes;
 pub mod relevance;
 pub mod schema;
+mod score;
 pub mod settings;
 pub mod sort;
 pub mod source;

@@ -107,6 +107,11 @@ pub struct SearchRequest {
     pub search_on: Vec<TextField>,
     /// `showMatchesPosition`: each hit lists where its attributes match (`format`).
     pub show_matches_position: bool,
+    /// `showRankingScore` and `showRankingScoreDetails` (see `score`).
+    pub show_ranking_score: bool,
+    pub show_ranking_score_details: bool,
+    /// `rankingScoreThreshold`: hits scoring below it are left out.
+    pub ranking_score_threshold: Option<f64>,
     /// `distinct`: the attribute to keep one document per value of, for this search
     /// (else the configured `distinctAttribute`, see `Relevance`).
     pub distinct: Option<(&'static str, AttrKind)>,
@@ -219,8 +224,11 @@ impl SearchRequest {
             }
         }
         let search_on = search_on(object.get("attributesToSearchOn"))?;
-        check_ranking_score_threshold(object.get("rankingScoreThreshold"))?;
-        let show_matches_position = object.get("showMatchesPosition") == Some(&Value::Bool(true));
+        let ranking_score_threshold = ranking_score_threshold(object.get("rankingScoreThreshold"))?;
+        let flag = |name: &str| object.get(name) == Some(&Value::Bool(true));
+        let show_matches_position = flag("showMatchesPosition");
+        let show_ranking_score = flag("showRankingScore");
+        let show_ranking_score_details = flag("showRankingScoreDetails");
         let distinct = match object.get("distinct") {
             None | Some(Value::Null) => None,
             Some(Value::String(name)) => Some(distinct_attribute(name)?),
@@ -250,6 +258,9 @@ impl SearchRequest {
             matching_strategy,
             search_on,
             show_matches_position,
+            show_ranking_score,
+            show_ranking_score_details,
+            ranking_score_threshold,
             distinct,
         })
     }
@@ -366,14 +377,13 @@ pub fn search_on(value: Option<&Value>) -> Result<Vec<TextField>, ApiError> {
     Ok(fields)
 }
 
-/// `rankingScoreThreshold`, checked as Meilisearch checks it (a number from 0.0 to 1.0)
-/// though not acted on: no ranking score is computed here.
-fn check_ranking_score_threshold(value: Option<&Value>) -> Result<(), ApiError> {
+/// `rankingScoreThreshold`, checked as Meilisearch checks it (a number from 0.0 to 1.0).
+pub(super) fn ranking_score_threshold(value: Option<&Value>) -> Result<Option<f64>, ApiError> {
     const CODE: &str = "invalid_search_ranking_score_threshold";
     match value {
-        None | Some(Value::Null) => Ok(()),
+        None | Some(Value::Null) => Ok(None),
         Some(Value::Number(number)) => match number.as_f64() {
-            Some(threshold) if (0.0..=1.0).contains(&threshold) => Ok(()),
+            Some(threshold) if (0.0..=1.0).contains(&threshold) => Ok(Some(threshold)),
             _ => Err(ApiError::invalid(
                 CODE,
                 "Invalid value at `.rankingScoreThreshold`: the value of `rankingScoreThreshold` is invalid, expected a float between `0.0` and `1.0`.",

@@ -35,7 +35,7 @@ use super::terms::{self, Parsed, Term};
 pub const MAX_LOOSE_TERMS: usize = 64;
 
 /// A pair's cost when its terms never share a field (milli's maximum plus one).
-const APART: u32 = 8;
+pub const APART: u32 = 8;
 /// The highest cost of two terms that share a field.
 const MAX_NEAR: u32 = 7;
 
@@ -157,7 +157,8 @@ impl Proximity {
     /// `page`, the first `page` are what is wanted: the candidates after them that
     /// cannot move into them (a lower words and typo bucket than the last of them)
     /// are dropped unread, and `ranked` ends with the `page` best. Only candidates that
-    /// share their bucket with another have their positions read.
+    /// share their bucket with another have their positions read, unless `every` asks
+    /// for each one's proximity (its ranking score shows it).
     pub fn settle(
         &self,
         searcher: &Searcher,
@@ -165,6 +166,7 @@ impl Proximity {
         ranked: &mut Vec<Ranked>,
         page: Option<usize>,
         sort: &[SortBy],
+        every: bool,
     ) -> tantivy::Result<()> {
         if page == Some(0) {
             ranked.clear();
@@ -184,7 +186,7 @@ impl Proximity {
         let mut shared: Vec<usize> = Vec::new();
         let mut at = 0;
         for group in ranked.chunk_by(|a, b| bucket(a) == bucket(b)) {
-            if group.len() > 1 {
+            if every || group.len() > 1 {
                 shared.extend(at..at + group.len());
             }
             at += group.len();
@@ -448,6 +450,7 @@ mod tests {
             ids: Arc::new(IdsBySegment::default()),
             deadline: None,
             distinct: None,
+            threshold: None,
         };
         let mut top = searcher
             .search(scored.query.as_ref(), &collector)

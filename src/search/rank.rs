@@ -79,6 +79,11 @@ impl Key {
         self.0 / TYPO_UNIT
     }
 
+    /// The typo rule's part: the sum over the matched terms of `2 - typos`.
+    pub fn typo(self) -> u32 {
+        self.0 % WORDS_UNIT / TYPO_UNIT
+    }
+
     /// The attribute rule's part (higher ranks first).
     pub fn attribute(self) -> u32 {
         self.0 % TYPO_UNIT / ATTRIBUTE_UNIT

@@ -270,6 +270,7 @@ mod tests {
             ids: Arc::new(IdsBySegment::default()),
             deadline: None,
             distinct: None,
+            threshold: None,
         };
         let searcher = index.reader().unwrap().searcher();
         assert_eq!(searcher.segment_readers().len(), 3);

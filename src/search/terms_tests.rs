@@ -63,6 +63,7 @@ fn found(index: &Index, q: &str, strategy: MatchingStrategy) -> Vec<i64> {
         ids: Arc::new(IdsBySegment::default()),
         deadline: None,
         distinct: None,
+        threshold: None,
     };
     let collected = searcher.search(query.as_ref(), &collector).unwrap();
     collected

@@ -94,3 +94,118 @@ async fn proximity_ranks_words_close_together_above_the_same_words_spread_apart(
     assert_eq!(found(json!({ "q": "red " })).await, [1, 2, 3, 7, 4, 5, 6]);
     app.stop().await;
 }
+
+/// `_rankingScore` follows the ranking order, `_rankingScoreDetails` names each rule's
+/// part, and `rankingScoreThreshold` leaves out what scores below it, in the hits and in
+/// the count. The scores are computed by hand from src/search/score.rs's ranks, with
+/// index/relevance.toml's weights (name 3 of at most 3, description 1).
+#[tokio::test]
+async fn ranking_scores_follow_the_order_and_the_threshold_cuts_the_hits_and_the_count() {
+    let (_db, app) = spawn().await;
+    let base = app.url("");
+    let search = async |body: Value| search_ok(&app.http, &base, body).await;
+
+    let body = search(json!({
+        "q": "red lipstick ",
+        "showRankingScore": true,
+        "showRankingScoreDetails": true,
+    }))
+    .await;
+    assert_eq!(digits(&body), [3, 5, 2, 1, 4, 6, 7]);
+    let hits = body["hits"].as_array().unwrap();
+    let scores: Vec<f64> = hits
+        .iter()
+        .map(|hit| hit["_rankingScore"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.windows(2).all(|pair| pair[0] >= pair[1]),
+        "{scores:?}"
+    );
+    // 3, "Red Lipstick": every rule at its best but proximity, 8 of its 9 ranks (the
+    // words adjacent, cost 1 of 8): the last 1/36 is lost.
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    assert!(close(scores[0], 35.0 / 36.0), "{scores:?}");
+    // 5, the same words adjacent in the description: attribute 3 of 7 (weights 1 + 1
+    // of 3 + 3, plus one): (34 * 7 + 3) * 3 + 3 of 756 before exactness = 723 / 756.
+    assert!(close(scores[1], 723.0 / 756.0), "{scores:?}");
+    // 2, "Lipstick Red": reversed, cost 2: 714 / 756.
+    assert!(close(scores[2], 714.0 / 756.0), "{scores:?}");
+    let details = &hits[0]["_rankingScoreDetails"];
+    assert_eq!(details["words"]["matchingWords"], 2);
+    assert_eq!(details["words"]["maxMatchingWords"], 2);
+    assert_eq!(details["typo"]["maxTypoCount"], 1);
+    assert_eq!(details["exactness"]["matchingWords"], 2);
+    // 7, "Lipsticks Red": one typo of the one `lipstick` allows, halving the typo rank.
+    let seven = &hits[6]["_rankingScoreDetails"];
+    assert_eq!(seven["typo"]["typoCount"], 1);
+    assert_eq!(seven["typo"]["score"], 0.5);
+    assert_eq!(seven["exactness"]["matchingWords"], 1);
+    // Asked for neither, a hit carries neither.
+    let plain = search(json!({ "q": "red lipstick " })).await;
+    assert!(plain["hits"][0].get("_rankingScore").is_none());
+    assert!(plain["hits"][0].get("_rankingScoreDetails").is_none());
+
+    // A threshold between 2 and 5 keeps 3 and 5, and the count says 2: the offers
+    // whose words and typo cannot reach it (7) are not counted, those that could but
+    // whose proximity did not (2, 1, 4, 6) leave the count once ranked.
+    let cut = |limit: usize| json!({ "q": "red lipstick ", "rankingScoreThreshold": 0.95, "limit": limit });
+    let body = search(cut(20)).await;
+    assert_eq!(digits(&body), [3, 5]);
+    assert_eq!(body["estimatedTotalHits"], 2);
+    let body = search(cut(1)).await;
+    assert_eq!(digits(&body), [3]);
+    assert_eq!(body["estimatedTotalHits"], 2);
+    // Page numbers count what the threshold keeps.
+    let body = search(json!({
+        "q": "red lipstick ", "rankingScoreThreshold": 0.95, "hitsPerPage": 1, "page": 2,
+    }))
+    .await;
+    assert_eq!(digits(&body), [5]);
+    assert_eq!(body["totalHits"], 2);
+    // 0 keeps everything; 1 keeps only a perfect hit, which none is here.
+    let body = search(json!({ "q": "red lipstick ", "rankingScoreThreshold": 0.0 })).await;
+    assert_eq!(digits(&body), [3, 5, 2, 1, 4, 6, 7]);
+    let body = search(json!({ "q": "red lipstick ", "rankingScoreThreshold": 1.0 })).await;
+    assert_eq!(digits(&body), Vec::<i64>::new());
+    // Facet search ranks nothing: it counts the offers whose rules but proximity may
+    // reach the threshold. At 0.99 that leaves out 5 (attribute: description only,
+    // 747 / 756 at best) and 7 (a typo: at most 3 / 4).
+    let vendors = async |body: Value| {
+        let response = app
+            .http
+            .post(format!("{base}/indexes/offers/facet-search"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        body["facetHits"].clone()
+    };
+    assert_eq!(
+        vendors(json!({ "facetName": "vendor", "q": "red lipstick " })).await,
+        json!([{ "value": "Glow", "count": 6 }, { "value": "Red Star", "count": 1 }])
+    );
+    assert_eq!(
+        vendors(
+            json!({ "facetName": "vendor", "q": "red lipstick ", "rankingScoreThreshold": 0.99 })
+        )
+        .await,
+        json!([{ "value": "Glow", "count": 4 }, { "value": "Red Star", "count": 1 }])
+    );
+
+    // A search without words scores 1 whatever the threshold, and its details list the
+    // sort only.
+    let body = search(json!({
+        "q": "", "rankingScoreThreshold": 1.0, "sort": ["price:asc"], "limit": 2,
+        "showRankingScore": true, "showRankingScoreDetails": true,
+    }))
+    .await;
+    assert_eq!(digits(&body), [1, 2]);
+    assert_eq!(body["hits"][0]["_rankingScore"], 1.0);
+    assert_eq!(
+        body["hits"][0]["_rankingScoreDetails"],
+        json!({ "min_price:asc": { "order": 0, "value": 1000 } })
+    );
+    app.stop().await;
+}
