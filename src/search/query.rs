@@ -179,15 +179,10 @@ pub(super) fn word_variants(
     relevance: &Relevance,
     on: &[TextField],
 ) -> Vec<(Variant, u32)> {
-    let weights = relevance.weights;
-    let fields = [
-        (TextField::Name, weights.name),
-        (TextField::Secondary, weights.secondary),
-        (TextField::Description, weights.description),
-        (TextField::Codes, weights.codes),
-    ]
-    .into_iter()
-    .filter(|(which, _)| on.contains(which));
+    let fields = ALL_TEXT_FIELDS
+        .into_iter()
+        .filter(|which| on.contains(which))
+        .map(|which| (which, relevance.weights.of(which)));
     let mut variants: Vec<(Variant, u32)> = Vec::new();
     // The word's prefix-and-typo automaton, built once and walked in each field.
     let loose = (word.prefix || word.typos > 0)

@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::schema::{self, AttrKind, FILTERABLE, text_analyzer};
+use super::schema::{self, AttrKind, FILTERABLE, TextField, text_analyzer};
 
 const RELEVANCE_TOML: &str = include_str!("../../index/relevance.toml");
 const SYNONYMS_JSON: &str = include_str!("../../index/synonyms.json");
@@ -70,6 +70,18 @@ pub struct Weights {
     pub secondary: u32,
     pub description: u32,
     pub codes: u32,
+}
+
+impl Weights {
+    /// The weight of a match in `field`.
+    pub fn of(&self, field: TextField) -> u32 {
+        match field {
+            TextField::Name => self.name,
+            TextField::Secondary => self.secondary,
+            TextField::Description => self.description,
+            TextField::Codes => self.codes,
+        }
+    }
 }
 
 /// Everything that shapes how a query matches and ranks.

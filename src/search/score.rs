@@ -126,21 +126,29 @@ impl Scoring {
         if parsed.terms.is_empty() || ranks.len() != parsed.terms.len() {
             return None;
         }
-        let mut groups: Vec<Group> = Vec::new();
-        let mut order: Vec<(u32, u32)> = parsed
-            .terms
+        let terms = parsed.terms.iter().zip(ranks).map(|(term, &rank)| {
+            let typos = match term {
+                Term::Word(word) => u32::from(word.typos),
+                Term::Phrase(_) => 0,
+            };
+            (rank, typos)
+        });
+        let top_weight = on
             .iter()
-            .zip(ranks)
-            .map(|(term, &rank)| {
-                let typos = match term {
-                    Term::Word(word) => u32::from(word.typos),
-                    Term::Phrase(_) => 0,
-                };
-                (rank, typos)
-            })
-            .collect();
-        order.sort_unstable_by(|a, b| b.cmp(a));
-        for (rank, typos) in order {
+            .map(|field| relevance.weights.of(*field))
+            .max()
+            .unwrap_or(1);
+        Some(Scoring::new(terms, top_weight))
+    }
+
+    /// The scoring of terms given as (words rank, typos allowed), searching fields of
+    /// at most `top_weight`.
+    fn new(terms: impl Iterator<Item = (u32, u32)>, top_weight: u32) -> Scoring {
+        let mut terms: Vec<(u32, u32)> = terms.collect();
+        let count = terms.len() as u32;
+        terms.sort_unstable_by(|a, b| b.cmp(a));
+        let mut groups: Vec<Group> = Vec::new();
+        for (rank, typos) in terms {
             match groups.last_mut() {
                 Some(group) if group.rank == rank => group.typos.push(typos),
                 _ => groups.push(Group {
@@ -149,22 +157,11 @@ impl Scoring {
                 }),
             }
         }
-        let weights = relevance.weights;
-        let top_weight = on
-            .iter()
-            .map(|field| match field {
-                TextField::Name => weights.name,
-                TextField::Secondary => weights.secondary,
-                TextField::Description => weights.description,
-                TextField::Codes => weights.codes,
-            })
-            .max()
-            .unwrap_or(1);
-        Some(Scoring {
+        Scoring {
             groups,
-            terms: parsed.terms.len() as u32,
+            terms: count,
             top_weight,
-        })
+        }
     }
 
     /// The ranks of a hit with `key` and, when known, `proximity`'s value (`None`: at

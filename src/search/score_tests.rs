@@ -8,23 +8,7 @@ use crate::search::sort::SortValue;
 /// The scoring of a query whose terms have `ranks` and allow `typos`, its fields'
 /// highest weight `top_weight`.
 fn scoring(ranks: &[u32], typos: &[u32], top_weight: u32) -> Scoring {
-    let mut terms: Vec<(u32, u32)> = ranks.iter().copied().zip(typos.iter().copied()).collect();
-    terms.sort_unstable_by(|a, b| b.cmp(a));
-    let mut groups: Vec<Group> = Vec::new();
-    for (rank, typos) in terms {
-        match groups.last_mut() {
-            Some(group) if group.rank == rank => group.typos.push(typos),
-            _ => groups.push(Group {
-                rank,
-                typos: vec![typos],
-            }),
-        }
-    }
-    Scoring {
-        groups,
-        terms: ranks.len() as u32,
-        top_weight,
-    }
+    Scoring::new(ranks.iter().copied().zip(typos.iter().copied()), top_weight)
 }
 
 /// A hit: each matched term as (its words rank, typos, weight, exact), and its

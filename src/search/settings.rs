@@ -54,13 +54,7 @@ fn sort_facet_values_by(relevance: &Relevance) -> Value {
 
 /// The whole settings object.
 pub fn all(relevance: &Relevance, bounds: Bounds) -> Map<String, Value> {
-    let weights = relevance.weights;
-    let weight = |field: TextField| match field {
-        TextField::Name => weights.name,
-        TextField::Secondary => weights.secondary,
-        TextField::Description => weights.description,
-        TextField::Codes => weights.codes,
-    };
+    let weight = |field: TextField| relevance.weights.of(field);
     // Meilisearch's searchable order is the attribute ranking: here the weight of the
     // text field each attribute is searched in (ties keep the schema's order).
     let mut searchable: Vec<(&str, TextField)> = SEARCHABLE.to_vec();

@@ -270,13 +270,7 @@ fn phrase_variants(
     on.iter()
         .filter(|which| has_positions(**which))
         .map(|&which| {
-            let weights = relevance.weights;
-            let weight = match which {
-                TextField::Name => weights.name,
-                TextField::Secondary => weights.secondary,
-                TextField::Description => weights.description,
-                TextField::Codes => weights.codes,
-            };
+            let weight = relevance.weights.of(which);
             (
                 Variant::Query(phrase_query(phrase, schema.text_field(which))),
                 rank::term_match(0, weight, true),
