@@ -269,6 +269,7 @@ mod tests {
         let gtins = ("gtins", AttrKind::Keyword);
         let by_id = SortBy {
             attribute: "id",
+            requested: "id",
             field: SortField::Number("id"),
             descending: false,
         };

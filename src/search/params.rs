@@ -619,8 +619,13 @@ fn parse_sort(value: Option<&Value>) -> Result<Vec<SortBy>, ApiError> {
                 ),
             ));
         };
+        let requested = schema::ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == name)
+            .map_or(attribute, |(alias, _)| *alias);
         sort.push(SortBy {
             attribute,
+            requested,
             field,
             descending,
         });

@@ -291,8 +291,9 @@ pub fn placeholder_details(sort: &[SortBy], source: &Map<String, Value>) -> Valu
     Value::Object(details)
 }
 
-/// Each sort criterion as `attribute:asc` with the value it sorted the hit by (the
-/// smallest of a list ascending, the largest descending; `null` when missing).
+/// Each sort criterion as the request named it (`price:asc`) with the value it sorted
+/// the hit by (the smallest of a list ascending, the largest descending; `null` when
+/// missing).
 fn sort_details(
     details: &mut Map<String, Value>,
     order: &mut usize,
@@ -316,7 +317,7 @@ fn sort_details(
         };
         let direction = if by.descending { "desc" } else { "asc" };
         details.insert(
-            format!("{}:{direction}", by.attribute),
+            format!("{}:{direction}", by.requested),
             json!({ "order": *order, "value": value }),
         );
         *order += 1;

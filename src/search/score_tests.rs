@@ -134,6 +134,7 @@ fn sort_details_name_the_criterion_and_the_value_it_sorted_by() {
     let source = source.as_object().unwrap();
     let by = |attribute, descending| SortBy {
         attribute,
+        requested: attribute,
         field: crate::search::schema::SortField::Number(attribute),
         descending,
     };

@@ -27,6 +27,8 @@ use super::schema::SortField;
 #[derive(Debug, Clone)]
 pub struct SortBy {
     pub attribute: &'static str,
+    /// The name the request gave (`price` for `min_price`), for the ranking details.
+    pub requested: &'static str,
     /// Where its values are read.
     pub field: SortField,
     pub descending: bool,

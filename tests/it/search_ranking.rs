@@ -155,6 +155,22 @@ async fn ranking_scores_follow_the_order_and_the_threshold_cuts_the_hits_and_the
     let body = search(cut(1)).await;
     assert_eq!(digits(&body), [3]);
     assert_eq!(body["estimatedTotalHits"], 2);
+    // The same through GET, its numbers and booleans spelled out.
+    let response = app
+        .http
+        .get(format!(
+            "{base}/indexes/offers/search?q=red%20lipstick%20&rankingScoreThreshold=0.95&showRankingScore=true"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(digits(&body), [3, 5]);
+    assert!(close(
+        body["hits"][1]["_rankingScore"].as_f64().unwrap(),
+        723.0 / 756.0
+    ));
     // Page numbers count what the threshold keeps.
     let body = search(json!({
         "q": "red lipstick ", "rankingScoreThreshold": 0.95, "hitsPerPage": 1, "page": 2,
@@ -203,9 +219,10 @@ async fn ranking_scores_follow_the_order_and_the_threshold_cuts_the_hits_and_the
     .await;
     assert_eq!(digits(&body), [1, 2]);
     assert_eq!(body["hits"][0]["_rankingScore"], 1.0);
+    // The sort is named as the request named it; the value is the document's.
     assert_eq!(
         body["hits"][0]["_rankingScoreDetails"],
-        json!({ "min_price:asc": { "order": 0, "value": 1000 } })
+        json!({ "price:asc": { "order": 0, "value": 1000 } })
     );
     app.stop().await;
 }
