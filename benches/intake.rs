@@ -6,7 +6,9 @@
 //! Run: `cargo bench --bench intake` (needs PostgreSQL; `BENCH_DATABASE_URL` names the
 //! server, default postgres://postgres@127.0.0.1:5432/postgres; `BENCH_SECS` the
 //! duration per target, default 10; `BENCH_SENDERS` the concurrency, default 64;
-//! `BENCH_POOL` the daemon's database pool size, default 16 as shipped).
+//! `BENCH_POOL` the daemon's database pool size, default 16 as shipped;
+//! `BENCH_MERCHANTS` how many merchants the deliveries are spread over, default 100:
+//! fewer, and a batch holds more events of one merchant, as during an onboarding).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,11 +36,11 @@ struct Delivery {
 }
 
 /// A production-like mix: mostly offer updates, some sync and merchant events, over
-/// 100 merchants; every delivery has its own event id.
-fn deliveries(count: usize, run: &str) -> Vec<Delivery> {
+/// `merchants` merchants; every delivery has its own event id.
+fn deliveries(count: usize, merchants: usize, run: &str) -> Vec<Delivery> {
     (0..count)
         .map(|i| {
-            let merchant = 1000 + (i % 100) as i64;
+            let merchant = 1000 + (i % merchants) as i64;
             let (topic, body) = match i % 20 {
                 0 => ("PRODUCT_SYNC_STARTED", json!({"id": i, "merchant_id": merchant, "status": "IN_PROGRESS"})),
                 1 => ("PRODUCT_SYNC_COMPLETED", json!({"id": i - 1, "merchant_id": merchant, "status": "COMPLETED", "total_products": 2000})),
@@ -193,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into());
     let seconds: u64 = env_or("BENCH_SECS", 10);
     let senders: usize = env_or("BENCH_SENDERS", 64);
+    let merchants: usize = env_or::<usize>("BENCH_MERCHANTS", 100).max(1);
     let duration = Duration::from_secs(seconds);
 
     let name = format!("cm_bench_{:08x}", rand::random::<u32>());
@@ -226,20 +229,20 @@ async fn main() -> anyhow::Result<()> {
     // Enough unique deliveries for either target at several thousand per second.
     let count = (seconds as usize) * 40_000;
     println!("preparing {count} signed deliveries per target ...");
-    let for_baseline = Arc::new(deliveries(count, "b"));
-    let for_durable = Arc::new(deliveries(count, "d"));
+    let for_baseline = Arc::new(deliveries(count, merchants, "b"));
+    let for_durable = Arc::new(deliveries(count, merchants, "d"));
 
     // Warm up both (connections, pool), then measure.
     load(
         baseline_url.clone(),
-        Arc::new(deliveries(2_000, "wb")),
+        Arc::new(deliveries(2_000, merchants, "wb")),
         senders,
         Duration::from_secs(1),
     )
     .await;
     load(
         durable_url.clone(),
-        Arc::new(deliveries(2_000, "wd")),
+        Arc::new(deliveries(2_000, merchants, "wd")),
         senders,
         Duration::from_secs(1),
     )

@@ -3,7 +3,11 @@
 //! Each event runs the statements it would run alone ([`super::record_in`]), so
 //! idempotency (`ON CONFLICT DO NOTHING`), the hold rule, the state machine and job
 //! planning keep their semantics: each statement sees the batch's earlier writes, as it
-//! would see those of transactions committed before it. Two rules keep concurrent
+//! would see those of transactions committed before it. One exception saves round
+//! trips: a merchant's offer (or collection) events that follow one another in the
+//! batch, with no sync event between them, are stored by one statement
+//! ([`super::record_batched_run`]), which the hold rule reads one sync state for, as
+//! each of them would have read it. Two rules keep concurrent
 //! batches (several writers, several daemons) from deadlocking, which transactions of one
 //! event, each about one merchant, never could:
 //! - events are taken merchant by merchant in merchant id order, and each merchant's in
@@ -78,9 +82,12 @@ async fn in_one_transaction(
 
     let mut outcomes = vec![None; events.len()];
     let mut visibility_moved = Vec::new();
+    let batched = |i: usize| super::batched_kind(Planner::classify(events[i]).0, events[i]);
     let mut tx = pool.begin().await?;
     let mut previous = None;
-    for i in order {
+    let mut at = 0;
+    while at < order.len() {
+        let i = order[at];
         let merchant = events[i].merchant_id();
         if merchant != previous {
             previous = merchant;
@@ -88,8 +95,29 @@ async fn in_one_transaction(
                 crate::lifecycle::lock_merchant(&mut tx, merchant).await?;
             }
         }
+        // Offer or collection events of one merchant and kind in a row (no sync event
+        // between them) are stored in one statement.
+        if let Some((kind, merchant_id)) = batched(i) {
+            let run = order[at..]
+                .iter()
+                .take_while(|&&j| batched(j) == Some((kind, merchant_id)))
+                .count();
+            if run > 1 {
+                let indices = &order[at..at + run];
+                let run_events: Vec<&IncomingEvent> = indices.iter().map(|&j| events[j]).collect();
+                let stored =
+                    super::record_batched_run(&mut tx, planner, &run_events, kind, merchant_id)
+                        .await?;
+                for (&j, outcome) in indices.iter().zip(stored) {
+                    outcomes[j] = Some(outcome);
+                }
+                at += run;
+                continue;
+            }
+        }
         outcomes[i] =
             Some(super::record_in(&mut tx, planner, events[i], &mut visibility_moved).await?);
+        at += 1;
     }
     // Last: the change log's table lock is held until commit (see the module doc).
     crate::lifecycle::append_visibility_changes(&mut tx, &visibility_moved).await?;

@@ -3,7 +3,8 @@
 //! The event is inserted with `ON CONFLICT DO NOTHING` on its event id; only when it is
 //! new does planning run, atomically with the insert. Offer and collection events (most
 //! of the traffic) take one statement: insert, and batch into the merchant's incremental
-//! job unless it is syncing. Sync and merchant events take one transaction: insert, then
+//! job unless it is syncing (in a batch, a merchant's consecutive ones share that one
+//! statement). Sync and merchant events take one transaction: insert, then
 //! the state machine and its jobs. The caller answers 2xx only after this returns, so a
 //! 2xx always means committed, and a duplicate creates no work.
 //!
@@ -52,6 +53,38 @@ static STORE_BATCHED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{INSERT_EVENT} SELECT event.id, {} FROM event",
         batch_unless_syncing("$4", "$11", 12)
+    )
+});
+
+/// The offer or collection events of one merchant and kind that follow one another in a
+/// batch, in one statement: each inserted unless its id is known (in order: of two
+/// copies in the run the first is stored), then the hold rule once for all of them
+/// ($1..$9 the events' columns as arrays, $10 the merchant, $11 the sync kind, the
+/// job's arguments from $12). The hold rule reads the same sync state for each: no
+/// sync event lies between them.
+static STORE_BATCHED_RUN: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        r#"
+    WITH input AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::bytea[], $7::timestamptz[], $8::text[], $9::text[])
+            WITH ORDINALITY AS input(event_id, topic, entity_id, webhook_id, event_id_source,
+                                     body, occurred_at, status, detail, n)
+    ), event AS (
+        INSERT INTO webhook_events
+            (event_id, topic, entity_id, merchant_id, webhook_id, event_id_source, body, occurred_at, status, detail)
+        SELECT event_id, topic, entity_id, $10, webhook_id, event_id_source, body,
+               COALESCE(occurred_at, now()), status, detail
+        FROM input ORDER BY n
+        ON CONFLICT (event_id) DO NOTHING
+        RETURNING event_id
+    ), merchant AS (
+        INSERT INTO merchants (merchant_id) SELECT $10 WHERE EXISTS (SELECT 1 FROM event)
+        ON CONFLICT DO NOTHING
+    )
+    SELECT COALESCE((SELECT array_agg(event_id) FROM event), '{{}}'::text[]),
+           CASE WHEN EXISTS (SELECT 1 FROM event) THEN {} END"#,
+        batch_unless_syncing("$10", "$11", 12)
     )
 });
 
@@ -118,9 +151,79 @@ pub async fn record_in(
     Ok(IntakeOutcome::Stored(status))
 }
 
+/// Stores `events` (offer or collection events of `merchant_id` and `kind`, consecutive
+/// in a batch, see [`batched_kind`]) in one statement, in the caller's transaction: what
+/// [`record_in`] does for each, with one round trip and one job upsert for all.
+pub(crate) async fn record_batched_run(
+    conn: &mut PgConnection,
+    planner: &Planner,
+    events: &[&IncomingEvent],
+    kind: SyncKind,
+    merchant_id: i64,
+) -> sqlx::Result<Vec<IntakeOutcome>> {
+    let classified: Vec<(EventStatus, Option<String>)> = events
+        .iter()
+        .map(|event| Planner::classify(event))
+        .collect();
+    let column = |get: fn(&IncomingEvent) -> Option<String>| -> Vec<Option<String>> {
+        events.iter().map(|event| get(event)).collect()
+    };
+    let query = sqlx::query(sqlx::AssertSqlSafe(STORE_BATCHED_RUN.as_str()))
+        .bind(column(|event| Some(event.event_id.clone())))
+        .bind(column(|event| Some(event.topic_name.clone())))
+        .bind(column(|event| event.entity_id.clone()))
+        .bind(column(|event| event.webhook_id.clone()))
+        .bind(column(|event| event.event_id_source.clone()))
+        .bind(
+            events
+                .iter()
+                .map(|event| event.raw_body.clone())
+                .collect::<Vec<Vec<u8>>>(),
+        )
+        .bind(
+            events
+                .iter()
+                .map(|event| event.occurred_at())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            classified
+                .iter()
+                .map(|(status, _)| status.as_str())
+                .collect::<Vec<&str>>(),
+        )
+        .bind(
+            classified
+                .iter()
+                .map(|(_, detail)| detail.clone())
+                .collect::<Vec<Option<String>>>(),
+        )
+        .bind(merchant_id)
+        .bind(kind.as_str());
+    let row = EnqueueArgs::new(&planner.batched_job(merchant_id))
+        .bind(query)
+        .fetch_one(&mut *conn)
+        .await?;
+    let stored: Vec<String> = sqlx::Row::try_get(&row, 0)?;
+    // The first copy of each stored id is the one stored; any later copy is a
+    // duplicate, as it would have been one statement later.
+    let mut stored: std::collections::HashSet<String> = stored.into_iter().collect();
+    Ok(events
+        .iter()
+        .zip(classified)
+        .map(|(event, (status, _))| {
+            if stored.remove(&event.event_id) {
+                IntakeOutcome::Stored(status)
+            } else {
+                IntakeOutcome::Duplicate
+            }
+        })
+        .collect())
+}
+
 /// The sync kind and merchant of an offer or collection event that is stored and batched
 /// in one statement; `None` for every other event.
-fn batched_kind(status: EventStatus, event: &IncomingEvent) -> Option<(SyncKind, i64)> {
+pub(crate) fn batched_kind(status: EventStatus, event: &IncomingEvent) -> Option<(SyncKind, i64)> {
     match (status, event.topic.class(), event.merchant_id()) {
         (EventStatus::Pending, EventClass::Offer, Some(merchant)) => {
             Some((SyncKind::Products, merchant))

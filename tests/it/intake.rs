@@ -771,6 +771,97 @@ async fn started_then_completed_in_one_batch_plans_as_one_at_a_time_would() {
     app.stop().await;
 }
 
+/// Offer events in a row, one during a sync (held) and some after it, a copy of one, and
+/// another merchant's: the runs of a merchant's offer events share one statement, and
+/// plan what one event at a time plans.
+fn runs_of_offer_events() -> Vec<Delivery> {
+    let offer = |id: &str, offer: i64, merchant: i64| {
+        Delivery::new(
+            id,
+            "OFFER_UPDATED",
+            &json!({"id": offer, "merchant_id": merchant}),
+        )
+    };
+    vec![
+        Delivery::new(
+            "evt-start",
+            "PRODUCT_SYNC_STARTED",
+            &sync_body(90, 9, "IN_PROGRESS", "2026-01-01T10:00:00Z"),
+        )
+        .entity("90"),
+        offer("evt-during-1", 901, 9),
+        offer("evt-during-2", 902, 9),
+        offer("evt-during-1", 901, 9),
+        Delivery::new(
+            "evt-done",
+            "PRODUCT_SYNC_COMPLETED",
+            &sync_body(90, 9, "COMPLETED", "2026-01-01T10:05:00Z"),
+        )
+        .entity("90"),
+        offer("evt-after-1", 903, 9),
+        offer("evt-after-2", 904, 9),
+        offer("evt-other-1", 1101, 11),
+        offer("evt-other-2", 1102, 11),
+        offer("evt-other-1", 1101, 11),
+    ]
+}
+
+#[tokio::test]
+async fn runs_of_offer_events_in_one_batch_plan_as_one_at_a_time_would() {
+    let (one_db, one_app) = spawn_batching(0, 1).await;
+    let url = one_app.url("/webhooks/violet");
+    for delivery in runs_of_offer_events() {
+        assert_eq!(delivery.send(&one_app.http, &url).await.status(), 200);
+    }
+    let one_at_a_time = planned(&one_db.pool().await).await;
+    one_app.stop().await;
+
+    let (db, app) = spawn_batching(1_000, 64).await;
+    let direct = db.pool().await;
+    let answers = answers(send_spaced(
+        &app,
+        runs_of_offer_events(),
+        Duration::from_millis(20),
+    ))
+    .await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    assert_eq!(
+        count(
+            &direct,
+            "SELECT count(DISTINCT xmin::text) FROM webhook_events"
+        )
+        .await,
+        1,
+        "one transaction stored the batch"
+    );
+    assert_eq!(
+        count(&direct, "SELECT count(*) FROM webhook_events").await,
+        8,
+        "each copy stored once"
+    );
+    let together = planned(&direct).await;
+    assert_eq!(together, one_at_a_time);
+    // What that is: the offers during the sync held, those after it and the other
+    // merchant's in an incremental job each.
+    assert!(
+        one_at_a_time.contains(r#""event_id":"evt-during-2","status":"pending""#),
+        "{one_at_a_time}"
+    );
+    assert_eq!(
+        count(
+            &direct,
+            "SELECT count(*) FROM jobs WHERE kind = 'incremental'"
+        )
+        .await,
+        2,
+        "{together}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn an_event_the_database_refuses_fails_alone_and_the_rest_of_its_batch_is_stored() {
     let (db, app) = spawn_batching(300, 64).await;
