@@ -724,30 +724,29 @@ async fn planned(pool: &PgPool) -> String {
     out
 }
 
-#[tokio::test]
-async fn started_then_completed_in_one_batch_plans_as_one_at_a_time_would() {
-    // One at a time: batches of one, each answered before the next is sent.
+/// `deliveries` planned one at a time (batches of one, each answered before the next is
+/// sent), then sent `gap` apart, in the same order, to a daemon whose one batch takes
+/// them all (checked: one transaction stored them): both plans, and the second daemon
+/// with its database for further checks.
+async fn planned_alone_and_together(
+    deliveries: fn() -> Vec<Delivery>,
+    gap: Duration,
+) -> (String, String, TestDb, TestApp) {
     let (one_db, one_app) = spawn_batching(0, 1).await;
     let url = one_app.url("/webhooks/violet");
-    for delivery in a_sync_window() {
+    for delivery in deliveries() {
         assert_eq!(delivery.send(&one_app.http, &url).await.status(), 200);
     }
     let one_at_a_time = planned(&one_db.pool().await).await;
     one_app.stop().await;
 
-    // Together: sent in the same order, close enough to share one batch.
     let (db, app) = spawn_batching(1_000, 64).await;
-    let direct = db.pool().await;
-    let answers = answers(send_spaced(
-        &app,
-        a_sync_window(),
-        Duration::from_millis(100),
-    ))
-    .await;
+    let answers = answers(send_spaced(&app, deliveries(), gap)).await;
     assert!(
         answers.iter().all(|(status, _)| *status == 200),
         "{answers:?}"
     );
+    let direct = db.pool().await;
     assert_eq!(
         count(
             &direct,
@@ -755,9 +754,16 @@ async fn started_then_completed_in_one_batch_plans_as_one_at_a_time_would() {
         )
         .await,
         1,
-        "the four events were stored by one transaction"
+        "one transaction stored the batch"
     );
     let together = planned(&direct).await;
+    (one_at_a_time, together, db, app)
+}
+
+#[tokio::test]
+async fn started_then_completed_in_one_batch_plans_as_one_at_a_time_would() {
+    let (one_at_a_time, together, _db, app) =
+        planned_alone_and_together(a_sync_window, Duration::from_millis(100)).await;
     assert_eq!(together, one_at_a_time);
     // And what that is: the offer inside the window was held, the one after it batched.
     assert!(
@@ -808,42 +814,15 @@ fn runs_of_offer_events() -> Vec<Delivery> {
 
 #[tokio::test]
 async fn runs_of_offer_events_in_one_batch_plan_as_one_at_a_time_would() {
-    let (one_db, one_app) = spawn_batching(0, 1).await;
-    let url = one_app.url("/webhooks/violet");
-    for delivery in runs_of_offer_events() {
-        assert_eq!(delivery.send(&one_app.http, &url).await.status(), 200);
-    }
-    let one_at_a_time = planned(&one_db.pool().await).await;
-    one_app.stop().await;
-
-    let (db, app) = spawn_batching(1_000, 64).await;
+    let (one_at_a_time, together, db, app) =
+        planned_alone_and_together(runs_of_offer_events, Duration::from_millis(20)).await;
     let direct = db.pool().await;
-    let answers = answers(send_spaced(
-        &app,
-        runs_of_offer_events(),
-        Duration::from_millis(20),
-    ))
-    .await;
-    assert!(
-        answers.iter().all(|(status, _)| *status == 200),
-        "{answers:?}"
-    );
-    assert_eq!(
-        count(
-            &direct,
-            "SELECT count(DISTINCT xmin::text) FROM webhook_events"
-        )
-        .await,
-        1,
-        "one transaction stored the batch"
-    );
+    assert_eq!(together, one_at_a_time);
     assert_eq!(
         count(&direct, "SELECT count(*) FROM webhook_events").await,
         8,
         "each copy stored once"
     );
-    let together = planned(&direct).await;
-    assert_eq!(together, one_at_a_time);
     // What that is: the offers during the sync held, those after it and the other
     // merchant's in an incremental job each.
     assert!(
