@@ -777,9 +777,10 @@ async fn started_then_completed_in_one_batch_plans_as_one_at_a_time_would() {
     app.stop().await;
 }
 
-/// Offer events in a row, one during a sync (held) and some after it, a copy of one, and
-/// another merchant's: the runs of a merchant's offer events share one statement, and
-/// plan what one event at a time plans.
+/// [`a_sync_window`] with more offer events in a row: another during the sync (held)
+/// and a copy of the first, another after it, and another merchant's with a copy: the
+/// runs of a merchant's offer events share one statement, and plan what one event at a
+/// time plans.
 fn runs_of_offer_events() -> Vec<Delivery> {
     let offer = |id: &str, offer: i64, merchant: i64| {
         Delivery::new(
@@ -788,28 +789,17 @@ fn runs_of_offer_events() -> Vec<Delivery> {
             &json!({"id": offer, "merchant_id": merchant}),
         )
     };
-    vec![
-        Delivery::new(
-            "evt-start",
-            "PRODUCT_SYNC_STARTED",
-            &sync_body(90, 9, "IN_PROGRESS", "2026-01-01T10:00:00Z"),
-        )
-        .entity("90"),
-        offer("evt-during-1", 901, 9),
-        offer("evt-during-2", 902, 9),
-        offer("evt-during-1", 901, 9),
-        Delivery::new(
-            "evt-done",
-            "PRODUCT_SYNC_COMPLETED",
-            &sync_body(90, 9, "COMPLETED", "2026-01-01T10:05:00Z"),
-        )
-        .entity("90"),
-        offer("evt-after-1", 903, 9),
+    let mut deliveries = a_sync_window();
+    // After "evt-during": another, then its copy, before "evt-done".
+    deliveries.insert(2, offer("evt-during-2", 903, 9));
+    deliveries.insert(3, offer("evt-during", 901, 9));
+    deliveries.extend([
         offer("evt-after-2", 904, 9),
         offer("evt-other-1", 1101, 11),
         offer("evt-other-2", 1102, 11),
         offer("evt-other-1", 1101, 11),
-    ]
+    ]);
+    deliveries
 }
 
 #[tokio::test]
