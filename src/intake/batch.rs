@@ -3,11 +3,10 @@
 //! Each event runs the statements it would run alone ([`super::record_in`]), so
 //! idempotency (`ON CONFLICT DO NOTHING`), the hold rule, the state machine and job
 //! planning keep their semantics: each statement sees the batch's earlier writes, as it
-//! would see those of transactions committed before it. One exception saves round
-//! trips: a merchant's offer (or collection) events that follow one another in the
-//! batch, with no sync event between them, are stored by one statement
-//! ([`super::record_batched_run`]), which the hold rule reads one sync state for, as
-//! each of them would have read it. Two rules keep concurrent
+//! would see those of transactions committed before it. The statement of an offer (or
+//! collection) event ([`super::record_batched_run`]) takes all of a merchant's that
+//! follow one another in the batch with no sync event between them: the hold rule
+//! reads one sync state for them, as each of them would have read it. Two rules keep concurrent
 //! batches (several writers, several daemons) from deadlocking, which transactions of one
 //! event, each about one merchant, never could:
 //! - events are taken merchant by merchant in merchant id order, and each merchant's in
@@ -31,7 +30,7 @@ use std::collections::HashSet;
 use sqlx::PgPool;
 
 use super::IntakeOutcome;
-use crate::lifecycle::{EventStatus, IncomingEvent, Planner};
+use crate::lifecycle::{EventStatus, IncomingEvent, Planner, SyncKind};
 
 /// What became of each event of a batch, in the order given: all stored and committed
 /// together, or (after the database refused the batch) each on its own.
@@ -74,15 +73,24 @@ async fn in_one_transaction(
     let mut order: Vec<usize> = (0..events.len()).collect();
     // Stable: each merchant's events stay in arrival order.
     order.sort_by_key(|&i| events[i].merchant_id());
+    let classified: Vec<(EventStatus, Option<String>)> = events
+        .iter()
+        .map(|event| Planner::classify(event))
+        .collect();
     let planned: HashSet<i64> = events
         .iter()
-        .filter(|event| Planner::classify(event).0 == EventStatus::Processed)
-        .filter_map(|event| event.merchant_id())
+        .zip(&classified)
+        .filter(|(_, (status, _))| *status == EventStatus::Processed)
+        .filter_map(|(event, _)| event.merchant_id())
+        .collect();
+    let batched: Vec<Option<(SyncKind, i64)>> = events
+        .iter()
+        .zip(&classified)
+        .map(|(event, (status, _))| super::batched_kind(*status, event))
         .collect();
 
     let mut outcomes = vec![None; events.len()];
     let mut visibility_moved = Vec::new();
-    let batched = |i: usize| super::batched_kind(Planner::classify(events[i]).0, events[i]);
     let mut tx = pool.begin().await?;
     let mut previous = None;
     let mut at = 0;
@@ -97,27 +105,27 @@ async fn in_one_transaction(
         }
         // Offer or collection events of one merchant and kind in a row (no sync event
         // between them) are stored in one statement.
-        if let Some((kind, merchant_id)) = batched(i) {
-            let run = order[at..]
-                .iter()
-                .take_while(|&&j| batched(j) == Some((kind, merchant_id)))
-                .count();
-            if run > 1 {
-                let indices = &order[at..at + run];
-                let run_events: Vec<&IncomingEvent> = indices.iter().map(|&j| events[j]).collect();
-                let stored =
-                    super::record_batched_run(&mut tx, planner, &run_events, kind, merchant_id)
-                        .await?;
-                for (&j, outcome) in indices.iter().zip(stored) {
-                    outcomes[j] = Some(outcome);
-                }
-                at += run;
-                continue;
-            }
+        let Some((kind, merchant_id)) = batched[i] else {
+            outcomes[i] =
+                Some(super::record_in(&mut tx, planner, events[i], &mut visibility_moved).await?);
+            at += 1;
+            continue;
+        };
+        let run = order[at..]
+            .iter()
+            .take_while(|&&j| batched[j] == Some((kind, merchant_id)))
+            .count();
+        let indices = &order[at..at + run];
+        let run_events: Vec<super::Classified> = indices
+            .iter()
+            .map(|&j| (events[j], classified[j].0, classified[j].1.as_deref()))
+            .collect();
+        let stored =
+            super::record_batched_run(&mut tx, planner, &run_events, kind, merchant_id).await?;
+        for (&j, outcome) in indices.iter().zip(stored) {
+            outcomes[j] = Some(outcome);
         }
-        outcomes[i] =
-            Some(super::record_in(&mut tx, planner, events[i], &mut visibility_moved).await?);
-        at += 1;
+        at += run;
     }
     // Last: the change log's table lock is held until commit (see the module doc).
     crate::lifecycle::append_visibility_changes(&mut tx, &visibility_moved).await?;

@@ -47,20 +47,12 @@ const INSERT_EVENT: &str = r#"
         INSERT INTO merchants (merchant_id) SELECT $4 FROM event WHERE $4 IS NOT NULL ON CONFLICT DO NOTHING
     )"#;
 
-/// The single statement of an offer or collection event: the insert, then the hold
-/// rule with the job's arguments from $12 ($11 is the sync kind).
-static STORE_BATCHED: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "{INSERT_EVENT} SELECT event.id, {} FROM event",
-        batch_unless_syncing("$4", "$11", 12)
-    )
-});
-
-/// The offer or collection events of one merchant and kind that follow one another in a
-/// batch, in one statement: each inserted unless its id is known (in order: of two
-/// copies in the run the first is stored), then the hold rule once for all of them
-/// ($1..$9 the events' columns as arrays, $10 the merchant, $11 the sync kind, the
-/// job's arguments from $12). The hold rule reads the same sync state for each: no
+/// The statement of offer or collection events: one of them, or those of one merchant
+/// and kind that follow one another in a batch. Each is inserted unless its id is known
+/// (in order: of two copies in the run the first is stored), then the hold rule runs
+/// once for all of them: batched into the merchant's incremental job unless it is
+/// syncing ($1..$9 the events' columns as arrays, $10 the merchant, $11 the sync kind,
+/// the job's arguments from $12). The hold rule reads the same sync state for each: no
 /// sync event lies between them.
 static STORE_BATCHED_RUN: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -125,22 +117,15 @@ pub async fn record_in(
 ) -> sqlx::Result<IntakeOutcome> {
     let (status, detail) = Planner::classify(event);
     if let Some((kind, merchant_id)) = batched_kind(status, event) {
-        let query = bind_event(
-            sqlx::query(sqlx::AssertSqlSafe(STORE_BATCHED.as_str())),
-            event,
-            status,
-            &detail,
+        let stored = record_batched_run(
+            conn,
+            planner,
+            &[(event, status, detail.as_deref())],
+            kind,
+            merchant_id,
         )
-        .bind(kind.as_str());
-        let stored = EnqueueArgs::new(&planner.batched_job(merchant_id))
-            .bind(query)
-            .fetch_optional(&mut *conn)
-            .await?;
-        return Ok(if stored.is_some() {
-            IntakeOutcome::Stored(status)
-        } else {
-            IntakeOutcome::Duplicate
-        });
+        .await?;
+        return Ok(stored[0]);
     }
     if !insert_event(conn, event, status, &detail).await? {
         return Ok(IntakeOutcome::Duplicate);
@@ -151,52 +136,51 @@ pub async fn record_in(
     Ok(IntakeOutcome::Stored(status))
 }
 
-/// Stores `events` (offer or collection events of `merchant_id` and `kind`, consecutive
-/// in a batch, see [`batched_kind`]) in one statement, in the caller's transaction: what
-/// [`record_in`] does for each, with one round trip and one job upsert for all.
+/// An event with what [`Planner::classify`] made of it: its status and detail.
+pub(crate) type Classified<'e> = (&'e IncomingEvent, EventStatus, Option<&'e str>);
+
+/// Stores offer or collection events of `merchant_id` and `kind` (one, or several
+/// consecutive in a batch, see [`batched_kind`]) in one statement, on `conn` (in the
+/// caller's transaction when it has one): one round trip and one job upsert for all.
 pub(crate) async fn record_batched_run(
     conn: &mut PgConnection,
     planner: &Planner,
-    events: &[&IncomingEvent],
+    events: &[Classified<'_>],
     kind: SyncKind,
     merchant_id: i64,
 ) -> sqlx::Result<Vec<IntakeOutcome>> {
-    let classified: Vec<(EventStatus, Option<String>)> = events
-        .iter()
-        .map(|event| Planner::classify(event))
-        .collect();
-    let column = |get: fn(&IncomingEvent) -> Option<String>| -> Vec<Option<String>> {
-        events.iter().map(|event| get(event)).collect()
+    let column = |get: fn(&IncomingEvent) -> Option<&str>| -> Vec<Option<&str>> {
+        events.iter().map(|(event, _, _)| get(event)).collect()
     };
     let query = sqlx::query(sqlx::AssertSqlSafe(STORE_BATCHED_RUN.as_str()))
-        .bind(column(|event| Some(event.event_id.clone())))
-        .bind(column(|event| Some(event.topic_name.clone())))
-        .bind(column(|event| event.entity_id.clone()))
-        .bind(column(|event| event.webhook_id.clone()))
-        .bind(column(|event| event.event_id_source.clone()))
+        .bind(column(|event| Some(&event.event_id)))
+        .bind(column(|event| Some(&event.topic_name)))
+        .bind(column(|event| event.entity_id.as_deref()))
+        .bind(column(|event| event.webhook_id.as_deref()))
+        .bind(column(|event| event.event_id_source.as_deref()))
         .bind(
             events
                 .iter()
-                .map(|event| event.raw_body.clone())
-                .collect::<Vec<Vec<u8>>>(),
+                .map(|(event, _, _)| event.raw_body.as_slice())
+                .collect::<Vec<&[u8]>>(),
         )
         .bind(
             events
                 .iter()
-                .map(|event| event.occurred_at())
+                .map(|(event, _, _)| event.occurred_at())
                 .collect::<Vec<_>>(),
         )
         .bind(
-            classified
+            events
                 .iter()
-                .map(|(status, _)| status.as_str())
+                .map(|(_, status, _)| status.as_str())
                 .collect::<Vec<&str>>(),
         )
         .bind(
-            classified
+            events
                 .iter()
-                .map(|(_, detail)| detail.clone())
-                .collect::<Vec<Option<String>>>(),
+                .map(|(_, _, detail)| *detail)
+                .collect::<Vec<Option<&str>>>(),
         )
         .bind(merchant_id)
         .bind(kind.as_str());
@@ -210,8 +194,7 @@ pub(crate) async fn record_batched_run(
     let mut stored: std::collections::HashSet<String> = stored.into_iter().collect();
     Ok(events
         .iter()
-        .zip(classified)
-        .map(|(event, (status, _))| {
+        .map(|&(event, status, _)| {
             if stored.remove(&event.event_id) {
                 IntakeOutcome::Stored(status)
             } else {
