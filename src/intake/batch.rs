@@ -3,10 +3,11 @@
 //! Each event runs the statements it would run alone ([`super::record_in`]), so
 //! idempotency (`ON CONFLICT DO NOTHING`), the hold rule, the state machine and job
 //! planning keep their semantics: each statement sees the batch's earlier writes, as it
-//! would see those of transactions committed before it. The statement of an offer (or
-//! collection) event ([`super::record_batched_run`]) takes all of a merchant's that
-//! follow one another in the batch with no sync event between them: the hold rule
-//! reads one sync state for them, as each of them would have read it. Two rules keep concurrent
+//! would see those of transactions committed before it. One exception saves round
+//! trips: a merchant's offer (or collection) events that follow one another in the
+//! batch, with no sync event between them, are stored by one statement
+//! ([`super::record_batched_run`]), which the hold rule reads one sync state for, as
+//! each of them would have read it. Two rules keep concurrent
 //! batches (several writers, several daemons) from deadlocking, which transactions of one
 //! event, each about one merchant, never could:
 //! - events are taken merchant by merchant in merchant id order, and each merchant's in
@@ -104,17 +105,19 @@ async fn in_one_transaction(
             }
         }
         // Offer or collection events of one merchant and kind in a row (no sync event
-        // between them) are stored in one statement.
-        let Some((kind, merchant_id)) = batched[i] else {
+        // between them) are stored in one statement; one alone as it would be alone.
+        let run = batched[i].map_or(1, |key| {
+            order[at..]
+                .iter()
+                .take_while(|&&j| batched[j] == Some(key))
+                .count()
+        });
+        let (Some((kind, merchant_id)), true) = (batched[i], run > 1) else {
             outcomes[i] =
                 Some(super::record_in(&mut tx, planner, events[i], &mut visibility_moved).await?);
             at += 1;
             continue;
         };
-        let run = order[at..]
-            .iter()
-            .take_while(|&&j| batched[j] == Some((kind, merchant_id)))
-            .count();
         let indices = &order[at..at + run];
         let run_events: Vec<super::Classified> = indices
             .iter()
