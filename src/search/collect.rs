@@ -1,10 +1,10 @@
 //! One pass over the matching documents: the count, the top `offset + limit` in
 //! ranking order, and the facet counts and numeric stats, read from fast fields.
 //!
-//! Ranking order: Meilisearch's ranking rules (`rank`): words and typo, proximity (0
-//! here; `proximity` fills it in for the best candidates), attribute, then each `sort`
-//! criterion, then exactness, and last the offer id ascending, so equal documents
-//! always come in the same order and pages never overlap.
+//! Ranking order: the ranking rules as `index/relevance.toml` lists them
+//! (`rules::Order`), proximity 0 here (`proximity` fills it in for the best
+//! candidates), and last the offer id ascending, so equal documents always come in the
+//! same order and pages never overlap.
 //!
 //! How a `sort` criterion orders and is read is `sort`'s. With `distinct`, the count
 //! and the facets are those of the matches `distinct` keeps in index order; the top
@@ -22,9 +22,10 @@ use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader}
 
 use super::distinct::{DistinctCount, SegmentDistinct, ValueIds};
 use super::rank::Key;
+use super::rules::Order;
 use super::schema::AttrKind;
 use super::score::Scoring;
-use super::sort::{self, SegmentTexts, SortBy, SortColumn, SortValue, compare_values};
+use super::sort::{self, SegmentTexts, SortBy, SortColumn, SortValue};
 
 /// Offer ids by document, per segment, read once from the `id` fast field. Ties are
 /// broken by id, and all the matches of a common word tie, so the fast field was
@@ -77,6 +78,8 @@ pub struct SearchCollector {
     /// How many of the best documents to keep (`offset + limit`).
     pub keep: usize,
     pub scored: bool,
+    /// The ranking rules' order.
+    pub order: Order,
     pub sort: Vec<SortBy>,
     pub facets: Vec<(&'static str, AttrKind)>,
     /// The generation's ids (see `IdsBySegment`).
@@ -152,51 +155,18 @@ pub struct Collected {
 
 impl SearchCollector {
     fn compare(&self, a: &Ranked, b: &Ranked) -> Ordering {
-        compare(&self.sort, a, b)
+        self.order.compare(&self.sort, a, b)
     }
-}
-
-/// Ranking order (`Less` comes first): the rules in Meilisearch's order (see the
-/// module's note), then id.
-#[inline]
-pub fn compare(sort: &[SortBy], a: &Ranked, b: &Ranked) -> Ordering {
-    let (key_a, key_b) = (Key::of(a.score), Key::of(b.score));
-    // Equal keys (every unscored search, many ties) need no decoding. Written without
-    // closures: this runs for most matches of a sorted search.
-    let same_key = key_a == key_b;
-    if !same_key || a.proximity != b.proximity {
-        let before_sort = key_b
-            .words_and_typo()
-            .cmp(&key_a.words_and_typo())
-            .then(b.proximity.cmp(&a.proximity))
-            .then(key_b.attribute().cmp(&key_a.attribute()));
-        if before_sort != Ordering::Equal {
-            return before_sort;
-        }
-    }
-    for (i, by) in sort.iter().enumerate() {
-        let ordering = compare_values(a.sort_values[i], b.sort_values[i], by.descending);
-        if ordering != Ordering::Equal {
-            return ordering;
-        }
-    }
-    if !same_key {
-        let exactness = key_b.exactness().cmp(&key_a.exactness());
-        if exactness != Ordering::Equal {
-            return exactness;
-        }
-    }
-    a.id.partial_cmp(&b.id).unwrap_or(Ordering::Equal)
 }
 
 /// Keeps the best `keep` of `candidates` (unordered).
-fn prune(candidates: &mut Vec<Ranked>, keep: usize, sort: &[SortBy]) {
+fn prune(candidates: &mut Vec<Ranked>, keep: usize, order: &Order, sort: &[SortBy]) {
     if candidates.len() > keep {
         if keep == 0 {
             candidates.clear();
             return;
         }
-        candidates.select_nth_unstable_by(keep - 1, |a, b| compare(sort, a, b));
+        candidates.select_nth_unstable_by(keep - 1, |a, b| order.compare(sort, a, b));
         candidates.truncate(keep);
     }
 }
@@ -217,6 +187,7 @@ enum FacetColumn {
 pub struct SegmentSearch {
     segment: SegmentOrdinal,
     keep: usize,
+    order: Order,
     sort: Vec<SortBy>,
     sort_columns: Vec<SortColumn>,
     ids: Arc<[f64]>,
@@ -225,7 +196,7 @@ pub struct SegmentSearch {
     candidates: Vec<Ranked>,
     /// The worst candidate kept at the last prune.
     worst: Option<Ranked>,
-    /// The keys that tie with `worst` before `sort` (`Key::tying_before_sort`): one
+    /// The keys that tie with `worst` before `sort` (`Order::tying_before_sort`): one
     /// comparison per document instead of decoding its key.
     worst_ties: std::ops::Range<u32>,
     /// Matching documents, for facets counted in batches (and `distinct` applied) at
@@ -279,6 +250,7 @@ impl Collector for SearchCollector {
         Ok(SegmentSearch {
             segment,
             keep: self.keep,
+            order: self.order,
             sort: self.sort.clone(),
             sort_columns,
             // Only ranking needs them.
@@ -339,7 +311,7 @@ impl Collector for SearchCollector {
             collected.count += fruit.count;
             collected.matched += fruit.matched;
             collected.top.extend(fruit.top);
-            prune(&mut collected.top, self.keep, &self.sort);
+            prune(&mut collected.top, self.keep, &self.order, &self.sort);
             for (total, part) in collected.facets.iter_mut().zip(fruit.facets) {
                 for (value, count) in part.values {
                     *total.values.entry(value).or_default() += count;
@@ -418,20 +390,20 @@ impl SegmentCollector for SegmentSearch {
         // known here).
         if let Some(worst) = &self.worst
             && self.worst_ties.contains(&key)
-            && compare(&self.sort, &candidate, worst) != Ordering::Less
+            && self.order.compare(&self.sort, &candidate, worst) != Ordering::Less
         {
             return;
         }
         self.candidates.push(candidate);
         if self.candidates.len() >= 2 * self.keep.max(64) {
-            prune(&mut self.candidates, self.keep, &self.sort);
+            prune(&mut self.candidates, self.keep, &self.order, &self.sort);
             self.worst = self
                 .candidates
                 .iter()
-                .max_by(|a, b| compare(&self.sort, a, b))
+                .max_by(|a, b| self.order.compare(&self.sort, a, b))
                 .copied();
             if let Some(worst) = &self.worst {
-                self.worst_ties = Key::of(worst.score).tying_before_sort();
+                self.worst_ties = self.order.tying_before_sort(Key::of(worst.score));
             }
         }
     }
@@ -453,7 +425,7 @@ impl SegmentCollector for SegmentSearch {
                 texts: SegmentTexts::default(),
             };
         }
-        prune(&mut self.candidates, self.keep, &self.sort);
+        prune(&mut self.candidates, self.keep, &self.order, &self.sort);
         let texts = sort::resolve_texts(&mut self.candidates, &self.sort_columns);
         let matched = self.count;
         let mut failed = None;
@@ -670,6 +642,7 @@ mod tests {
         let collector = |deadline| SearchCollector {
             keep: 20,
             scored: false,
+            order: Default::default(),
             sort: Vec::new(),
             facets: vec![("id", AttrKind::Number)],
             ids: Arc::new(IdsBySegment::default()),

@@ -276,6 +276,7 @@ mod tests {
         let collector = |distinct| SearchCollector {
             keep: 8,
             scored: false,
+            order: Default::default(),
             sort: vec![by_id.clone()],
             facets: Vec::new(),
             ids: Arc::new(IdsBySegment::default()),

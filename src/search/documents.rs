@@ -278,6 +278,7 @@ pub fn fetch(
     let collector = SearchCollector {
         keep: request.offset.saturating_add(request.limit).min(total_docs),
         scored: false,
+        order: Default::default(),
         sort: Vec::new(),
         facets: Vec::new(),
         ids: generation.ids.clone(),

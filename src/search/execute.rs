@@ -26,6 +26,7 @@ use super::params::{Pagination, SearchRequest};
 use super::proximity::{self, Proximity};
 use super::query::{self, MatchingStrategy};
 use super::relevance::{FacetOrder, Relevance};
+use super::rules::Rule;
 use super::schema::{AttrKind, TextField};
 use super::score::{self, Scoring};
 use super::store::Generation;
@@ -112,8 +113,8 @@ pub(super) fn prepare(
     )
     .map_err(ApiError::internal)?;
     let highlights = parsed.highlighted();
-    let proximity = Proximity::of(&parsed, &ranks, &generation.schema, on);
-    let scoring = Scoring::of(&parsed, &ranks, relevance, on);
+    let proximity = Proximity::of(&parsed, &ranks, &generation.schema, on, &relevance.order);
+    let scoring = Scoring::of(&parsed, &ranks, relevance, on, strategy);
     if filters.is_empty() {
         return Ok(Prepared {
             query: text,
@@ -173,6 +174,12 @@ pub fn search(
 ) -> Result<SearchResponse, ApiError> {
     let started = Instant::now();
     check(bounds.deadline)?;
+    if !request.sort.is_empty() && !relevance.order.has(Rule::Sort) {
+        return Err(ApiError::invalid(
+            "invalid_search_sort",
+            "You must specify where `sort` is listed in the rankingRules setting to use the sort parameter at search time.",
+        ));
+    }
     let filters: Vec<&Filter> = request.filter.iter().chain(key_filter).collect();
     let Prepared {
         query,
@@ -216,6 +223,7 @@ pub fn search(
     let mut collector = SearchCollector {
         keep,
         scored: !highlights.is_empty() || threshold.is_some(),
+        order: relevance.order,
         sort: request.sort.clone(),
         facets: request.facets.clone(),
         ids: generation.ids.clone(),
@@ -584,6 +592,7 @@ pub fn facet_search(
     let collector = SearchCollector {
         keep: 0,
         scored: threshold.is_some(),
+        order: relevance.order,
         sort: Vec::new(),
         facets: vec![request.facet],
         ids: generation.ids.clone(),

@@ -50,6 +50,7 @@ pub mod query;
 pub mod rank;
 mod read_routes;
 pub mod relevance;
+pub mod rules;
 pub mod schema;
 mod score;
 pub mod settings;

@@ -1,5 +1,6 @@
-//! Meilisearch's proximity rule: among offers that tie on words and typo, those whose
-//! query terms stand close together and in the query's order rank first.
+//! Meilisearch's proximity rule: among offers that tie on the rules before it (words
+//! and typo in the default order), those whose query terms stand close together and in
+//! the query's order rank first.
 //!
 //! The cost of two consecutive query terms in an offer is, over the text fields with
 //! positions, the smallest distance between them: `d` when the second follows the
@@ -11,10 +12,10 @@
 //!
 //! Positions are not read while scoring (that would cost every match): they are read
 //! for the best candidates only, the page and [`window`] more, whose order this then
-//! settles. An offer beyond the window that ties with the page's last on words and
-//! typo cannot be lifted into the page by its proximity: with buckets larger than the
-//! window, the page is ranked by proximity among the window's offers, the best of the
-//! bucket by attribute. A phrase stands for its first word on its left and its last on
+//! settles. An offer beyond the window that ties with the page's last on the rules
+//! before proximity cannot be lifted into the page by its proximity: with buckets
+//! larger than the window, the page is ranked by proximity among the window's offers,
+//! the best of the bucket by the rules after proximity. A phrase stands for its first word on its left and its last on
 //! its right; a prefix or typo word is looked for through its first [`MAX_LOOSE_TERMS`]
 //! dictionary words per field, which covers the words typed.
 
@@ -24,9 +25,10 @@ use tantivy::postings::{Postings, SegmentPostings};
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocId, DocSet, Searcher, SegmentReader, TERMINATED, Term as IndexTerm};
 
-use super::collect::{self, Ranked};
+use super::collect::Ranked;
 use super::query::{self, ExceptWord, Word};
-use super::rank::Key;
+use super::rank::{Key, Part};
+use super::rules::{Order, Rule};
 use super::schema::{OfferSchema, TextField};
 use super::sort::SortBy;
 use super::terms::{self, Parsed, Term};
@@ -64,18 +66,25 @@ pub struct Proximity {
     /// many terms have it, and those terms as a bit per term in query order.
     rank_groups: Vec<(u32, u32, u32)>,
     fields: Vec<Field>,
+    /// The ranking rules' order: what proximity ranks within, and what it settles.
+    order: Order,
 }
 
 impl Proximity {
-    /// The rule for `parsed` (whose terms have the words `ranks`) matching in `on`;
-    /// `None` when it cannot tell offers apart (fewer than two terms).
+    /// The rule for `parsed` (whose terms have the words `ranks`) matching in `on`,
+    /// ranking in `order`; `None` when it cannot tell offers apart (fewer than two
+    /// terms) or `order` does not rank by it.
     pub fn of(
         parsed: &Parsed,
         ranks: &[u32],
         schema: &OfferSchema,
         on: &[TextField],
+        order: &Order,
     ) -> Option<Proximity> {
-        if parsed.terms.len() < 2 || ranks.len() != parsed.terms.len() {
+        if parsed.terms.len() < 2
+            || ranks.len() != parsed.terms.len()
+            || !order.has(Rule::Proximity)
+        {
             return None;
         }
         let sides = parsed
@@ -128,6 +137,7 @@ impl Proximity {
             sides,
             rank_groups,
             fields,
+            order: *order,
         })
     }
 
@@ -136,7 +146,7 @@ impl Proximity {
     /// tells how many of each rank matched; when only some of several terms of one
     /// rank did, any of them may have.
     fn maybe_matched(&self, key: Key) -> u32 {
-        let mut left = key.words_rank();
+        let mut left = self.order.layout().part(key, Part::Words);
         let mut matched = 0;
         for &(rank, terms, mask) in &self.rank_groups {
             let count = (left / rank).min(terms);
@@ -155,8 +165,8 @@ impl Proximity {
 
     /// Orders `ranked` (in ranking order without proximity) with proximity. With
     /// `page`, the first `page` are what is wanted: the candidates after them that
-    /// cannot move into them (a lower words and typo bucket than the last of them)
-    /// are dropped unread, and `ranked` ends with the `page` best. Only candidates that
+    /// cannot move into them (a lower bucket of the rules before proximity than the
+    /// last of them) are dropped unread, and `ranked` ends with the `page` best. Only candidates that
     /// share their bucket with another have their positions read, unless `every` asks
     /// for each one's proximity (its ranking score shows it).
     pub fn settle(
@@ -172,27 +182,27 @@ impl Proximity {
             ranked.clear();
             return Ok(());
         }
-        let bucket = |ranked: &Ranked| Key::of(ranked.score).words_and_typo();
+        let same_bucket = |a: &Ranked, b: &Ranked| self.order.same_before_proximity(sort, a, b);
         if let Some(page) = page
-            && let Some(last) = ranked.get(page - 1).map(bucket)
+            && let Some(last) = ranked.get(page - 1).copied()
         {
             let tied = ranked[page..]
                 .iter()
-                .take_while(|candidate| bucket(candidate) == last)
+                .take_while(|candidate| same_bucket(candidate, &last))
                 .count();
             ranked.truncate(page + tied);
         }
         // Buckets of one need no proximity; the rest are read together.
         let mut shared: Vec<usize> = Vec::new();
         let mut at = 0;
-        for group in ranked.chunk_by(|a, b| bucket(a) == bucket(b)) {
+        for group in ranked.chunk_by(|a, b| same_bucket(a, b)) {
             if every || group.len() > 1 {
                 shared.extend(at..at + group.len());
             }
             at += group.len();
         }
         self.rank(searcher, schema, ranked, &shared)?;
-        ranked.sort_by(|a, b| collect::compare(sort, a, b));
+        ranked.sort_by(|a, b| self.order.compare(sort, a, b));
         if let Some(page) = page {
             ranked.truncate(page);
         }
@@ -445,6 +455,7 @@ mod tests {
         let collector = SearchCollector {
             keep: 100,
             scored: true,
+            order: relevance.order,
             sort: Vec::new(),
             facets: Vec::new(),
             ids: Arc::new(IdsBySegment::default()),
@@ -456,7 +467,14 @@ mod tests {
             .search(scored.query.as_ref(), &collector)
             .unwrap()
             .top;
-        let proximity = Proximity::of(&parsed, &scored.ranks, &offers, &ALL_TEXT_FIELDS).unwrap();
+        let proximity = Proximity::of(
+            &parsed,
+            &scored.ranks,
+            &offers,
+            &ALL_TEXT_FIELDS,
+            &relevance.order,
+        )
+        .unwrap();
         let every: Vec<usize> = (0..top.len()).collect();
         proximity
             .rank(&searcher, &offers, &mut top, &every)
@@ -476,8 +494,10 @@ mod tests {
         let relevance = Relevance::embedded();
         let offers = OfferSchema::current();
         let parsed = terms::parse("red velvet lipstick", &relevance);
-        let with = |ranks: &[u32]| Proximity::of(&parsed, ranks, &offers, &ALL_TEXT_FIELDS);
-        let key = |words: u32| Key(crate::search::rank::words(words));
+        let with = |ranks: &[u32]| {
+            Proximity::of(&parsed, ranks, &offers, &ALL_TEXT_FIELDS, &relevance.order)
+        };
+        let key = |words: u32| Key(relevance.order.layout().words(words));
         // `last`: each term outweighs all later ones.
         let last = with(&[4, 2, 1]).unwrap();
         assert_eq!(last.maybe_matched(key(4 + 1)), 0b101);

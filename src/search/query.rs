@@ -1,6 +1,7 @@
 //! From `q` to a scored tantivy query, imitating Meilisearch's ranking rules with
 //! constant scores so that the order is deterministic and explainable (each rule's
-//! part of the score is `rank`'s):
+//! part of the score is `rank`'s). In Meilisearch's default order, which
+//! `index/relevance.toml` may change (`rules`):
 //!
 //! 1. **words** (`matchingStrategy`): with `last` (the default) an offer must match the
 //!    first word and each further word adds a weight that halves from word to word, so
@@ -32,21 +33,9 @@ use tantivy::query::{AllQuery, BooleanQuery, DfaWrapper, FuzzyTermQuery, Occur, 
 use tantivy::schema::IndexRecordOption;
 use tantivy_fst::Automaton;
 
-use super::rank;
 use super::relevance::Relevance;
 use super::schema::{OfferSchema, TextField};
 use super::word_scorer::{Variant, WordClause, WordsQuery};
-
-/// The ranking rules above, in Meilisearch's names and order, as the settings API
-/// reports them.
-pub const RANKING_RULES: &[&str] = &[
-    "words",
-    "typo",
-    "proximity",
-    "attribute",
-    "sort",
-    "exactness",
-];
 
 /// Most query words considered (Meilisearch's limit).
 pub const MAX_WORDS: usize = 10;
@@ -148,7 +137,7 @@ pub fn build_on(
         .iter()
         .enumerate()
         .map(|(i, word)| WordClause {
-            rank: word_rank(i, count, strategy),
+            rank: word_rank(i, count, strategy, relevance),
             variants: word_variants(word, schema, relevance, on),
         })
         .collect();
@@ -163,8 +152,8 @@ pub fn build_on(
 
 /// What matching the `i`th of `count` words adds: with `last`, halving from word to
 /// word, so matching an earlier word outweighs matching all later ones.
-fn word_rank(i: usize, count: usize, strategy: MatchingStrategy) -> u32 {
-    rank::words(match strategy {
+fn word_rank(i: usize, count: usize, strategy: MatchingStrategy, relevance: &Relevance) -> u32 {
+    relevance.order.layout().words(match strategy {
         MatchingStrategy::Last | MatchingStrategy::Frequency => 1 << (count - 1 - i),
         MatchingStrategy::All => 1,
     })
@@ -183,6 +172,7 @@ pub(super) fn word_variants(
         .into_iter()
         .filter(|which| on.contains(which))
         .map(|which| (which, relevance.weights.of(which)));
+    let layout = relevance.order.layout();
     let mut variants: Vec<(Variant, u32)> = Vec::new();
     // The word's prefix-and-typo automaton, built once and walked in each field.
     let loose = (word.prefix || word.typos > 0)
@@ -192,7 +182,7 @@ pub(super) fn word_variants(
         let field = schema.text_field(which);
         variants.push((
             Variant::Term(Term::from_field_text(field, &word.text)),
-            rank::term_match(0, weight, true),
+            layout.term_match(0, weight, true),
         ));
         if which == TextField::Codes {
             continue;
@@ -207,7 +197,7 @@ pub(super) fn word_variants(
                     field,
                     automaton: automaton.clone(),
                 },
-                rank::term_match(word.typos, weight, false),
+                layout.term_match(word.typos, weight, false),
             ));
         }
         for alternative in &word.synonyms {
@@ -227,7 +217,7 @@ pub(super) fn word_variants(
                     Variant::Query(Box::new(BooleanQuery::new(all)))
                 }
             };
-            variants.push((variant, rank::term_match(0, weight, false)));
+            variants.push((variant, layout.term_match(0, weight, false)));
         }
     }
     variants
@@ -410,7 +400,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, word)| {
-                let rank = word_rank(i, count, strategy);
+                let rank = word_rank(i, count, strategy, relevance);
                 let variants: Vec<Box<dyn Query>> =
                     word_variants(word, schema, relevance, &ALL_TEXT_FIELDS)
                         .into_iter()
@@ -538,7 +528,7 @@ mod tests {
                 let words = analyze(q, &relevance);
                 let dense = scored(
                     build(&words, strategy, &schema, &relevance).as_ref(),
-                    |score| rank::Key::of(score).0,
+                    |score| super::super::rank::Key::of(score).0,
                 );
                 let expected = scored(
                     reference(&words, strategy, &schema, &relevance).as_ref(),

@@ -1,6 +1,7 @@
 //! Relevance settings: typo thresholds, attribute weights, synonyms, stop words, the
-//! order facet values are listed in (Meilisearch's `faceting.sortFacetValuesBy`) and the
-//! attribute searches keep one document per value of (`distinctAttribute`).
+//! ranking rules (`rankingRules`, see `rules`), the order facet values are listed in
+//! (Meilisearch's `faceting.sortFacetValuesBy`) and the attribute searches keep one
+//! document per value of (`distinctAttribute`).
 //!
 //! They ship in `index/` (`relevance.toml`, `synonyms.json`, `stop_words.txt`) and are
 //! compiled in; `search.settings_dir` may point at a directory holding the same files
@@ -12,6 +13,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::rules::{self, Order, Rule};
 use super::schema::{self, AttrKind, FILTERABLE, TextField, text_analyzer};
 
 const RELEVANCE_TOML: &str = include_str!("../../index/relevance.toml");
@@ -27,6 +29,22 @@ struct RelevanceFile {
     faceting: Faceting,
     #[serde(default)]
     distinct: DistinctFile,
+    #[serde(default)]
+    ranking: RankingFile,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RankingFile {
+    rules: Vec<String>,
+}
+
+impl Default for RankingFile {
+    fn default() -> RankingFile {
+        RankingFile {
+            rules: Rule::DEFAULT.map(|rule| rule.name().to_string()).to_vec(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -97,6 +115,10 @@ pub struct Relevance {
     /// word → alternatives, each a list of words (all must match).
     pub synonyms: HashMap<String, Vec<Vec<String>>>,
     pub stop_words: HashSet<String>,
+    /// Meilisearch's `rankingRules` as listed (what the settings API answers).
+    pub ranking_rules: Vec<Rule>,
+    /// The order they rank in (`rules`).
+    pub order: Order,
 }
 
 impl Relevance {
@@ -159,6 +181,8 @@ impl Relevance {
                 filterable_list()
             );
         }
+        let ranking_rules = rules::parse(&file.ranking.rules)
+            .map_err(|err| anyhow::anyhow!("relevance.toml: ranking.rules: {err}"))?;
         let distinct_attribute = match &file.distinct.attribute {
             None => None,
             Some(name) => Some(schema::filterable(name).ok_or_else(|| {
@@ -203,6 +227,8 @@ impl Relevance {
             distinct_attribute,
             synonyms: map,
             stop_words,
+            order: Order::of(&ranking_rules),
+            ranking_rules,
         })
     }
 
@@ -308,6 +334,24 @@ mod tests {
         );
         let at_most = relevance.replace("101", "100");
         assert!(Relevance::parse(&at_most, SYNONYMS_JSON, STOP_WORDS_TXT).is_ok());
+    }
+
+    #[test]
+    fn ranking_rules_default_to_meilisearchs_and_a_bad_list_is_refused_with_its_entry() {
+        let shipped = Relevance::embedded();
+        assert_eq!(shipped.ranking_rules, Rule::DEFAULT);
+        assert_eq!(with_faceting("").unwrap().ranking_rules, Rule::DEFAULT);
+        let set = with_faceting("[ranking]\nrules = [\"sort\", \"exactness\"]").unwrap();
+        assert_eq!(set.ranking_rules, [Rule::Sort, Rule::Exactness]);
+        assert_eq!(
+            set.order.rules(),
+            [Rule::Sort, Rule::Words, Rule::Exactness]
+        );
+        let err = with_faceting("[ranking]\nrules = [\"words\", \"price:desc\"]").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("ranking.rules: `price:desc`"),
+            "{err:#}"
+        );
     }
 
     #[test]

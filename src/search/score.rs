@@ -19,15 +19,19 @@
 //!   ranks first whether an attribute equals the query or starts with it; ours counts
 //!   the words only).
 //!
-//! `sort` orders hits but has no rank (as in Meilisearch); a search without terms
-//! scores 1.
+//! Only the rules `index/relevance.toml` lists rank, merged in its order (`rules`);
+//! with the matching strategy `all` `words` does not (every hit matches every term),
+//! as in Meilisearch. `sort` orders hits but has no rank (as in Meilisearch); a search
+//! without terms scores 1.
 
 use serde_json::{Map, Value, json};
 
 use super::collect::Ranked;
 use super::proximity::APART;
-use super::rank::Key;
+use super::query::MatchingStrategy;
+use super::rank::{Key, Part};
 use super::relevance::Relevance;
+use super::rules::{Order, Rule};
 use super::schema::TextField;
 use super::sort::SortBy;
 use super::terms::{Parsed, Term};
@@ -61,11 +65,8 @@ impl Rank {
         }
     }
 
-    fn global(ranks: &[Rank]) -> f64 {
-        ranks
-            .iter()
-            .fold(Rank::new(1, 1), |outer, &inner| Rank::merge(outer, inner))
-            .local()
+    fn global(ranks: impl IntoIterator<Item = Rank>) -> f64 {
+        ranks.into_iter().fold(Rank::new(1, 1), Rank::merge).local()
     }
 }
 
@@ -85,6 +86,11 @@ pub struct Scoring {
     terms: u32,
     /// The highest weight of the fields the query searches.
     top_weight: u32,
+    /// The rules that rank, in order.
+    order: Order,
+    /// Whether `words` ranks: not with the matching strategy `all`, where every hit
+    /// matches every term (Meilisearch leaves the rule out then).
+    words_ranked: bool,
 }
 
 /// One hit's ranks, rule by rule, and what they count.
@@ -99,29 +105,34 @@ struct Ranks {
     proximity: Rank,
     attribute: Rank,
     exactness: Rank,
+    /// The terms matched as typed.
+    exact: u32,
 }
 
 impl Ranks {
-    fn all(&self) -> [Rank; 6] {
-        [
-            self.words,
-            self.beyond,
-            self.typo,
-            self.proximity,
-            self.attribute,
-            self.exactness,
-        ]
+    /// The ranks `rule` merges (`sort` has none).
+    fn of(&self, rule: Rule) -> impl Iterator<Item = Rank> {
+        let (first, second) = match rule {
+            Rule::Words => (Some(self.words), Some(self.beyond)),
+            Rule::Typo => (Some(self.typo), None),
+            Rule::Proximity => (Some(self.proximity), None),
+            Rule::Attribute => (Some(self.attribute), None),
+            Rule::Exactness => (Some(self.exactness), None),
+            Rule::Sort => (None, None),
+        };
+        first.into_iter().chain(second)
     }
 }
 
 impl Scoring {
-    /// The scoring of `parsed`, whose terms have the words `ranks`, searching `on`;
-    /// `None` when it has no term (every hit scores 1).
+    /// The scoring of `parsed`, whose terms have the words `ranks`, searching `on`
+    /// with `strategy`; `None` when it has no term (every hit scores 1).
     pub fn of(
         parsed: &Parsed,
         ranks: &[u32],
         relevance: &Relevance,
         on: &[TextField],
+        strategy: MatchingStrategy,
     ) -> Option<Scoring> {
         if parsed.terms.is_empty() || ranks.len() != parsed.terms.len() {
             return None;
@@ -138,12 +149,22 @@ impl Scoring {
             .map(|field| relevance.weights.of(*field))
             .max()
             .unwrap_or(1);
-        Some(Scoring::new(terms, top_weight))
+        Some(Scoring::new(
+            terms,
+            top_weight,
+            relevance.order,
+            strategy != MatchingStrategy::All,
+        ))
     }
 
     /// The scoring of terms given as (words rank, typos allowed), searching fields of
-    /// at most `top_weight`.
-    fn new(terms: impl Iterator<Item = (u32, u32)>, top_weight: u32) -> Scoring {
+    /// at most `top_weight`, ranked in `order`.
+    fn new(
+        terms: impl Iterator<Item = (u32, u32)>,
+        top_weight: u32,
+        order: Order,
+        words_ranked: bool,
+    ) -> Scoring {
         let mut terms: Vec<(u32, u32)> = terms.collect();
         let count = terms.len() as u32;
         terms.sort_unstable_by(|a, b| b.cmp(a));
@@ -161,7 +182,18 @@ impl Scoring {
             groups,
             terms: count,
             top_weight,
+            order,
+            words_ranked,
         }
+    }
+
+    /// The rules that rank this query's hits, in order.
+    fn rules(&self) -> impl Iterator<Item = Rule> + '_ {
+        self.order
+            .rules()
+            .iter()
+            .copied()
+            .filter(|rule| self.words_ranked || *rule != Rule::Words)
     }
 
     /// The ranks of a hit with `key` and, when known, `proximity`'s value (`None`: at
@@ -169,7 +201,10 @@ impl Scoring {
     fn ranks(&self, key: Key, proximity: Option<u8>) -> Ranks {
         // A group outweighs every lower group together: the words rank tells how many
         // terms of each group matched.
-        let mut left = key.words_rank();
+        let layout = self.order.layout();
+        let part = |part| layout.part(key, part);
+        let words_rank = part(Part::Words);
+        let mut left = words_rank;
         let (mut matched, mut max_typos, mut leading, mut leading_rank) = (0, 0, 0, 0);
         let mut first_short: Option<u32> = None;
         for group in &self.groups {
@@ -197,8 +232,10 @@ impl Scoring {
         // Beyond the terms matched in full, the most the rest could add: every term
         // after them but one of the first group short.
         let most_beyond = first_short.map_or(0, |short| total_rank - leading_rank - short);
-        let beyond = key.words_rank() - leading_rank.min(key.words_rank());
-        let typos = (2 * matched).saturating_sub(key.typo()).min(max_typos);
+        let beyond = words_rank - leading_rank.min(words_rank);
+        let typos = (2 * matched)
+            .saturating_sub(part(Part::Typo))
+            .min(max_typos);
         let pairs = u64::from(self.terms.saturating_sub(1));
         let best_proximity = pairs * u64::from(APART);
         let proximity = proximity.map_or(best_proximity, u64::from);
@@ -211,75 +248,71 @@ impl Scoring {
             typo: Rank::new(u64::from(max_typos - typos) + 1, u64::from(max_typos) + 1),
             proximity: Rank::new(proximity + 1, best_proximity + 1),
             attribute: Rank::new(
-                u64::from(key.attribute()) + 1,
+                u64::from(part(Part::Attribute)) + 1,
                 u64::from(matched * self.top_weight) + 1,
             ),
-            exactness: Rank::new(u64::from(key.exactness()) + 1, u64::from(matched) + 1),
+            exactness: Rank::new(u64::from(part(Part::Exactness)) + 1, u64::from(matched) + 1),
+            exact: part(Part::Exactness),
         }
     }
 
     /// The hit's `_rankingScore`.
     pub fn score(&self, ranked: &Ranked) -> f64 {
-        Rank::global(
-            &self
-                .ranks(Key::of(ranked.score), Some(ranked.proximity))
-                .all(),
-        )
+        self.merged(&self.ranks(Key::of(ranked.score), Some(ranked.proximity)))
     }
 
     /// The highest score an offer with `key` can have, whatever its proximity: what
     /// `rankingScoreThreshold` keeps or drops an offer by while collecting, before
     /// proximity is known.
     pub fn at_most(&self, key: Key) -> f64 {
-        Rank::global(&self.ranks(key, None).all())
+        self.merged(&self.ranks(key, None))
     }
 
-    /// The hit's `_rankingScoreDetails`, the rules in Meilisearch's order; `source` is
-    /// the hit's document, for the sort values.
+    /// The rules' ranks merged in their order.
+    fn merged(&self, ranks: &Ranks) -> f64 {
+        Rank::global(self.rules().flat_map(|rule| ranks.of(rule)))
+    }
+
+    /// The hit's `_rankingScoreDetails`, the rules in their order; `source` is the
+    /// hit's document, for the sort values.
     pub fn details(&self, ranked: &Ranked, sort: &[SortBy], source: &Map<String, Value>) -> Value {
         let ranks = self.ranks(Key::of(ranked.score), Some(ranked.proximity));
         let mut details = Map::new();
-        details.insert(
-            "words".into(),
-            json!({
-                "order": 0,
-                "matchingWords": ranks.matched,
-                "maxMatchingWords": self.terms,
-                "score": Rank::global(&[ranks.words, ranks.beyond]),
-            }),
-        );
-        details.insert(
-            "typo".into(),
-            json!({
-                "order": 1,
-                "typoCount": ranks.typos,
-                "maxTypoCount": ranks.max_typos,
-                "score": ranks.typo.local(),
-            }),
-        );
-        details.insert(
-            "proximity".into(),
-            json!({ "order": 2, "score": ranks.proximity.local() }),
-        );
-        details.insert(
-            "attribute".into(),
-            json!({
-                "order": 3,
-                "attributeRankingOrderScore": ranks.attribute.local(),
-                "score": ranks.attribute.local(),
-            }),
-        );
-        let mut order = 4;
-        sort_details(&mut details, &mut order, sort, source);
-        details.insert(
-            "exactness".into(),
-            json!({
-                "order": order,
-                "matchingWords": Key::of(ranked.score).exactness(),
-                "maxMatchingWords": ranks.matched,
-                "score": ranks.exactness.local(),
-            }),
-        );
+        let mut order = 0;
+        for rule in self.rules() {
+            let detail = match rule {
+                Rule::Words => json!({
+                    "order": order,
+                    "matchingWords": ranks.matched,
+                    "maxMatchingWords": self.terms,
+                    "score": Rank::global([ranks.words, ranks.beyond]),
+                }),
+                Rule::Typo => json!({
+                    "order": order,
+                    "typoCount": ranks.typos,
+                    "maxTypoCount": ranks.max_typos,
+                    "score": ranks.typo.local(),
+                }),
+                Rule::Proximity => json!({ "order": order, "score": ranks.proximity.local() }),
+                Rule::Attribute => json!({
+                    "order": order,
+                    "attributeRankingOrderScore": ranks.attribute.local(),
+                    "score": ranks.attribute.local(),
+                }),
+                Rule::Exactness => json!({
+                    "order": order,
+                    "matchingWords": ranks.exact,
+                    "maxMatchingWords": ranks.matched,
+                    "score": ranks.exactness.local(),
+                }),
+                Rule::Sort => {
+                    sort_details(&mut details, &mut order, sort, source);
+                    continue;
+                }
+            };
+            details.insert(rule.name().into(), detail);
+            order += 1;
+        }
         Value::Object(details)
     }
 }

@@ -2,21 +2,34 @@ use tantivy::DocAddress;
 
 use super::*;
 use crate::search::collect::MAX_SORT;
-use crate::search::rank::{self, term_match};
+use crate::search::rank::Layout;
 use crate::search::sort::SortValue;
 
 /// The scoring of a query whose terms have `ranks` and allow `typos`, its fields'
 /// highest weight `top_weight`.
 fn scoring(ranks: &[u32], typos: &[u32], top_weight: u32) -> Scoring {
-    Scoring::new(ranks.iter().copied().zip(typos.iter().copied()), top_weight)
+    scoring_in(Order::default(), ranks, typos, top_weight)
+}
+
+/// [`scoring`] with the rules ranking in `order`.
+fn scoring_in(order: Order, ranks: &[u32], typos: &[u32], top_weight: u32) -> Scoring {
+    let terms = ranks.iter().copied().zip(typos.iter().copied());
+    Scoring::new(terms, top_weight, order, true)
 }
 
 /// A hit: each matched term as (its words rank, typos, weight, exact), and its
 /// proximity value.
 fn hit(matches: &[(u32, u8, u32, bool)], proximity: u8) -> Ranked {
+    hit_in(&Layout::DEFAULT, matches, proximity)
+}
+
+/// [`hit`] with the key laid out by `layout`.
+fn hit_in(layout: &Layout, matches: &[(u32, u8, u32, bool)], proximity: u8) -> Ranked {
     let key: u32 = matches
         .iter()
-        .map(|&(rank, typos, weight, exact)| rank::words(rank) + term_match(typos, weight, exact))
+        .map(|&(rank, typos, weight, exact)| {
+            layout.words(rank) + layout.term_match(typos, weight, exact)
+        })
         .sum();
     Ranked {
         score: Key(key).score(),
@@ -29,11 +42,11 @@ fn hit(matches: &[(u32, u8, u32, bool)], proximity: u8) -> Ranked {
 
 #[test]
 fn ranks_merge_as_milli_merges_them() {
-    assert_eq!(Rank::global(&[]), 1.0);
-    assert_eq!(Rank::global(&[Rank::new(3, 3)]), 1.0);
+    assert_eq!(Rank::global([]), 1.0);
+    assert_eq!(Rank::global([Rank::new(3, 3)]), 1.0);
     // (2 - 1) * 2 + 1 out of 3 * 2.
-    assert_eq!(Rank::global(&[Rank::new(2, 3), Rank::new(1, 2)]), 0.5);
-    assert_eq!(Rank::global(&[Rank::new(1, 3), Rank::new(2, 2)]), 1.0 / 3.0);
+    assert_eq!(Rank::global([Rank::new(2, 3), Rank::new(1, 2)]), 0.5);
+    assert_eq!(Rank::global([Rank::new(1, 3), Rank::new(2, 2)]), 1.0 / 3.0);
 }
 
 #[test]
@@ -99,12 +112,13 @@ fn scores_never_rise_down_the_ranking_order_and_never_pass_their_bound() {
             })
             .collect();
         let order = |a: &Ranked| {
-            let key = Key::of(a.score);
+            let part = |part| Layout::DEFAULT.part(Key::of(a.score), part);
             (
-                key.words_and_typo(),
+                part(Part::Words),
+                part(Part::Typo),
                 a.proximity,
-                key.attribute(),
-                key.exactness(),
+                part(Part::Attribute),
+                part(Part::Exactness),
             )
         };
         hits.sort_by_key(|hit| std::cmp::Reverse(order(hit)));
@@ -153,4 +167,40 @@ fn sort_details_name_the_criterion_and_the_value_it_sorted_by() {
             "vendor:asc": {"order": 2, "value": null},
         })
     );
+}
+
+#[test]
+fn listed_rules_merge_and_detail_in_their_order_and_the_rest_are_left_out() {
+    // Exactness before typo, no proximity, attribute or sort.
+    let order = Order::of(&[Rule::Words, Rule::Exactness, Rule::Typo]);
+    let scoring = scoring_in(order, &[2, 1], &[0, 1], 10);
+    // Both words, `shirt` through a typo: words 2/2 (beyond 1/1), exactness 2/3, typo
+    // 1/2 (one typo of one allowed).
+    let typo = hit_in(order.layout(), &[(2, 0, 10, true), (1, 1, 10, false)], 0);
+    let expected = Rank::global([
+        Rank::new(2, 2),
+        Rank::new(1, 1),
+        Rank::new(2, 3),
+        Rank::new(1, 2),
+    ]);
+    assert!((scoring.score(&typo) - expected).abs() < 1e-12);
+    // Words at its best leaves the share whole: ((2 - 1) * 3 + 2) of 6, then
+    // ((5 - 1) * 2 + 1) of 12.
+    assert!((expected - 9.0 / 12.0).abs() < 1e-12, "{expected}");
+    assert_eq!(
+        scoring.details(&typo, &[], &Map::new()),
+        json!({
+            "words": {"order": 0, "matchingWords": 2, "maxMatchingWords": 2, "score": 1.0},
+            "exactness": {"order": 1, "matchingWords": 1, "maxMatchingWords": 2, "score": 2.0 / 3.0},
+            "typo": {"order": 2, "typoCount": 1, "maxTypoCount": 1, "score": 0.5},
+        })
+    );
+    // With `all`, `words` leaves the details and the score is the same.
+    let terms = [(1, 0), (1, 1)].into_iter();
+    let all = Scoring::new(terms, 10, order, false);
+    let both = hit_in(order.layout(), &[(1, 0, 10, true), (1, 1, 10, false)], 0);
+    let details = all.details(&both, &[], &Map::new());
+    assert_eq!(details.as_object().unwrap().len(), 2, "{details}");
+    assert_eq!(details["exactness"]["order"], 0);
+    assert!((all.score(&both) - 0.5).abs() < 1e-12);
 }

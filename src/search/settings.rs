@@ -7,7 +7,6 @@
 
 use serde_json::{Map, Value, json};
 
-use super::query::RANKING_RULES;
 use super::relevance::Relevance;
 use super::schema::{self, ALIASES, FILTERABLE, SEARCHABLE, TextField};
 
@@ -91,7 +90,7 @@ pub fn all(relevance: &Relevance, bounds: Bounds) -> Map<String, Value> {
         "filterableAttributes": filterable,
         // Numbers, texts and booleans (see `schema::sortable`).
         "sortableAttributes": schema::sortable_attributes(),
-        "rankingRules": RANKING_RULES,
+        "rankingRules": relevance.ranking_rules,
         "stopWords": stop_words,
         "nonSeparatorTokens": [],
         "separatorTokens": [],

@@ -267,6 +267,7 @@ mod tests {
         let collector = SearchCollector {
             keep,
             scored: false,
+            order: Default::default(),
             sort: request.sort,
             facets: Vec::new(),
             ids: Arc::new(IdsBySegment::default()),

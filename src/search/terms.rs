@@ -19,7 +19,6 @@ use tantivy::schema::IndexRecordOption;
 use tantivy::{Searcher, Term as IndexTerm};
 
 use super::query::{MAX_TOKENS, MAX_WORDS, MatchingStrategy, Word, word_variants};
-use super::rank;
 use super::relevance::Relevance;
 use super::schema::{OfferSchema, TextField};
 use super::syntax::{self, Kind};
@@ -179,7 +178,7 @@ fn word(text: String, relevance: &Relevance) -> Word {
 /// A built query, and what its scores say about each term.
 pub struct Scored {
     pub query: Box<dyn Query>,
-    /// Each term's words rank (its part of the key is `rank::words` of it), in query
+    /// Each term's words rank (its part of the key is `rank::Layout::words` of it), in query
     /// order: what an offer's words rank says it matched.
     pub ranks: Vec<u32>,
 }
@@ -228,7 +227,7 @@ pub fn build(
     // A skipped clause adds nothing to the score: any rank does.
     let excluded = WordsQuery {
         words: vec![WordClause {
-            rank: rank::words(1),
+            rank: relevance.order.layout().words(1),
             variants: excluded,
         }],
         required: 1,
@@ -273,7 +272,7 @@ fn phrase_variants(
             let weight = relevance.weights.of(which);
             (
                 Variant::Query(phrase_query(phrase, schema.text_field(which))),
-                rank::term_match(0, weight, true),
+                relevance.order.layout().term_match(0, weight, true),
             )
         })
         .collect()
@@ -316,7 +315,7 @@ fn words_query(
                     Term::Word(_) => {
                         let query = WordsQuery {
                             words: vec![WordClause {
-                                rank: rank::words(1),
+                                rank: relevance.order.layout().words(1),
                                 variants: variants.clone(),
                             }],
                             required: 1,
@@ -362,7 +361,7 @@ fn words_query(
             (
                 required[i],
                 WordClause {
-                    rank: rank::words(ranks[i]),
+                    rank: relevance.order.layout().words(ranks[i]),
                     variants,
                 },
             )

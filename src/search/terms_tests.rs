@@ -58,6 +58,7 @@ fn found(index: &Index, q: &str, strategy: MatchingStrategy) -> Vec<i64> {
     let collector = SearchCollector {
         keep: 100,
         scored: !parsed.terms.is_empty(),
+        order: Default::default(),
         sort: Vec::new(),
         facets: Vec::new(),
         ids: Arc::new(IdsBySegment::default()),

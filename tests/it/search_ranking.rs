@@ -29,7 +29,11 @@ const OFFERS: [(i64, &str, &str, &str, i64); 7] = [
 ];
 
 async fn spawn() -> (TestDb, TestApp) {
-    let offers: Vec<Offer> = OFFERS
+    serve_offers(&offers()).await
+}
+
+fn offers() -> Vec<Offer> {
+    OFFERS
         .iter()
         .map(|&(digit, name, vendor, description, price)| {
             let mut offer = small_offer(3_101_000 + digit, MERCHANT, name);
@@ -39,8 +43,27 @@ async fn spawn() -> (TestDb, TestApp) {
             offer.max_price = Some(price);
             offer
         })
-        .collect();
-    serve_offers(&offers).await
+        .collect()
+}
+
+/// The daemon over the seven offers, ranking with `rules` (index/relevance.toml's
+/// `ranking.rules`, from a settings directory); the directory must outlive it.
+async fn spawn_ranking(rules: &str) -> (TestDb, TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = include_str!("../../index/relevance.toml");
+    let listed = r#"rules = ["words", "typo", "proximity", "attribute", "sort", "exactness"]"#;
+    assert!(shipped.contains(listed));
+    std::fs::write(
+        dir.path().join("relevance.toml"),
+        shipped.replace(listed, &format!("rules = {rules}")),
+    )
+    .unwrap();
+    let settings_dir = dir.path().to_path_buf();
+    let (db, app) = serve_offers_with(&offers(), |settings| {
+        settings.search.settings_dir = settings_dir;
+    })
+    .await;
+    (db, app, dir)
 }
 
 /// The last digits of a search's hits, in order.
@@ -223,6 +246,123 @@ async fn ranking_scores_follow_the_order_and_the_threshold_cuts_the_hits_and_the
     assert_eq!(
         body["hits"][0]["_rankingScoreDetails"],
         json!({ "price:asc": { "order": 0, "value": 1000 } })
+    );
+    app.stop().await;
+}
+
+/// `sort` listed first orders by the sort over every relevance rule; the settings API
+/// answers the list as configured, and the scores' details follow it.
+#[tokio::test]
+async fn ranking_rules_listed_with_sort_first_sort_before_relevance() {
+    let (_db, app, _dir) =
+        spawn_ranking(r#"["sort", "words", "typo", "proximity", "attribute", "exactness"]"#).await;
+    let base = app.url("");
+    let found = async |body: Value| digits(&search_ok(&app.http, &base, body).await);
+
+    let rules: Value = app
+        .http
+        .get(app.url("/indexes/offers/settings/ranking-rules"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        rules,
+        json!([
+            "sort",
+            "words",
+            "typo",
+            "proximity",
+            "attribute",
+            "exactness"
+        ])
+    );
+    // By price whatever the words: 7, with a typo, first (with the shipped rules it
+    // is last, see the proximity test).
+    assert_eq!(
+        found(json!({ "q": "red lipstick ", "sort": ["price:desc"] })).await,
+        [7, 6, 5, 4, 3, 2, 1]
+    );
+    // `red` in the name (1, 2, 3, 7) outranks the vendor (4) and the description (5,
+    // 6) under the shipped rules, whatever the price; here the price decides.
+    assert_eq!(
+        found(json!({ "q": "red ", "sort": ["price:asc"] })).await,
+        [1, 2, 3, 4, 5, 6, 7]
+    );
+    // Without a sort in the search, the rule has nothing to order by: relevance.
+    assert_eq!(
+        found(json!({ "q": "red lipstick " })).await,
+        [3, 5, 2, 1, 4, 6, 7]
+    );
+    let body = search_ok(
+        &app.http,
+        &base,
+        json!({ "q": "red lipstick ", "sort": ["price:desc"], "limit": 1, "showRankingScoreDetails": true }),
+    )
+    .await;
+    let details = &body["hits"][0]["_rankingScoreDetails"];
+    assert_eq!(details["price:desc"], json!({ "order": 0, "value": 7000 }));
+    assert_eq!(details["words"]["order"], 1);
+    assert_eq!(details["exactness"]["order"], 5);
+    app.stop().await;
+}
+
+/// A subset leaves its other rules out, and the order of the rules listed decides.
+/// Under `q: "red lipstick "`, with typo and proximity left out:
+/// - attribute (name 3, vendor 2, description 1, summed over the two words): 1, 2, 3
+///   and 7 hold both words in the name (6), 4 one in the vendor (5), 6 one in the
+///   description (4), 5 both there (2);
+/// - exactness: every offer matched both words as typed but 7 (`lipsticks`, a typo).
+#[tokio::test]
+async fn ranking_rules_listed_as_a_subset_rank_by_those_rules_in_their_order() {
+    let q = json!({ "q": "red lipstick " });
+    let (_db, app, _dir) = spawn_ranking(r#"["words", "attribute", "exactness"]"#).await;
+    let base = app.url("");
+    // Attribute first: 7 ties 1, 2 and 3 on it, and exactness then puts it after
+    // them; its typo counts for nothing, and neither do the words' distances (3, the
+    // words adjacent, no longer comes first: the id orders 1, 2, 3).
+    assert_eq!(
+        digits(&search_ok(&app.http, &base, q.clone()).await),
+        [1, 2, 3, 7, 4, 6, 5]
+    );
+    // `sort` is not listed: a search may not sort (Meilisearch's error).
+    let response = app
+        .http
+        .post(app.url("/indexes/offers/search"))
+        .json(&json!({ "q": "red", "sort": ["price:asc"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["code"], "invalid_search_sort");
+    assert_eq!(
+        error["message"],
+        "You must specify where `sort` is listed in the rankingRules setting to use the sort parameter at search time."
+    );
+    let body = search_ok(
+        &app.http,
+        &base,
+        json!({ "q": "red lipstick ", "limit": 1, "showRankingScoreDetails": true }),
+    )
+    .await;
+    let details = body["hits"][0]["_rankingScoreDetails"]
+        .as_object()
+        .unwrap()
+        .clone();
+    let keys: Vec<&str> = details.keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), 3, "{details:?}");
+    assert_eq!(details["attribute"]["order"], 1);
+    assert_eq!(details["exactness"]["order"], 2);
+    app.stop().await;
+
+    // Exactness before attribute: 7 falls below every offer matched as typed.
+    let (_db, app, _dir) = spawn_ranking(r#"["words", "exactness", "attribute"]"#).await;
+    assert_eq!(
+        digits(&search_ok(&app.http, &app.url(""), q).await),
+        [1, 2, 3, 4, 6, 5, 7]
     );
     app.stop().await;
 }

@@ -241,10 +241,19 @@ pub async fn serve_catalog(
 /// searchable: a fresh database with `offers` seeded ([`seed_offers`]) and the indexer
 /// polling every 100 ms.
 pub async fn serve_offers(offers: &[Offer]) -> (crate::common::TestDb, crate::common::TestApp) {
+    serve_offers_with(offers, |_| {}).await
+}
+
+/// [`serve_offers`] with the settings `configure` changes.
+pub async fn serve_offers_with(
+    offers: &[Offer],
+    configure: impl FnOnce(&mut catalog_mirror::config::Settings),
+) -> (crate::common::TestDb, crate::common::TestApp) {
     let (db, pool) = crate::common::TestDb::migrated().await;
     seed_offers(&pool, offers).await;
     let mut settings = crate::common::settings(&db.url);
     settings.search.poll_interval_ms = 100;
+    configure(&mut settings);
     let app = crate::common::TestApp::spawn(settings).await;
     wait_for_count(&app.http, &app.url(""), offers.len()).await;
     (db, app)
