@@ -8,29 +8,21 @@ use crate::search::rank::MAX_WORDS_RANK;
 use crate::search::schema;
 use crate::search::sort::SortValue;
 
-fn names(names: &[&str]) -> Vec<String> {
-    names.iter().map(|name| name.to_string()).collect()
+/// A list as `relevance.toml` writes it, from its entries separated by spaces.
+fn names(listed: &str) -> Vec<String> {
+    listed.split_whitespace().map(str::to_string).collect()
 }
 
 #[test]
 fn a_list_is_refused_for_an_unknown_a_custom_or_a_repeated_rule() {
-    assert_eq!(
-        parse(&names(&[
-            "words",
-            "typo",
-            "proximity",
-            "attribute",
-            "sort",
-            "exactness"
-        ])),
-        Ok(Rule::DEFAULT.to_vec())
-    );
+    let shipped = "words typo proximity attribute sort exactness";
+    assert_eq!(parse(&names(shipped)), Ok(Rule::DEFAULT.to_vec()));
     assert_eq!(parse(&[]), Ok(Vec::new()));
-    let err = parse(&names(&["words", "typos"])).unwrap_err();
+    let err = parse(&names("words typos")).unwrap_err();
     assert!(err.contains("`typos` is no ranking rule"), "{err}");
-    let err = parse(&names(&["words", "price:asc"])).unwrap_err();
+    let err = parse(&names("words price:asc")).unwrap_err();
     assert!(err.contains("`price:asc`: custom ranking rules"), "{err}");
-    let err = parse(&names(&["sort", "words", "sort"])).unwrap_err();
+    let err = parse(&names("sort words sort")).unwrap_err();
     assert!(err.contains("`sort` is listed twice"), "{err}");
 }
 

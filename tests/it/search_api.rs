@@ -91,12 +91,6 @@ async fn offers_that_land_in_the_mirror_become_searchable_and_hidden_ones_never_
     app.stop().await;
 }
 
-async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
-    let response = app.http.get(app.url(path)).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn typo_prefix_synonym_and_weighted_queries_find_their_targets() {
     let (_db, app, _) = serve_catalog(|_| {}).await;
@@ -361,18 +355,6 @@ async fn filters_facets_sort_and_pagination_match_a_brute_force_evaluation_of_th
         );
     }
     app.stop().await;
-}
-
-async fn post_json(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .http
-        .post(app.url(path))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// `facetHits` as Meilisearch writes them under the shipped `sortFacetValuesBy`

@@ -210,15 +210,8 @@ async fn ranking_scores_follow_the_order_and_the_threshold_cuts_the_hits_and_the
     // reach the threshold. At 0.99 that leaves out 5 (attribute: description only,
     // 747 / 756 at best) and 7 (a typo: at most 3 / 4).
     let vendors = async |body: Value| {
-        let response = app
-            .http
-            .post(format!("{base}/indexes/offers/facet-search"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let body: Value = response.json().await.unwrap();
+        let (status, body) = post_json(&app, "/indexes/offers/facet-search", body).await;
+        assert_eq!(status, 200, "{body}");
         body["facetHits"].clone()
     };
     assert_eq!(
@@ -259,15 +252,7 @@ async fn ranking_rules_listed_with_sort_first_sort_before_relevance() {
     let base = app.url("");
     let found = async |body: Value| digits(&search_ok(&app.http, &base, body).await);
 
-    let rules: Value = app
-        .http
-        .get(app.url("/indexes/offers/settings/ranking-rules"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, rules) = get_json(&app, "/indexes/offers/settings/ranking-rules").await;
     assert_eq!(
         rules,
         json!([
@@ -328,15 +313,13 @@ async fn ranking_rules_listed_as_a_subset_rank_by_those_rules_in_their_order() {
         [1, 2, 3, 7, 4, 6, 5]
     );
     // `sort` is not listed: a search may not sort (Meilisearch's error).
-    let response = app
-        .http
-        .post(app.url("/indexes/offers/search"))
-        .json(&json!({ "q": "red", "sort": ["price:asc"] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let error: Value = response.json().await.unwrap();
+    let (status, error) = post_json(
+        &app,
+        "/indexes/offers/search",
+        json!({ "q": "red", "sort": ["price:asc"] }),
+    )
+    .await;
+    assert_eq!(status, 400);
     assert_eq!(error["code"], "invalid_search_sort");
     assert_eq!(
         error["message"],

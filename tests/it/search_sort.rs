@@ -193,15 +193,7 @@ async fn texts_booleans_and_numbers_sort_in_meilisearchs_order_with_missing_valu
     );
 
     // The settings list what sorts; an unknown attribute's error still does.
-    let settings: Value = app
-        .http
-        .get(app.url("/indexes/offers/settings/sortable-attributes"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, settings) = get_json(&app, "/indexes/offers/settings/sortable-attributes").await;
     assert_eq!(
         settings,
         json!([

@@ -84,16 +84,12 @@ async fn phrases_exclusions_and_frequency_answer_as_meilisearch() {
     );
 
     // Facet search reads `q` the same way.
-    let facets: Value = app
-        .http
-        .post(app.url("/indexes/offers/facet-search"))
-        .json(&json!({ "facetName": "vendor", "q": "lipstick -red" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, facets) = post_json(
+        &app,
+        "/indexes/offers/facet-search",
+        json!({ "facetName": "vendor", "q": "lipstick -red" }),
+    )
+    .await;
     assert_eq!(
         facets["facetHits"],
         json!([{ "value": "Glow", "count": 1 }])

@@ -416,6 +416,28 @@ pub async fn search(http: &reqwest::Client, base: &str, body: Value) -> (u16, Va
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// `GET path` on the daemon's public listener: the status and the JSON body
+/// (`null` when it is none).
+pub async fn get_json(app: &crate::common::TestApp, path: &str) -> (u16, Value) {
+    let response = app.http.get(app.url(path)).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// `POST path` with a JSON body on the daemon's public listener: the status and the
+/// JSON body (`null` when it is none).
+pub async fn post_json(app: &crate::common::TestApp, path: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .http
+        .post(app.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 /// A search that must answer 200: its body.
 pub async fn search_ok(http: &reqwest::Client, base: &str, body: Value) -> Value {
     let (status, body) = search(http, base, body).await;
