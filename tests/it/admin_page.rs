@@ -11,7 +11,7 @@ use std::time::Duration;
 use admin_support::cdp::Browser;
 use admin_support::{
     ACME, BOLT, SLOW_MERCHANT, SLOW_OFFERS, SLOW_PAGE_SIZE, TOKEN, block_claims, hold_removals,
-    seed, set_freshness, spawn, spawn_slow_refresh,
+    page_html, seed, set_freshness, spawn, spawn_slow_refresh,
 };
 use common::TestApp;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
@@ -100,15 +100,7 @@ async fn the_session_cookie_is_scoped_and_the_forms_are_guarded() {
     }
     assert!(!set_cookie.contains(TOKEN));
     let cookie = set_cookie.split(';').next().unwrap().to_string();
-    let html = http
-        .get(app.admin_url("/ui"))
-        .header(COOKIE, &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_html(&app, &http, &cookie).await;
     assert!(html.contains("Acme") && html.contains("id=\"merchants\""));
 
     // The cookie opens the page only, never the API.
@@ -122,15 +114,7 @@ async fn the_session_cookie_is_scoped_and_the_forms_are_guarded() {
     // A forged or tampered cookie is a login form again.
     let (value, mac) = cookie.split_once('.').unwrap();
     let forged = format!("{value}.{}", "0".repeat(mac.len()));
-    let html = http
-        .get(app.admin_url("/ui"))
-        .header(COOKIE, forged)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_html(&app, &http, &forged).await;
     assert!(html.contains("id=\"login\"") && !html.contains("Acme"));
 
     // Forms need the session, and refuse another site's origin.
@@ -541,19 +525,7 @@ async fn held_removals_show_on_the_page_with_buttons_that_decide_them() {
     hold_removals(&app).await;
     let http = no_redirects();
     let cookie = sign_in(&app, &http).await;
-    let page = |cookie: String| {
-        let (http, url) = (http.clone(), app.admin_url("/ui"));
-        async move {
-            http.get(url)
-                .header(COOKIE, cookie)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
+    let page = async |cookie: String| page_html(&app, &http, &cookie).await;
     let html = page(cookie.clone()).await;
     assert!(html.contains("2 removals held"), "{html}");
     let confirm = format!("/ui/merchants/{ACME}/removals/confirm");
@@ -587,15 +559,7 @@ async fn each_merchant_shows_its_last_full_pass_last_delta_and_watermark() {
     set_freshness(&app).await;
     let http = no_redirects();
     let cookie = sign_in(&app, &http).await;
-    let html = http
-        .get(app.admin_url("/ui"))
-        .header(COOKIE, cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_html(&app, &http, &cookie).await;
     assert!(html.contains("Last full pass / delta"), "{html}");
     assert!(
         html.contains("title=\"watermark 2026-11-30 23:55:00; next products pass is full: a products sync failed\">2026-11-30 08:00:00 / 2026-12-01 09:30:00</td>"),

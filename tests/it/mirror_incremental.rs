@@ -19,16 +19,7 @@ use serde_json::{Value, json};
 const M: i64 = 1001;
 
 async fn onboard(h: &Harness) {
-    h.enqueue(JobKind::RefreshProducts {
-        merchant_id: M,
-        mode: RefreshMode::Full,
-    })
-    .await;
-    h.enqueue(JobKind::RefreshCollections {
-        merchant_id: M,
-        mode: RefreshMode::Full,
-    })
-    .await;
+    h.enqueue_full_refreshes(M).await;
     assert_eq!(h.run_jobs().await, 2);
 }
 

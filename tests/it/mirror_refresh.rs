@@ -325,17 +325,7 @@ async fn products_and_collections_refreshes_of_several_merchants_run_together() 
     )
     .await;
     for &id in &ids {
-        let id = id as i64;
-        h.enqueue(JobKind::RefreshProducts {
-            merchant_id: id,
-            mode: RefreshMode::Full,
-        })
-        .await;
-        h.enqueue(JobKind::RefreshCollections {
-            merchant_id: id,
-            mode: RefreshMode::Full,
-        })
-        .await;
+        h.enqueue_full_refreshes(id as i64).await;
     }
     let shutdown = CancellationToken::new();
     let pool_task = tokio::spawn(h.workers.clone().run(shutdown.clone()));

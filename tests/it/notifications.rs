@@ -375,15 +375,9 @@ async fn a_failed_delivery_never_shows_the_target_url_in_errors_logs_or_the_admi
         .unwrap();
     assert_eq!(login.status(), 303, "signed in");
     let cookie = login.headers()["set-cookie"].to_str().unwrap();
-    let page = no_redirects
-        .get(app.admin_url("/ui"))
-        .header("cookie", cookie.split(';').next().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page =
+        crate::admin_support::page_html(&app, &no_redirects, cookie.split(';').next().unwrap())
+            .await;
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
     assert!(
         logs.contains("job is dead after its last attempt"),

@@ -359,3 +359,16 @@ pub async fn set_freshness(app: &TestApp) {
     .await
     .unwrap();
 }
+
+/// The admin page (`/ui`) as `http` gets it with the session `cookie`
+/// (`name=value`).
+pub async fn page_html(app: &TestApp, http: &reqwest::Client, cookie: &str) -> String {
+    http.get(app.admin_url("/ui"))
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

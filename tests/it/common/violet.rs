@@ -67,3 +67,19 @@ pub fn first_offer_id(sandbox: &Sandbox) -> i64 {
         .next()
         .expect("the merchant has offers") as i64
 }
+
+/// Text that must never appear in an error: the configured secrets.
+pub fn assert_no_secret(text: &str, settings: &VioletSettings) {
+    assert!(
+        !text.contains(settings.app_secret.expose()),
+        "app secret leaked: {text}"
+    );
+    assert!(
+        !text.contains(settings.password.expose()),
+        "password leaked: {text}"
+    );
+    assert!(
+        !text.contains("eyJ"),
+        "something token-shaped leaked: {text}"
+    );
+}

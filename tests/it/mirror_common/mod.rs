@@ -12,7 +12,7 @@ use catalog_mirror::lifecycle::{IncomingEvent, Planner, PlanningSettings, Topic}
 use catalog_mirror::mirror::{content_hash, queries};
 use catalog_mirror::runner::AppRunner;
 use catalog_mirror::sandbox::{Catalog, MerchantSpec, Sandbox, SandboxConfig, WebhookEvent};
-use catalog_mirror::work::JobKind;
+use catalog_mirror::work::{JobKind, RefreshMode};
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -122,6 +122,23 @@ impl Harness {
         )
         .await
         .unwrap()
+    }
+
+    /// Enqueues a full products refresh and a full collections refresh of `merchant`,
+    /// as an onboarding does.
+    pub async fn enqueue_full_refreshes(&self, merchant: i64) {
+        for kind in [
+            JobKind::RefreshProducts {
+                merchant_id: merchant,
+                mode: RefreshMode::Full,
+            },
+            JobKind::RefreshCollections {
+                merchant_id: merchant,
+                mode: RefreshMode::Full,
+            },
+        ] {
+            self.enqueue(kind).await;
+        }
     }
 
     /// Runs every due job through the worker pool until none is due.
