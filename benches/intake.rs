@@ -9,7 +9,10 @@
 //! `BENCH_POOL` the daemon's database pool size, default 16 as shipped;
 //! `BENCH_MERCHANTS` how many merchants the deliveries are spread over, default 100:
 //! fewer, and a batch holds more events of one merchant, as during an onboarding).
+//! Deliveries not acknowledged are listed by why (status and the start of the body,
+//! or the transport error).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,6 +84,9 @@ struct Figures {
     p50: Duration,
     p99: Duration,
     max: Duration,
+    /// Why the deliveries not acknowledged were not: status and the start of the body,
+    /// or the transport error, with how many.
+    refusals: BTreeMap<String, usize>,
 }
 
 /// 64 senders loop over the prepared deliveries until the time is up.
@@ -107,6 +113,7 @@ async fn load(
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut ok = 0;
+                let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
                 while started.elapsed() < duration {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(delivery) = deliveries.get(i) else {
@@ -119,20 +126,35 @@ async fn load(
                     let sent = Instant::now();
                     let response = request.send().await;
                     latencies.push(sent.elapsed());
-                    if response.map(|r| r.status().is_success()).unwrap_or(false) {
-                        ok += 1;
+                    let refusal = match response {
+                        Ok(response) if response.status().is_success() => None,
+                        Ok(response) => {
+                            let status = response.status();
+                            let body = response.text().await.unwrap_or_default();
+                            let start: String = body.chars().take(80).collect();
+                            Some(format!("{status} {start}"))
+                        }
+                        Err(err) => Some(format!("transport: {err}")),
+                    };
+                    match refusal {
+                        None => ok += 1,
+                        Some(reason) => *refusals.entry(reason).or_default() += 1,
                     }
                 }
-                (latencies, ok)
+                (latencies, ok, refusals)
             })
         })
         .collect();
     let mut latencies = Vec::new();
     let mut acknowledged = 0;
+    let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
     for task in tasks {
-        let (mut l, ok) = task.await.unwrap();
+        let (mut l, ok, refused) = task.await.unwrap();
         latencies.append(&mut l);
         acknowledged += ok;
+        for (reason, count) in refused {
+            *refusals.entry(reason).or_default() += count;
+        }
     }
     let elapsed = started.elapsed();
     latencies.sort();
@@ -144,6 +166,7 @@ async fn load(
         p50: pick(0.50),
         p99: pick(0.99),
         max: *latencies.last().unwrap(),
+        refusals,
     }
 }
 
@@ -269,6 +292,11 @@ async fn main() -> anyhow::Result<()> {
     );
     row("same route, no database", &baseline);
     row("durable intake (PostgreSQL)", &durable);
+    for (target, figures) in [("same route", &baseline), ("durable intake", &durable)] {
+        for (reason, count) in &figures.refusals {
+            println!("refused by {target}: {count} x {reason}");
+        }
+    }
     println!(
         "durability check: {} acknowledgements, {} events stored during the run",
         durable.acknowledged,

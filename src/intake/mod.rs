@@ -36,6 +36,12 @@ pub enum IntakeOutcome {
 
 /// Inserts the event ($1..$10) unless its id is known, makes sure its merchant exists,
 /// and returns its row id (no row for a duplicate).
+///
+/// The merchant is inserted only when no row of it is seen: `ON CONFLICT DO NOTHING`
+/// alone waits for a transaction that updated the row (a batch storing a MERCHANT_*
+/// event), and this statement may already hold its job's advisory lock
+/// (`enqueue_job`), which that batch may be waiting for: a deadlock that outlasted the
+/// batch's time limit and answered its deliveries 503 (BENCHMARKS.md, Intake).
 const INSERT_EVENT: &str = r#"
     WITH event AS (
         INSERT INTO webhook_events
@@ -44,7 +50,9 @@ const INSERT_EVENT: &str = r#"
         ON CONFLICT (event_id) DO NOTHING
         RETURNING id
     ), merchant AS (
-        INSERT INTO merchants (merchant_id) SELECT $4 FROM event WHERE $4 IS NOT NULL ON CONFLICT DO NOTHING
+        INSERT INTO merchants (merchant_id) SELECT $4 FROM event
+        WHERE $4 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM merchants WHERE merchant_id = $4)
+        ON CONFLICT DO NOTHING
     )"#;
 
 /// The single statement of an offer or collection event: the insert, then the hold
@@ -82,6 +90,7 @@ static STORE_BATCHED_RUN: LazyLock<String> = LazyLock::new(|| {
         RETURNING event_id
     ), merchant AS (
         INSERT INTO merchants (merchant_id) SELECT $10 WHERE EXISTS (SELECT 1 FROM event)
+            AND NOT EXISTS (SELECT 1 FROM merchants WHERE merchant_id = $10)
         ON CONFLICT DO NOTHING
     )
     SELECT COALESCE((SELECT array_agg(event_id) FROM event), '{{}}'::text[]),

@@ -524,6 +524,53 @@ async fn lock_merchant(
     locker
 }
 
+/// An offer event's statement takes its job's advisory lock; a batch storing a
+/// MERCHANT_* event updates the merchant's row and then plans jobs, whose advisory lock
+/// it may wait for. So an offer event must not wait on that update: here it is held
+/// uncommitted while an offer of the merchant arrives, which must be stored at once
+/// (it waited for the update, and the two batches deadlocked past their time limit).
+#[tokio::test]
+async fn an_offer_event_does_not_wait_for_a_merchant_update_in_progress() {
+    let (db, app) = spawn().await;
+    let direct = db.pool().await;
+    sqlx::query("INSERT INTO merchants (merchant_id) VALUES (9)")
+        .execute(&direct)
+        .await
+        .unwrap();
+    let mut updating = direct.begin().await.unwrap();
+    sqlx::query("UPDATE merchants SET name = 'Renamed' WHERE merchant_id = 9")
+        .execute(&mut *updating)
+        .await
+        .unwrap();
+    let offer = Delivery::new(
+        "evt-offer-during-update",
+        "OFFER_UPDATED",
+        &json!({"id": 901, "merchant_id": 9}),
+    );
+    let answered = tokio::time::timeout(
+        Duration::from_secs(5),
+        offer.send(&app.http, &app.url("/webhooks/violet")),
+    )
+    .await
+    .expect("the offer was answered while the merchant's update was in progress");
+    assert_eq!(answered.status(), 200);
+    assert_eq!(
+        count(
+            &direct,
+            "SELECT count(*) FROM webhook_events WHERE event_id = 'evt-offer-during-update'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&direct, "SELECT count(*) FROM jobs WHERE merchant_id = 9").await,
+        1,
+        "its refresh is planned"
+    );
+    updating.rollback().await.unwrap();
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn deliveries_are_answered_only_after_the_commit_that_holds_them() {
     let (db, app) = spawn_batching(500, 64).await;
