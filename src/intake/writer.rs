@@ -244,9 +244,19 @@ impl Writer {
                 vec![Err(Refused::NotStored); events.len()]
             }
             Err(_) => {
-                self.gate.failed();
+                // Past its time limit the database is down or only slow (a lock held
+                // long, a burst): only the former closes the gate, or one slow batch
+                // would refuse every delivery for the gate's window.
+                let reachable = match &self.database_addr {
+                    Some(addr) => crate::db::server_answers(addr).await,
+                    None => false,
+                };
+                if !reachable {
+                    self.gate.failed();
+                }
                 tracing::warn!(
                     events = events.len(),
+                    reachable,
                     "webhook not stored: database too slow; asking Violet to retry"
                 );
                 vec![Err(Refused::NotStored); events.len()]

@@ -571,6 +571,50 @@ async fn an_offer_event_does_not_wait_for_a_merchant_update_in_progress() {
     app.stop().await;
 }
 
+/// A batch past its time limit while the database answers (here: waiting for a lock
+/// the test holds) gets its 503, and only it: the next delivery, of another merchant,
+/// is stored at once (the slow batch used to close intake's gate for half a second, as
+/// if the database were down).
+#[tokio::test]
+async fn a_batch_past_its_time_limit_refuses_only_its_own_deliveries() {
+    let db = TestDb::empty().await;
+    let mut settings = common::settings(&db.url);
+    settings.database.acquire_timeout_ms = 300; // the batch's limit is 450 ms
+    let app = TestApp::spawn(settings).await;
+    let direct = db.pool().await;
+    let url = app.url("/webhooks/violet");
+    let locker = lock_merchant(&direct, 7).await;
+    let started = Instant::now();
+    let held = Delivery::new(
+        "evt-start-7",
+        "PRODUCT_SYNC_STARTED",
+        &sync_body(70, 7, "IN_PROGRESS", "2026-01-01T10:00:00Z"),
+    )
+    .entity("70")
+    .send(&app.http, &url)
+    .await;
+    assert_eq!(held.status(), 503, "the batch waited past its limit");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let other = Delivery::new(
+        "evt-offer-5",
+        "OFFER_UPDATED",
+        &json!({"id": 501, "merchant_id": 5}),
+    )
+    .send(&app.http, &url)
+    .await;
+    assert_eq!(other.status(), 200, "intake stays open");
+    locker.rollback().await.unwrap();
+    assert_eq!(
+        count(
+            &direct,
+            "SELECT count(*) FROM webhook_events WHERE event_id = 'evt-start-7'"
+        )
+        .await,
+        0
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn deliveries_are_answered_only_after_the_commit_that_holds_them() {
     let (db, app) = spawn_batching(500, 64).await;
