@@ -153,10 +153,11 @@ async fn metrics_need_no_token_and_live_on_the_admin_listener() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_token_disables_the_admin_api_but_not_metrics() {
-    let db = TestDb::empty().await;
-    let mut settings = admin_support::admin_settings(&db.url);
-    settings.admin.token = Default::default();
-    let app = TestApp::spawn(settings).await;
+    let (_db, app) = TestApp::builder()
+        .configure(admin_support::with_admin)
+        .configure(|settings| settings.admin.token = Default::default())
+        .spawn()
+        .await;
     for (method, path) in ROUTES {
         for auth in [None, Some("Bearer "), Some("Bearer anything")] {
             let (status, _, body) = raw(&app, method, path, auth).await;
@@ -520,10 +521,11 @@ async fn resync_enqueues_full_refreshes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reindex_rebuilds_aside_and_the_daemon_swaps_it_in() {
-    let db = TestDb::empty().await;
-    let settings = admin_support::admin_settings(&db.url);
-    let index_dir = settings.search.index_dir.clone();
-    let app = TestApp::spawn(settings).await;
+    let (_db, app) = TestApp::builder()
+        .configure(admin_support::with_admin)
+        .spawn()
+        .await;
+    let index_dir = app.settings.search.index_dir.clone();
     seed(&app).await;
     let current = || std::fs::read_to_string(index_dir.join("CURRENT")).unwrap_or_default();
     assert!(

@@ -18,9 +18,7 @@ async fn count(pool: &PgPool, sql: &str) -> i64 {
 }
 
 async fn spawn() -> (TestDb, TestApp) {
-    let db = TestDb::empty().await;
-    let app = TestApp::spawn(common::settings(&db.url)).await;
-    (db, app)
+    TestApp::builder().spawn().await
 }
 
 #[tokio::test]
@@ -272,10 +270,13 @@ async fn a_body_naming_another_merchant_than_the_header_is_stored_but_not_acted_
 
 #[tokio::test]
 async fn a_rotated_secret_is_accepted() {
-    let db = TestDb::empty().await;
-    let mut settings = common::settings(&db.url);
-    settings.webhooks.extra_secrets = vec![catalog_mirror::config::Secret::new("previous-secret")];
-    let app = TestApp::spawn(settings).await;
+    let (_db, app) = TestApp::builder()
+        .configure(|settings| {
+            settings.webhooks.extra_secrets =
+                vec![catalog_mirror::config::Secret::new("previous-secret")];
+        })
+        .spawn()
+        .await;
     let mut delivery = Delivery::new(
         "evt-r",
         "MERCHANT_CONNECTED",
@@ -297,11 +298,11 @@ async fn a_rotated_secret_is_accepted() {
 
 #[tokio::test]
 async fn a_thousand_concurrent_deliveries_with_duplicates_store_each_event_once() {
-    let db = TestDb::empty().await;
-    let mut settings = common::settings(&db.url);
     // Keep the refreshes pending while the test counts them.
-    settings.jobs.debounce_ms = 60_000;
-    let app = TestApp::spawn(settings).await;
+    let (_db, app) = TestApp::builder()
+        .configure(|settings| settings.jobs.debounce_ms = 60_000)
+        .spawn()
+        .await;
     let url = app.url("/webhooks/violet");
     const UNIQUE: usize = 700;
     const MERCHANTS: i64 = 10;
@@ -367,9 +368,13 @@ async fn with_postgres_unreachable_intake_answers_503_within_a_second_then_recov
     let db = TestDb::empty().await;
     let proxy = common::proxy::Proxy::start("127.0.0.1:5432").await;
     let proxied_url = db.url.replace("127.0.0.1:5432", &proxy.addr().to_string());
-    let mut settings = common::settings(&proxied_url);
-    settings.database.acquire_timeout_ms = 800; // the production default
-    let app = TestApp::spawn(settings).await;
+    let app = TestApp::builder()
+        .configure(move |settings| {
+            settings.database.url = catalog_mirror::config::Secret::new(proxied_url);
+            settings.database.acquire_timeout_ms = 800; // the production default
+        })
+        .spawn_on(&db)
+        .await;
     let url = app.url("/webhooks/violet");
 
     proxy.cut();
@@ -411,14 +416,15 @@ async fn with_postgres_unreachable_intake_answers_503_within_a_second_then_recov
 /// A daemon whose single writer gathers for `window_ms`, so deliveries sent together
 /// land in one batch; refreshes stay pending while the test looks at them.
 async fn spawn_batching(window_ms: u64, max_events: usize) -> (TestDb, TestApp) {
-    let db = TestDb::empty().await;
-    let mut settings = common::settings(&db.url);
-    settings.webhooks.batch_window_ms = window_ms;
-    settings.webhooks.batch_max_events = max_events;
-    settings.webhooks.writers = 1;
-    settings.jobs.debounce_ms = 600_000;
-    let app = TestApp::spawn(settings).await;
-    (db, app)
+    TestApp::builder()
+        .configure(move |settings| {
+            settings.webhooks.batch_window_ms = window_ms;
+            settings.webhooks.batch_max_events = max_events;
+            settings.webhooks.writers = 1;
+            settings.jobs.debounce_ms = 600_000;
+        })
+        .spawn()
+        .await
 }
 
 /// Sends `deliveries` in this order, `gap` apart, without waiting for the answers.
@@ -577,10 +583,11 @@ async fn an_offer_event_does_not_wait_for_a_merchant_update_in_progress() {
 /// if the database were down).
 #[tokio::test]
 async fn a_batch_past_its_time_limit_refuses_only_its_own_deliveries() {
-    let db = TestDb::empty().await;
-    let mut settings = common::settings(&db.url);
-    settings.database.acquire_timeout_ms = 300; // the batch's limit is 450 ms
-    let app = TestApp::spawn(settings).await;
+    // The batch's limit is 450 ms.
+    let (db, app) = TestApp::builder()
+        .configure(|settings| settings.database.acquire_timeout_ms = 300)
+        .spawn()
+        .await;
     let direct = db.pool().await;
     let url = app.url("/webhooks/violet");
     let locker = lock_merchant(&direct, 7).await;
@@ -1007,12 +1014,14 @@ async fn on_shutdown_the_writer_answers_what_it_holds_and_what_is_queued_then_st
 
 #[tokio::test]
 async fn a_full_intake_queue_answers_503_busy_at_once() {
-    let db = TestDb::empty().await;
-    let mut settings = common::settings(&db.url);
-    settings.webhooks.writers = 1;
-    settings.webhooks.queue_capacity = 1;
-    settings.jobs.debounce_ms = 600_000;
-    let app = TestApp::spawn(settings).await;
+    let (db, app) = TestApp::builder()
+        .configure(|settings| {
+            settings.webhooks.writers = 1;
+            settings.webhooks.queue_capacity = 1;
+            settings.jobs.debounce_ms = 600_000;
+        })
+        .spawn()
+        .await;
     let direct = db.pool().await;
     let locker = lock_merchant(&direct, 7).await;
     // The only writer waits for the lock with the sync start; one offer fills the queue.

@@ -31,12 +31,12 @@ async fn setup() -> (TestDb, Sandbox, TestApp) {
     )
     .await
     .unwrap();
-    let db = TestDb::empty().await;
-    let mut settings = common::settings(&db.url);
-    settings.violet.base_url = sandbox.base_url();
     // These tests look at tracking and planning; refresh jobs wait.
-    settings.jobs.debounce_ms = 60_000;
-    let app = TestApp::spawn(settings).await;
+    let (db, app) = TestApp::builder()
+        .sandbox(&sandbox)
+        .configure(|settings| settings.jobs.debounce_ms = 60_000)
+        .spawn()
+        .await;
     (db, sandbox, app)
 }
 
@@ -201,11 +201,11 @@ async fn a_completed_sync_and_a_disconnection_arriving_together_never_deadlock()
     use rand::seq::SliceRandom;
     use serde_json::json;
 
-    let db = TestDb::empty().await;
-    let mut settings = common::settings(&db.url);
     // Refreshes and stall checks stay pending: the test is about the planning locks.
-    settings.jobs.debounce_ms = 60_000;
-    let app = TestApp::spawn(settings).await;
+    let (_db, app) = TestApp::builder()
+        .configure(|settings| settings.jobs.debounce_ms = 60_000)
+        .spawn()
+        .await;
     let url = app.url("/webhooks/violet");
     let deadlocks = |pool: PgPool| async move {
         sqlx::query_scalar::<_, i64>(

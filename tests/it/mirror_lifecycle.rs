@@ -13,7 +13,7 @@ use std::time::Duration;
 use catalog_mirror::mirror::queries;
 use catalog_mirror::sandbox::{DeliveryFaults, Scenario, ScenarioOptions};
 use catalog_mirror::work::{JobKind, RefreshMode};
-use common::{TestApp, TestDb, eventually};
+use common::{TestApp, eventually};
 use mirror_common::{Harness, assert_collections_match, assert_offers_match, merchant};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -46,13 +46,18 @@ async fn offer_event_states(pool: &PgPool) -> HashMap<String, i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_mirrors_onboarding_a_scheduled_sync_and_a_disable_from_signed_webhooks() {
-    let db = TestDb::empty().await;
     let sandbox = mirror_common::sandbox(vec![merchant(M, 2_000, 6)]).await;
-    let mut settings = mirror_common::settings(&db, &sandbox);
-    // The scenarios' events are dated in the sandbox's past; no stall check should fire.
-    settings.sync.stall_timeout_secs = 20 * 365 * 86_400;
-    settings.jobs.debounce_ms = 300;
-    let app = TestApp::spawn(settings).await;
+    let (_db, app) = TestApp::builder()
+        .sandbox(&sandbox)
+        .configure(mirror_common::quick_refreshes)
+        .configure(|settings| {
+            // The scenarios' events are dated in the sandbox's past; no stall check
+            // should fire.
+            settings.sync.stall_timeout_secs = 20 * 365 * 86_400;
+            settings.jobs.debounce_ms = 300;
+        })
+        .spawn()
+        .await;
     let target = app.url("/webhooks/violet");
     let faults = DeliveryFaults {
         duplicate_rate: 0.1,

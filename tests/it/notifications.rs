@@ -17,7 +17,7 @@ use catalog_mirror::sandbox::scenarios::{Scenario, ScenarioOptions};
 use catalog_mirror::sandbox::webhooks::DeliveryFaults;
 use catalog_mirror::sandbox::{MerchantSpec, Sandbox, SandboxConfig};
 use catalog_mirror::violet::signature;
-use common::{TestApp, TestDb};
+use common::TestApp;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -88,13 +88,15 @@ async fn catalog_ready_follows_searchability_and_webhooks_are_signed_and_retried
     .await
     .unwrap();
     let (receiver, receiver_addr) = start_receiver().await;
-    let db = TestDb::empty().await;
-    let mut settings = common::settings(&db.url);
-    settings.violet.base_url = sandbox.base_url();
-    settings.notifications.webhook_urls = vec![format!("http://{receiver_addr}/hook")];
-    settings.notifications.secret = Secret::new(SECRET);
-    settings.sync.failed_retry_base_secs = 3600;
-    let app = TestApp::spawn(settings).await;
+    let (_db, app) = TestApp::builder()
+        .sandbox(&sandbox)
+        .configure(move |settings| {
+            settings.notifications.webhook_urls = vec![format!("http://{receiver_addr}/hook")];
+            settings.notifications.secret = Secret::new(SECRET);
+            settings.sync.failed_retry_base_secs = 3600;
+        })
+        .spawn()
+        .await;
 
     let stream = app
         .http
@@ -206,10 +208,10 @@ async fn catalog_ready_follows_searchability_and_webhooks_are_signed_and_retried
 
 #[tokio::test]
 async fn the_stream_requires_the_search_key_when_one_is_set() {
-    let db = TestDb::empty().await;
-    let mut settings = common::settings(&db.url);
-    settings.search.api_key = Secret::new("search-key-123");
-    let app = TestApp::spawn(settings).await;
+    let (_db, app) = TestApp::builder()
+        .configure(|settings| settings.search.api_key = Secret::new("search-key-123"))
+        .spawn()
+        .await;
     let url = app.url("/notifications/stream");
     assert_eq!(app.http.get(&url).send().await.unwrap().status(), 401);
     assert_eq!(
@@ -289,17 +291,19 @@ async fn a_failed_delivery_never_shows_the_target_url_in_errors_logs_or_the_admi
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let db = TestDb::empty().await;
-    let mut settings = common::settings(&db.url);
-    settings.notifications.webhook_urls = [refusing_addr, closed_addr]
-        .iter()
-        .map(|addr| format!("http://{addr}/hooks/{PATH_SECRET}?token={QUERY_SECRET}"))
-        .collect();
-    settings.notifications.secret = Secret::new(SECRET);
-    settings.notifications.max_attempts = 2;
-    settings.admin.token = Secret::new(ADMIN_TOKEN);
-    settings.sync.failed_retry_base_secs = 3600;
-    let app = TestApp::spawn(settings).await;
+    let (_db, app) = TestApp::builder()
+        .configure(move |settings| {
+            settings.notifications.webhook_urls = [refusing_addr, closed_addr]
+                .iter()
+                .map(|addr| format!("http://{addr}/hooks/{PATH_SECRET}?token={QUERY_SECRET}"))
+                .collect();
+            settings.notifications.secret = Secret::new(SECRET);
+            settings.notifications.max_attempts = 2;
+            settings.admin.token = Secret::new(ADMIN_TOKEN);
+            settings.sync.failed_retry_base_secs = 3600;
+        })
+        .spawn()
+        .await;
 
     // A failed sync announces sync.failed to both URLs, through the instance's
     // listener: wait until it listens, or the announcement has nobody to reach.

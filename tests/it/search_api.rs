@@ -715,8 +715,9 @@ async fn facet_values_are_listed_in_the_configured_sort_facet_values_by_order() 
         ),
     )
     .unwrap();
-    let (_db, app, _) = serve_catalog(|settings| {
-        settings.search.settings_dir = dir.path().to_path_buf();
+    let settings_dir = dir.path().to_path_buf();
+    let (_db, app, _) = serve_catalog(move |settings| {
+        settings.search.settings_dir = settings_dir;
         // Two values per facet: the order decides which two are listed.
         settings.search.max_values_per_facet = 2;
     })
@@ -886,10 +887,14 @@ async fn distinct_keeps_one_offer_per_product_as_a_brute_force_dedupe_of_the_mir
         shipped.replace(r#"# attribute = "gtins""#, r#"attribute = "gtins""#),
     )
     .unwrap();
-    let mut settings = common::settings(&db.url);
-    settings.search.poll_interval_ms = 100;
-    settings.search.settings_dir = dir.path().to_path_buf();
-    let app = TestApp::spawn(settings).await;
+    let settings_dir = dir.path().to_path_buf();
+    let app = TestApp::builder()
+        .configure(move |settings| {
+            settings.search.poll_interval_ms = 100;
+            settings.search.settings_dir = settings_dir;
+        })
+        .spawn_on(&db)
+        .await;
     let rows = distinct_rows(&pool).await;
     let gtins = |row: &DistinctRow| row.gtins.clone();
     let vendor = |row: &DistinctRow| row.vendor.iter().cloned().collect();

@@ -26,7 +26,8 @@ fn repo() -> PathBuf {
 }
 
 async fn spawn(key: &str) -> (TestDb, TestApp) {
-    let (db, app, _) = serve_catalog(|settings| {
+    let key = key.to_string();
+    let (db, app, _) = serve_catalog(move |settings| {
         settings.search.api_key = Secret::new(key);
         settings.search.api_key_uid = KEY_UID.into();
     })

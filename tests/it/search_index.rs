@@ -29,10 +29,17 @@ use futures::TryStreamExt;
 use search_support::*;
 use serde_json::json;
 
-fn settings_for(db: &TestDb) -> Settings {
-    let mut settings = common::settings(&db.url);
+/// These tests' indexer polls every 100 ms (a [`TestApp::builder`] change).
+fn fast_indexer(settings: &mut Settings) {
     settings.search.poll_interval_ms = 100;
-    settings
+}
+
+/// The daemon on the test's database, with [`fast_indexer`].
+async fn spawn_on(db: &TestDb) -> TestApp {
+    TestApp::builder()
+        .configure(fast_indexer)
+        .spawn_on(db)
+        .await
 }
 
 /// The payload of the generation `CURRENT` names, and its name (daemon stopped).
@@ -54,7 +61,7 @@ async fn max_change(pool: &sqlx::PgPool) -> i64 {
 async fn a_merchants_replacement_becomes_visible_in_one_step() {
     let (db, pool) = TestDb::migrated().await;
     let offers = seed(&pool).await;
-    let app = TestApp::spawn(settings_for(&db)).await;
+    let app = spawn_on(&db).await;
     let base = app.url("");
     wait_for_count(&app.http, &base, shown_count(&offers)).await;
     let merchant_count = offers
@@ -131,10 +138,9 @@ async fn a_merchants_replacement_becomes_visible_in_one_step() {
 async fn a_crash_between_the_mirror_commit_and_the_index_commit_is_caught_up_on_restart() {
     let (db, pool) = TestDb::migrated().await;
     let offers = seed(&pool).await;
-    let settings = settings_for(&db);
+    let app = spawn_on(&db).await;
+    let settings = app.settings.clone();
     let dir = settings.search.index_dir.clone();
-
-    let app = TestApp::spawn(settings.clone()).await;
     wait_for_count(&app.http, &app.url(""), shown_count(&offers)).await;
     app.stop().await;
     let (generation, payload) = on_disk(&dir);
@@ -183,11 +189,10 @@ fn stamp_old_schema(dir: &Path) {
 async fn a_schema_change_rebuilds_aside_and_swaps_while_search_keeps_answering() {
     let (db, pool) = TestDb::migrated().await;
     let offers = seed(&pool).await;
-    let settings = settings_for(&db);
-    let dir = settings.search.index_dir.clone();
     let before = shown_count(&offers);
-
-    let app = TestApp::spawn(settings.clone()).await;
+    let app = spawn_on(&db).await;
+    let settings = app.settings.clone();
+    let dir = settings.search.index_dir.clone();
     wait_for_count(&app.http, &app.url(""), before).await;
     app.stop().await;
     let (old_generation, _) = on_disk(&dir);
@@ -250,9 +255,9 @@ async fn a_schema_change_rebuilds_aside_and_swaps_while_search_keeps_answering()
 async fn the_reindex_command_builds_a_generation_that_a_running_daemon_adopts() {
     let (db, pool) = TestDb::migrated().await;
     let offers = seed(&pool).await;
-    let settings = settings_for(&db);
+    let app = spawn_on(&db).await;
+    let settings = app.settings.clone();
     let dir = settings.search.index_dir.clone();
-    let app = TestApp::spawn(settings).await;
     let base = app.url("");
     wait_for_count(&app.http, &base, shown_count(&offers)).await;
     let old_generation = store::current_name(&dir).unwrap();
@@ -502,9 +507,13 @@ async fn the_storefront_rule_is_one_the_view_the_index_and_admin_counts_agree_ed
     }
 
     // The index holds exactly the view's offers.
-    let mut settings = settings_for(&db);
-    settings.admin.token = catalog_mirror::config::Secret::new("edge-admin-token");
-    let app = TestApp::spawn(settings).await;
+    let app = TestApp::builder()
+        .configure(fast_indexer)
+        .configure(|settings| {
+            settings.admin.token = catalog_mirror::config::Secret::new("edge-admin-token");
+        })
+        .spawn_on(&db)
+        .await;
     let base = app.url("");
     wait_for_count(&app.http, &base, shown.len()).await;
     let (_, body) = search(

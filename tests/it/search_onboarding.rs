@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use catalog_mirror::sandbox::{MerchantSpec, Sandbox, SandboxConfig};
+use common::TestApp;
 use common::webhook::{Delivery, sync_body};
-use common::{TestApp, TestDb};
 use search_support::{SHOWN, ids, search};
 use serde_json::json;
 
@@ -35,13 +35,15 @@ async fn after_an_onboarding_through_the_sandbox_the_catalog_is_searchable() {
     )
     .await
     .expect("sandbox starts");
-    let db = TestDb::empty().await;
-    let mut settings = common::settings(&db.url);
-    settings.violet.base_url = sandbox.base_url();
-    settings.violet.rate_limit_per_sec = 10_000;
-    settings.violet.merchant_rate_limit_per_sec = 10_000;
-    settings.search.poll_interval_ms = 100;
-    let app = TestApp::spawn(settings).await;
+    let (_db, app) = TestApp::builder()
+        .sandbox(&sandbox)
+        .configure(|settings| {
+            settings.violet.rate_limit_per_sec = 10_000;
+            settings.violet.merchant_rate_limit_per_sec = 10_000;
+            settings.search.poll_interval_ms = 100;
+        })
+        .spawn()
+        .await;
     let base = app.url("");
     let webhooks = app.url("/webhooks/violet");
 

@@ -18,22 +18,26 @@ pub const BOLT: i64 = 202;
 /// A merchant that was disconnected.
 pub const GONE: i64 = 303;
 
-/// Test settings with an admin token, and a Violet address nobody listens on, so
-/// refresh jobs fail fast instead of reaching a sandbox someone left running.
-pub fn admin_settings(database_url: &str) -> Settings {
-    let mut settings = settings(database_url);
+/// The admin tests' settings (a [`TestApp::builder`] change): an admin token, and a
+/// Violet address nobody listens on, so refresh jobs fail fast instead of reaching a
+/// sandbox someone left running.
+pub fn with_admin(settings: &mut Settings) {
     settings.admin.token = Secret::new(TOKEN);
     settings.violet.base_url = "http://127.0.0.1:9/v1".into();
     settings.violet.max_retries = 0;
     // The seeded syncs started hours ago: no stall check may fire during a test.
     settings.sync.stall_timeout_secs = 30 * 24 * 3600;
+}
+
+/// [`with_admin`]'s settings on `database_url`.
+pub fn admin_settings(database_url: &str) -> Settings {
+    let mut settings = settings(database_url);
+    with_admin(&mut settings);
     settings
 }
 
 pub async fn spawn() -> (TestDb, TestApp) {
-    let db = TestDb::empty().await;
-    let app = TestApp::spawn(admin_settings(&db.url)).await;
-    (db, app)
+    TestApp::builder().configure(with_admin).spawn().await
 }
 
 fn violet_date(at: DateTime<Utc>) -> String {
@@ -239,13 +243,16 @@ pub async fn spawn_slow_refresh() -> SlowRefresh {
     )
     .await
     .unwrap();
-    let db = TestDb::empty().await;
-    let mut settings = admin_settings(&db.url);
-    settings.violet.base_url = sandbox.base_url();
-    settings.violet.page_size = SLOW_PAGE_SIZE as u32;
-    // 429s are retried after their Retry-After, as in production.
-    settings.violet.max_retries = 6;
-    let app = TestApp::spawn(settings).await;
+    let (db, app) = TestApp::builder()
+        .configure(with_admin)
+        .sandbox(&sandbox)
+        .configure(|settings| {
+            settings.violet.page_size = SLOW_PAGE_SIZE as u32;
+            // 429s are retried after their Retry-After, as in production.
+            settings.violet.max_retries = 6;
+        })
+        .spawn()
+        .await;
     let report = sandbox
         .play(
             Scenario::Onboarding,

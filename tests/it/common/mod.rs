@@ -1,5 +1,5 @@
 //! Shared test support: a fresh PostgreSQL database per test, settings pointing at it,
-//! and a daemon spawned on free ports.
+//! and a daemon spawned on free ports (`TestApp::builder()`).
 
 pub mod daemon;
 pub mod demo;
@@ -109,6 +109,54 @@ pub fn settings(database_url: &str) -> Settings {
     settings
 }
 
+/// How a test builds its daemon: `TestApp::builder()`, the settings the test changes
+/// (`configure`, `sandbox`), then `spawn()` on a new empty database or `spawn_on` the
+/// test's own (migrated and seeded first). A restart reuses what it ran with:
+/// `TestApp::spawn(app.settings.clone())`.
+#[derive(Default)]
+pub struct TestAppBuilder {
+    changes: Vec<SettingsChange>,
+}
+
+/// One change a test makes to its daemon's settings.
+type SettingsChange = Box<dyn FnOnce(&mut Settings) + Send>;
+
+impl TestAppBuilder {
+    /// Changes the settings after the test defaults ([`settings`]) and the changes given
+    /// before.
+    pub fn configure(mut self, change: impl FnOnce(&mut Settings) + Send + 'static) -> Self {
+        self.changes.push(Box::new(change));
+        self
+    }
+
+    /// Violet's API is `sandbox`'s.
+    pub fn sandbox(self, sandbox: &catalog_mirror::sandbox::Sandbox) -> Self {
+        let url = sandbox.base_url();
+        self.configure(move |settings| settings.violet.base_url = url)
+    }
+
+    /// The settings for a daemon on `database_url`.
+    fn settings(self, database_url: &str) -> Settings {
+        let mut settings = settings(database_url);
+        for change in self.changes {
+            change(&mut settings);
+        }
+        settings
+    }
+
+    /// The daemon on a new empty database (the daemon migrates it).
+    pub async fn spawn(self) -> (TestDb, TestApp) {
+        let db = TestDb::empty().await;
+        let app = TestApp::spawn(self.settings(&db.url)).await;
+        (db, app)
+    }
+
+    /// The daemon on the test's database `db`.
+    pub async fn spawn_on(self, db: &TestDb) -> TestApp {
+        TestApp::spawn(self.settings(&db.url)).await
+    }
+}
+
 /// A daemon running in the test's runtime.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -118,9 +166,17 @@ pub struct TestApp {
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub http: reqwest::Client,
+    /// What it runs with (a restart spawns with them again).
+    pub settings: Settings,
 }
 
 impl TestApp {
+    /// See [`TestAppBuilder`].
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder::default()
+    }
+
+    /// A daemon with exactly `settings`: a restart (see [`TestAppBuilder`]).
     pub async fn spawn(settings: Settings) -> TestApp {
         // TEST_LOG=debug (or any filter) shows the daemon's logs while debugging a test.
         if let Ok(filter) = std::env::var("TEST_LOG") {
@@ -129,7 +185,9 @@ impl TestApp {
                 filter,
             });
         }
-        let app = Application::build(settings).await.expect("build app");
+        let app = Application::build(settings.clone())
+            .await
+            .expect("build app");
         let addr = app.public_addr();
         let admin_addr = app.admin_addr();
         let pool = app.pool().clone();
@@ -142,6 +200,7 @@ impl TestApp {
             shutdown,
             task,
             http: reqwest::Client::new(),
+            settings,
         }
     }
 

@@ -41,12 +41,18 @@ pub async fn sandbox(merchants: Vec<MerchantSpec>) -> Sandbox {
     .expect("sandbox starts")
 }
 
-/// Test settings pointed at `db` and `sandbox`: no client rate limit, quick retries,
-/// no debounce (jobs are due at once), quick job backoff.
+/// Test settings pointed at `db` and `sandbox`, as [`quick_refreshes`] makes them.
 pub fn settings(db: &TestDb, sandbox: &Sandbox) -> Settings {
     let mut settings = common::settings(&db.url);
+    settings.violet.base_url = sandbox.base_url();
+    quick_refreshes(&mut settings);
+    settings
+}
+
+/// No client rate limit, quick retries, no debounce (jobs are due at once), quick job
+/// backoff (a [`TestApp::builder`](common::TestApp::builder) change).
+pub fn quick_refreshes(settings: &mut Settings) {
     let violet = &mut settings.violet;
-    violet.base_url = sandbox.base_url();
     violet.max_retries = 2;
     violet.retry_base_ms = 5;
     violet.retry_max_ms = 20;
@@ -59,7 +65,6 @@ pub fn settings(db: &TestDb, sandbox: &Sandbox) -> Settings {
     settings.jobs.retry_base_ms = 300;
     settings.jobs.retry_max_ms = 300;
     settings.refresh.batch_size = 500;
-    settings
 }
 
 /// A database, a sandbox, and the application's runner on the real queue.

@@ -222,16 +222,17 @@ pub fn small_offer(id: i64, merchant: i64, name: &str) -> Offer {
 /// can reach (at most `search.max_total_hits`) is searchable, asked with the search
 /// key when one is set.
 pub async fn serve_catalog(
-    configure: impl FnOnce(&mut catalog_mirror::config::Settings),
+    configure: impl FnOnce(&mut catalog_mirror::config::Settings) + Send + 'static,
 ) -> (crate::common::TestDb, crate::common::TestApp, Vec<Offer>) {
     let (db, pool) = crate::common::TestDb::migrated().await;
     let offers = seed(&pool).await;
-    let mut settings = crate::common::settings(&db.url);
-    settings.search.poll_interval_ms = 100;
-    configure(&mut settings);
-    let reachable = shown_count(&offers).min(settings.search.max_total_hits);
-    let key = settings.search.api_key.clone();
-    let app = crate::common::TestApp::spawn(settings).await;
+    let app = crate::common::TestApp::builder()
+        .configure(|settings| settings.search.poll_interval_ms = 100)
+        .configure(configure)
+        .spawn_on(&db)
+        .await;
+    let reachable = shown_count(&offers).min(app.settings.search.max_total_hits);
+    let key = app.settings.search.api_key.clone();
     let key = (!key.is_empty()).then(|| key.expose().to_string());
     wait_until_searchable(&app.http, &app.url(""), reachable, key.as_deref()).await;
     (db, app, offers)
@@ -247,14 +248,15 @@ pub async fn serve_offers(offers: &[Offer]) -> (crate::common::TestDb, crate::co
 /// [`serve_offers`] with the settings `configure` changes.
 pub async fn serve_offers_with(
     offers: &[Offer],
-    configure: impl FnOnce(&mut catalog_mirror::config::Settings),
+    configure: impl FnOnce(&mut catalog_mirror::config::Settings) + Send + 'static,
 ) -> (crate::common::TestDb, crate::common::TestApp) {
     let (db, pool) = crate::common::TestDb::migrated().await;
     seed_offers(&pool, offers).await;
-    let mut settings = crate::common::settings(&db.url);
-    settings.search.poll_interval_ms = 100;
-    configure(&mut settings);
-    let app = crate::common::TestApp::spawn(settings).await;
+    let app = crate::common::TestApp::builder()
+        .configure(|settings| settings.search.poll_interval_ms = 100)
+        .configure(configure)
+        .spawn_on(&db)
+        .await;
     wait_for_count(&app.http, &app.url(""), offers.len()).await;
     (db, app)
 }
