@@ -15,9 +15,10 @@
 //! settles. An offer beyond the window that ties with the page's last on the rules
 //! before proximity cannot be lifted into the page by its proximity: with buckets
 //! larger than the window, the page is ranked by proximity among the window's offers,
-//! the best of the bucket by the rules after proximity. A phrase stands for its first word on its left and its last on
-//! its right; a prefix or typo word is looked for through its first [`MAX_LOOSE_TERMS`]
-//! dictionary words per field, which covers the words typed.
+//! the best of the bucket by the rules after proximity. A phrase stands for its first
+//! word on its left and its last on its right; a prefix or typo word is looked for
+//! through its first [`MAX_LOOSE_TERMS`] dictionary words per field, which covers the
+//! words typed.
 
 use std::sync::OnceLock;
 
@@ -166,9 +167,9 @@ impl Proximity {
     /// Orders `ranked` (in ranking order without proximity) with proximity. With
     /// `page`, the first `page` are what is wanted: the candidates after them that
     /// cannot move into them (a lower bucket of the rules before proximity than the
-    /// last of them) are dropped unread, and `ranked` ends with the `page` best. Only candidates that
-    /// share their bucket with another have their positions read, unless `every` asks
-    /// for each one's proximity (its ranking score shows it).
+    /// last of them) are dropped unread, and `ranked` ends with the `page` best. Only
+    /// candidates that share their bucket with another have their positions read,
+    /// unless `every` asks for each one's proximity (its ranking score shows it).
     pub fn settle(
         &self,
         searcher: &Searcher,

@@ -528,7 +528,7 @@ mod tests {
                 let words = analyze(q, &relevance);
                 let dense = scored(
                     build(&words, strategy, &schema, &relevance).as_ref(),
-                    |score| super::super::rank::Key::of(score).0,
+                    |score| crate::search::rank::Key::of(score).0,
                 );
                 let expected = scored(
                     reference(&words, strategy, &schema, &relevance).as_ref(),

@@ -17,15 +17,12 @@
 use std::cmp::Ordering;
 use std::ops::Range;
 
-use serde::Serialize;
-
 use super::collect::Ranked;
 use super::rank::{Key, Layout, Part};
 use super::sort::{SortBy, compare_values};
 
 /// One built-in ranking rule, named as Meilisearch names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
     Words,
     Typo,
@@ -141,12 +138,11 @@ impl Order {
         let mut rules = [Rule::Words; 6];
         let mut len = 0;
         for &rule in listed {
-            let has = |rules: &[Rule], rule| rules.contains(&rule);
-            if rule.needs_words() && !has(&rules[..len], Rule::Words) {
+            if rule.needs_words() && !rules[..len].contains(&Rule::Words) {
                 rules[len] = Rule::Words;
                 len += 1;
             }
-            if !has(&rules[..len], rule) {
+            if !rules[..len].contains(&rule) {
                 rules[len] = rule;
                 len += 1;
             }

@@ -105,8 +105,6 @@ struct Ranks {
     proximity: Rank,
     attribute: Rank,
     exactness: Rank,
-    /// The terms matched as typed.
-    exact: u32,
 }
 
 impl Ranks {
@@ -252,7 +250,6 @@ impl Scoring {
                 u64::from(matched * self.top_weight) + 1,
             ),
             exactness: Rank::new(u64::from(part(Part::Exactness)) + 1, u64::from(matched) + 1),
-            exact: part(Part::Exactness),
         }
     }
 
@@ -301,7 +298,7 @@ impl Scoring {
                 }),
                 Rule::Exactness => json!({
                     "order": order,
-                    "matchingWords": ranks.exact,
+                    "matchingWords": self.order.layout().part(Key::of(ranked.score), Part::Exactness),
                     "maxMatchingWords": ranks.matched,
                     "score": ranks.exactness.local(),
                 }),

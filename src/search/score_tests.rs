@@ -184,7 +184,7 @@ fn listed_rules_merge_and_detail_in_their_order_and_the_rest_are_left_out() {
         Rank::new(1, 2),
     ]);
     assert!((scoring.score(&typo) - expected).abs() < 1e-12);
-    // Words at its best leaves the share whole: ((2 - 1) * 3 + 2) of 6, then
+    // Words 2 of 2 (beyond 1 of 1), then exactness: ((2 - 1) * 3 + 2) of 6, then typo:
     // ((5 - 1) * 2 + 1) of 12.
     assert!((expected - 9.0 / 12.0).abs() < 1e-12, "{expected}");
     assert_eq!(
@@ -195,7 +195,9 @@ fn listed_rules_merge_and_detail_in_their_order_and_the_rest_are_left_out() {
             "typo": {"order": 2, "typoCount": 1, "maxTypoCount": 1, "score": 0.5},
         })
     );
-    // With `all`, `words` leaves the details and the score is the same.
+    // With `all`, `words` leaves the details and the merge: exactness 2 of 3, then typo
+    // ((2 - 1) * 2 + 1) of 6, where the same ranks after words made 9 of 12 above. A
+    // rule at its best still divides the share of the rules after it (milli's merge).
     let terms = [(1, 0), (1, 1)].into_iter();
     let all = Scoring::new(terms, 10, order, false);
     let both = hit_in(order.layout(), &[(1, 0, 10, true), (1, 1, 10, false)], 0);

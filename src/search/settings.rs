@@ -90,7 +90,7 @@ pub fn all(relevance: &Relevance, bounds: Bounds) -> Map<String, Value> {
         "filterableAttributes": filterable,
         // Numbers, texts and booleans (see `schema::sortable`).
         "sortableAttributes": schema::sortable_attributes(),
-        "rankingRules": relevance.ranking_rules,
+        "rankingRules": relevance.ranking_rules.iter().map(|rule| rule.name()).collect::<Vec<_>>(),
         "stopWords": stop_words,
         "nonSeparatorTokens": [],
         "separatorTokens": [],

@@ -163,6 +163,23 @@ async fn ranking_scores_follow_the_order_and_the_threshold_cuts_the_hits_and_the
     assert_eq!(seven["typo"]["typoCount"], 1);
     assert_eq!(seven["typo"]["score"], 0.5);
     assert_eq!(seven["exactness"]["matchingWords"], 1);
+    // With `matchingStrategy: all` every hit matches every term: `words` does not rank
+    // (no detail of it, as in Meilisearch), and the merge starts at typo: 2 of 2, then
+    // proximity (2 - 1) * 9 + 8 = 17 of 18; attribute and exactness at their best keep
+    // that fraction (17 / 18, where `last` gave 35 / 36).
+    let all = search(json!({
+        "q": "red lipstick ", "matchingStrategy": "all", "limit": 1,
+        "showRankingScore": true, "showRankingScoreDetails": true,
+    }))
+    .await;
+    assert_eq!(digits(&all), [3]);
+    let details = &all["hits"][0]["_rankingScoreDetails"];
+    assert!(details.get("words").is_none(), "{details}");
+    assert_eq!(details["typo"]["order"], 0);
+    assert!(close(
+        all["hits"][0]["_rankingScore"].as_f64().unwrap(),
+        17.0 / 18.0
+    ));
     // Asked for neither, a hit carries neither.
     let plain = search(json!({ "q": "red lipstick " })).await;
     assert!(plain["hits"][0].get("_rankingScore").is_none());
