@@ -34,32 +34,45 @@ pub enum IntakeOutcome {
     Duplicate,
 }
 
-/// Inserts the event ($1..$10) unless its id is known, makes sure its merchant exists,
-/// and returns its row id (no row for a duplicate).
+/// The statement part that makes sure the merchant `merchant` (a parameter) exists once
+/// the statement's `event` stored something.
 ///
 /// The merchant is inserted only when no row of it is seen: `ON CONFLICT DO NOTHING`
 /// alone waits for a transaction that updated the row (a batch storing a MERCHANT_*
-/// event), and this statement may already hold its job's advisory lock
+/// event), and these statements may already hold their job's advisory lock
 /// (`enqueue_job`), which that batch may be waiting for: a deadlock that outlasted the
 /// batch's time limit and answered its deliveries 503 (BENCHMARKS.md, Intake).
-const INSERT_EVENT: &str = r#"
+fn insert_merchant(merchant: &str) -> String {
+    format!(
+        "INSERT INTO merchants (merchant_id) SELECT {merchant}
+        WHERE {merchant} IS NOT NULL AND EXISTS (SELECT 1 FROM event)
+            AND NOT EXISTS (SELECT 1 FROM merchants WHERE merchant_id = {merchant})
+        ON CONFLICT DO NOTHING"
+    )
+}
+
+/// Inserts the event ($1..$10) unless its id is known, makes sure its merchant exists,
+/// and returns its row id (no row for a duplicate).
+static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        r#"
     WITH event AS (
         INSERT INTO webhook_events
             (event_id, topic, entity_id, merchant_id, webhook_id, event_id_source, body, occurred_at, status, detail)
         VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, now()), $9, $10)
         ON CONFLICT (event_id) DO NOTHING
         RETURNING id
-    ), merchant AS (
-        INSERT INTO merchants (merchant_id) SELECT $4 FROM event
-        WHERE $4 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM merchants WHERE merchant_id = $4)
-        ON CONFLICT DO NOTHING
-    )"#;
+    ), merchant AS ({})"#,
+        insert_merchant("$4")
+    )
+});
 
 /// The single statement of an offer or collection event: the insert, then the hold
 /// rule with the job's arguments from $12 ($11 is the sync kind).
 static STORE_BATCHED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "{INSERT_EVENT} SELECT event.id, {} FROM event",
+        "{} SELECT event.id, {} FROM event",
+        INSERT_EVENT.as_str(),
         batch_unless_syncing("$4", "$11", 12)
     )
 });
@@ -88,20 +101,17 @@ static STORE_BATCHED_RUN: LazyLock<String> = LazyLock::new(|| {
         FROM input ORDER BY n
         ON CONFLICT (event_id) DO NOTHING
         RETURNING event_id
-    ), merchant AS (
-        INSERT INTO merchants (merchant_id) SELECT $10 WHERE EXISTS (SELECT 1 FROM event)
-            AND NOT EXISTS (SELECT 1 FROM merchants WHERE merchant_id = $10)
-        ON CONFLICT DO NOTHING
-    )
+    ), merchant AS ({})
     SELECT COALESCE((SELECT array_agg(event_id) FROM event), '{{}}'::text[]),
            CASE WHEN EXISTS (SELECT 1 FROM event) THEN {} END"#,
+        insert_merchant("$10"),
         batch_unless_syncing("$10", "$11", 12)
     )
 });
 
 /// The insert alone, for events planned in a transaction.
 static STORE_ONLY: LazyLock<String> =
-    LazyLock::new(|| format!("{INSERT_EVENT} SELECT id FROM event"));
+    LazyLock::new(|| format!("{} SELECT id FROM event", INSERT_EVENT.as_str()));
 
 /// Stores `event` and plans its work, atomically, in a transaction of its own (or one
 /// statement for offer and collection events).

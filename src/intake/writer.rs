@@ -247,16 +247,13 @@ impl Writer {
                 // Past its time limit the database is down or only slow (a lock held
                 // long, a burst): only the former closes the gate, or one slow batch
                 // would refuse every delivery for the gate's window.
-                let reachable = match &self.database_addr {
-                    Some(addr) => crate::db::server_answers(addr).await,
-                    None => false,
-                };
-                if !reachable {
+                let down = self.server_down().await;
+                if down {
                     self.gate.failed();
                 }
                 tracing::warn!(
                     events = events.len(),
-                    reachable,
+                    server_down = down,
                     "webhook not stored: database too slow; asking Violet to retry"
                 );
                 vec![Err(Refused::NotStored); events.len()]
@@ -275,11 +272,17 @@ impl Writer {
     async fn database_unreachable(&self, err: &sqlx::Error) -> bool {
         match crate::db::Failure::of(err) {
             crate::db::Failure::Unreachable => true,
-            crate::db::Failure::PoolTimedOut => match &self.database_addr {
-                Some(addr) => !crate::db::server_answers(addr).await,
-                None => true,
-            },
+            crate::db::Failure::PoolTimedOut => self.server_down().await,
             crate::db::Failure::Statement => false,
+        }
+    }
+
+    /// Whether the database server refuses a TCP connection (or its address is not
+    /// known): what settles a pool timeout or a batch past its time limit.
+    async fn server_down(&self) -> bool {
+        match &self.database_addr {
+            Some(addr) => !crate::db::server_answers(addr).await,
+            None => true,
         }
     }
 }

@@ -533,11 +533,13 @@ async fn lock_merchant(
 /// An offer event's statement takes its job's advisory lock; a batch storing a
 /// MERCHANT_* event updates the merchant's row and then plans jobs, whose advisory lock
 /// it may wait for. So an offer event must not wait on that update: here it is held
-/// uncommitted while an offer of the merchant arrives, which must be stored at once
-/// (it waited for the update, and the two batches deadlocked past their time limit).
+/// uncommitted while offers of the merchant arrive, two in one batch (one statement)
+/// and one alone, which must be stored at once (they waited for the update, and the
+/// two batches deadlocked past their time limit).
 #[tokio::test]
 async fn an_offer_event_does_not_wait_for_a_merchant_update_in_progress() {
-    let (db, app) = spawn().await;
+    // One writer gathering for 200 ms: deliveries sent together share a batch.
+    let (db, app) = spawn_batching(200, 64).await;
     let direct = db.pool().await;
     sqlx::query("INSERT INTO merchants (merchant_id) VALUES (9)")
         .execute(&direct)
@@ -548,30 +550,45 @@ async fn an_offer_event_does_not_wait_for_a_merchant_update_in_progress() {
         .execute(&mut *updating)
         .await
         .unwrap();
-    let offer = Delivery::new(
-        "evt-offer-during-update",
-        "OFFER_UPDATED",
-        &json!({"id": 901, "merchant_id": 9}),
-    );
-    let answered = tokio::time::timeout(
-        Duration::from_secs(5),
-        offer.send(&app.http, &app.url("/webhooks/violet")),
-    )
-    .await
-    .expect("the offer was answered while the merchant's update was in progress");
-    assert_eq!(answered.status(), 200);
+    let offer = |n: i64| {
+        Delivery::new(
+            &format!("evt-offer-during-update-{n}"),
+            "OFFER_UPDATED",
+            &json!({"id": 900 + n, "merchant_id": 9}),
+        )
+    };
+    // Two offers in one batch (one statement for the run), then one alone.
+    for deliveries in [vec![offer(1), offer(2)], vec![offer(3)]] {
+        let sent = send_spaced(&app, deliveries, Duration::ZERO);
+        let answered = tokio::time::timeout(Duration::from_secs(5), answers(sent))
+            .await
+            .expect("the offers were answered while the merchant's update was in progress");
+        assert!(
+            answered.iter().all(|(status, _)| *status == 200),
+            "{answered:?}"
+        );
+    }
     assert_eq!(
         count(
             &direct,
-            "SELECT count(*) FROM webhook_events WHERE event_id = 'evt-offer-during-update'"
+            "SELECT count(*) FROM webhook_events WHERE event_id LIKE 'evt-offer-during-update-%'"
         )
         .await,
-        1
+        3
+    );
+    assert_eq!(
+        count(
+            &direct,
+            "SELECT count(DISTINCT xmin::text) FROM webhook_events WHERE event_id IN ('evt-offer-during-update-1', 'evt-offer-during-update-2')"
+        )
+        .await,
+        1,
+        "the first two were stored by one transaction"
     );
     assert_eq!(
         count(&direct, "SELECT count(*) FROM jobs WHERE merchant_id = 9").await,
         1,
-        "its refresh is planned"
+        "their refresh is planned once"
     );
     updating.rollback().await.unwrap();
     app.stop().await;
