@@ -278,7 +278,7 @@ pub fn fetch(
     let collector = SearchCollector {
         keep: request.offset.saturating_add(request.limit).min(total_docs),
         scored: false,
-        order: Default::default(),
+        order: relevance.order,
         sort: Vec::new(),
         facets: Vec::new(),
         ids: generation.ids.clone(),
