@@ -199,6 +199,8 @@ pub struct SegmentSearch {
     /// The keys that tie with `worst` before `sort` (`Order::tying_before_sort`): one
     /// comparison per document instead of decoding its key.
     worst_ties: std::ops::Range<u32>,
+    /// Facets or `distinct` need the matching documents (`facet_docs`).
+    keeps_docs: bool,
     /// Matching documents, for facets counted in batches (and `distinct` applied) at
     /// harvest.
     facet_docs: Vec<DocId>,
@@ -264,6 +266,7 @@ impl Collector for SearchCollector {
             candidates: Vec::new(),
             worst: None,
             worst_ties: 0..0,
+            keeps_docs: !self.facets.is_empty() || self.distinct.is_some(),
             facet_docs: Vec::new(),
             distinct: match &self.distinct {
                 Some(count) => Some((
@@ -358,16 +361,26 @@ impl SegmentCollector for SegmentSearch {
             self.stopped = true;
             return;
         }
-        if !self.facets.is_empty() || self.distinct.is_some() {
+        if self.keeps_docs {
             self.facet_docs.push(doc);
         }
         if self.keep == 0 {
             return;
         }
         // The rules before `sort` rank first: below the worst kept in those, nothing
-        // else needs reading.
+        // else needs reading (`worst_ties` starts at 0 until there is a worst).
         let key = Key::of(score).0;
-        if self.worst.is_some() && key < self.worst_ties.start {
+        if key < self.worst_ties.start {
+            return;
+        }
+        // Most matches of a common word tie with the worst kept on every rule: with
+        // no `sort` and proximity not known yet (0 for both), the id alone decides,
+        // without the general comparison.
+        if self.sort.is_empty()
+            && let Some(worst) = &self.worst
+            && score.to_bits() == worst.score.to_bits()
+            && self.ids[doc as usize] >= worst.id
+        {
             return;
         }
         let mut sort_values = [SortValue::Missing; MAX_SORT];
@@ -623,6 +636,53 @@ mod tests {
         all.sort_by(f64::total_cmp);
         assert_eq!(all, [10.0, 20.0, 30.0, 40.0]);
         assert_eq!(ids.lock().len(), 1);
+    }
+
+    #[test]
+    fn documents_that_tie_on_every_rule_keep_the_lowest_ids_whatever_their_order() {
+        // Every match of the query ties (one score, no sort): the collector's shortcut
+        // compares ids alone. The ids come shuffled over two segments, so later
+        // documents keep displacing the kept ones, across many prunes.
+        let offers = OfferSchema::current();
+        let index = Index::create_in_ram(schema::build());
+        schema::register_tokenizers(&index);
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, 20_000_000).unwrap();
+        let count = 5_000u64;
+        for half in [0..count / 2, count / 2..count] {
+            for i in half {
+                let id = (i * 7_919) % count;
+                let source = serde_json::json!({ "id": id, "name": format!("offer {id}") });
+                writer
+                    .add_document(document_from_source(&offers, &source))
+                    .unwrap();
+            }
+            writer.commit().unwrap();
+        }
+        let searcher = index.reader().unwrap().searcher();
+        assert_eq!(searcher.segment_readers().len(), 2);
+        for keep in [1, 20, 300] {
+            let collector = SearchCollector {
+                keep,
+                scored: false,
+                order: Default::default(),
+                sort: Vec::new(),
+                facets: Vec::new(),
+                ids: Arc::new(IdsBySegment::default()),
+                deadline: None,
+                distinct: None,
+                threshold: None,
+            };
+            let mut collected = searcher
+                .search(&tantivy::query::AllQuery, &collector)
+                .unwrap();
+            assert_eq!(collected.count, count as usize);
+            collected
+                .top
+                .sort_by(|a, b| collector.order.compare(&[], a, b));
+            let ids: Vec<f64> = collected.top.iter().map(|ranked| ranked.id).collect();
+            let lowest: Vec<f64> = (0..keep as u64).map(|id| id as f64).collect();
+            assert_eq!(ids, lowest, "keep {keep}");
+        }
     }
 
     #[test]

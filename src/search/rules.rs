@@ -255,6 +255,7 @@ fn compare_steps(steps: &[Step], sort: &[SortBy], a: &Ranked, b: &Ranked) -> Ord
     Ordering::Equal
 }
 
+#[inline]
 fn compare_sort(sort: &[SortBy], a: &Ranked, b: &Ranked) -> Ordering {
     for (i, by) in sort.iter().enumerate() {
         let ordering = compare_values(a.sort_values[i], b.sort_values[i], by.descending);
