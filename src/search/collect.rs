@@ -597,12 +597,32 @@ mod tests {
     use crate::search::document::document_from_source;
     use crate::search::schema::{self, OfferSchema};
 
-    #[test]
-    fn ids_are_read_per_segment_and_forgotten_once_merged_away() {
-        let offers = OfferSchema::current();
+    /// An empty in-RAM index of offers and its writer.
+    fn empty_index() -> (OfferSchema, Index, IndexWriter) {
         let index = Index::create_in_ram(schema::build());
         schema::register_tokenizers(&index);
-        let mut writer: IndexWriter = index.writer_with_num_threads(1, 20_000_000).unwrap();
+        let writer = index.writer_with_num_threads(1, 20_000_000).unwrap();
+        (OfferSchema::current(), index, writer)
+    }
+
+    /// Ranks by the shipped rules, counts `facets`, nothing else.
+    fn ranking(keep: usize, facets: Vec<(&'static str, AttrKind)>) -> SearchCollector {
+        SearchCollector {
+            keep,
+            scored: false,
+            order: Default::default(),
+            sort: Vec::new(),
+            facets,
+            ids: Arc::new(IdsBySegment::default()),
+            deadline: None,
+            distinct: None,
+            threshold: None,
+        }
+    }
+
+    #[test]
+    fn ids_are_read_per_segment_and_forgotten_once_merged_away() {
+        let (offers, index, mut writer) = empty_index();
         for batch in [[30, 10], [20, 40]] {
             for id in batch {
                 let source = serde_json::json!({ "id": id, "name": format!("offer {id}") });
@@ -643,10 +663,7 @@ mod tests {
         // Every match of the query ties (one score, no sort): the collector's shortcut
         // compares ids alone. The ids come shuffled over two segments, so later
         // documents keep displacing the kept ones, across many prunes.
-        let offers = OfferSchema::current();
-        let index = Index::create_in_ram(schema::build());
-        schema::register_tokenizers(&index);
-        let mut writer: IndexWriter = index.writer_with_num_threads(1, 20_000_000).unwrap();
+        let (offers, index, mut writer) = empty_index();
         let count = 5_000u64;
         for half in [0..count / 2, count / 2..count] {
             for i in half {
@@ -661,17 +678,7 @@ mod tests {
         let searcher = index.reader().unwrap().searcher();
         assert_eq!(searcher.segment_readers().len(), 2);
         for keep in [1, 20, 300] {
-            let collector = SearchCollector {
-                keep,
-                scored: false,
-                order: Default::default(),
-                sort: Vec::new(),
-                facets: Vec::new(),
-                ids: Arc::new(IdsBySegment::default()),
-                deadline: None,
-                distinct: None,
-                threshold: None,
-            };
+            let collector = ranking(keep, Vec::new());
             let mut collected = searcher
                 .search(&tantivy::query::AllQuery, &collector)
                 .unwrap();
@@ -687,10 +694,7 @@ mod tests {
 
     #[test]
     fn a_passed_deadline_stops_collecting_and_says_so() {
-        let offers = OfferSchema::current();
-        let index = Index::create_in_ram(schema::build());
-        schema::register_tokenizers(&index);
-        let mut writer: IndexWriter = index.writer_with_num_threads(1, 20_000_000).unwrap();
+        let (offers, index, mut writer) = empty_index();
         for id in 0..10_000 {
             let source = serde_json::json!({ "id": id, "name": format!("offer {id}") });
             writer
@@ -700,15 +704,8 @@ mod tests {
         writer.commit().unwrap();
         let searcher = index.reader().unwrap().searcher();
         let collector = |deadline| SearchCollector {
-            keep: 20,
-            scored: false,
-            order: Default::default(),
-            sort: Vec::new(),
-            facets: vec![("id", AttrKind::Number)],
-            ids: Arc::new(IdsBySegment::default()),
             deadline,
-            distinct: None,
-            threshold: None,
+            ..ranking(20, vec![("id", AttrKind::Number)])
         };
         let query = tantivy::query::AllQuery;
         let whole = searcher.search(&query, &collector(None)).unwrap();
