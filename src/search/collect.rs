@@ -605,6 +605,14 @@ mod tests {
         (OfferSchema::current(), index, writer)
     }
 
+    /// Adds the offer `id`, named after it.
+    fn add_offer(writer: &mut IndexWriter, offers: &OfferSchema, id: u64) {
+        let source = serde_json::json!({ "id": id, "name": format!("offer {id}") });
+        writer
+            .add_document(document_from_source(offers, &source))
+            .unwrap();
+    }
+
     /// Ranks by the shipped rules, counts `facets`, nothing else.
     fn ranking(keep: usize, facets: Vec<(&'static str, AttrKind)>) -> SearchCollector {
         SearchCollector {
@@ -625,10 +633,7 @@ mod tests {
         let (offers, index, mut writer) = empty_index();
         for batch in [[30, 10], [20, 40]] {
             for id in batch {
-                let source = serde_json::json!({ "id": id, "name": format!("offer {id}") });
-                writer
-                    .add_document(document_from_source(&offers, &source))
-                    .unwrap();
+                add_offer(&mut writer, &offers, id);
             }
             writer.commit().unwrap();
         }
@@ -668,10 +673,7 @@ mod tests {
         for half in [0..count / 2, count / 2..count] {
             for i in half {
                 let id = (i * 7_919) % count;
-                let source = serde_json::json!({ "id": id, "name": format!("offer {id}") });
-                writer
-                    .add_document(document_from_source(&offers, &source))
-                    .unwrap();
+                add_offer(&mut writer, &offers, id);
             }
             writer.commit().unwrap();
         }
@@ -696,10 +698,7 @@ mod tests {
     fn a_passed_deadline_stops_collecting_and_says_so() {
         let (offers, index, mut writer) = empty_index();
         for id in 0..10_000 {
-            let source = serde_json::json!({ "id": id, "name": format!("offer {id}") });
-            writer
-                .add_document(document_from_source(&offers, &source))
-                .unwrap();
+            add_offer(&mut writer, &offers, id);
         }
         writer.commit().unwrap();
         let searcher = index.reader().unwrap().searcher();
